@@ -1,0 +1,33 @@
+"""Shared test fixtures: where the real test data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("SEQDANCE_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (or $SEQDANCE_SHARED_DATA); tests needing it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA} (set SEQDANCE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def require(path: Path) -> Path:
+    """Skip the calling test when a data file is absent, naming it."""
+    if not path.exists():
+        pytest.skip(f"test data file absent: {path}")
+    return path
