@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/ holds the straightforward reference formulations that tests compare against.
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 
 def _shared_data_dir() -> Path:
