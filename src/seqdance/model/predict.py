@@ -1,0 +1,262 @@
+"""Predict dynamic properties from sequences: tokenise, batch by length, run the model, strip special tokens.
+
+The pipeline is: encode every sequence (errors name the sequence id before anything runs) -> cut sequences
+longer than ``window`` residues into overlapping windows (:mod:`seqdance.model.windows`) -> batch inputs of
+similar length under a token budget (:mod:`seqdance.model.batching`) -> forward under ``torch.inference_mode``
+-> keep the residue rows/columns only (``<cls>``, ``<eos>``, chain linkers and padding dropped) -> split the
+50 residue and 13 pair channels into the schema's properties.
+
+Memory stays bounded: pair heads run in row blocks (``pair_block_rows``), batches with pair outputs are also
+limited in pair cells, a long sequence is processed window by window and merged at once, and
+:func:`iter_predictions` hands results out as soon as their batch is done.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from seqdance.model.batching import plan_batches
+from seqdance.model.prediction import Prediction
+from seqdance.model.windows import Window, WindowMerger, split_windows
+from seqdance.schema import PAIR_PROPERTIES, RESIDUE_PROPERTIES
+from seqdance.tokenizer import Encoded, decode, encode, pad_batch
+
+if TYPE_CHECKING:
+    from seqdance.model.dynamics import DynamicsModel
+
+#: One input sequence: a string (chains joined by ":") or a list of chain strings.
+SequenceInput = str | Sequence[str]
+
+#: Residues per window: ESM2 was trained on at most 1,024 tokens, i.e. <cls> + 1,022 residues + <eos>.
+DEFAULT_WINDOW = 1022
+DEFAULT_MAX_TOKENS_PER_BATCH = 4096
+
+
+@dataclass
+class _Job:
+    """One input sequence on its way through the pipeline."""
+
+    index: int
+    id: str
+    encoded: Encoded
+    windows: list[Window]
+
+
+def _as_sequence_list(sequences: SequenceInput | Sequence[SequenceInput]) -> list[SequenceInput]:
+    if isinstance(sequences, str):
+        return [sequences]
+    return list(sequences)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _split_properties(residue: np.ndarray, pair: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Schema properties from the residue block (L, 50) and the pair block (13, L, L) (channels first)."""
+    values: dict[str, np.ndarray] = {}
+    for prop in RESIDUE_PROPERTIES:
+        block = residue[:, prop.channels]
+        values[prop.name] = np.ascontiguousarray(block[:, 0] if prop.width == 1 else block)
+    if pair is not None:
+        for prop in PAIR_PROPERTIES:
+            values[prop.name] = pair[prop.start]  # contiguous (L, L) view of the channel-first block
+    return values
+
+
+def _take(tensor: torch.Tensor, dim: int, index: np.ndarray) -> torch.Tensor:
+    """Positions ``index`` along ``dim``; a view when they are one contiguous run (single chains)."""
+    start, n = int(index[0]), int(index.shape[0])
+    if int(index[-1]) - start + 1 == n:
+        return tensor.narrow(dim, start, n)
+    return tensor.index_select(dim, torch.as_tensor(index, device=tensor.device))
+
+
+def _select(tensor: torch.Tensor, index: np.ndarray, *, square: bool) -> np.ndarray:
+    """Residue rows (and columns when ``square``) of one batch item as float32 numpy; pair maps (T, T, C)
+    come out channels first, (C, n, n)."""
+    if square:
+        tensor = _take(_take(tensor.permute(2, 0, 1), 1, index), 2, index)
+    else:
+        tensor = _take(tensor, 0, index)
+    result = tensor.to(dtype=torch.float32).contiguous()
+    if result.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr():
+        result = result.clone()  # never hand out a view that keeps the whole batch output alive
+    return result.cpu().numpy()
+
+
+def _prepare_jobs(
+    sequences: list[SequenceInput], ids: Sequence[str] | None, window: int | None, overlap: int | None
+) -> list[_Job]:
+    if ids is not None and len(ids) != len(sequences):
+        raise ValueError(f"got {len(ids)} ids for {len(sequences)} sequences")
+    if window is not None and overlap is None:
+        overlap = window // 2
+    jobs = []
+    for i, seq in enumerate(sequences):
+        seq_id = str(ids[i]) if ids is not None else f"seq{i}"
+        encoded = encode(seq, seq_id)
+        jobs.append(_Job(i, seq_id, encoded, split_windows(encoded, window, overlap or 0)))
+    return jobs
+
+
+def iter_predictions(
+    model: DynamicsModel,
+    sequences: SequenceInput | Sequence[SequenceInput],
+    *,
+    ids: Sequence[str] | None = None,
+    pairs: bool = True,
+    embeddings: bool = False,
+    attentions: bool = False,
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    window: int | None = DEFAULT_WINDOW,
+    window_overlap: int | None = None,
+    pair_block_rows: int | None = None,
+) -> Iterator[tuple[int, Prediction]]:
+    """Yield ``(input index, Prediction)`` as soon as each result is complete (batches run longest first).
+
+    Same arguments as :func:`predict`; use this to write results out without holding all of them in memory.
+    """
+    jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
+    if device is not None:
+        model.to(device)
+    dev = _model_device(model)
+    quadratic = pairs or attentions
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), unit="seq", desc="predict", disable=not progress, dynamic_ncols=True)
+
+    def run(windows: list[Window]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Forward the given windows in length-sorted batches; yield (position in ``windows``, arrays)."""
+        for batch in plan_batches([w.ids.shape[0] for w in windows], max_tokens_per_batch, quadratic=quadratic):
+            input_ids, attention_mask = pad_batch([windows[k].ids for k in batch])
+            out = model(
+                input_ids.to(dev),
+                attention_mask.to(dev),
+                pairs=pairs,
+                return_embeddings=embeddings,
+                return_attentions=attentions,
+                pair_block_rows=pair_block_rows,
+            )
+            for row, k in enumerate(batch):
+                index = windows[k].residue_index
+                arrays = {"residue": _select(out.residue[row], index, square=False)}
+                if pairs:
+                    arrays["pair"] = _select(out.pair[row], index, square=True)
+                if embeddings:
+                    arrays["embedding"] = _select(out.embeddings[row], index, square=False)
+                if attentions:
+                    arrays["attention"] = _select(out.attentions[row], index, square=True)
+                yield k, arrays
+            del out
+
+    def finish(job: _Job, arrays: dict[str, np.ndarray]) -> Prediction:
+        bar.update(1)
+        return Prediction(
+            id=job.id,
+            sequence=decode(job.encoded.ids),
+            chain_lengths=job.encoded.chain_lengths,
+            values=_split_properties(arrays["residue"], arrays.get("pair")),
+            embedding=arrays.get("embedding"),
+            attention_maps=arrays.get("attention"),
+            n_windows=len(job.windows),
+        )
+
+    try:
+        with _eval_mode(model), torch.inference_mode():
+            short = [job for job in jobs if len(job.windows) == 1]
+            for k, arrays in run([job.windows[0] for job in short]):
+                yield short[k].index, finish(short[k], arrays)
+            for job in (job for job in jobs if len(job.windows) > 1):
+                merger = WindowMerger(job.encoded.n_residues)
+                for k, arrays in run(job.windows):
+                    residue_level = {n: a for n, a in arrays.items() if n in ("residue", "embedding")}
+                    pair_level = {n: a for n, a in arrays.items() if n in ("pair", "attention")}
+                    merger.add(job.windows[k], residue_level, pair_level)
+                yield job.index, finish(job, {**merger.residue, **merger.pair})
+    finally:
+        bar.close()
+
+
+def predict(
+    model: DynamicsModel | str | os.PathLike[str],
+    sequences: SequenceInput | Sequence[SequenceInput],
+    *,
+    ids: Sequence[str] | None = None,
+    pairs: bool = True,
+    embeddings: bool = False,
+    attentions: bool = False,
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    window: int | None = DEFAULT_WINDOW,
+    window_overlap: int | None = None,
+    pair_block_rows: int | None = None,
+) -> list[Prediction]:
+    """Predict the dynamic properties of each sequence; one :class:`Prediction` per input, in input order.
+
+    Args:
+        model: a :class:`DynamicsModel`, or a source for :func:`seqdance.load_model` (HF repo id or local path).
+        sequences: one sequence or a list of them; a sequence is a string (chains joined by ``:``) or a list
+            of chain strings. Chains are joined with the ``<eos><cls>`` linker.
+        ids: names for the results (default ``seq0``, ``seq1``, ...); they also name bad sequences in errors.
+        pairs: predict the 13 pair properties; ``False`` runs the residue-only path (SDPA attention, no maps).
+        embeddings / attentions: also return ``.embedding`` (L, d) / ``.attention`` (L, L, layers*heads).
+        max_tokens_per_batch: padded tokens per batch; with pairs or attentions a batch also holds at most
+            ``max_tokens_per_batch * 256`` pair cells. A single longer input still runs, alone.
+        device: move the model there first (default: where the model is).
+        progress: show a tqdm bar over sequences.
+        window: residues (tokens between ``<cls>`` and ``<eos>``) per model input; longer sequences are
+            predicted in overlapping windows merged by the most-central-window rule
+            (:mod:`seqdance.model.windows`). ``None`` never cuts (beyond 1,022 this extrapolates).
+        window_overlap: tokens shared by consecutive windows (default ``window // 2``); pairs up to this far
+            apart always share a window, farther pairs may be NaN.
+        pair_block_rows: rows of the pair map computed at a time (bounds the memory of the pair head;
+            default: chosen by the model so one block's intermediate stays near 128 MB).
+
+    Raises:
+        seqdance.tokenizer.SequenceError: a sequence has a character outside the ESM2 vocabulary (names its id).
+    """
+    if isinstance(model, (str, os.PathLike)):
+        from seqdance.model import load_model
+
+        model = load_model(model, device=device)
+    results: list[Prediction | None] = [None] * len(_as_sequence_list(sequences))
+    for index, prediction in iter_predictions(
+        model,
+        sequences,
+        ids=ids,
+        pairs=pairs,
+        embeddings=embeddings,
+        attentions=attentions,
+        max_tokens_per_batch=max_tokens_per_batch,
+        device=device,
+        progress=progress,
+        window=window,
+        window_overlap=window_overlap,
+        pair_block_rows=pair_block_rows,
+    ):
+        results[index] = prediction
+    return results  # type: ignore[return-value]
