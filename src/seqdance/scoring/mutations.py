@@ -1,0 +1,226 @@
+"""Mutations: parsing and validation of ProteinGym-style mutants, plain lists and saturation scans.
+
+A mutant is one or more substitutions joined by ``:`` (ProteinGym convention), each written
+``<wild-type residue><position><mutant residue>``, e.g. ``A23G`` or ``A23G:L45P``. Positions are numbered so
+that the first residue of the wild-type sequence has number ``offset`` (default 1, i.e. 1-based). Every
+substitution is checked against the wild type; problems are reported with the row and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from seqdance.tokenizer import AMINO_ACIDS
+
+#: Separator of the substitutions of one multi-mutant (ProteinGym).
+MUTANT_SEPARATOR = ":"
+_SUBSTITUTION = re.compile(r"^([A-Za-z])(-?\d+)([A-Za-z])$")
+_STANDARD = frozenset(AMINO_ACIDS)
+
+
+class MutationError(ValueError):
+    """A mutant cannot be applied to the wild-type sequence; the message says why."""
+
+
+@dataclass(frozen=True, order=True)
+class Substitution:
+    """One amino-acid substitution; ``index`` is 0-based into the wild-type sequence."""
+
+    index: int
+    wt: str
+    mt: str
+
+    def label(self, offset: int = 1) -> str:
+        return f"{self.wt}{self.index + offset}{self.mt}"
+
+    @property
+    def is_synonymous(self) -> bool:
+        return self.wt == self.mt
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A validated mutant of one wild type: its text as given and its substitutions sorted by position."""
+
+    mutant: str
+    substitutions: tuple[Substitution, ...]
+
+    @property
+    def n_mutations(self) -> int:
+        return len(self.substitutions)
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """0-based positions of the non-synonymous substitutions."""
+        return tuple(s.index for s in self.substitutions if not s.is_synonymous)
+
+    @property
+    def is_synonymous(self) -> bool:
+        """True when the mutant sequence equals the wild type."""
+        return all(s.is_synonymous for s in self.substitutions)
+
+    def apply(self, wild_type: str) -> str:
+        """The mutant sequence."""
+        seq = list(wild_type)
+        for s in self.substitutions:
+            seq[s.index] = s.mt
+        return "".join(seq)
+
+    @property
+    def key(self) -> tuple[tuple[int, str], ...]:
+        """Identity of the mutant sequence: (index, residue) of each non-synonymous change."""
+        return tuple((s.index, s.mt) for s in self.substitutions if not s.is_synonymous)
+
+
+@dataclass(frozen=True)
+class InvalidMutant:
+    """A row that could not be used: 1-based data row number, the text given and why it is invalid."""
+
+    row: int
+    mutant: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.mutant!r}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class MutantSet:
+    """Result of validating a list of mutants: the valid variants with their row numbers, and the rest."""
+
+    variants: list[Variant]
+    rows: list[int]  # 1-based data row of each valid variant
+    invalid: list[InvalidMutant]
+
+
+def check_wild_type(sequence: str, name: str = "wild type") -> str:
+    """Upper-cased single-chain wild-type sequence; errors name the first bad character."""
+    seq = "".join(sequence.split()).upper()
+    if not seq:
+        raise ValueError(f"{name}: the sequence is empty")
+    if ":" in seq:
+        raise ValueError(f"{name}: multi-chain sequences (':') are not supported for mutation scoring")
+    for i, ch in enumerate(seq):
+        if not ch.isalpha():
+            raise ValueError(f"{name}: character {ch!r} at residue {i + 1} is not an amino-acid letter")
+    return seq
+
+
+def parse_substitution(token: str, wild_type: str, offset: int = 1) -> Substitution:
+    """Parse and check one substitution such as ``A23G`` against the wild type."""
+    m = _SUBSTITUTION.match(token.strip())
+    if m is None:
+        raise MutationError(f"malformed substitution {token!r} (expected <wt><position><mutant>, e.g. A23G)")
+    wt, number, mt = m.group(1).upper(), int(m.group(2)), m.group(3).upper()
+    index = number - offset
+    first, last = offset, offset + len(wild_type) - 1
+    if not 0 <= index < len(wild_type):
+        raise MutationError(f"position {number} is outside the sequence (residues {first}..{last})")
+    if wild_type[index] != wt:
+        raise MutationError(f"the wild-type residue at position {number} is {wild_type[index]}, not {wt}")
+    if mt not in _STANDARD:
+        raise MutationError(f"mutant residue {mt!r} is not one of the 20 standard amino acids ({AMINO_ACIDS})")
+    return Substitution(index, wt, mt)
+
+
+def parse_mutant(text: str, wild_type: str, offset: int = 1) -> Variant:
+    """Parse and check one (multi-)mutant such as ``A23G:L45P``; raises :class:`MutationError`."""
+    if not isinstance(text, str) or not text.strip():
+        raise MutationError("empty mutant")
+    tokens = [t for t in text.strip().split(MUTANT_SEPARATOR)]
+    if any(not t.strip() for t in tokens):
+        raise MutationError(f"empty substitution in {text!r} (substitutions are joined by '{MUTANT_SEPARATOR}')")
+    subs = sorted(parse_substitution(t, wild_type, offset) for t in tokens)
+    for a, b in itertools.pairwise(subs):
+        if a.index == b.index:
+            raise MutationError(f"position {a.index + offset} is substituted more than once")
+    return Variant(text.strip(), tuple(subs))
+
+
+def parse_mutants(
+    mutants: Iterable[object],
+    wild_type: str,
+    *,
+    offset: int = 1,
+    mutated_sequences: Sequence[object] | None = None,
+) -> MutantSet:
+    """Validate every mutant against the wild type; invalid ones are collected, never silently dropped.
+
+    When ``mutated_sequences`` is given (ProteinGym's ``mutated_sequence`` column), each must equal the
+    wild type with the mutant applied.
+    """
+    variants: list[Variant] = []
+    rows: list[int] = []
+    invalid: list[InvalidMutant] = []
+    for i, text in enumerate(mutants):
+        row = i + 1
+        shown = "" if text is None or (isinstance(text, float) and text != text) else str(text)
+        try:
+            variant = parse_mutant(shown, wild_type, offset)
+            if mutated_sequences is not None:
+                given = mutated_sequences[i]
+                if isinstance(given, str) and given.strip() and given.strip().upper() != variant.apply(wild_type):
+                    raise MutationError("mutated_sequence does not equal the wild type with this mutant applied")
+        except MutationError as exc:
+            invalid.append(InvalidMutant(row, shown, str(exc)))
+            continue
+        variants.append(variant)
+        rows.append(row)
+    return MutantSet(variants, rows, invalid)
+
+
+def saturation_mutants(wild_type: str, *, offset: int = 1) -> list[Variant]:
+    """All single substitutions to the 20 standard amino acids (19 per standard residue), by position."""
+    out: list[Variant] = []
+    for index, wt in enumerate(wild_type):
+        for mt in AMINO_ACIDS:
+            if mt != wt:
+                sub = Substitution(index, wt, mt)
+                out.append(Variant(sub.label(offset), (sub,)))
+    return out
+
+
+def invalid_summary(invalid: Sequence[InvalidMutant], source: str, *, limit: int = 10) -> str:
+    """A readable multi-line report of invalid rows (the first ``limit`` of them)."""
+    lines = [f"{source}: {len(invalid)} invalid mutant(s):"]
+    lines += [f"  {item}" for item in invalid[:limit]]
+    if len(invalid) > limit:
+        lines.append(f"  ... and {len(invalid) - limit} more")
+    return "\n".join(lines)
+
+
+def read_mutations(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read mutants from a CSV/TSV with a ``mutant`` column (other columns kept) or a plain list.
+
+    A plain list has one mutant per line; blank lines and lines starting with ``#`` are ignored. A file is
+    read as a table when its first non-comment line contains a ``mutant`` column header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mutation file not found: {path}")
+    with open(path, encoding="utf-8") as fh:
+        lines = [ln.rstrip("\n\r") for ln in fh]
+    content = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not content:
+        raise ValueError(f"{path}: no mutants found")
+    header = content[0]
+    sep = "\t" if "\t" in header or path.suffix.lower() == ".tsv" else ","
+    fields = [f.strip().strip('"').strip("'") for f in next(csv.reader([header], delimiter=sep))]
+    if "mutant" in fields:
+        table = pd.read_csv(path, sep=sep, comment=None, dtype={"mutant": str}, keep_default_na=False)
+        table.columns = [str(c).strip() for c in table.columns]
+        return table
+    if len(fields) > 1 and sep in header:
+        raise ValueError(
+            f"{path}: looks like a table (columns {fields[:6]}) but has no 'mutant' column; "
+            "name the column with the mutants 'mutant'"
+        )
+    return pd.DataFrame({"mutant": [ln.strip() for ln in content]})

@@ -1,0 +1,51 @@
+"""Which part of a long wild type a variant is scored on.
+
+ESM2-style encoders see at most 1,022 residues. A protein longer than that is scored on a window of
+``size`` residues that contains every mutated site, placed so the sites sit as close to its centre as
+possible. Window starts are snapped to a grid of ``step`` residues (the last possible start is always
+allowed) so that the many variants of a saturation scan share few windows and hence few wild-type
+predictions; the centre of the mutated sites is then at most ``step / 2`` residues from the window centre.
+Without snapping (``step=1``) the window is centred exactly, as ProteinGym does for ESM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Residues an ESM2 encoder sees at once (1,024 tokens minus <cls> and <eos>).
+MAX_RESIDUES = 1022
+#: Grid of window starts for long proteins.
+WINDOW_STEP = 64
+
+
+def mutation_window(
+    indices: Sequence[int], length: int, *, size: int = MAX_RESIDUES, step: int = WINDOW_STEP
+) -> tuple[int, int]:
+    """``(start, stop)`` residue range (0-based, stop exclusive) to score a variant mutated at ``indices``.
+
+    The whole sequence when it fits. Raises ValueError when the mutated sites span more than ``size``.
+    """
+    if size < 1 or step < 1:
+        raise ValueError(f"window size and step must be positive, got size={size}, step={step}")
+    if length <= size:
+        return 0, length
+    if not indices:
+        indices = (length // 2,)
+    lo, hi = min(indices), max(indices)
+    if hi - lo + 1 > size:
+        raise ValueError(
+            f"the mutated sites span {hi - lo + 1} residues (positions {lo + 1}..{hi + 1}), more than the "
+            f"{size}-residue window the model can see"
+        )
+    last_start = length - size
+    centre = (lo + hi) / 2
+    ideal = centre - (size - 1) / 2
+    candidates = {min(last_start, step * k) for k in (int(ideal // step), int(ideal // step) + 1)}
+    candidates |= {0, last_start}
+    feasible = [s for s in candidates if 0 <= s <= lo and hi < s + size]
+    if not feasible:  # the grid has no window holding every site: centre exactly
+        start = round(min(max(ideal, 0.0), float(last_start)))
+        start = min(max(start, hi - size + 1), lo)
+        return start, start + size
+    start = min(feasible, key=lambda s: (abs(s - ideal), s))
+    return start, start + size
