@@ -1,0 +1,509 @@
+"""Normal-mode features (DESIGN §4): GNM fluctuations and ANM correlations in three frequency ranges.
+
+Elastic networks on Cα atoms with distance-dependent springs (γ = 10 / 2 / 1 for d ≤ 4 / 10 / 15 Å, 0
+beyond); the Kirchhoff matrix (GNM) gives per-residue fluctuations, the 3N Hessian (ANM) pair correlations.
+Non-zero modes are split into three ranges by their cumulative share of Σ 1/λ.
+
+Written here rather than called from ProDy (which the reference used): ProDy builds the matrices in Python
+loops over residue pairs and forms 3N×3N covariances; the matrices here are built with array operations, the
+eigenproblem is solved once per model by LAPACK's divide-and-conquer driver without copies, and the N×N
+covariances come from one symmetric rank-k product per range. Results equal ProDy's to rounding.
+
+Zero modes. The rigid-body modes of each connected piece of the network (1 translation in GNM; 3
+translations + 3 rotations in ANM) are known exactly from the coordinates. By default (``zero_modes="rigid"``)
+they are shifted to the eigenvalue σ = 2 × (Gershgorin bound of the matrix) by adding σ·QQᵀ (Q: orthonormal
+rigid-body basis), so after the eigen-decomposition they are recognised by eigenvalue (≥ 0.75 σ, far above
+every physical mode, which is ≤ σ/2) and removed, while every physical mode — however soft — is kept. A
+physical eigenvalue ≤ ``SINGULAR_RTOL`` × σ (1e-14 σ; rounding leaves ≤ ~1e-15 σ) means the network has a
+motion without restoring force beyond the rigid-body ones (a hinge, a collinear piece) and raises an error.
+``zero_modes="reference"`` reproduces ProDy/the reference: eigenvalues below 1e-6 (absolute) are removed.
+That threshold also removes genuine soft modes of floppy models (e.g. AlphaFold models with long disordered
+tails, where physical ANM eigenvalues reach 1e-10), which changes the ranges; see docs/features_nma.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.linalg
+from scipy.linalg import blas
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from seqdance.features.structure import CalphaStructure, SkippedResidue, read_calpha_structure
+from seqdance.schema import properties_of_kind
+
+ZeroModes = Literal["rigid", "reference"]
+Disconnected = Literal["error", "pool"]
+
+#: (outer radius Å, spring constant) shells of the distance-dependent springs, innermost first.
+SPRING_SHELLS: tuple[tuple[float, float], ...] = ((4.0, 10.0), (10.0, 2.0), (15.0, 1.0))
+#: Distance beyond which residues are not connected (outermost shell).
+CUTOFF = SPRING_SHELLS[-1][0]
+#: ProDy's absolute zero-eigenvalue threshold, used by ``zero_modes="reference"``.
+REFERENCE_ZERO_EIGENVALUE = 1e-6
+#: A physical eigenvalue at or below this fraction of the rigid-mode shift σ counts as an extra zero mode.
+SINGULAR_RTOL = 1e-14
+#: Cα atoms closer than this (Å) are treated as duplicates (ANM spring direction undefined).
+MIN_CA_DISTANCE = 0.5
+#: Number of frequency ranges.
+N_RANGES = 3
+
+RESIDUE_KEYS: tuple[str, ...] = tuple(p.name for p in properties_of_kind("nma", "residue"))
+PAIR_KEYS: tuple[str, ...] = tuple(p.name for p in properties_of_kind("nma", "pair"))
+
+
+class NmaError(ValueError):
+    """A structure cannot give normal-mode features; the message says why and what to do."""
+
+
+# --- elastic network matrices --------------------------------------------------------------------
+
+
+def spring_constants(sq_dist: np.ndarray) -> np.ndarray:
+    """Spring constant for each squared Cα–Cα distance (Å²): 10, 2, 1 or 0 by shell (bounds inclusive)."""
+    sq_dist = np.asarray(sq_dist, dtype=np.float64)
+    conditions = [sq_dist <= radius * radius for radius, _ in SPRING_SHELLS]
+    return np.select(conditions, [k for _, k in SPRING_SHELLS], 0.0)
+
+
+def _check_coords(coords: np.ndarray) -> np.ndarray:
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise NmaError(f"Cα coordinates must have shape (N, 3), got {coords.shape}")
+    if not np.isfinite(coords).all():
+        raise NmaError("Cα coordinates contain NaN or infinite values")
+    if coords.shape[0] < 3:
+        raise NmaError(f"normal-mode analysis needs at least 3 Cα atoms, got {coords.shape[0]}")
+    return coords
+
+
+def _axis_differences(coords: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-axis differences r_j - r_i (three N×N arrays) and squared distances."""
+    diffs = [coords[None, :, a] - coords[:, None, a] for a in range(3)]
+    sq_dist = diffs[0] * diffs[0] + diffs[1] * diffs[1] + diffs[2] * diffs[2]
+    return diffs, sq_dist
+
+
+def _pair_springs(sq_dist: np.ndarray) -> np.ndarray:
+    springs = spring_constants(sq_dist)
+    np.fill_diagonal(springs, 0.0)
+    return springs
+
+
+def kirchhoff_matrix(coords: np.ndarray) -> np.ndarray:
+    """GNM Kirchhoff matrix (N×N): −γ_ij off the diagonal, Σ_j γ_ij on it."""
+    coords = _check_coords(coords)
+    _, sq_dist = _axis_differences(coords)
+    kirchhoff = -_pair_springs(sq_dist)
+    np.fill_diagonal(kirchhoff, -kirchhoff.sum(axis=1))
+    return kirchhoff
+
+
+def hessian_matrix(coords: np.ndarray) -> np.ndarray:
+    """ANM Hessian (3N×3N): block (i, j) = −γ_ij r_ij r_ijᵀ / d_ij², diagonal block = −Σ_j of the row's blocks."""
+    coords = _check_coords(coords)
+    n = coords.shape[0]
+    diffs, sq_dist = _axis_differences(coords)
+    _raise_on_coincident(sq_dist)
+    np.fill_diagonal(sq_dist, 1.0)
+    scale = _pair_springs(sq_dist) / sq_dist
+    hessian = np.empty((n, 3, n, 3))
+    diagonal = np.arange(n)
+    for a in range(3):
+        for b in range(a, 3):
+            block = -scale * diffs[a] * diffs[b]
+            block[diagonal, diagonal] = -block.sum(axis=1)
+            hessian[:, a, :, b] = block
+            if b != a:
+                hessian[:, b, :, a] = block
+    return hessian.reshape(3 * n, 3 * n)
+
+
+def _raise_on_coincident(sq_dist: np.ndarray, labels: Sequence[str] | None = None) -> None:
+    close = np.argwhere(np.triu(sq_dist < MIN_CA_DISTANCE**2, k=1))
+    if close.size:
+        i, j = (int(v) for v in close[0])
+        name = (lambda k: labels[k]) if labels is not None else (lambda k: f"#{k}")
+        raise NmaError(
+            f"{len(close)} pair(s) of Cα atoms closer than {MIN_CA_DISTANCE} Å (first: {name(i)} and "
+            f"{name(j)}, {np.sqrt(sq_dist[i, j]):.3f} Å); remove duplicated residues"
+        )
+
+
+# --- network pieces and rigid-body modes ---------------------------------------------------------
+
+
+def network_pieces(coords: np.ndarray) -> list[np.ndarray]:
+    """Indices of each connected piece of the contact network (Cα pairs within the cutoff), in order."""
+    coords = _check_coords(coords)
+    _, sq_dist = _axis_differences(coords)
+    adjacency = csr_matrix(sq_dist <= CUTOFF * CUTOFF)
+    n_pieces, labels = connected_components(adjacency, directed=False)
+    pieces = [np.flatnonzero(labels == k) for k in range(n_pieces)]
+    return sorted(pieces, key=lambda idx: int(idx[0]))
+
+
+def rigid_body_basis(coords: np.ndarray, pieces: Sequence[np.ndarray], dim: int) -> np.ndarray:
+    """Orthonormal basis of the rigid-body motions of every piece: (N, pieces) for dim 1, (3N, 6·pieces) for 3.
+
+    dim 1 (GNM): one uniform vector per piece. dim 3 (ANM): three translations and three rotations about the
+    piece's centroid; a collinear piece (no third rotation) raises :class:`NmaError`.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    n = coords.shape[0]
+    if dim == 1:
+        basis = np.zeros((n, len(pieces)))
+        for col, idx in enumerate(pieces):
+            basis[idx, col] = 1.0 / np.sqrt(len(idx))
+        return basis
+    if dim != 3:
+        raise ValueError(f"dim must be 1 (GNM) or 3 (ANM), got {dim}")
+    basis = np.zeros((n, 3, 6 * len(pieces)))
+    for p, idx in enumerate(pieces):
+        local = np.zeros((len(idx), 3, 6))
+        centred = coords[idx] - coords[idx].mean(axis=0)
+        for axis in range(3):
+            local[:, axis, axis] = 1.0
+            rotation = np.zeros(3)
+            rotation[axis] = 1.0
+            local[:, :, 3 + axis] = np.cross(rotation, centred)
+        q, r = np.linalg.qr(local.reshape(3 * len(idx), 6))
+        scale = np.abs(np.diag(r))
+        if scale.min() <= 1e-6 * scale.max():
+            raise NmaError(
+                f"a network piece of {len(idx)} Cα atom(s) (first index {int(idx[0])}) is collinear or too "
+                "small: its ANM motions are undefined"
+            )
+        basis[idx, :, 6 * p : 6 * p + 6] = q.reshape(len(idx), 3, 6)
+    return basis.reshape(3 * n, 6 * len(pieces))
+
+
+# --- eigen-decomposition --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Modes:
+    """Non-zero normal modes: ascending eigenvalues (M,) and unit eigenvectors as rows (M, dof)."""
+
+    eigvals: np.ndarray
+    eigvecs_rows: np.ndarray  # C-contiguous (M, dof): row k is mode k
+    n_zero: int
+
+
+def nonzero_modes(
+    matrix: np.ndarray,
+    rigid_basis: np.ndarray | None = None,
+    *,
+    zero_modes: ZeroModes = "rigid",
+    overwrite: bool = False,
+) -> Modes:
+    """Eigenpairs of a symmetric network matrix with its zero modes removed (see the module docstring).
+
+    ``rigid_basis`` (orthonormal columns) is required for ``zero_modes="rigid"``. ``overwrite`` lets the
+    solver reuse ``matrix``'s memory (it is destroyed).
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    dof = matrix.shape[0]
+    # A symmetric C-ordered matrix is its own Fortran-ordered transpose: LAPACK then works without a copy.
+    work = matrix.T if matrix.flags.c_contiguous else np.asfortranarray(matrix)
+    if not overwrite and work is matrix.T:
+        work = work.copy(order="F")
+    if zero_modes == "rigid":
+        if rigid_basis is None:
+            raise ValueError("zero_modes='rigid' needs the rigid-body basis")
+        shift = 2.0 * float(np.abs(work).sum(axis=0).max())
+        n_rigid = rigid_basis.shape[1]
+        # lower triangle of work += shift * Q Qᵀ, in place (eigh reads the lower triangle only)
+        work = blas.dsyrk(shift, np.asfortranarray(rigid_basis), beta=1.0, c=work, trans=0, lower=1, overwrite_c=1)
+        eigvals, eigvecs = scipy.linalg.eigh(
+            work, lower=True, driver="evd", overwrite_a=True, check_finite=False
+        )
+        found = int(np.count_nonzero(eigvals >= 0.75 * shift))
+        if found != n_rigid:
+            raise NmaError(
+                f"expected {n_rigid} rigid-body modes at the shifted eigenvalue, found {found}; the network "
+                "matrix is not that of the given coordinates"
+            )
+        n_phys = dof - n_rigid
+        if n_phys < 1:
+            raise NmaError("the network has no internal (non-rigid) modes")
+        eigvals = eigvals[:n_phys]
+        if eigvals[0] <= SINGULAR_RTOL * shift:
+            n_extra = int(np.count_nonzero(eigvals <= SINGULAR_RTOL * shift))
+            raise NmaError(
+                f"the elastic network has {n_extra} zero-frequency motion(s) beyond the rigid-body ones "
+                "(a hinge or a nearly collinear stretch held by too few springs); its normal modes are undefined"
+            )
+        return Modes(eigvals, np.ascontiguousarray(eigvecs[:, :n_phys].T), n_rigid)
+    if zero_modes == "reference":
+        eigvals, eigvecs = scipy.linalg.eigh(work, lower=True, driver="evd", overwrite_a=True, check_finite=False)
+        n_zero = int(np.count_nonzero(eigvals < REFERENCE_ZERO_EIGENVALUE))
+        if n_zero >= dof:
+            raise NmaError("every eigenvalue is below the reference zero threshold 1e-6")
+        return Modes(eigvals[n_zero:], np.ascontiguousarray(eigvecs[:, n_zero:].T), n_zero)
+    raise ValueError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
+
+
+# --- frequency ranges and features ----------------------------------------------------------------
+
+
+def frequency_ranges(eigvals: np.ndarray) -> tuple[slice, slice, slice]:
+    """Split ascending non-zero eigenvalues into low / mid / high ranges by cumulative 1/λ share C.
+
+    Range 1 ends (inclusive) at the mode whose C is closest to 1/3, range 2 at the mode whose C is closest to
+    (1 + C_end1)/2 (first such mode on ties), range 3 is the rest. An empty range raises :class:`NmaError`.
+    """
+    eigvals = np.asarray(eigvals, dtype=np.float64)
+    inverse = 1.0 / eigvals
+    cumulative = np.cumsum(inverse / inverse.sum())
+    end1 = int(np.argmin(np.abs(cumulative - 1.0 / 3.0)))
+    end2 = int(np.argmin(np.abs(cumulative - 0.5 * (1.0 + cumulative[end1]))))
+    ranges = (slice(0, end1 + 1), slice(end1 + 1, end2 + 1), slice(end2 + 1, len(eigvals)))
+    sizes = [r.stop - r.start for r in ranges]
+    if min(sizes) < 1:
+        raise NmaError(
+            f"{len(eigvals)} non-zero modes cannot be split into three frequency ranges (sizes {sizes}); "
+            "the structure is too small"
+        )
+    return ranges
+
+
+def gnm_fluctuations(modes: Modes, ranges: Sequence[slice]) -> np.ndarray:
+    """GNM mean-square fluctuation per range, (3, N): msf_i = Σ_{k∈range} u_ik² / λ_k."""
+    weighted = modes.eigvecs_rows * modes.eigvecs_rows / modes.eigvals[:, None]
+    return np.stack([weighted[r].sum(axis=0) for r in ranges])
+
+
+def anm_correlations(modes: Modes, ranges: Sequence[slice], *, overwrite: bool = False) -> np.ndarray:
+    """ANM correlation per range, (3, N, N): traces of the 3×3 blocks of Σ v vᵀ/λ, normalised by the diagonal.
+
+    ``overwrite`` scales the eigenvectors of ``modes`` in place (saves one copy of the 3N×3N matrix).
+    """
+    rows = modes.eigvecs_rows if overwrite else modes.eigvecs_rows.copy()
+    rows /= np.sqrt(modes.eigvals)[:, None]
+    n = rows.shape[1] // 3
+    out = np.empty((len(ranges), n, n))
+    for k, r in enumerate(ranges):
+        block = rows[r].reshape(-1, n, 3).transpose(1, 0, 2).reshape(n, -1)  # (N, 3·modes)
+        covariance = block @ block.T  # Σ over modes and x, y, z: the 3×3 block traces
+        diagonal = np.diag(covariance).copy()
+        if diagonal.min() <= 0.0:
+            raise NmaError(f"a residue has no fluctuation in ANM range {k + 1}; correlations are undefined")
+        norm = np.sqrt(diagonal)
+        covariance /= norm[:, None]
+        covariance /= norm[None, :]
+        np.clip(covariance, -1.0, 1.0, out=covariance)
+        np.fill_diagonal(covariance, 1.0)
+        out[k] = covariance
+    return out
+
+
+@dataclass(frozen=True)
+class NmaResult:
+    """GNM fluctuations (3, N) and ANM correlations (3, N, N) with the mode bookkeeping."""
+
+    gnm_msf: np.ndarray
+    anm_cor: np.ndarray
+    gnm_range_sizes: tuple[int, int, int]
+    anm_range_sizes: tuple[int, int, int]
+    gnm_zero_modes: int
+    anm_zero_modes: int
+    n_pieces: int
+
+
+def _describe_pieces(pieces: Sequence[np.ndarray], labels: Sequence[str] | None) -> str:
+    def name(k: int) -> str:
+        return labels[k] if labels is not None else f"#{k}"
+
+    parts = [f"{len(idx)} residues from {name(int(idx[0]))}" for idx in pieces[:6]]
+    more = f" and {len(pieces) - 6} more" if len(pieces) > 6 else ""
+    return "; ".join(parts) + more
+
+
+def nma_features(
+    coords: np.ndarray,
+    *,
+    zero_modes: ZeroModes = "rigid",
+    disconnected: Disconnected = "error",
+    labels: Sequence[str] | None = None,
+) -> NmaResult:
+    """GNM fluctuations and ANM correlations in three frequency ranges from Cα coordinates (Å).
+
+    ``disconnected``: what to do when no chain of springs (≤ 15 Å) links every residue to every other:
+    ``"error"`` raises :class:`NmaError`; ``"pool"`` removes the rigid-body modes of each piece and splits the
+    pooled non-zero modes of all pieces into ranges (what ProDy, and so the reference, does). ``labels`` name
+    the residues in error messages.
+    """
+    coords = _check_coords(coords)
+    if zero_modes not in ("rigid", "reference"):
+        raise ValueError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
+    if disconnected not in ("error", "pool"):
+        raise ValueError(f"disconnected must be 'error' or 'pool', got {disconnected!r}")
+    _, sq_dist = _axis_differences(coords)
+    _raise_on_coincident(sq_dist, labels)
+    pieces = network_pieces(coords)
+    if len(pieces) > 1 and disconnected == "error":
+        raise NmaError(
+            f"the structure falls into {len(pieces)} pieces with no Cα pair within {CUTOFF:g} Å between them "
+            f"({_describe_pieces(pieces, labels)}); select chains that touch, or pass disconnected='pool' "
+            "(CLI: --disconnected pool) to treat each piece as a separate rigid body"
+        )
+    small = [idx for idx in pieces if len(idx) < 3]
+    if small and (zero_modes == "rigid" or disconnected == "pool"):
+        raise NmaError(
+            f"{len(small)} piece(s) of the network have fewer than 3 Cα atoms "
+            f"({_describe_pieces(small, labels)}); remove them (e.g. select chains)"
+        )
+
+    gnm_basis = rigid_body_basis(coords, pieces, 1) if zero_modes == "rigid" else None
+    gnm_modes = nonzero_modes(kirchhoff_matrix(coords), gnm_basis, zero_modes=zero_modes, overwrite=True)
+    gnm_ranges = frequency_ranges(gnm_modes.eigvals)
+    gnm_msf = gnm_fluctuations(gnm_modes, gnm_ranges)
+    gnm_zero = gnm_modes.n_zero
+    del gnm_modes
+
+    anm_basis = rigid_body_basis(coords, pieces, 3) if zero_modes == "rigid" else None
+    anm_modes = nonzero_modes(hessian_matrix(coords), anm_basis, zero_modes=zero_modes, overwrite=True)
+    anm_ranges = frequency_ranges(anm_modes.eigvals)
+    anm_cor = anm_correlations(anm_modes, anm_ranges, overwrite=True)
+
+    if not (np.isfinite(gnm_msf).all() and np.isfinite(anm_cor).all()):  # guard: never hand out NaN
+        raise NmaError("normal-mode features are not finite (numerically singular network)")
+    return NmaResult(
+        gnm_msf=gnm_msf,
+        anm_cor=anm_cor,
+        gnm_range_sizes=tuple(r.stop - r.start for r in gnm_ranges),  # type: ignore[arg-type]
+        anm_range_sizes=tuple(r.stop - r.start for r in anm_ranges),  # type: ignore[arg-type]
+        gnm_zero_modes=gnm_zero,
+        anm_zero_modes=anm_modes.n_zero,
+        n_pieces=len(pieces),
+    )
+
+
+# --- structures in, feature files out -------------------------------------------------------------
+
+#: Keys of the per-structure metadata stored beside the features.
+METADATA_KEYS: tuple[str, ...] = (
+    "sequence", "residue_ids", "chain_lengths", "skipped_residues", "zero_modes", "disconnected", "n_pieces",
+    "gnm_range_sizes", "anm_range_sizes", "gnm_zero_modes", "anm_zero_modes",
+)
+
+
+def residue_labels(structure: CalphaStructure) -> list[str]:
+    """Readable residue names such as ``A:GLY12`` or ``B:SER100A`` for messages."""
+    return [
+        f"{rid['chain']}:{name}{int(rid['resseq'])}{rid['icode']}"
+        for rid, name in zip(structure.residue_ids, structure.resnames)
+    ]
+
+
+def extract_nma(
+    structure: str | os.PathLike[str] | CalphaStructure,
+    *,
+    chains: str | Sequence[str] | None = None,
+    model: int = 0,
+    zero_modes: ZeroModes = "rigid",
+    disconnected: Disconnected = "error",
+) -> dict[str, object]:
+    """Normal-mode features of a structure file (PDB/mmCIF, optionally gzipped) or a read :class:`CalphaStructure`.
+
+    Returns ``nma_res1..3`` (N,) GNM fluctuations and ``nma_pair1..3`` (N, N) ANM correlations (float64, low
+    / mid / high frequency), ``sequence`` (one-letter, chains joined by ":"), ``residue_ids`` (structured:
+    chain, resseq, icode), ``chain_lengths``, ``skipped_residues`` (protein residues without Cα) and the mode
+    bookkeeping listed in :data:`METADATA_KEYS`. Errors name the file and say what is wrong.
+    """
+    if isinstance(structure, CalphaStructure):
+        calphas = structure
+    else:
+        calphas = read_calpha_structure(structure, chains=chains, model=model)
+    try:
+        result = nma_features(
+            calphas.coords, zero_modes=zero_modes, disconnected=disconnected, labels=residue_labels(calphas)
+        )
+    except NmaError as exc:
+        raise NmaError(f"{calphas.source}: {exc}") from exc
+    features: dict[str, object] = {name: result.gnm_msf[k] for k, name in enumerate(RESIDUE_KEYS)}
+    features.update({name: result.anm_cor[k] for k, name in enumerate(PAIR_KEYS)})
+    features.update(
+        sequence=calphas.sequence,
+        residue_ids=calphas.residue_ids,
+        chain_lengths=np.asarray(calphas.chain_lengths, dtype=np.int64),
+        skipped_residues=list(calphas.skipped),
+        zero_modes=zero_modes,
+        disconnected=disconnected,
+        n_pieces=result.n_pieces,
+        gnm_range_sizes=np.asarray(result.gnm_range_sizes, dtype=np.int64),
+        anm_range_sizes=np.asarray(result.anm_range_sizes, dtype=np.int64),
+        gnm_zero_modes=result.gnm_zero_modes,
+        anm_zero_modes=result.anm_zero_modes,
+    )
+    return features
+
+
+_SKIPPED_DTYPE = np.dtype([("chain", "U8"), ("resseq", "i4"), ("icode", "U1"), ("resname", "U8"), ("reason", "U64")])
+_STRING_KEYS = ("sequence", "zero_modes", "disconnected")
+_INT_KEYS = ("n_pieces", "gnm_zero_modes", "anm_zero_modes")
+
+
+def save_nma_features(
+    path: str | os.PathLike[str],
+    features: dict[str, object],
+    *,
+    dtype: np.dtype | type = np.float64,
+    compress: bool = False,
+) -> None:
+    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays)."""
+    from seqdance.io_utils import atomic_path
+
+    arrays: dict[str, np.ndarray] = {}
+    for key in RESIDUE_KEYS + PAIR_KEYS:
+        arrays[key] = np.asarray(features[key], dtype=dtype)
+    for key in _STRING_KEYS:
+        arrays[key] = np.array(str(features[key]))
+    for key in _INT_KEYS:
+        arrays[key] = np.array(int(features[key]))  # type: ignore[call-overload]
+    for key in ("residue_ids", "chain_lengths", "gnm_range_sizes", "anm_range_sizes"):
+        arrays[key] = np.asarray(features[key])
+    skipped = features.get("skipped_residues", [])
+    arrays["skipped_residues"] = np.array(
+        [(s.chain, s.resseq, s.icode, s.resname, s.reason) for s in skipped],  # type: ignore[attr-defined]
+        dtype=_SKIPPED_DTYPE,
+    )
+    writer = np.savez_compressed if compress else np.savez
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer(handle, **arrays)
+
+
+def load_nma_features(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Read a file written by :func:`save_nma_features` back into the :func:`extract_nma` dictionary."""
+    with np.load(path, allow_pickle=False) as data:
+        missing = [k for k in RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS if k not in data.files]
+        if missing:
+            raise ValueError(f"{path}: not a seqdance NMA feature file (missing {missing})")
+        features: dict[str, object] = {key: data[key] for key in data.files}
+    for key in _STRING_KEYS:
+        features[key] = str(features[key])
+    for key in _INT_KEYS:
+        features[key] = int(features[key])  # type: ignore[call-overload]
+    features["skipped_residues"] = [
+        SkippedResidue(str(r["chain"]), int(r["resseq"]), str(r["icode"]), str(r["resname"]), str(r["reason"]))
+        for r in features["skipped_residues"]  # type: ignore[union-attr]
+    ]
+    return features
+
+
+def is_complete_nma_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a readable NMA feature file with every key (files are written atomically)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {name.removesuffix(".npy") for name in archive.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return set(RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS) <= names
