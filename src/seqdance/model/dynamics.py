@@ -157,6 +157,12 @@ class DynamicsModel(nn.Module):
             attentions=maps_out,
         )
 
+    def predict(self, sequences: Any, **kwargs: Any) -> list[Any]:
+        """Residue-aligned predictions per sequence; see :func:`seqdance.model.predict.predict`."""
+        from seqdance.model.predict import predict
+
+        return predict(self, sequences, **kwargs)
+
     # --- persistence ---------------------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:

@@ -1,0 +1,259 @@
+"""Loading released-layout checkpoints, training checkpoints and ESM2 weights; saving; error messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _checkpoints import (
+    random_dynamics_model,
+    released_state_dict,
+    write_esm2_mlm_checkpoint,
+    write_released_checkpoint,
+    write_update_checkpoint,
+)
+from reference_model import ReferenceDynamics
+from safetensors.torch import load_file
+
+import seqdance
+from seqdance.model import (
+    CheckpointError,
+    DynamicsModel,
+    EsmMaskedLM,
+    ModelSourceError,
+    build_esmdance_from_esm2,
+    load_esm2_masked_lm,
+    load_model,
+)
+from seqdance.model.config import ENCODER_PRESETS
+from seqdance.tokenizer import encode, pad_batch
+
+TOL = {"atol": 1e-4, "rtol": 0}
+
+
+def _batch():
+    return pad_batch([encode("MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"), encode("GSHM<mask>EDK:LLAW"), encode("ACDEFG")])
+
+
+def _assert_matches_reference(model: DynamicsModel, directory, ids, mask) -> None:
+    ref = ReferenceDynamics.from_state_dict(load_file(directory / "model.safetensors"), model.encoder_config)
+    with torch.no_grad():
+        expected = ref(ids, mask)
+        full = model(ids, mask, return_embeddings=True, return_attentions=True)
+        folded = model(ids, mask, pair_block_rows=5)
+        residue_only = model(ids, mask, pairs=False)
+    valid = mask.bool()
+    pair_valid = valid[:, :, None] & valid[:, None, :]
+    for out in (full, folded):
+        torch.testing.assert_close(out.residue[valid], expected["residue"][valid], **TOL)
+        torch.testing.assert_close(out.pair[pair_valid], expected["pair"][pair_valid], **TOL)
+    torch.testing.assert_close(residue_only.residue[valid], expected["residue"][valid], **TOL)
+    torch.testing.assert_close(full.embeddings[valid], expected["embeddings"][valid], **TOL)
+    torch.testing.assert_close(full.attentions[pair_valid], expected["attentions"][pair_valid], **TOL)
+
+
+@pytest.mark.parametrize("model_select", ["esmdance", "seqdance"])
+def test_released_layout_matches_reference_formulation(tmp_path, model_select) -> None:
+    directory = write_released_checkpoint(tmp_path / "ck", "tiny", model_select, seed=7)
+    model = load_model(directory)
+    assert model.model_select == model_select and not model.training
+    assert model.freeze_encoder == (model_select == "esmdance")
+    ids, mask = _batch()
+    _assert_matches_reference(model, directory, ids, mask)
+
+
+@pytest.mark.slow
+def test_released_35m_checkpoint_matches_reference(tmp_path) -> None:
+    directory = write_released_checkpoint(tmp_path / "ESMDance", "35M", "esmdance", seed=1)
+    assert json.loads((directory / "config.json").read_text()) == {"esm2_select": "model_35M", "model_select": "esmdance"}
+    keys = set(load_file(directory / "model.safetensors"))
+    assert "esm2.encoder.layer.11.attention.self.rotary_embeddings.inv_freq" in keys
+    assert "esm2.embeddings.position_embeddings.weight" in keys and "esm2.contact_head.regression.weight" in keys
+    model = load_model(directory)
+    assert model.encoder_config == ENCODER_PRESETS["35M"]
+    ids, mask = pad_batch([encode("MKTAYIAKQRQISFVKSHFSRQ"), encode("GSHMLE")])
+    _assert_matches_reference(model, directory, ids, mask)
+
+
+def test_key_names_equal_transformers_448_layout() -> None:
+    """Our esm2.* keys + the legacy buffers = transformers' EsmModel keys with per-layer inv_freq."""
+    from reference_model import transformers_esm_model
+
+    config = ENCODER_PRESETS["tiny"]
+    hf_keys = {"esm2." + k for k in transformers_esm_model(config).state_dict()} - {"esm2.rotary_embeddings.inv_freq"}
+    hf_keys |= {f"esm2.encoder.layer.{i}.attention.self.rotary_embeddings.inv_freq" for i in range(2)}
+    hf_keys.add("esm2.embeddings.position_embeddings.weight")
+    ours = {k for k in released_state_dict(random_dynamics_model()) if k.startswith("esm2.")}
+    assert ours == hf_keys
+
+
+def test_missing_parameters_are_named(tmp_path) -> None:
+    dropped = ("res_pred_nn.4.bias", "esm2.encoder.layer.1.attention.self.key.weight")
+    directory = write_released_checkpoint(tmp_path / "ck", drop_keys=dropped)
+    with pytest.raises(CheckpointError) as info:
+        load_model(directory)
+    for key in dropped:
+        assert key in str(info.value)
+    assert "missing learned parameters (2)" in str(info.value)
+
+
+def test_unexpected_keys_are_named_but_known_unused_ones_ignored(tmp_path) -> None:
+    ok = write_released_checkpoint(tmp_path / "ok", extra_keys={"esm2.embeddings.position_ids": torch.arange(1026)[None]})
+    load_model(ok)
+    bad = write_released_checkpoint(tmp_path / "bad", extra_keys={"pair_extra_linear.weight": torch.zeros(2, 2)})
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): pair_extra_linear.weight"):
+        load_model(bad)
+    # pooler / contact head are unused: their absence is tolerated
+    lean = write_released_checkpoint(
+        tmp_path / "lean", drop_keys=("esm2.pooler.dense.weight", "esm2.pooler.dense.bias")
+    )
+    load_model(lean)
+
+
+def test_wrong_rotary_frequencies_warn(tmp_path) -> None:
+    wrong = {"esm2.encoder.layer.0.attention.self.rotary_embeddings.inv_freq": torch.ones(4)}
+    directory = write_released_checkpoint(tmp_path / "ck", extra_keys=wrong)
+    with pytest.warns(UserWarning, match="rotary frequencies"):
+        load_model(directory)
+    heads = {"esm2.encoder.layer.0.attention.self.rotary_embeddings.inv_freq": torch.ones(8)}
+    with pytest.raises(CheckpointError, match="attention heads differs"):
+        load_model(write_released_checkpoint(tmp_path / "ck2", extra_keys=heads))
+
+
+def test_save_pretrained_round_trips_exactly(tmp_path) -> None:
+    model = random_dynamics_model("tiny", "seqdance", seed=11)
+    model.save_pretrained(tmp_path / "saved")
+    loaded = DynamicsModel.from_pretrained(tmp_path / "saved")
+    assert loaded.model_select == "seqdance" and loaded.encoder_config == model.encoder_config
+    original, again = model.state_dict(), loaded.state_dict()
+    assert original.keys() == again.keys()
+    for key in original:
+        assert torch.equal(original[key], again[key]), key
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["esm2_select"] == "custom" and config["encoder"]["num_layers"] == 2
+    assert not list((tmp_path / "saved").glob("*.tmp"))
+    # the saved file loads into the reference formulation (legacy buffers present) and matches it
+    ids, mask = _batch()
+    _assert_matches_reference(loaded, tmp_path / "saved", ids, mask)
+    # saving again over the same directory replaces the files
+    loaded.save_pretrained(tmp_path / "saved")
+    assert load_model(tmp_path / "saved").model_select == "seqdance"
+
+
+@pytest.mark.parametrize("wrap_key", [None, "model_state_dict"])
+def test_training_checkpoint_with_ddp_prefix(tmp_path, wrap_key) -> None:
+    path = write_update_checkpoint(tmp_path / "update_1000.pt", "tiny", "seqdance", seed=3, wrap_key=wrap_key)
+    raw = torch.load(path, weights_only=True)
+    assert any(k.startswith("module.") for k in (raw[wrap_key] if wrap_key else raw))
+    with pytest.raises(ValueError, match="model_select"):
+        load_model(path)
+    model = load_model(path, model_select="seqdance")
+    assert model.encoder_config.preset_name == "tiny"  # inferred from the shapes
+    expected = random_dynamics_model("tiny", "seqdance", seed=3).state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    lean = write_update_checkpoint(tmp_path / "update_2.pt", "tiny", "esmdance", legacy_keys=False, prefix="")
+    assert load_model(lean, model_select="esmdance", encoder="tiny").freeze_encoder
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_model(lean, model_select="esmdance", encoder={**ENCODER_PRESETS["tiny"].to_dict(), "intermediate_size": 96})
+
+
+def test_build_esmdance_from_esm2_checkpoint(tmp_path) -> None:
+    from transformers import EsmForMaskedLM
+
+    directory = write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=5)
+    model = build_esmdance_from_esm2(directory)
+    assert model.model_select == "esmdance" and model.freeze_encoder
+    assert not any(p.requires_grad for p in model.esm2.parameters())
+    for module in model.heads():
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.Linear):
+                assert torch.all(sub.bias == 0)
+    hf = EsmForMaskedLM.from_pretrained(directory, attn_implementation="eager").eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        ours = model(ids, mask, pairs=False, return_embeddings=True).embeddings
+        theirs = hf.esm(input_ids=ids, attention_mask=mask).last_hidden_state
+    valid = mask.bool()
+    torch.testing.assert_close(ours[valid], theirs[valid], atol=1e-5, rtol=0)
+    with pytest.raises(CheckpointError, match="build_esmdance_from_esm2"):
+        load_model(directory)
+
+
+@pytest.mark.parametrize("include_decoder", [False, True])
+def test_esm2_masked_lm_matches_transformers(tmp_path, include_decoder) -> None:
+    from transformers import EsmForMaskedLM
+
+    directory = write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=2, include_decoder=include_decoder)
+    ours = load_esm2_masked_lm(directory)
+    hf = EsmForMaskedLM.from_pretrained(directory, attn_implementation="eager").eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        logits = ours(ids, mask)
+        expected = hf(input_ids=ids, attention_mask=mask).logits
+    assert logits.shape == (3, ids.shape[1], 33)
+    valid = mask.bool()
+    torch.testing.assert_close(logits[valid], expected[valid], atol=1e-5, rtol=0)
+
+
+def test_esm2_masked_lm_save_round_trip_and_untied_decoder(tmp_path) -> None:
+    from transformers import EsmForMaskedLM
+
+    torch.manual_seed(0)
+    model = EsmMaskedLM("tiny").eval()
+    model.save_pretrained(tmp_path / "mlm")
+    again = load_esm2_masked_lm(tmp_path / "mlm")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    hf = EsmForMaskedLM.from_pretrained(tmp_path / "mlm", attn_implementation="eager").eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(ids, mask)[mask.bool()], hf(input_ids=ids, attention_mask=mask).logits[mask.bool()],
+            atol=1e-5, rtol=0,
+        )
+    from safetensors.torch import save_file
+
+    state = load_file(tmp_path / "mlm" / "model.safetensors")
+    state["lm_head.decoder.weight"] = torch.zeros_like(state["esm.embeddings.word_embeddings.weight"])
+    save_file(state, str(tmp_path / "mlm" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="not tied"):
+        load_esm2_masked_lm(tmp_path / "mlm")
+
+
+def test_unreachable_repo_offline_gives_clear_message(tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelSourceError) as info:
+        seqdance.load_model("ChaoHou/ESMDance")
+    message = str(info.value)
+    assert "ChaoHou/ESMDance" in message and "HF_HUB_OFFLINE" in message and "local directory" in message
+    with pytest.raises(ModelSourceError, match="facebook/esm2_t6_8M_UR50D"):
+        load_esm2_masked_lm("facebook/esm2_t6_8M_UR50D")
+
+
+def test_local_path_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_model(tmp_path / "nowhere" / "update_5.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
+        load_model(tmp_path / "empty")
+
+
+def test_device_dtype_and_overrides(tmp_path) -> None:
+    directory = write_released_checkpoint(tmp_path / "ck", "tiny", "esmdance", seed=1)
+    model64 = load_model(directory, dtype="float64", device="cpu")
+    assert all(p.dtype == torch.float64 for p in model64.parameters())
+    model = load_model(directory)
+    ids, mask = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(model64(ids, mask).pair.float(), model(ids, mask).pair, atol=1e-5, rtol=0)
+    assert load_model(directory, model_select="seqdance").model_select == "seqdance"
+    with pytest.raises(CheckpointError, match="differs from the architecture"):
+        load_model(directory, encoder="8M")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        load_model(directory, dtype="float13")
