@@ -236,3 +236,17 @@ def test_plan_batches_respects_budgets():
     assert len(quad) == 1
     with pytest.raises(ValueError):
         plan_batches([3], 0)
+
+
+def test_method_and_top_level_entry_points(tmp_path):
+    from _checkpoints import write_released_checkpoint
+
+    import seqdance
+    from seqdance.model import load_model
+
+    checkpoint = write_released_checkpoint(tmp_path / "tiny", "tiny", "esmdance", seed=5)
+    via_method = load_model(str(checkpoint)).predict(["MKVLA", "GGSW"], pairs=False)
+    via_source = seqdance.predict(str(checkpoint), ["MKVLA", "GGSW"], pairs=False)
+    assert [p.id for p in via_source] == ["seq0", "seq1"]
+    for a, b in zip(via_method, via_source):
+        np.testing.assert_array_equal(a["ss"], b["ss"])

@@ -6,10 +6,10 @@ __version__ = "0.1.0"
 
 from seqdance.schema import PROPERTIES, PROPERTY_NAMES
 
-__all__ = ["PROPERTIES", "PROPERTY_NAMES", "__version__", "load_model"]
+__all__ = ["PROPERTIES", "PROPERTY_NAMES", "__version__", "load_model", "predict"]
 
 #: Public names imported on first use (so ``import seqdance`` does not import torch): name -> module.
-_LAZY = {"load_model": "seqdance.model.loading"}
+_LAZY = {"load_model": "seqdance.model.loading", "predict": "seqdance.model.predict"}
 
 
 def __getattr__(name: str) -> object:

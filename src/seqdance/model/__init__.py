@@ -14,6 +14,8 @@ from seqdance.model.loading import (
     load_esm2_masked_lm,
     load_model,
 )
+from seqdance.model.predict import iter_predictions, predict
+from seqdance.model.prediction import Prediction
 
 __all__ = [
     "ENCODER_PRESETS",
@@ -26,10 +28,13 @@ __all__ = [
     "Esm2Encoder",
     "EsmMaskedLM",
     "ModelSourceError",
+    "Prediction",
     "activate",
     "build_esmdance_from_esm2",
+    "iter_predictions",
     "load_esm2_masked_lm",
     "load_model",
+    "predict",
     "resolve_encoder_config",
     "seqdance_init_",
 ]
