@@ -475,8 +475,12 @@ def save_nma_features(
         dtype=_SKIPPED_DTYPE,
     )
     writer = np.savez_compressed if compress else np.savez
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        writer(handle, **arrays)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            writer(handle, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # temporary files are private; a finished output is not
 
 
 def load_nma_features(path: str | os.PathLike[str]) -> dict[str, object]:

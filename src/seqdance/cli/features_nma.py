@@ -1,0 +1,223 @@
+"""``seqdance features nma``: normal-mode features of many structures, in parallel worker processes.
+
+One ``OUTDIR/<stem>.npz`` per structure, written atomically; structures whose output is already complete are
+skipped, so an interrupted run continues where it stopped. A structure that fails is reported (and listed
+in ``OUTDIR/nma_failures.tsv``) without stopping the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+FAILURE_LOG = "nma_failures.tsv"
+
+
+@dataclass(frozen=True)
+class NmaJob:
+    structure: str
+    output: str
+    chains: str | None
+    model: int
+    zero_modes: str
+    disconnected: str
+    float32: bool
+    compress: bool
+
+
+@dataclass(frozen=True)
+class NmaOutcome:
+    structure: str
+    ok: bool
+    message: str
+    n_residues: int = 0
+    seconds: float = 0.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "nma",
+        help="normal-mode features (GNM fluctuations, ANM correlations) from PDB/mmCIF structures",
+        description=(
+            "Compute nma_res1..3 (GNM fluctuations) and nma_pair1..3 (ANM correlations) in the low / mid / high "
+            "frequency ranges for each structure (DESIGN §4). Writes OUTDIR/<stem>.npz per structure; existing "
+            "complete outputs are skipped (resumable)."
+        ),
+    )
+    parser.add_argument(
+        "structures", nargs="+", metavar="STRUCTURE",
+        help="PDB/mmCIF files (plain or .gz), or directories whose structure files are all processed",
+    )
+    parser.add_argument("-o", "--out-dir", required=True, type=Path, metavar="OUTDIR", help="output folder")
+    parser.add_argument("--chains", default=None, help="comma-separated chain ids to use, e.g. A,B (default: all)")
+    parser.add_argument("--model", type=int, default=0, help="model index for multi-model files (0-based)")
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="parallel worker processes (default: number of CPUs; 1 runs in this process)",
+    )
+    parser.add_argument(
+        "--zero-modes", choices=("rigid", "reference"), default="rigid",
+        help="'rigid': remove exactly the rigid-body modes (default); 'reference': drop eigenvalues < 1e-6 "
+        "like ProDy/the reference (also drops genuine soft modes of floppy models)",
+    )
+    parser.add_argument(
+        "--disconnected", choices=("error", "pool"), default="error",
+        help="structures whose residues form separate pieces (> 15 Å apart): fail (default) or treat each "
+        "piece as its own rigid body and pool their modes (the reference's behaviour)",
+    )
+    parser.add_argument("--float32", action="store_true", help="store the features as float32 (half the size)")
+    parser.add_argument("--compress", action="store_true", help="zip-compress the .npz outputs")
+    parser.add_argument("--overwrite", action="store_true", help="recompute structures whose output exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def collect_structures(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, plus the structure files inside given directories (sorted); missing paths raise."""
+    from seqdance.features.structure import is_structure_file
+
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and is_structure_file(p))
+            if not inside:
+                raise ValueError(f"directory {path} contains no structure files (.pdb/.cif/.ent, optionally .gz)")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"structure file not found: {path}")
+    return list(dict.fromkeys(found))
+
+
+def plan_outputs(structures: list[Path], out_dir: Path) -> dict[Path, Path]:
+    """Output path per structure; two inputs with the same stem raise (they would overwrite each other)."""
+    from seqdance.features.structure import structure_stem
+
+    outputs: dict[Path, Path] = {}
+    owner: dict[str, Path] = {}
+    for path in structures:
+        stem = structure_stem(path)
+        if stem in owner:
+            raise ValueError(f"{owner[stem]} and {path} would both write {out_dir / (stem + '.npz')}; rename one")
+        owner[stem] = path
+        outputs[path] = out_dir / f"{stem}.npz"
+    return outputs
+
+
+def process_structure(job: NmaJob) -> NmaOutcome:
+    """Compute and save the features of one structure; every failure becomes an outcome, never an exception."""
+    import numpy as np
+
+    from seqdance.features.nma import extract_nma, save_nma_features
+
+    start = time.perf_counter()
+    try:
+        features = extract_nma(
+            job.structure, chains=job.chains, model=job.model,
+            zero_modes=job.zero_modes, disconnected=job.disconnected,  # type: ignore[arg-type]
+        )
+        save_nma_features(
+            job.output, features, dtype=np.float32 if job.float32 else np.float64, compress=job.compress
+        )
+    except (ValueError, OSError) as exc:
+        return NmaOutcome(job.structure, False, str(exc), seconds=time.perf_counter() - start)
+    except (MemoryError, np.linalg.LinAlgError, RuntimeError) as exc:
+        return NmaOutcome(job.structure, False, f"{job.structure}: {type(exc).__name__}: {exc}")
+    n = len(features["nma_res1"])  # type: ignore[arg-type]
+    skipped = len(features["skipped_residues"])  # type: ignore[arg-type]
+    note = f"{n} residues" + (f", {skipped} without CA skipped" if skipped else "")
+    return NmaOutcome(job.structure, True, note, n, time.perf_counter() - start)
+
+
+_THREAD_LIMIT = None
+
+
+def _init_worker(blas_threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    global _THREAD_LIMIT
+    _THREAD_LIMIT = threadpool_limits(limits=blas_threads)
+
+
+def _run_jobs(jobs: list[NmaJob], workers: int, progress: bool) -> list[NmaOutcome]:
+    from tqdm import tqdm
+
+    outcomes: list[NmaOutcome] = []
+    bar = tqdm(total=len(jobs), unit="structure", disable=not progress, file=sys.stderr)
+    try:
+        if workers <= 1:
+            for job in jobs:
+                outcomes.append(process_structure(job))
+                bar.update()
+        else:
+            blas_threads = max(1, (os.cpu_count() or 1) // workers)
+            context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked BLAS thread state
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                     initargs=(blas_threads,)) as pool:
+                futures = {pool.submit(process_structure, job): job for job in jobs}
+                for future in as_completed(futures):
+                    try:
+                        outcomes.append(future.result())
+                    except Exception as exc:  # a crashed worker (killed, out of memory) fails its file only
+                        job = futures[future]
+                        outcomes.append(NmaOutcome(job.structure, False, f"worker failed: {type(exc).__name__}: {exc}"))
+                    bar.update()
+    finally:
+        bar.close()
+    return outcomes
+
+
+def _write_failure_log(out_dir: Path, failures: list[NmaOutcome]) -> Path | None:
+    from seqdance.io_utils import atomic_path
+
+    log = out_dir / FAILURE_LOG
+    if not failures:
+        log.unlink(missing_ok=True)
+        return None
+    with atomic_path(log) as tmp:
+        lines = ["structure\terror"] + [f"{f.structure}\t{' '.join(f.message.split())}" for f in failures]
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return log
+
+
+def run(args: argparse.Namespace) -> int:
+    from seqdance.features.nma import is_complete_nma_file
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.model < 0:
+        raise ValueError(f"--model must be 0 or more, got {args.model}")
+    structures = collect_structures(args.structures)
+    outputs = plan_outputs(structures, args.out_dir)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in structures if args.overwrite or not is_complete_nma_file(outputs[s])]
+    todo.sort(key=lambda p: p.stat().st_size, reverse=True)  # large first: better load balance
+    jobs = [
+        NmaJob(str(s), str(outputs[s]), args.chains, args.model, args.zero_modes, args.disconnected,
+               args.float32, args.compress)
+        for s in todo
+    ]
+    workers = min(args.workers or os.cpu_count() or 1, max(1, len(jobs)))
+    outcomes = _run_jobs(jobs, workers, progress=not args.quiet) if jobs else []
+    failures = sorted((o for o in outcomes if not o.ok), key=lambda o: o.structure)
+    for failure in failures:
+        text = failure.message if failure.message.startswith(failure.structure) else (
+            f"{failure.structure}: {failure.message}")
+        print(f"FAILED {text}", file=sys.stderr)
+    log = _write_failure_log(args.out_dir, failures)
+    done = len(outcomes) - len(failures)
+    print(
+        f"nma: {done} computed, {len(structures) - len(todo)} already done, {len(failures)} failed "
+        f"-> {args.out_dir}" + (f" (failures listed in {log})" if log else ""),
+        file=sys.stderr,
+    )
+    return 1 if failures else 0
