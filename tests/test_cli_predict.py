@@ -145,3 +145,9 @@ def test_embed_writes_hdf5_and_resumes(tmp_path, checkpoint, expected, capsys):
     assert per_residue["cplx"].shape == (10, 32)
     assert run("embed", str(fasta), "-o", str(target), "--model", str(checkpoint), "-q") == 0
     assert "0 embedded, 3 already done" in capsys.readouterr().err
+
+
+def test_unavailable_device_is_a_clear_error(tmp_path, checkpoint):
+    fasta = write_fasta(tmp_path / "in.fasta", {"p": "MKV"})
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        run("predict", str(fasta), "-o", str(tmp_path / "o"), "--model", str(checkpoint), "--device", "gpu")

@@ -27,6 +27,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MODEL,
         help=f"Hugging Face repo id or local model directory / checkpoint (default: {DEFAULT_MODEL})",
     )
+    parser.add_argument(
+        "--model-select",
+        choices=("esmdance", "seqdance"),
+        default=None,
+        help="model kind; needed for a training checkpoint (update_*.pt), overrides config.json otherwise",
+    )
+    parser.add_argument(
+        "--encoder", default=None, help="encoder preset of a training checkpoint whose shapes match no preset (e.g. 35M)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cpu)")
     parser.add_argument(
         "--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per batch (default: 4096)"
@@ -101,10 +110,27 @@ def _model_name(source: str) -> str:
     return str(path.resolve()) if path.exists() else source
 
 
+def _check_device(name: str | None) -> None:
+    """A clear error for a device torch does not know or this machine does not have."""
+    if name is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r} (use cpu, cuda, cuda:N or mps)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available in this torch build / machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but Apple MPS is not available")
+
+
 def _load(args: argparse.Namespace):
     from seqdance.model import load_model
 
-    return load_model(args.model, device=args.device)
+    _check_device(args.device)
+    return load_model(args.model, model_select=args.model_select, encoder=args.encoder, device=args.device)
 
 
 def _is_complete(path: Path, wanted: set[str], model: str) -> bool:
