@@ -234,6 +234,8 @@ def test_unreachable_repo_offline_gives_clear_message(tmp_path, monkeypatch) -> 
     assert "ChaoHou/ESMDance" in message and "HF_HUB_OFFLINE" in message and "local directory" in message
     with pytest.raises(ModelSourceError, match="facebook/esm2_t6_8M_UR50D"):
         load_esm2_masked_lm("facebook/esm2_t6_8M_UR50D")
+    with pytest.raises(ModelSourceError, match="facebook/esm2_t30_150M_UR50D"):  # preset name -> hub id
+        build_esmdance_from_esm2("150M")
 
 
 def test_local_path_errors(tmp_path) -> None:

@@ -149,13 +149,18 @@ def _pair_block(
     diff_q: torch.Tensor,
     diff_k_rows: torch.Tensor,
     w_out: torch.Tensor,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Pre-bias logits (B, rows, O, T) of pairs (i in the block, any j) without the attention term."""
     batch, rows, hidden = k_rows.shape
     maps = w_product.shape[0]
     scaled = (k_rows[:, :, None, :] * w_product).reshape(batch, rows * maps, hidden)
     middle = torch.bmm(scaled, q.transpose(1, 2)).view(batch, rows, maps, -1)
-    middle = middle + diff_q[:, None, :, :] - diff_k_rows[..., None]
+    del scaled
+    if inplace:
+        middle.add_(diff_q[:, None, :, :]).sub_(diff_k_rows[..., None])
+    else:
+        middle = middle + diff_q[:, None, :, :] - diff_k_rows[..., None]
     middle = F.gelu(middle)
     return torch.matmul(w_out, middle)
 
@@ -205,6 +210,12 @@ def pair_logits_factorised(
     out = torch.empty(batch, length, length, w_out.shape[0], dtype=q.dtype, device=q.device)
     for start in range(0, length, rows):
         stop = min(length, start + rows)
-        block = _pair_block(q, k[:, start:stop], w_product, diff_q, diff_k[:, start:stop], w_out)
-        out[:, start:stop] = add_rest(block, start, stop)
+        block = _pair_block(q, k[:, start:stop], w_product, diff_q, diff_k[:, start:stop], w_out, inplace=True)
+        target = out[:, start:stop]
+        target.copy_(block.transpose(2, 3))
+        del block
+        if attention_term is not None:
+            target.add_(attention_term[:, :, start:stop].permute(0, 2, 3, 1))
+        if pred_linear.bias is not None:
+            target.add_(pred_linear.bias)
     return out

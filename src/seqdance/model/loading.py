@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from seqdance.io_utils import atomic_path
 from seqdance.model.config import (
     ENCODER_PRESETS,
+    ESM2_HUB_IDS,
     EncoderConfig,
     esm2_select_name,
     resolve_encoder_config,
@@ -371,6 +372,13 @@ def load_model(
 def _esm2_source(
     source: str | os.PathLike[str], revision: str | None
 ) -> tuple[str, EncoderConfig, dict[str, torch.Tensor]]:
+    text = os.fspath(source)
+    if not Path(text).expanduser().exists():  # a preset or model name ("650M", "esm2_t33_650M_UR50D") -> hub id
+        try:
+            preset = resolve_encoder_config(text).preset_name
+        except ValueError:
+            preset = None
+        source = ESM2_HUB_IDS.get(preset or "", text)
     description, config_path, weights_path = _resolve_source(source, revision, kind="ESM2 checkpoint")
     assert weights_path is not None
     if config_path is None:
@@ -392,6 +400,7 @@ def build_esmdance_from_esm2(
 ) -> DynamicsModel:
     """ESMDance for training: pretrained ESM2 weights (``facebook/esm2_*`` layout) frozen, fresh heads.
 
+    ``source``: a hub id, a preset name ("35M", "650M" ...) or a local directory in the facebook layout.
     The language-model head of the checkpoint is ignored. Returned in eval mode (call ``.train()``).
     """
     description, config, state = _esm2_source(source, revision)
@@ -412,7 +421,8 @@ def load_esm2_masked_lm(
     dtype: torch.dtype | str | None = None,
     revision: str | None = None,
 ) -> EsmMaskedLM:
-    """ESM2 with its language-model head, from a ``facebook/esm2_*`` repo id or a local directory in that layout."""
+    """ESM2 with its language-model head, from a ``facebook/esm2_*`` repo id (or a preset name such as "650M")
+    or a local directory in that layout (HF ``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
     description, config, state = _esm2_source(source, revision)
     model = EsmMaskedLM(config)
     decoder = state.pop("lm_head.decoder.weight", None)
