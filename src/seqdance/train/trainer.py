@@ -1,0 +1,580 @@
+"""The SeqDance / ESMDance trainer: one process or many under torchrun, resumable, logged.
+
+One update = for each source group, the configured number of sequences (all ranks together) in
+micro-batches, gradients accumulated locally (DDP ``no_sync``) and all-reduced once, on the last backward.
+Each micro-batch's loss is ``Σ_p w_p Σ_{proteins} RMSE / S × world_size`` (S = sequences per group), so the
+averaged gradient DDP produces is exactly the gradient of the batch-mean loss of DESIGN §7 over the global
+batch, whatever the number of ranks or micro-batches. Then: unscale (fp16), element-wise gradient value
+clipping, AdamW step, LR schedule step.
+
+Mixed precision: the model runs under ``torch.autocast`` (bf16, or fp16 with a GradScaler) and the loss in
+float32. ESMDance's frozen encoder runs under ``no_grad`` inside the model and is left out of the optimiser.
+Parameters that never receive a gradient (the encoder's pooler and contact-regression weights, kept only so
+state dicts match ESM2) are frozen before wrapping in DDP, so DDP needs no unused-parameter search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqdance import schema
+from seqdance.io_utils import atomic_path
+from seqdance.train import checkpoint as ckpt
+from seqdance.train.config import TrainConfig
+from seqdance.train.data import Batch, Catalog, MicroBatchDataset, StoreSet, TrainPlan, micro_batch_loader
+from seqdance.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    gather_objects,
+    init_distributed,
+)
+from seqdance.train.loss import batch_group_loss, group_layout, weight_vector
+from seqdance.train.schedule import WarmupLinearDecay, build_optimizer, build_scheduler
+from seqdance.train.weights import (
+    LossWeights,
+    compute_store_statistics,
+    load_loss_weights,
+    read_channel_means,
+    write_statistics,
+)
+
+log = logging.getLogger(__name__)
+
+#: Fields whose change makes a resumed run a different experiment.
+_RESUME_MUST_MATCH = ("model_select", "encoder")
+_RESUME_SHOULD_MATCH = ("seed", "total_updates", "data.sequences_per_group", "data.curriculum", "optim")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+    return precision
+
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def set_dropout(model: nn.Module, p: float, *, include_encoder: bool) -> None:
+    """Set every dropout probability of the heads (and of the encoder when ``include_encoder``)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Dropout) and (include_encoder or not name.startswith("esm2.")):
+            module.p = p
+    esm2 = getattr(model, "esm2", None)
+    if include_encoder and esm2 is not None and hasattr(esm2, "set_dropout"):
+        esm2.set_dropout(p, p)
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The model a config asks for: fresh SeqDance, ESMDance on pretrained ESM2, or a model to fine-tune."""
+    from seqdance.model import DynamicsModel
+
+    if config.init_from:
+        from seqdance import load_model
+
+        model = load_model(config.init_from, model_select=config.model_select)
+        set_dropout(model, config.dropout, include_encoder=config.model_select == "seqdance")
+    elif config.model_select == "esmdance" and config.esm2_weights:
+        from seqdance.model import build_esmdance_from_esm2
+
+        model = build_esmdance_from_esm2(config.esm2_weights, dropout=config.dropout)
+    else:
+        model = DynamicsModel(config.encoder, config.model_select, dropout=config.dropout)
+    return model
+
+
+def freeze_unused_parameters(model: nn.Module, device: torch.device) -> list[str]:
+    """Freeze trainable parameters that receive no gradient from a pairs=True forward; return their names.
+
+    Runs one forward/backward on a 12-token dummy sequence with the global RNG state saved and restored,
+    so it does not change what follows.
+    """
+    from seqdance import tokenizer
+
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    state = torch.get_rng_state()
+    ids = torch.as_tensor(tokenizer.encode("MKTAYIAKQRQI").ids, device=device)[None]
+    try:
+        out = model(ids, torch.ones_like(ids), pairs=True)
+        (out.residue.float().sum() + out.pair.float().sum()).backward()
+    finally:
+        torch.set_rng_state(state)
+    unused = [n for n, p in trainable if p.grad is None]
+    for _, p in trainable:
+        if p.grad is None:
+            p.requires_grad_(False)
+        p.grad = None
+    return unused
+
+
+@dataclass
+class StepStats:
+    """Globally reduced numbers of one update."""
+
+    update: int
+    lr: float
+    loss: float
+    group_loss: dict[str, float]
+    property_rmse: dict[str, dict[str, float]]
+    tokens: int
+    seconds: float
+    max_tokens: int
+    grad_scale: float | None = None
+
+    def record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {"update": self.update, "lr": self.lr, "loss": self.loss}
+        for g, v in self.group_loss.items():
+            rec[f"loss/{g}"] = v
+        for g, props in self.property_rmse.items():
+            for p, v in props.items():
+                rec[f"rmse/{g}/{p}"] = v
+        rec.update({"tokens": self.tokens, "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
+                    "seconds": self.seconds, "max_tokens": self.max_tokens})
+        if self.grad_scale is not None:
+            rec["grad_scale"] = self.grad_scale
+        return rec
+
+
+@dataclass
+class TrainResult:
+    last_update: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    model_dir: Path | None = None
+
+
+class Trainer:
+    """Train a DynamicsModel from a :class:`TrainConfig` (see module doc)."""
+
+    def __init__(self, config: TrainConfig, *, dist_info: DistInfo | None = None) -> None:
+        self.config = config.validate()
+        self.dist = dist_info or init_distributed(config.device)
+        self.device = self.dist.device
+        self.precision = resolve_precision(config.precision, self.device)
+        self.autocast_dtype = _DTYPES[self.precision]
+        self.out_dir = Path(config.output_dir)
+        self._stop_requested = False
+
+        self.stores = StoreSet(config.data.store)
+        self.catalog = Catalog.from_stores(self.stores.stores)
+        wanted = list(config.data.groups or schema.SOURCE_GROUPS)
+        self.weights = self._loss_weights(wanted)
+        groups = []
+        for g in wanted:
+            if g not in self.weights.table or not any(self.weights.for_group(g).values()):
+                if len(self.catalog.select(g, config.data.train_split)) and self.dist.is_main:
+                    log.warning("source group %s has training proteins but no (non-zero) loss weights in %s; "
+                                "it is not trained", g, self.weights.origin or "the weight table")
+                continue
+            groups.append(g)
+        self.plan = TrainPlan(
+            self.catalog, groups, label=config.data.train_split, seed=config.seed,
+            sequences_per_group=config.data.sequences_per_group, rank=self.dist.rank,
+            world_size=self.dist.world_size, max_tokens_at=lambda u: config.stage_at(u).max_tokens,
+            micro_batch_at=config.micro_batch_at,
+        )
+        self.groups = self.plan.groups
+        self.weight_vectors = {g: weight_vector(self.weights.for_group(g), g, self.device) for g in self.groups}
+        self.dataset = MicroBatchDataset(self.stores, self.catalog, target_clamp=config.data.target_clamp)
+
+        ckpt.seed_everything(config.seed)  # identical initial weights on every rank
+        model = build_model(config).to(self.device)
+        self.frozen_unused = freeze_unused_parameters(model, self.device)
+        if self.frozen_unused:
+            log.info("parameters without gradient, frozen: %s", ", ".join(self.frozen_unused))
+        model.train()
+        self.model = model
+        self.ddp: nn.Module = model
+        if self.dist.distributed:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )
+        o = config.optim
+        self.rule = WarmupLinearDecay(config.total_updates, o.warmup_updates, o.decay_end_fraction,
+                                      o.final_lr_fraction)
+        self.optimizer = build_optimizer(model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                         weight_decay=o.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, self.rule)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.update = 0  # completed updates
+        ckpt.seed_everything(config.seed + 1000 * self.dist.rank)  # per-rank dropout streams
+
+    # --- set-up helpers ------------------------------------------------------------------------------
+
+    def _loss_weights(self, groups: list[str]) -> LossWeights:
+        """Load or compute (rank 0, then broadcast) the loss weights; keep training channel means if known."""
+        spec = self.config.data.loss_weights
+        self.channel_means: dict[str, dict[str, np.ndarray]] | None = None
+        cached = self.out_dir / "loss_weights.csv"
+        if spec == "compute" and cached.is_file():
+            # computed by an earlier start of this run: keep the run's weights fixed
+            log.info("using the loss weights computed earlier for this run: %s", cached)
+            spec = str(cached)
+        if spec != "compute":
+            means_file = Path(spec).with_name(Path(spec).stem + "_channel_means.csv")
+            if means_file.is_file():
+                self.channel_means = read_channel_means(means_file)
+            return load_loss_weights(spec)
+        payload = None
+        if self.dist.is_main:
+            stats = compute_store_statistics(
+                self.stores.stores, split=self.config.data.train_split, groups=groups,
+                max_proteins_per_group=self.config.data.weight_max_proteins, seed=self.config.seed,
+                progress=self.config.progress,
+            )
+            write_statistics(stats, cached)
+            means = {g: {"residue": stats.residue_means[g], "pair": stats.pair_means[g]} for g in stats.residue_means}
+            payload = (stats.weights().to_dict(), means)
+        table, self.channel_means = broadcast_object(payload, self.dist)
+        return LossWeights(table, origin="computed from the training split")
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": {"next_update": self.update + 1, "seed": self.config.seed,
+                        "sequences_per_group": self.config.data.sequences_per_group},
+            "loss_weights": self.weights.to_dict(),
+            "config": self.config.to_dict(),
+            "world_size": self.dist.world_size,
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint of the completed updates (RNG states of every rank gathered on rank 0)."""
+        rngs = gather_objects(ckpt.rng_state(), self.dist)
+        path = None
+        if self.is_main:
+            state = self.state_dict()
+            state["rng"] = rngs
+            path = ckpt.save_checkpoint(state, self.out_dir, self.update, keep=self.config.keep_checkpoints)
+            if self.config.save_model_at_checkpoints:
+                self.save_model(self.out_dir / f"model_update_{self.update:08d}")
+        barrier(self.dist)
+        return path
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Load the latest (or the given) checkpoint; return False when there is none to resume from."""
+        target = Path(path) if path is not None else ckpt.latest_checkpoint(self.out_dir)
+        if target is None:
+            return False
+        state = ckpt.load_checkpoint(target)
+        self._check_resume_config(state.get("config", {}), target)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.weights = LossWeights(state["loss_weights"], origin=f"checkpoint {target.name}")
+        self.weight_vectors = {g: weight_vector(self.weights.for_group(g), g, self.device) for g in self.groups}
+        self.update = int(state["update"])
+        if self.is_main:
+            _truncate_log(self.out_dir / self.config.log_file, self.update)
+        rngs = state.get("rng") or []
+        if state.get("world_size") == self.dist.world_size and len(rngs) == self.dist.world_size:
+            ckpt.set_rng_state(rngs[self.dist.rank])
+        else:
+            log.warning("checkpoint %s was written by %s rank(s), this run has %d: data order is unchanged but "
+                        "dropout random streams restart from the seed", target, state.get("world_size"),
+                        self.dist.world_size)
+            ckpt.seed_everything(self.config.seed + 1000 * self.dist.rank + self.update)
+        if self.is_main:
+            log.info("resumed from %s at update %d", target, self.update)
+        return True
+
+    def _check_resume_config(self, saved: dict[str, Any], path: Path) -> None:
+        now = self.config.to_dict()
+
+        def get(d: dict[str, Any], dotted: str) -> Any:
+            for part in dotted.split("."):
+                d = d.get(part, {}) if isinstance(d, dict) else {}
+            return d
+
+        for key in _RESUME_MUST_MATCH:
+            if get(saved, key) != get(now, key):
+                raise ValueError(f"cannot resume from {path}: it was trained with {key}={get(saved, key)!r}, "
+                                 f"the config says {get(now, key)!r}")
+        for key in _RESUME_SHOULD_MATCH:
+            if get(saved, key) != get(now, key):
+                log.warning("resuming from %s with a different %s (%r -> %r): the run no longer continues "
+                            "exactly", path, key, get(saved, key), get(now, key))
+
+    def save_model(self, directory: str | Path) -> Path:
+        """``save_pretrained`` of the bare model (readable by ``seqdance.load_model``)."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory)
+        return directory
+
+    # --- one update ----------------------------------------------------------------------------------
+
+    def forward_backward(self, update: int, batches: Iterator[Batch]) -> tuple[dict[str, torch.Tensor], int]:
+        """Accumulate the gradients of update ``update`` (all groups, all micro-batches of this rank).
+
+        Returns the per-group RMSE sums (P,) of this rank and its number of tokens.
+        """
+        s = float(self.config.data.sequences_per_group)
+        scale = float(self.dist.world_size)
+        n_total = sum(self.plan.n_micro(update) for _ in self.groups)
+        done = 0
+        sums: dict[str, torch.Tensor] = {}
+        tokens = 0
+        for group in self.groups:
+            acc = torch.zeros(len(group_layout(group).properties), dtype=torch.float64, device=self.device)
+            for _ in range(self.plan.n_micro(update)):
+                batch = next(batches)
+                if batch.update != update or batch.group != group:
+                    raise RuntimeError(f"data loader out of step: expected update {update} group {group}, got "
+                                       f"update {batch.update} group {batch.group}")
+                done += 1
+                b = batch.to(self.device, non_blocking=True)
+                tokens += int(batch.attention_mask.sum())
+                sync = done == n_total
+                ctx = self.ddp.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
+                with ctx:
+                    with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                        enabled=self.autocast_dtype is not None):
+                        out = self.ddp(b.input_ids, b.attention_mask, pairs=True,
+                                       pair_block_rows=self.config.pair_block_rows)
+                    loss = batch_group_loss(
+                        out.residue, out.pair, b.residue_target, b.pair_target, group, self.weight_vectors[group],
+                        mask_mode=self.config.data.loss_mask, denominator=s,
+                    )
+                    self.scaler.scale(loss.total * scale).backward()
+                acc += loss.rmse_sum.detach().double()
+            sums[group] = acc
+        return sums, tokens
+
+    def optimizer_step(self) -> None:
+        clip = self.config.optim.grad_clip_value
+        self.scaler.unscale_(self.optimizer)
+        if clip is not None:
+            nn.utils.clip_grad_value_([p for p in self.model.parameters() if p.grad is not None], clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def train_update(self, update: int, batches: Iterator[Batch]) -> StepStats:
+        t0 = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        sums, tokens = self.forward_backward(update, batches)
+        self.optimizer_step()
+        flat = torch.cat([sums[g] for g in self.groups] + [torch.tensor([float(tokens)], dtype=torch.float64,
+                                                                         device=self.device)])
+        all_reduce_sum(flat, self.dist)
+        flat = flat.cpu().numpy()
+        s = float(self.config.data.sequences_per_group)
+        group_loss: dict[str, float] = {}
+        prop_rmse: dict[str, dict[str, float]] = {}
+        off = 0
+        for g in self.groups:
+            names = group_layout(g).property_names
+            vals = flat[off : off + len(names)] / s
+            off += len(names)
+            prop_rmse[g] = {n: float(v) for n, v in zip(names, vals)}
+            w = self.weights.for_group(g)
+            group_loss[g] = float(sum(w[n] * v for n, v in zip(names, vals)))
+        self.update = update
+        return StepStats(
+            update=update, lr=lr, loss=float(sum(group_loss.values())), group_loss=group_loss,
+            property_rmse=prop_rmse, tokens=int(flat[-1]), seconds=time.perf_counter() - t0,
+            max_tokens=self.config.stage_at(update).max_tokens,
+            grad_scale=float(self.scaler.get_scale()) if self.scaler.is_enabled() else None,
+        )
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def _request_stop(self, signum: int, _frame: Any) -> None:
+        log.warning("signal %d received: checkpointing after the current update and stopping", signum)
+        self._stop_requested = True
+
+    def _stop_agreed(self) -> bool:
+        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.device)
+        all_reduce_sum(flag, self.dist)
+        return bool(flag.item() > 0)
+
+    def fit(self, *, stop_after: int | None = None) -> TrainResult:
+        """Train from the current update to ``total_updates`` (or until update ``stop_after``)."""
+        cfg = self.config
+        last = cfg.total_updates if stop_after is None else min(stop_after, cfg.total_updates)
+        result = TrainResult(last_update=self.update)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            cfg.to_yaml(self.out_dir / "config.yaml")
+        if self.update >= last:
+            return result
+        handlers = {}
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            with contextlib.suppress(ValueError):  # not in the main thread
+                handlers[sig] = signal.signal(sig, self._request_stop)
+        writer = _Logger(self.out_dir / cfg.log_file, tensorboard=cfg.tensorboard) if self.is_main else None
+        bar = None
+        if self.is_main and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.total_updates, initial=self.update, desc=f"train {cfg.model_select}",
+                       unit="update", dynamic_ncols=True)
+        batches = micro_batch_loader(self.dataset, self.plan, self.update + 1, last,
+                                     num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        try:
+            for update in range(self.update + 1, last + 1):
+                stats = self.train_update(update, batches)
+                rec = stats.record()
+                if not math.isfinite(stats.loss):
+                    log.warning("update %d: non-finite loss %s", update, stats.loss)
+                result.history.append(rec)
+                result.last_update = update
+                if writer is not None and (update % cfg.log_interval == 0 or update == last):
+                    writer.write(rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{stats.lr:.2e}",
+                                    tok_s=f"{rec['tokens_per_s']:.0f}")
+                stop = self._stop_agreed()
+                if (cfg.checkpoint_interval and update % cfg.checkpoint_interval == 0) or update == last or stop:
+                    self.save_checkpoint()
+                if cfg.eval_interval and update % cfg.eval_interval == 0 and update < cfg.total_updates:
+                    self._evaluate_and_log(writer, update, f"eval_update_{update:08d}")
+                if stop:
+                    result.stopped_early = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            for sig, old in handlers.items():
+                signal.signal(sig, old)
+        if self.update >= cfg.total_updates:
+            if self.is_main:
+                result.model_dir = self.save_model(self.out_dir / "model")
+            barrier(self.dist)
+            if cfg.eval_at_end:
+                self._evaluate_and_log(writer, self.update, "eval_final")
+        if writer is not None:
+            writer.close()
+        return result
+
+    # --- evaluation ----------------------------------------------------------------------------------
+
+    def evaluate(self, split: str | None = None):  # -> EvaluationResult | None
+        from seqdance.train.evaluate import evaluate_model
+
+        return evaluate_model(
+            self.model, self.stores.stores, catalog=self.catalog, split=split or self.config.data.test_split,
+            groups=self.groups, weights=self.weights.to_dict(), channel_means=self.channel_means,
+            max_tokens=self.config.data.eval_max_tokens,
+            batch_size=self.config.data.eval_batch_size, device=self.device, mask_mode=self.config.data.loss_mask,
+            autocast_dtype=self.autocast_dtype, pair_block_rows=self.config.pair_block_rows, dist_info=self.dist,
+            progress=False,
+        )
+
+    def _evaluate_and_log(self, writer: _Logger | None, update: int, name: str) -> None:
+        if not any(len(self.catalog.select(g, self.config.data.test_split)) for g in self.groups):
+            return
+        result = self.evaluate()
+        if result is None or writer is None:
+            return
+        from seqdance.train.evaluate import write_report
+
+        write_report(result, self.out_dir / name, title=f"update {update}")
+        rec: dict[str, Any] = {"update": update, "split": result.split}
+        for g, v in result.group_losses().items():
+            rec[f"eval/loss/{g}"] = v
+        for g, v in result.baseline_group_losses().items():
+            rec[f"eval/mean_baseline/{g}"] = v
+        for row in result.metrics.itertuples(index=False):
+            rec[f"eval/r/{row.group}/{row.property}"] = row.median_r
+        writer.write(rec)
+
+
+class _Logger:
+    """JSONL lines (appended, flushed each line) and optional TensorBoard scalars."""
+
+    def __init__(self, path: Path, *, tensorboard: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(path, "a", encoding="utf-8")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ValueError("tensorboard: true needs the tensorboard package "
+                                 "(pip install 'seqdance[tensorboard]')") from exc
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.fh.write(json.dumps({k: _jsonable(v) for k, v in rec.items()}) + "\n")
+        self.fh.flush()
+        if self.tb is not None:
+            step = int(rec["update"])
+            for k, v in rec.items():
+                if k != "update" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _truncate_log(path: Path, update: int) -> None:
+    """Drop log records written after ``update`` (by a run that died after its last checkpoint)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("update", 0) <= update]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSONL training log."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+    """Build a :class:`Trainer`, optionally resume from the latest checkpoint, and train."""
+    trainer = Trainer(config)
+    try:
+        if resume and not trainer.resume():
+            if trainer.is_main:
+                log.warning("--resume: no checkpoint in %s; starting from scratch", config.output_dir)
+        return trainer.fit(stop_after=stop_after)
+    finally:
+        from seqdance.train.distributed import shutdown
+
+        shutdown(trainer.dist)
