@@ -118,7 +118,8 @@ def _element_symbol(atom: md.core.topology.Atom) -> str:
     return letters[:1] or "X"
 
 
-def _atom_labels(protein: ProteinTopology) -> list[str]:
+def atom_labels(protein: ProteinTopology) -> list[str]:
+    """GetContacts-style label "chain:resname:resid:name" of each protein atom (decides record order)."""
     top = protein.topology
     icode_of_residue: dict[int, str] = {}
     for row, res_index in enumerate(protein.residue_rows):
@@ -202,7 +203,7 @@ def build_contact_model(protein: ProteinTopology, first_frame_nm: np.ndarray,
             disulfide_keys = np.unique(r[:, 0] * n_res + r[:, 1])
 
     rings, ring_label_atom = [], []
-    labels = _atom_labels(protein)
+    labels = atom_labels(protein)
     label_rank = np.empty(n_atoms, dtype=np.int64)
     label_rank[np.argsort(np.array(labels), kind="stable")] = np.arange(n_atoms)
     for res in top.residues:

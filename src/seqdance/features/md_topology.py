@@ -91,6 +91,22 @@ class ProteinTopology:
         return f"{self.residue_names[row]}{rid['resSeq']}{rid['icode']} (chain {rid['chain']})"
 
 
+#: C-terminal carboxylate oxygens under force-field names -> the names DSSP and the backbone rules expect.
+_TERMINAL_OXYGENS = (("O", ("OT1", "OC1", "O1")), ("OXT", ("OT2", "OC2", "O2")))
+
+
+def _standardise_terminal_oxygens(topology: md.Topology) -> None:
+    """Rename OT1/OC1/O1 -> O and OT2/OC2/O2 -> OXT in residues that lack an ``O`` (as MDTraj's PDB reader)."""
+    for residue in topology.residues:
+        atoms = {a.name: a for a in residue.atoms}
+        if "O" in atoms or "CA" not in atoms:
+            continue
+        for standard, aliases in _TERMINAL_OXYGENS:
+            alias = next((n for n in aliases if n in atoms), None)
+            if alias is not None and standard not in atoms:
+                atoms[alias].name = standard
+
+
 def _chain_label(chain: md.core.topology.Chain, position: int) -> str:
     label = (getattr(chain, "chain_id", None) or "").strip()
     if not label:
@@ -116,6 +132,7 @@ def build_protein_topology(full: md.Topology, insertion_codes: np.ndarray | None
     """
     for residue in full.residues:
         residue.name = normalise_residue_name(residue.name)
+    _standardise_terminal_oxygens(full)
     protein_atoms = np.array([a.index for a in full.atoms if a.residue.is_protein], dtype=np.int64)
     if protein_atoms.size == 0:
         names = sorted({r.name for r in full.residues})[:10]

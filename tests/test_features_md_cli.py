@@ -1,0 +1,63 @@
+"""``seqdance features md``: arguments, the .npz it writes, and user errors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require
+
+from seqdance.cli import features_md
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="seqdance features")
+    sub = parser.add_subparsers(dest="features_command")
+    features_md.register(sub)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def golden(shared_data: Path) -> tuple[Path, Path]:
+    base = shared_data / "reference" / "md"
+    return require(base / "3tvj_I.pdb"), require(base / "3tvj_I_10frames.dcd")
+
+
+def test_writes_npz_with_all_features(tmp_path, golden, capsys):
+    pdb, dcd = golden
+    out = tmp_path / "sub" / "3tvj.npz"
+    args = _parse(["md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--frequency", "fraction",
+                   "--stride", "2", "--no-progress"])
+    assert args.func(args) == 0
+    assert "38 residues, 5 frames, fraction" in capsys.readouterr().out
+    with np.load(out) as z:  # no pickle needed: every field is a plain or structured array
+        assert z["vdw"].shape == (38, 38) and np.array_equal(z["vdw"], z["vdw"].T)
+        assert str(z["frequency"]) == "fraction" and int(z["n_frames"]) == 5
+        assert str(z["sequence"]).startswith("GSGEVTC")
+        assert z["residue_ids"]["resSeq"][0] == 1
+        assert list(z["frames"]) == [0, -1, 2]
+        assert list(z["source_trajectories"]) == [str(dcd)]
+    assert [p.name for p in out.parent.iterdir()] == ["3tvj.npz"]  # atomic write leaves no temporary file
+
+
+def test_replicas_and_defaults(golden):
+    pdb, dcd = golden
+    args = _parse(["md", "--topology", str(pdb), "--trajectory", str(dcd), "--trajectory", str(dcd), "-o", "x.npz"])
+    assert args.trajectory == [str(dcd), str(dcd)]
+    assert args.frequency == "reference" and args.stride == 1 and args.start == 0 and args.stop is None
+    assert args.missing_hydrogens == "error"
+
+
+def test_user_errors_raise_clear_exceptions(tmp_path, golden):
+    pdb, dcd = golden
+    args = _parse(["md", "-t", str(pdb), "-x", str(dcd), "-o", str(tmp_path / "out.txt")])
+    with pytest.raises(ValueError, match=r"\.npz"):
+        args.func(args)
+    args = _parse(["md", "-t", str(pdb), "-x", str(tmp_path / "missing.xtc"), "-o", str(tmp_path / "o.npz")])
+    with pytest.raises(FileNotFoundError, match=r"missing\.xtc"):
+        args.func(args)
+    assert not (tmp_path / "o.npz").exists()
+    with pytest.raises(SystemExit):
+        _parse(["md", "-t", str(pdb), "-o", "x.npz", "--frequency", "counts"])
