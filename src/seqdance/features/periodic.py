@@ -3,12 +3,15 @@
 MD engines write molecules wrapped into the box, so a protein may be split in two halves (GROMACS XTC/TRR do
 this by default). MDTraj's ``make_molecules_whole`` (C code) shifts each atom to the periodic image nearest to
 its parent along a spanning tree of the bond graph; this module builds that tree once: topology bonds, plus a
-bond from any atom the topology leaves unbonded (e.g. CHARMM cap atoms in mdCATH PDBs) to its nearest atom of
-the same residue in the first frame. Each chain is made whole on its own; chains of a complex must not be split
-from each other (``gmx trjconv -pbc cluster``).
+bond from any atom the topology leaves unbonded (e.g. CHARMM cap atoms in mdCATH PDBs) to its nearest bonded
+atom of the same residue in the first frame, and C-N links between consecutive residues left unbonded. Each
+chain is made whole on its own; chains of a complex must not be split from each other
+(``gmx trjconv -pbc cluster``).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import mdtraj as md
 import numpy as np
@@ -25,10 +28,13 @@ def spanning_bonds(topology: md.Topology, first_frame: np.ndarray) -> np.ndarray
     extra = []
     residue_of = np.array([a.residue.index for a in topology.atoms], dtype=np.int64)
     for atom in np.flatnonzero(~bonded):
-        mates = np.flatnonzero((residue_of == residue_of[atom]) & (np.arange(n) != atom))
+        same_residue = (residue_of == residue_of[atom]) & (np.arange(n) != atom)
+        # prefer an atom the topology does bond, so that unbonded atoms join the residue's molecule
+        mates = np.flatnonzero(same_residue & bonded) if (same_residue & bonded).any() else np.flatnonzero(same_residue)
         if mates.size:
             dist = np.linalg.norm(first_frame[mates] - first_frame[atom], axis=1)
             extra.append((mates[np.argmin(dist)], atom))
+    extra.extend(_missing_peptide_bonds(topology, bonds))
     if extra:
         bonds = np.vstack([bonds, np.asarray(extra, dtype=np.int64)])
     if len(bonds) == 0:
@@ -43,6 +49,24 @@ def spanning_bonds(topology: md.Topology, first_frame: np.ndarray) -> np.ndarray
         order, parent = breadth_first_order(graph, members[0], directed=False, return_predecessors=True)
         ordered.append(np.stack([parent[order[1:]], order[1:]], axis=1))
     return np.concatenate(ordered).astype(np.int32) if ordered else np.zeros((0, 2), dtype=np.int32)
+
+
+def _missing_peptide_bonds(topology: md.Topology, bonds: np.ndarray) -> list[tuple[int, int]]:
+    """C(i)-N(i+1) links of consecutive residues in a chain that the topology leaves unbonded (non-standard
+    residues MDTraj has no template for), so that a chain is one molecule for make_whole."""
+    have = {(min(a, b), max(a, b)) for a, b in bonds.tolist()}
+    extra = []
+    for chain in topology.chains:
+        residues = list(chain.residues)
+        for left, right in itertools.pairwise(residues):
+            c = next((a.index for a in left.atoms if a.name == "C"), None)
+            n = next((a.index for a in right.atoms if a.name == "N"), None)
+            if c is not None and n is not None and (min(c, n), max(c, n)) not in have:
+                linked = any((a.index, b.index) in have or (b.index, a.index) in have
+                             for a in left.atoms for b in right.atoms)
+                if not linked:
+                    extra.append((c, n))
+    return extra
 
 
 def make_whole(traj: md.Trajectory, sorted_bonds: np.ndarray) -> None:
