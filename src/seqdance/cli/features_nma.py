@@ -68,9 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "like ProDy/the reference (also drops genuine soft modes of floppy models)",
     )
     parser.add_argument(
-        "--disconnected", choices=("error", "pool"), default="error",
-        help="structures whose residues form separate pieces (> 15 Å apart): fail (default) or treat each "
-        "piece as its own rigid body and pool their modes (the reference's behaviour)",
+        "--disconnected", choices=("error", "split"), default="error",
+        help="structures whose residues fall into separate pieces (no Cα pair within 15 Å between them): fail "
+        "(default) or analyse each piece on its own, with zero correlation between pieces",
     )
     parser.add_argument("--float32", action="store_true", help="store the features as float32 (half the size)")
     parser.add_argument("--compress", action="store_true", help="zip-compress the .npz outputs")

@@ -38,7 +38,7 @@ from seqdance.features.structure import CalphaStructure, SkippedResidue, read_ca
 from seqdance.schema import properties_of_kind
 
 ZeroModes = Literal["rigid", "reference"]
-Disconnected = Literal["error", "pool"]
+Disconnected = Literal["error", "split"]
 
 #: (outer radius Å, spring constant) shells of the distance-dependent springs, innermost first.
 SPRING_SHELLS: tuple[tuple[float, float], ...] = ((4.0, 10.0), (10.0, 2.0), (15.0, 1.0))
@@ -52,6 +52,8 @@ SINGULAR_RTOL = 1e-14
 MIN_CA_DISTANCE = 0.5
 #: Number of frequency ranges.
 N_RANGES = 3
+#: Fewest Cα atoms that give three non-empty GNM frequency ranges (N - 1 non-zero modes).
+MIN_RESIDUES = 4
 
 RESIDUE_KEYS: tuple[str, ...] = tuple(p.name for p in properties_of_kind("nma", "residue"))
 PAIR_KEYS: tuple[str, ...] = tuple(p.name for p in properties_of_kind("nma", "pair"))
@@ -77,8 +79,11 @@ def _check_coords(coords: np.ndarray) -> np.ndarray:
         raise NmaError(f"Cα coordinates must have shape (N, 3), got {coords.shape}")
     if not np.isfinite(coords).all():
         raise NmaError("Cα coordinates contain NaN or infinite values")
-    if coords.shape[0] < 3:
-        raise NmaError(f"normal-mode analysis needs at least 3 Cα atoms, got {coords.shape[0]}")
+    if coords.shape[0] < MIN_RESIDUES:
+        raise NmaError(
+            f"normal-mode features need at least {MIN_RESIDUES} Cα atoms (3 non-zero GNM modes, one per "
+            f"frequency range), got {coords.shape[0]}"
+        )
     return coords
 
 
@@ -210,9 +215,10 @@ def nonzero_modes(
     matrix = np.asarray(matrix, dtype=np.float64)
     dof = matrix.shape[0]
     # A symmetric C-ordered matrix is its own Fortran-ordered transpose: LAPACK then works without a copy.
-    work = matrix.T if matrix.flags.c_contiguous else np.asfortranarray(matrix)
-    if not overwrite and work is matrix.T:
-        work = work.copy(order="F")
+    if matrix.flags.c_contiguous:
+        work = matrix.T if overwrite else matrix.T.copy(order="F")
+    else:
+        work = np.array(matrix, order="F", copy=not overwrite)
     if zero_modes == "rigid":
         if rigid_basis is None:
             raise ValueError("zero_modes='rigid' needs the rigid-body basis")
@@ -295,8 +301,7 @@ def anm_correlations(modes: Modes, ranges: Sequence[slice], *, overwrite: bool =
         if diagonal.min() <= 0.0:
             raise NmaError(f"a residue has no fluctuation in ANM range {k + 1}; correlations are undefined")
         norm = np.sqrt(diagonal)
-        covariance /= norm[:, None]
-        covariance /= norm[None, :]
+        covariance /= np.outer(norm, norm)
         np.clip(covariance, -1.0, 1.0, out=covariance)
         np.fill_diagonal(covariance, 1.0)
         out[k] = covariance
@@ -334,32 +339,56 @@ def nma_features(
 ) -> NmaResult:
     """GNM fluctuations and ANM correlations in three frequency ranges from Cα coordinates (Å).
 
-    ``disconnected``: what to do when no chain of springs (≤ 15 Å) links every residue to every other:
-    ``"error"`` raises :class:`NmaError`; ``"pool"`` removes the rigid-body modes of each piece and splits the
-    pooled non-zero modes of all pieces into ranges (what ProDy, and so the reference, does). ``labels`` name
-    the residues in error messages.
+    ``disconnected``: what to do when the residues fall into pieces with no Cα pair within 15 Å between
+    them: ``"error"`` raises :class:`NmaError`; ``"split"`` analyses each piece on its own (its own rigid-body
+    modes and frequency ranges) and sets correlations between pieces to 0. (The reference pooled the modes of
+    all pieces before splitting them into ranges, which leaves residues of one piece without motion in a
+    range and their correlations 0/0.) ``labels`` name the residues in error messages.
     """
     coords = _check_coords(coords)
     if zero_modes not in ("rigid", "reference"):
         raise ValueError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
-    if disconnected not in ("error", "pool"):
-        raise ValueError(f"disconnected must be 'error' or 'pool', got {disconnected!r}")
+    if disconnected not in ("error", "split"):
+        raise ValueError(f"disconnected must be 'error' or 'split', got {disconnected!r}")
     _, sq_dist = _axis_differences(coords)
     _raise_on_coincident(sq_dist, labels)
+    del sq_dist
     pieces = network_pieces(coords)
-    if len(pieces) > 1 and disconnected == "error":
+    if len(pieces) == 1:
+        return _connected_features(coords, zero_modes)
+    if disconnected == "error":
         raise NmaError(
             f"the structure falls into {len(pieces)} pieces with no Cα pair within {CUTOFF:g} Å between them "
-            f"({_describe_pieces(pieces, labels)}); select chains that touch, or pass disconnected='pool' "
-            "(CLI: --disconnected pool) to treat each piece as a separate rigid body"
+            f"({_describe_pieces(pieces, labels)}); select chains that touch, or pass disconnected='split' "
+            "(CLI: --disconnected split) to analyse each piece on its own"
         )
-    small = [idx for idx in pieces if len(idx) < 3]
-    if small and (zero_modes == "rigid" or disconnected == "pool"):
+    small = [idx for idx in pieces if len(idx) < MIN_RESIDUES]
+    if small:
         raise NmaError(
-            f"{len(small)} piece(s) of the network have fewer than 3 Cα atoms "
+            f"{len(small)} separate piece(s) of the network have fewer than {MIN_RESIDUES} Cα atoms "
             f"({_describe_pieces(small, labels)}); remove them (e.g. select chains)"
         )
+    n = coords.shape[0]
+    gnm_msf = np.zeros((N_RANGES, n))
+    anm_cor = np.zeros((N_RANGES, n, n))
+    gnm_sizes = np.zeros(N_RANGES, dtype=int)
+    anm_sizes = np.zeros(N_RANGES, dtype=int)
+    gnm_zero = anm_zero = 0
+    for idx in pieces:
+        part = _connected_features(coords[idx], zero_modes)
+        gnm_msf[:, idx] = part.gnm_msf
+        anm_cor[:, idx[:, None], idx[None, :]] = part.anm_cor
+        gnm_sizes += part.gnm_range_sizes
+        anm_sizes += part.anm_range_sizes
+        gnm_zero += part.gnm_zero_modes
+        anm_zero += part.anm_zero_modes
+    return NmaResult(gnm_msf, anm_cor, tuple(int(v) for v in gnm_sizes), tuple(int(v) for v in anm_sizes),
+                     gnm_zero, anm_zero, len(pieces))  # type: ignore[arg-type]
 
+
+def _connected_features(coords: np.ndarray, zero_modes: ZeroModes) -> NmaResult:
+    """:func:`nma_features` of one connected network."""
+    pieces = [np.arange(coords.shape[0])]
     gnm_basis = rigid_body_basis(coords, pieces, 1) if zero_modes == "rigid" else None
     gnm_modes = nonzero_modes(kirchhoff_matrix(coords), gnm_basis, zero_modes=zero_modes, overwrite=True)
     gnm_ranges = frequency_ranges(gnm_modes.eigvals)
@@ -381,7 +410,7 @@ def nma_features(
         anm_range_sizes=tuple(r.stop - r.start for r in anm_ranges),  # type: ignore[arg-type]
         gnm_zero_modes=gnm_zero,
         anm_zero_modes=anm_modes.n_zero,
-        n_pieces=len(pieces),
+        n_pieces=1,
     )
 
 
