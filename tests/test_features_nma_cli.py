@@ -1,0 +1,81 @@
+"""``seqdance features nma``: parallel, resumable, failures reported per file."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require
+
+from seqdance.cli import features_nma
+from seqdance.features.nma import load_nma_features
+
+SMALL = "structures/bioemu_reference/multiconf/oodval/P23895/7JK8_A.pdb"
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    features_nma.register(parser.add_subparsers())
+    args = parser.parse_args(["nma", *argv])
+    return args.func(args)
+
+
+@pytest.fixture()
+def inputs(shared_data: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(require(shared_data / "reference" / "nma" / "2g3r.pdb"), folder / "2g3r.pdb")
+    with open(require(shared_data / SMALL), "rb") as src, gzip.open(folder / "7jk8.pdb.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    (folder / "broken.pdb").write_text("not a structure\n")
+    (folder / "notes.txt").write_text("ignored: not a structure file name\n")
+    return folder
+
+
+def test_parallel_run_reports_failures_and_resumes(inputs: Path, tmp_path: Path, shared_data: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = _run([str(inputs), "-o", str(out), "--workers", "2", "--quiet"])
+    assert code == 1  # one structure failed, the others were still computed
+    assert sorted(p.name for p in out.glob("*.npz")) == ["2g3r.npz", "7jk8.npz"]
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "broken.pdb" in err and "2 computed" in err and "1 failed" in err
+    log = (out / features_nma.FAILURE_LOG).read_text().splitlines()
+    assert len(log) == 2 and log[1].startswith(str(inputs / "broken.pdb"))
+
+    golden = np.load(require(shared_data / "reference" / "nma" / "nma_residue_pair_features_2g3r.npz"))
+    written = load_nma_features(out / "2g3r.npz")
+    np.testing.assert_allclose(written["nma_res2"], golden["gnm_msf"][1], rtol=1e-6)
+    np.testing.assert_allclose(written["nma_pair3"], golden["anm_cor"][2], rtol=1e-6)
+
+    stamp = (out / "7jk8.npz").stat().st_mtime_ns
+    (inputs / "broken.pdb").unlink()
+    assert _run([str(inputs / "2g3r.pdb"), str(inputs / "7jk8.pdb.gz"), "-o", str(out), "--workers", "1",
+                 "--quiet"]) == 0
+    assert "0 computed, 2 already done, 0 failed" in capsys.readouterr().err
+    assert (out / "7jk8.npz").stat().st_mtime_ns == stamp
+    assert not (out / features_nma.FAILURE_LOG).exists()
+
+
+def test_chain_option_and_float32(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _run([str(inputs / "2g3r.pdb"), "-o", str(out), "--chains", "A", "--float32", "--workers", "1",
+                 "--quiet"]) == 0
+    assert load_nma_features(out / "2g3r.npz")["nma_pair1"].dtype == np.float32
+    assert _run([str(inputs / "2g3r.pdb"), "-o", str(tmp_path / "z"), "--chains", "Z", "--quiet"]) == 1
+
+
+def test_user_errors(inputs: Path, tmp_path: Path) -> None:
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    shutil.copy(inputs / "2g3r.pdb", twin / "2g3r.pdb")
+    with pytest.raises(ValueError, match="would both write"):
+        _run([str(inputs / "2g3r.pdb"), str(twin / "2g3r.pdb"), "-o", str(tmp_path / "o")])
+    with pytest.raises(FileNotFoundError, match=r"absent\.pdb"):
+        _run([str(tmp_path / "absent.pdb"), "-o", str(tmp_path / "o")])
+    with pytest.raises(ValueError, match="--workers"):
+        _run([str(inputs / "2g3r.pdb"), "-o", str(tmp_path / "o"), "--workers", "0"])
