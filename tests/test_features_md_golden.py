@@ -20,7 +20,7 @@ from seqdance.features.contact_geometry import atom_labels, build_contact_model
 from seqdance.features.interactions import detect_contacts
 from seqdance.features.md_topology import build_protein_topology
 from seqdance.features.trajectory_io import load_topology
-from seqdance.schema import INTERACTION_NAMES, PAIR_PROPERTIES, SS_DSSP_CODES
+from seqdance.schema import INTERACTION_NAMES, PAIR_PROPERTIES, SS_DSSP_CODES, properties_of_kind
 
 #: GetContacts labels carry the topology's raw atom names; MDTraj standardises C-terminal oxygens.
 _RAW_TO_STANDARD_NAME = {"OT1": "O", "OT2": "OXT"}
@@ -54,6 +54,13 @@ def residue_table(golden) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def pair_table(golden) -> np.ndarray:
     return np.load(golden["npz"])["array"]
+
+
+def test_keys_follow_the_schema(features):
+    """Every MD property of the schema, raw: RMSF under "rmsf" (not normalised), per the interface contract."""
+    expected = {"rmsf" if p.name == "rmsf_nor" else p.name for p in properties_of_kind("md")}
+    assert expected <= set(features)
+    assert {"sequence", "residue_ids", "chain_lengths", "chain_breaks", "n_frames", "frequency"} <= set(features)
 
 
 def test_sequence_and_ids(features, residue_table):

@@ -1,9 +1,9 @@
 """Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md`.
 
-Reads the trajectory in chunks (bounded memory), and per chunk computes SASA, DSSP and dihedrals with MDTraj,
-the nine interaction types natively (:mod:`seqdance.features.interactions`), then superposes the frames on the
-first one (Cα) for RMSF and the Cα movement correlation. Several trajectories (replicas of one system) pool their
-frames. Values are raw: no cube root on interaction frequencies and no RMSF normalisation (the dataset store
+Reads the trajectory in chunks (bounded memory) and, per chunk, makes the protein whole across periodic
+boundaries, finds the nine interaction types natively (:mod:`seqdance.features.interactions`) on the coordinates
+as written, superposes the frames on the first one (Cα), then accumulates the Cα covariance (RMSF, correlation)
+and MDTraj's SASA, DSSP and dihedrals. Several trajectories (replicas of one system) pool their frames. Values are raw: no cube root on interaction frequencies and no RMSF normalisation (the dataset store
 applies the schema transforms).
 """
 
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
 from seqdance.features.interactions import FREQUENCIES, ContactFrequencies, Frequency, detect_contacts
 from seqdance.features.md_properties import (
+    DIHEDRAL_FUNCTIONS,
     CoordinateCovariance,
     DihedralHistogram,
     RunningMoments,
@@ -44,7 +45,7 @@ MD_FEATURE_KEYS: dict[str, str] = {
     p.name: (p.name.removesuffix("_nor") if p.transform == "max_normalise" else p.name)
     for p in properties_of_kind("md")
 }
-_ANGLES: tuple[str, ...] = tuple(n for n in ("phi", "psi", "chi") if n in PROPERTY_BY_NAME)
+_ANGLES: tuple[str, ...] = tuple(name for name in MD_FEATURE_KEYS if name in DIHEDRAL_FUNCTIONS)
 _HBOND_TYPES: tuple[str, ...] = tuple(n for n in INTERACTION_NAMES if n.startswith("hb"))
 #: A peptide C-N longer than this (nm) in a frame whose first frame had it bonded: protein split by PBC.
 _BROKEN_BOND_NM = 0.5
@@ -222,6 +223,8 @@ def extract_md(
             f"{loaded.path}: only {acc.n_frames} frame selected; MD features need at least 2 frames "
             "(fluctuations and frequencies over a trajectory)"
         )
+    log.info("%s: %d residues, %d frames from %d trajectories", loaded.path, protein.n_residues, acc.n_frames,
+             len(sources))
     result: dict[str, Any] = acc.result()
     result.update(
         sequence=protein.sequence,

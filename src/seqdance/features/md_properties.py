@@ -18,6 +18,9 @@ from seqdance.schema import ANGLE_BINS, ANGLE_RANGE_DEG, SS_DSSP_CODES
 #: Bin edges of the dihedral histograms (radians), as np.histogram(range=(-π, π), bins=12) uses them.
 ANGLE_EDGES = np.deg2rad(np.linspace(ANGLE_RANGE_DEG[0], ANGLE_RANGE_DEG[1], ANGLE_BINS + 1))
 
+#: MDTraj function computing each dihedral property of the schema (chi = chi1).
+DIHEDRAL_FUNCTIONS = {"phi": md.compute_phi, "psi": md.compute_psi, "chi": md.compute_chi1}
+
 #: Largest peptide C-N distance (nm) across which phi/psi are defined; longer means a chain break.
 PEPTIDE_BOND_MAX_NM = 0.2
 
@@ -125,8 +128,7 @@ def dihedral_rows(kind: str, traj: md.Trajectory, atom_residue: np.ndarray,
     A phi or psi spanning a chain break (peptide C-N longer than 0.2 nm in ``first_frame``) is left out: it
     would join residues that are not bonded.
     """
-    compute = {"phi": md.compute_phi, "psi": md.compute_psi, "chi": md.compute_chi1}[kind]
-    indices, _ = compute(traj[:1])
+    indices, _ = DIHEDRAL_FUNCTIONS[kind](traj[:1])
     if len(indices) == 0:
         return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
     rows = atom_residue[indices[:, 1]]
