@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="normal-mode features (GNM fluctuations, ANM correlations) from PDB/mmCIF structures",
         description=(
             "Compute nma_res1..3 (GNM fluctuations) and nma_pair1..3 (ANM correlations) in the low / mid / high "
-            "frequency ranges for each structure (DESIGN §4). Writes OUTDIR/<stem>.npz per structure; existing "
+            "frequency ranges for each structure (docs/features_nma.md). Writes OUTDIR/<stem>.npz per structure; existing "
             "complete outputs are skipped (resumable)."
         ),
     )

@@ -447,6 +447,8 @@ def extract_nma(
     bookkeeping listed in :data:`METADATA_KEYS`. Errors name the file and say what is wrong.
     """
     if isinstance(structure, CalphaStructure):
+        if chains is not None or model != 0:
+            raise ValueError("chains/model select atoms while reading a file; pass them to read_calpha_structure")
         calphas = structure
     else:
         calphas = read_calpha_structure(structure, chains=chains, model=model)
