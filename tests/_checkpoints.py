@@ -33,15 +33,13 @@ def randomize_parameters_(module: nn.Module, seed: int = 0) -> nn.Module:
     }
     with torch.no_grad():
         for name, param in module.named_parameters():
-            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
+            param.normal_(generator=gen)
             if id(param) in norm_weights:
-                param.copy_(1.0 + 0.1 * noise)
+                param.mul_(0.1).add_(1.0)
             elif param.dim() == 1:
-                param.copy_(0.1 * noise)
-            elif "word_embeddings" in name:
-                param.copy_(noise)
-            else:
-                param.copy_(noise / param.shape[1] ** 0.5)
+                param.mul_(0.1)
+            elif "word_embeddings" not in name:
+                param.mul_(param.shape[1] ** -0.5)
     return module
 
 
@@ -66,7 +64,7 @@ def legacy_encoder_keys(prefix: str, config: EncoderConfig, seed: int = 0) -> di
 
 def released_state_dict(model: DynamicsModel, legacy_keys: bool = True) -> dict[str, torch.Tensor]:
     """The model's tensors under the released key names (``esm2.*`` + heads)."""
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if legacy_keys:
         state.update(legacy_encoder_keys("esm2.", model.encoder_config))
     return state

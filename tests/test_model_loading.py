@@ -59,6 +59,9 @@ def test_released_layout_matches_reference_formulation(tmp_path, model_select) -
     model = load_model(directory)
     assert model.model_select == model_select and not model.training
     assert model.freeze_encoder == (model_select == "esmdance")
+    frozen = model_select == "esmdance"
+    assert all(p.requires_grad != frozen for p in model.esm2.parameters())
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("esm2."))
     ids, mask = _batch()
     _assert_matches_reference(model, directory, ids, mask)
 
@@ -108,7 +111,8 @@ def test_unexpected_keys_are_named_but_known_unused_ones_ignored(tmp_path) -> No
     lean = write_released_checkpoint(
         tmp_path / "lean", drop_keys=("esm2.pooler.dense.weight", "esm2.pooler.dense.bias")
     )
-    load_model(lean)
+    pooler = load_model(lean).esm2.pooler.dense
+    assert torch.isfinite(pooler.weight).all() and torch.all(pooler.bias == 0)  # defined, not uninitialised memory
 
 
 def test_wrong_rotary_frequencies_warn(tmp_path) -> None:
@@ -259,3 +263,17 @@ def test_device_dtype_and_overrides(tmp_path) -> None:
         load_model(directory, encoder="8M")
     with pytest.raises(ValueError, match="unknown dtype"):
         load_model(directory, dtype="float13")
+
+
+def test_pytorch_bin_layout_and_compile_prefix(tmp_path) -> None:
+    directory = write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=4)
+    state = load_file(directory / "model.safetensors")
+    (directory / "model.safetensors").unlink()
+    torch.save(state, directory / "pytorch_model.bin")
+    expected = write_esm2_mlm_checkpoint(tmp_path / "again", "tiny", seed=4)
+    a, b = load_esm2_masked_lm(directory), load_esm2_masked_lm(expected)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    path = write_update_checkpoint(tmp_path / "update_7.pt", "tiny", "esmdance", prefix="module._orig_mod.")
+    assert load_model(path, model_select="esmdance").model_select == "esmdance"
+    assert seqdance.load_model is load_model

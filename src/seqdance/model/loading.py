@@ -22,9 +22,9 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -38,8 +38,10 @@ from seqdance.model.config import (
     resolve_encoder_config,
 )
 from seqdance.model.dynamics import MODEL_SELECTS, DynamicsModel
-from seqdance.model.encoder import rotary_inv_freq
+from seqdance.model.encoder import rotary_inv_freq, seqdance_init_
 from seqdance.model.esm_lm import EsmMaskedLM
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 CONFIG_NAME = "config.json"
 SAFETENSORS_NAME = "model.safetensors"
@@ -254,7 +256,25 @@ def load_into(
         if missing and unexpected and any(k.startswith("esm.") for k in unexpected) and encoder_prefix == "esm2.":
             hint = " (this looks like an ESM2 language-model checkpoint: use build_esmdance_from_esm2)"
         raise CheckpointError(f"{source} does not fit the model{hint}: " + "; ".join(problems))
-    module.load_state_dict(usable, strict=False)
+    # assign: the loaded tensors become the parameters (no second copy of the weights in memory)
+    usable = {k: v.to(expected[k].dtype).contiguous() for k, v in usable.items()}
+    module.load_state_dict(usable, strict=False, assign=True)
+    _initialise_absent(module, set(usable))
+
+
+def _without_init(factory: Callable[[], ModuleT]) -> ModuleT:
+    """Build a module with uninitialised CPU storage (its weights are about to be loaded; skips the init cost)."""
+    with torch.device("meta"):
+        module = factory()
+    return module.to_empty(device="cpu")
+
+
+def _initialise_absent(module: torch.nn.Module, loaded: set[str]) -> None:
+    """Give optional submodules that the checkpoint lacked (pooler, contact head) defined values."""
+    for name, sub in module.named_modules():
+        own = [f"{name}.{p}" if name else p for p, _ in sub.named_parameters(recurse=False)]
+        if own and not all(k in loaded for k in own):
+            seqdance_init_(sub, dropout=None)
 
 
 def infer_encoder_config(state: Mapping[str, torch.Tensor], prefix: str = "esm2.") -> EncoderConfig:
@@ -364,7 +384,7 @@ def load_model(
     config = _read_json(config_path) if config_path is not None else None
     state = read_state_dict(weights_path)
     encoder_config, select = _dynamics_architecture(config, model_select, encoder, state, description)
-    model = DynamicsModel(encoder_config, select)  # type: ignore[arg-type]
+    model = _without_init(lambda: DynamicsModel(encoder_config, select))  # type: ignore[arg-type]
     load_into(model, state, source=description, encoder_prefix="esm2.", config=encoder_config)
     return _finish(model, device, dtype)
 
@@ -424,7 +444,7 @@ def load_esm2_masked_lm(
     """ESM2 with its language-model head, from a ``facebook/esm2_*`` repo id (or a preset name such as "650M")
     or a local directory in that layout (HF ``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
     description, config, state = _esm2_source(source, revision)
-    model = EsmMaskedLM(config)
+    model = _without_init(lambda: EsmMaskedLM(config))
     decoder = state.pop("lm_head.decoder.weight", None)
     if decoder is not None:
         embeddings = state.get("esm.embeddings.word_embeddings.weight")
