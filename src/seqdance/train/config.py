@@ -38,6 +38,7 @@ class CurriculumStage:
 @dataclass
 class DataConfig:
     store: list[str] = field(default_factory=list)  # one or several stores (paths as DynamicsStore.open takes)
+    index: list[str] | None = None  # index CSV per store (released layout) when not beside it as <store>.csv
     train_split: str = "train"
     test_split: str = "test"
     groups: list[str] | None = None  # None: every group with training proteins
@@ -126,6 +127,8 @@ class TrainConfig:
         d = self.data
         if not d.store:
             bad("data.store is empty: give the path of a dataset store (or a list of stores)")
+        if d.index is not None and len(d.index) != len(d.store):
+            bad(f"data.index has {len(d.index)} entries but data.store has {len(d.store)}: give one per store")
         if d.groups is not None:
             unknown = [g for g in d.groups if g not in schema.SOURCE_GROUPS]
             if unknown:
@@ -269,7 +272,7 @@ def _build(cls: type, data: Any, origin: str, where: str = "") -> Any:
             if not isinstance(value, list):
                 raise ValueError(f"{origin}: {path} must be a list of stages")
             kwargs[key] = [_build(CurriculumStage, v, origin, f"{path}[{i}]") for i, v in enumerate(value)]
-        elif key == "store":
+        elif key in ("store", "index") and value is not None:
             kwargs[key] = [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
         else:
             kwargs[key] = _coerce(hint, value, origin, path)

@@ -319,11 +319,13 @@ def collate(samples: Sequence[Sample], group: str) -> Batch:
 class StoreSet:
     """Opened stores, re-opened lazily in each process (safe in DataLoader workers)."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike[str]],
+                 index: Sequence[str | os.PathLike[str] | None] | None = None) -> None:
         from seqdance.store import DynamicsStore
 
         self.paths = [str(p) for p in paths]
-        self.stores = [DynamicsStore.open(p) for p in self.paths]
+        indexes = list(index) if index is not None else [None] * len(self.paths)
+        self.stores = [DynamicsStore.open(p, index=i or None) for p, i in zip(self.paths, indexes)]
 
     def __getitem__(self, i: int) -> Any:
         return self.stores[i]

@@ -174,7 +174,7 @@ class Trainer:
         self.out_dir = Path(config.output_dir)
         self._stop_requested = False
 
-        self.stores = StoreSet(config.data.store)
+        self.stores = StoreSet(config.data.store, config.data.index)
         self.catalog = Catalog.from_stores(self.stores.stores)
         wanted = list(config.data.groups or schema.SOURCE_GROUPS)
         self.weights = self._loss_weights(wanted)
