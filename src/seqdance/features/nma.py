@@ -200,6 +200,11 @@ class Modes:
     n_zero: int
 
 
+def _max_abs_column_sum(matrix: np.ndarray, block: int = 512) -> float:
+    """Gershgorin bound of a symmetric matrix (≥ its largest |eigenvalue|), without an N×N temporary."""
+    return max(float(np.abs(matrix[:, i : i + block]).sum(axis=0).max()) for i in range(0, matrix.shape[1], block))
+
+
 def nonzero_modes(
     matrix: np.ndarray,
     rigid_basis: np.ndarray | None = None,
@@ -222,7 +227,7 @@ def nonzero_modes(
     if zero_modes == "rigid":
         if rigid_basis is None:
             raise ValueError("zero_modes='rigid' needs the rigid-body basis")
-        shift = 2.0 * float(np.abs(work).sum(axis=0).max())
+        shift = 2.0 * _max_abs_column_sum(work)
         n_rigid = rigid_basis.shape[1]
         # lower triangle of work += shift * Q Qᵀ, in place (eigh reads the lower triangle only)
         work = blas.dsyrk(shift, np.asfortranarray(rigid_basis), beta=1.0, c=work, trans=0, lower=1, overwrite_c=1)
