@@ -34,6 +34,9 @@ MDTRAJ_TOPOLOGY_SUFFIXES = (".pdb", ".pdb.gz", ".ent", ".cif", ".pdbx", ".psf", 
                             ".prm7", ".mol2", ".hoomdxml", ".arc", ".h5", ".lh5")
 _PDB_SUFFIXES = (".pdb", ".pdb.gz", ".ent", ".ent.gz")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+#: Upper bound on the memory of one chunk of full frames (readers decode every atom before the protein subset).
+MAX_CHUNK_BYTES = 256 * 1024**2
+
 #: Formats whose header tells the atom count cheaply (checked against the topology before reading).
 _COUNTABLE_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".netcdf")
 
@@ -279,6 +282,8 @@ class MDTrajSource(FrameSource):
         if remaining == 0:
             return
         frame = start
+        frame_bytes = 12 * max(1, self.topology.topology.n_atoms)
+        chunk_frames = max(1, min(chunk_frames, MAX_CHUNK_BYTES // frame_bytes))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
