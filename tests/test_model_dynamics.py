@@ -123,3 +123,21 @@ def test_resolve_encoder_config_from_dicts(shared_data) -> None:
         EncoderConfig.from_hf_dict({**tiny.to_hf_dict(), "position_embedding_type": "absolute"})
     with pytest.raises(ValueError, match="divisible"):
         EncoderConfig(num_layers=1, hidden_size=30, num_heads=4, intermediate_size=8)
+
+
+def test_checkpointed_pair_blocks_give_the_same_gradients() -> None:
+    from _checkpoints import randomize_parameters_
+
+    torch.manual_seed(0)
+    model = randomize_parameters_(DynamicsModel("tiny", "esmdance", dropout=0.0), seed=6).train()
+    ids, mask = _batch()
+    grads = []
+    for flag in (False, True):
+        model.zero_grad()
+        model.checkpoint_pair_blocks = flag
+        out = model(ids, mask, pair_block_rows=4)
+        (out.pair * torch.linspace(-1, 1, 13)).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)

@@ -60,9 +60,14 @@ def test_factorised_pair_head_gradients_equal_straightforward() -> None:
 
     expected = grads(lambda: _straightforward(q, k, middle, pred, attn))
     term_fn = lambda: project_attention_maps(attn, pred.weight[:, middle.out_features :])  # noqa: E731
-    got = grads(lambda: pair_logits_factorised(q, k, middle, pred, term_fn(), block_rows=4))
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+    for checkpoint_blocks in (False, True):
+        got = grads(
+            lambda cb=checkpoint_blocks: pair_logits_factorised(
+                q, k, middle, pred, term_fn(), block_rows=4, checkpoint_blocks=cb
+            )
+        )
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
 
 
 def test_auto_block_rows_bounds_the_intermediate() -> None:

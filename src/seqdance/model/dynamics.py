@@ -79,6 +79,8 @@ class DynamicsModel(nn.Module):
                     if isinstance(module, nn.Linear) and module.bias is not None:
                         module.bias.zero_()
 
+        #: Training memory option: recompute pair-head blocks in backward (see ``pair_logits_factorised``).
+        self.checkpoint_pair_blocks = False
         self.freeze_encoder = model_select == "esmdance" if freeze_encoder is None else bool(freeze_encoder)
         if self.freeze_encoder:
             self.esm2.requires_grad_(False)
@@ -143,7 +145,8 @@ class DynamicsModel(nn.Module):
                 )
             q, k = self.res_transform_nn(hidden).chunk(2, dim=-1)
             pair_logits = pair_logits_factorised(
-                q, k, self.pair_middle_linear, self.pair_pred_linear, attention_term, block_rows=pair_block_rows
+                q, k, self.pair_middle_linear, self.pair_pred_linear, attention_term,
+                block_rows=pair_block_rows, checkpoint_blocks=self.checkpoint_pair_blocks and self.training,
             )
             del attention_term
         if return_attentions:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from seqdance.schema import (
@@ -173,12 +174,15 @@ def pair_logits_factorised(
     attention_term: torch.Tensor | None,
     *,
     block_rows: int | None = None,
+    checkpoint_blocks: bool = False,
 ) -> torch.Tensor:
     """Pair logits (B, T, T, O) of the reference pair head, computed without the (B, T, T, 2d) tensor.
 
     Row i uses k_i and column j uses q_j, as in the reference (prod = q[:, None] * k[:, :, None]).
     ``attention_term`` is Va · attention as (B, O, T, T) (or None when the head has no attention input).
-    ``block_rows`` bounds the rows computed at once (None: chosen from the sizes).
+    ``block_rows`` bounds the rows computed at once (None: chosen from the sizes). ``checkpoint_blocks``
+    (training only) recomputes each block in the backward pass instead of keeping its (rows, A, T)
+    intermediates: memory B·T²·O instead of about 3·B·T²·A, for one more forward of the head.
     """
     batch, length, hidden = q.shape
     maps = middle_linear.out_features
@@ -202,10 +206,14 @@ def pair_logits_factorised(
         return block
 
     if torch.is_grad_enabled():  # autograd-friendly: no writes into a preallocated output
-        blocks = [
-            add_rest(_pair_block(q, k[:, s : s + rows], w_product, diff_q, diff_k[:, s : s + rows], w_out), s, s + rows)
-            for s in range(0, length, rows)
-        ]
+        blocks = []
+        for s in range(0, length, rows):
+            args = (q, k[:, s : s + rows], w_product, diff_q, diff_k[:, s : s + rows], w_out)
+            if checkpoint_blocks:
+                block = torch.utils.checkpoint.checkpoint(_pair_block, *args, use_reentrant=False)
+            else:
+                block = _pair_block(*args)
+            blocks.append(add_rest(block, s, s + rows))
         return torch.cat(blocks, dim=1)
     out = torch.empty(batch, length, length, w_out.shape[0], dtype=q.dtype, device=q.device)
     for start in range(0, length, rows):
