@@ -514,9 +514,6 @@ def save_nma_features(
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             writer(handle, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # temporary files are private; a finished output is not
 
 
 def load_nma_features(path: str | os.PathLike[str]) -> dict[str, object]:
