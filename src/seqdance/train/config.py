@@ -90,6 +90,7 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
     pair_block_rows: int | None = None  # forwarded to the model (memory/speed trade-off of the pair head)
+    checkpoint_pair_blocks: bool = False  # recompute pair-head blocks in backward (less memory, more time)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 

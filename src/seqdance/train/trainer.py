@@ -198,6 +198,8 @@ class Trainer:
 
         ckpt.seed_everything(config.seed)  # identical initial weights on every rank
         model = build_model(config).to(self.device)
+        if hasattr(model, "checkpoint_pair_blocks"):
+            model.checkpoint_pair_blocks = bool(config.checkpoint_pair_blocks)
         self.frozen_unused = freeze_unused_parameters(model, self.device)
         if self.frozen_unused:
             log.info("parameters without gradient, frozen: %s", ", ".join(self.frozen_unused))
