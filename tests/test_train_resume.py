@@ -95,3 +95,14 @@ def test_resume_rejects_another_model(store: Path, tmp_path: Path) -> None:
         other.resume()
     fresh = Trainer(tiny_config(store, tmp_path / "empty", total_updates=2, **{"optim.warmup_updates": 0}))
     assert not fresh.resume()
+
+
+def test_bf16_autocast_on_cpu_close_to_fp32(store: Path, tmp_path: Path) -> None:
+    settings = {"total_updates": 1, "checkpoint_interval": 0, "dropout": 0.0, "optim.warmup_updates": 0}
+    fp32 = Trainer(tiny_config(store, tmp_path / "fp32", precision="fp32", **settings)).fit().history[0]
+    bf16 = Trainer(tiny_config(store, tmp_path / "bf16", precision="bf16", **settings))
+    assert bf16.autocast_dtype is torch.bfloat16
+    rec = bf16.fit().history[0]
+    assert rec["loss"] == pytest.approx(fp32["loss"], rel=0.02)  # bf16 rounding only
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        Trainer(tiny_config(store, tmp_path / "fp16", precision="fp16", **settings))
