@@ -259,7 +259,7 @@ def test_device_dtype_and_overrides(tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(model64(ids, mask).pair.float(), model(ids, mask).pair, atol=1e-5, rtol=0)
     assert load_model(directory, model_select="seqdance").model_select == "seqdance"
-    with pytest.raises(CheckpointError, match="differs from the architecture"):
+    with pytest.raises(CheckpointError, match="differs from the architecture recorded"):
         load_model(directory, encoder="8M")
     with pytest.raises(ValueError, match="unknown dtype"):
         load_model(directory, dtype="float13")
@@ -277,3 +277,30 @@ def test_pytorch_bin_layout_and_compile_prefix(tmp_path) -> None:
     path = write_update_checkpoint(tmp_path / "update_7.pt", "tiny", "esmdance", prefix="module._orig_mod.")
     assert load_model(path, model_select="esmdance").model_select == "esmdance"
     assert seqdance.load_model is load_model
+
+
+def test_seqdance_training_checkpoint_records_its_architecture(tmp_path) -> None:
+    """A checkpoint like seqdance.train writes: model state beside optimiser, numpy RNG states and config."""
+    import random
+
+    import numpy as np
+
+    model = random_dynamics_model("tiny", "esmdance", seed=8)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.98)}]},
+        "rng": [{"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}],  # noqa: NPY002
+        "config": {"model_select": "esmdance", "encoder": "tiny", "dropout": 0.1},
+        "update": 12,
+    }
+    torch.save(state, tmp_path / "update_00000012.pt")
+    loaded = load_model(tmp_path / "update_00000012.pt")
+    assert loaded.model_select == "esmdance" and loaded.encoder_config.preset_name == "tiny"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+    import datetime  # arbitrary pickled objects are refused (weights-only loading)
+
+    torch.save({"model": model.state_dict(), "extra": datetime.date(2024, 1, 1)}, tmp_path / "update_1.pt")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "update_1.pt", model_select="esmdance")

@@ -8,7 +8,7 @@ Sources understood by :func:`load_model`:
   ``pair_middle_linear.*``, ``pair_pred_linear.*``; our own :func:`save_dynamics_model` writes the same layout
   (plus an ``encoder`` entry for architectures that are not ESM2 presets);
 * a reference training checkpoint ``update_*.pt`` (a state dict, possibly with a DDP ``module.`` prefix or
-  wrapped in a dict), whose architecture the caller names.
+  wrapped in a dict), whose architecture the caller names; seqdance's own training checkpoints record it.
 
 Released files were written by transformers 4.48. Their per-layer rotary ``inv_freq`` buffers are checked
 against the computed frequencies and dropped; ``embeddings.position_embeddings.weight`` (unused by rotary
@@ -18,6 +18,7 @@ other mismatch is an error naming the keys. Network access happens only inside t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -150,20 +151,40 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file or a ``torch.save`` checkpoint, unwrapped and without DDP prefixes."""
+def _numpy_safe_globals() -> list[Any]:
+    """numpy types that training checkpoints hold (RNG states) and ``weights_only`` loading may accept."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` restricted to tensors, plain containers and numpy arrays (no arbitrary code)."""
+    safe = getattr(torch.serialization, "safe_globals", None)
+    try:
+        with safe(_numpy_safe_globals()) if safe is not None else contextlib.nullcontext():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint of tensors and plain data ({str(exc).splitlines()[0]})"
+        ) from exc
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Tensors of a ``.safetensors`` file or a ``torch.save`` checkpoint (unwrapped, DDP/compile prefixes
+    removed), and the ``config`` dict stored beside them in a wrapping dict (seqdance training checkpoints)."""
     path = Path(path)
+    meta = None
     if path.suffix == ".safetensors":
         state: Any = load_file(str(path))
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+        state = _torch_load(path)
         if not _is_state_dict(state):
             inner = None
             if isinstance(state, Mapping):
                 inner = next((state[k] for k in _STATE_DICT_ENTRIES if _is_state_dict(state.get(k))), None)
+                meta = state.get("config") if isinstance(state.get("config"), Mapping) else None
             if inner is None:
                 top = list(state)[:10] if isinstance(state, Mapping) else type(state).__name__
                 raise CheckpointError(
@@ -176,7 +197,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         while key.startswith(_WRAPPER_PREFIXES):
             key = key.split(".", 1)[1]
         out[key] = tensor
-    return out
+    return out, (dict(meta) if meta is not None else None)
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of :func:`read_checkpoint`."""
+    return read_checkpoint(path)[0]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -346,7 +372,7 @@ def _dynamics_architecture(
             wanted = resolve_encoder_config(encoder)
             if wanted.with_dropout(0, 0) != saved_encoder.with_dropout(0, 0):
                 raise CheckpointError(
-                    f"{source}: encoder={encoder!r} differs from the architecture in its config.json ({saved_encoder})"
+                    f"{source}: encoder={encoder!r} differs from the architecture recorded with it ({saved_encoder})"
                 )
         encoder_config = saved_encoder if saved_encoder is not None else None
     else:
@@ -376,13 +402,18 @@ def load_model(
 
     ``source``: a Hugging Face repo id (default ``ChaoHou/ESMDance``), a local directory in the released layout
     (also what :meth:`DynamicsModel.save_pretrained` writes), or a training checkpoint file (``update_*.pt``;
-    name the model with ``model_select``, and ``encoder`` unless its shapes match a preset). ``model_select``
-    overrides the one in config.json (e.g. to fine-tune the released ESMDance encoder as SeqDance would).
+    for the reference's, name the model with ``model_select``, and ``encoder`` unless its shapes match a
+    preset; seqdance's own record both). ``model_select`` overrides the recorded one (e.g. to fine-tune the
+    released ESMDance encoder as SeqDance would).
     """
     description, config_path, weights_path = _resolve_source(source, revision, kind="model")
     assert weights_path is not None
     config = _read_json(config_path) if config_path is not None else None
-    state = read_state_dict(weights_path)
+    state, meta = read_checkpoint(weights_path)
+    if config is None and meta is not None and meta.get("model_select") in MODEL_SELECTS:
+        config = {"model_select": meta["model_select"]}  # a seqdance training checkpoint records its model
+        if meta.get("encoder") is not None:
+            config["encoder"] = meta["encoder"]
     encoder_config, select = _dynamics_architecture(config, model_select, encoder, state, description)
     model = _without_init(lambda: DynamicsModel(encoder_config, select))  # type: ignore[arg-type]
     load_into(model, state, source=description, encoder_prefix="esm2.", config=encoder_config)
