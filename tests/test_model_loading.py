@@ -66,7 +66,6 @@ def test_released_layout_matches_reference_formulation(tmp_path, model_select) -
     _assert_matches_reference(model, directory, ids, mask)
 
 
-@pytest.mark.slow
 def test_released_35m_checkpoint_matches_reference(tmp_path) -> None:
     directory = write_released_checkpoint(tmp_path / "ESMDance", "35M", "esmdance", seed=1)
     assert json.loads((directory / "config.json").read_text()) == {"esm2_select": "model_35M", "model_select": "esmdance"}

@@ -126,6 +126,8 @@ def _resolve_source(
 ) -> tuple[str, Path | None, Path | None]:
     """(description, config path | None, weights path | None) for a local dir, a local file or a repo id."""
     text = os.fspath(source)
+    if not text.strip():
+        raise ValueError(f"empty {kind} source: give a Hugging Face repo id or a local path")
     path = Path(text).expanduser()
     if path.is_dir():
         config = path / CONFIG_NAME
@@ -246,8 +248,8 @@ def load_into(
     """Load ``state`` (our key names) into ``module``, failing loudly on anything missing or unexpected.
 
     Legacy encoder keys under ``encoder_prefix`` are checked (inv_freq) or ignored (position embeddings);
-    optional encoder parameters (pooler, contact head) keep their values when absent; ``ignore`` matches
-    further keys to skip.
+    optional encoder parameters (pooler, contact head) are Xavier-initialised when absent; ``ignore`` matches
+    further keys to skip. The loaded tensors become the module's parameters (cast to their dtype).
     """
     expected = module.state_dict()
     usable: dict[str, torch.Tensor] = {}
