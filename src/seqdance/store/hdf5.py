@@ -335,10 +335,12 @@ def software_versions() -> dict[str, str]:
         "h5py": h5py.__version__,
         "hdf5": h5py.version.hdf5_version,
     }
-    for module in ("mdtraj", "prody"):
+    from importlib import metadata
+
+    for dist in ("mdtraj", "gemmi", "MDAnalysis"):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # optional: only what is installed is recorded
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # optional: only what is installed is recorded
             continue
     return versions
 

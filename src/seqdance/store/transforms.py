@@ -52,7 +52,7 @@ def _as_sequence(features: Mapping[str, Any]) -> str:
 def _checked(features: Mapping[str, Any], key: str, shape: tuple[int, ...], label: str) -> np.ndarray:
     if key not in features:
         raise ValueError(f"{label}: feature {key!r} is missing")
-    arr = np.asarray(features[key], dtype=np.float64)
+    arr = np.array(features[key], dtype=np.float64)  # a copy: the caller's arrays are never modified
     if arr.shape != shape:
         raise ValueError(f"{label}: feature {key!r} has shape {arr.shape}, expected {shape}")
     return arr
@@ -83,9 +83,10 @@ def features_to_targets(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stored targets ``(residue (T, 47|3), pair (T, T, 10|3))`` float32 from raw features, ``T = L + 2 (+2 per linker)``.
 
-    NaN is allowed only where a property's histogram is undefined (a dihedral a residue does not have);
-    such rows, and every special-token row/column, hold :data:`MASK_VALUE`. Any other NaN/inf is an error
-    naming the protein and property.
+    NaN is allowed only where a property's histogram is undefined (a dihedral a residue does not have) and
+    for a pair property that is NaN everywhere (H-bonds of a trajectory without hydrogens); those entries, and
+    every special-token row/column, hold :data:`MASK_VALUE`. Any other NaN/inf is an error naming the protein
+    and property.
     """
     if kind not in ("md", "nma"):
         raise ValueError(f"feature kind must be 'md' or 'nma', not {kind!r}")
@@ -116,6 +117,9 @@ def features_to_targets(
     pair_block = np.empty((n, n, pair.shape[2]), dtype=np.float32)
     for prop in properties_of_kind(kind, "pair"):
         raw = _checked(features, raw_feature_key(prop), (n, n), label)
+        if np.isnan(raw).all():  # a property the input cannot define (H-bonds without hydrogens): masked
+            pair_block[:, :, prop.store_channels.start] = MASK_VALUE
+            continue
         if not np.isfinite(raw).all():
             i, j = np.argwhere(~np.isfinite(raw))[0]
             raise ValueError(f"{label}: {raw_feature_key(prop)!r} is NaN/inf at residue pair ({i + 1}, {j + 1})")
@@ -174,5 +178,7 @@ def targets_to_features(
         out[key] = values
     for prop in properties_of_kind(kind, "pair"):
         values = prs[:, :, prop.store_channels.start]
-        out[raw_feature_key(prop)] = values**3 if prop.transform == "cube_root" else values
+        if prop.transform == "cube_root":
+            values = np.where(values == MASK_VALUE, np.nan, values**3)  # no frequency is negative: masked
+        out[raw_feature_key(prop)] = values
     return out

@@ -1,0 +1,171 @@
+"""The build manifest: one CSV row per protein, naming its inputs and data source.
+
+Columns (header required, order free):
+
+* ``name`` — unique protein id (becomes the dataset prefix ``{name}_res_feature``);
+* ``source`` — data source label (ATLAS, GPCRmd, PED, mdCATH, IDRome, proteinflow_pdb, proteinflow_sabdab, or
+  ``group:label`` such as ``md:my_sims`` / ``idr:cg_runs``), mapped to a source group by
+  :func:`seqdance.schema.source_group`; an optional ``group`` column (md | idr | nma) labels user sources instead;
+* ``structure`` (NMA) **or** ``topology`` + ``trajectory`` (MD; several trajectories of one system, pooled,
+  separated by ``;``). Relative paths are relative to the manifest's folder;
+* optional: ``label`` (train/test; otherwise kept from an existing store, else ``train``), ``stride``, ``start``,
+  ``stop`` (MD frame selection), ``chains`` (NMA chain ids, e.g. ``A`` or ``A,B``), ``model`` (NMA model index).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from seqdance.schema import GROUP_KIND, source_group
+from seqdance.store.hdf5 import LABEL_WIDTH, check_name
+
+_PATH_COLUMNS = ("structure", "topology", "trajectory")
+_INT_COLUMNS = ("stride", "start", "stop", "model")
+KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_INT_COLUMNS, "chains")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One protein to build."""
+
+    row: int  # 0-based data row in the manifest (its build order)
+    name: str
+    source: str
+    group: str
+    kind: str  # md | nma
+    label: str | None  # explicit label, or None
+    structure: Path | None = None
+    topology: Path | None = None
+    trajectories: tuple[Path, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # stride/start/stop (MD), chains/model (NMA)
+
+    @property
+    def inputs(self) -> list[tuple[str, Path]]:
+        """(role, path) of every input file."""
+        if self.kind == "nma":
+            return [("structure", self.structure)] if self.structure else []
+        files: list[tuple[str, Path]] = [("topology", self.topology)] if self.topology else []
+        return files + [("trajectory", t) for t in self.trajectories]
+
+    def spec(self) -> dict[str, Any]:
+        """What determines this protein's computed values (inputs and options); a change means recompute."""
+        return {
+            "kind": self.kind,
+            "inputs": [[role, str(path)] for role, path in self.inputs],
+            "options": {k: self.options[k] for k in sorted(self.options)},
+        }
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed; the message names the file, row and column."""
+
+
+def _clean(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+
+
+def _resolve(base: Path, text: str) -> Path:
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else (base / path)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
+    """Parse and validate a manifest CSV (structure of every row; file existence is checked at build time,
+    where a missing file is a per-protein failure)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not a readable CSV ({exc})") from None
+    df.columns = [c.strip() for c in df.columns]
+    for col in ("name", "source"):
+        if col not in df.columns:
+            raise ManifestError(f"{path}: the manifest needs a {col!r} column (columns: {list(df.columns)})")
+    if not any(c in df.columns for c in ("structure", "topology")):
+        raise ManifestError(f"{path}: the manifest needs a 'structure' column (NMA) or 'topology' + 'trajectory' (MD)")
+    base = path.resolve().parent
+    entries: list[ManifestEntry] = []
+    seen: dict[str, int] = {}
+    for k, raw in enumerate(df.to_dict("records")):
+        line = k + 2  # header is line 1
+        where = f"{path}: row {line}"
+        rec = {c: _clean(raw.get(c)) for c in KNOWN_COLUMNS}
+        name = rec["name"]
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+        where = f"{path}: row {line} ({name})"
+        if name in seen:
+            raise ManifestError(f"{where}: duplicate name (first on row {seen[name]})")
+        seen[name] = line
+        if not rec["source"]:
+            raise ManifestError(f"{where}: empty 'source'")
+        try:
+            group = source_group(rec["source"], explicit=rec["group"] or None)
+        except ValueError as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+        has_structure = bool(rec["structure"])
+        has_md = bool(rec["topology"] or rec["trajectory"])
+        if has_structure == has_md:
+            raise ManifestError(f"{where}: give either 'structure' (NMA) or 'topology' + 'trajectory' (MD), not "
+                                f"{'both' if has_structure else 'neither'}")
+        kind = "nma" if has_structure else "md"
+        if GROUP_KIND[group] != kind:
+            need = "'structure'" if GROUP_KIND[group] == "nma" else "'topology' + 'trajectory'"
+            raise ManifestError(f"{where}: source {rec['source']!r} is in group {group!r}, which is built from {need}")
+        options: dict[str, Any] = {}
+        for col in _INT_COLUMNS:
+            if rec[col]:
+                try:
+                    options[col] = int(rec[col])
+                except ValueError:
+                    raise ManifestError(f"{where}: column {col!r} must be an integer, got {rec[col]!r}") from None
+        if options.get("stride", 1) < 1:
+            raise ManifestError(f"{where}: stride must be at least 1")
+        if kind == "nma" and any(c in options for c in ("stride", "start", "stop")):
+            raise ManifestError(f"{where}: stride/start/stop apply to MD trajectories, not to a structure")
+        if kind == "md" and ("model" in options or rec["chains"]):
+            raise ManifestError(f"{where}: chains/model apply to NMA structures, not to MD")
+        if rec["chains"]:
+            options["chains"] = [c.strip() for c in rec["chains"].replace(";", ",").split(",") if c.strip()]
+        label = rec["label"] or None
+        if label is not None and len(label.encode("utf-8")) > LABEL_WIDTH:
+            raise ManifestError(f"{where}: label {label!r} is longer than {LABEL_WIDTH} bytes")
+        if kind == "nma":
+            entries.append(ManifestEntry(k, name, rec["source"], group, kind, label,
+                                         structure=_resolve(base, rec["structure"]), options=options))
+            continue
+        if not rec["topology"] or not rec["trajectory"]:
+            raise ManifestError(f"{where}: MD entries need both 'topology' and 'trajectory'")
+        trajectories = tuple(_resolve(base, t.strip()) for t in rec["trajectory"].split(";") if t.strip())
+        entries.append(ManifestEntry(k, name, rec["source"], group, kind, label,
+                                     topology=_resolve(base, rec["topology"]), trajectories=trajectories,
+                                     options=options))
+    return entries
+
+
+def shard_of(name: str, n_shards: int) -> int:
+    """Shard (0-based) a protein belongs to: stable under reordering of the manifest (SHA-256 of the name)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % n_shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` (0 ≤ i < N) -> (i, N)."""
+    try:
+        left, right = text.split("/")
+        i, n = int(left), int(right)
+    except ValueError:
+        raise ValueError(f"shard must be written i/N (e.g. 0/8), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need N ≥ 1 and 0 ≤ i < N")
+    return i, n
