@@ -34,3 +34,5 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"test data file absent: {path}")
     return path
+
+from _store_fixtures import small_real_store  # noqa: E402, F401

@@ -1,0 +1,135 @@
+"""Fixtures and helpers for the dataset-store tests (and for other parts that need a real small store).
+
+``small_real_store`` (session scope) builds a real store from ../shared/data with the project's own builder:
+NMA of a subset of ``structures/bioemu_reference`` and ``proteingym_single_dev/af2_pdb`` (source
+proteinflow_pdb -> group nma), MD of ``reference/md/3tvj_I`` (ATLAS -> md), ``md/mdcath_2hbaA00`` (mdCATH -> md,
+every 25th frame) and MDAnalysisTests' adenylate kinase PSF/DCD (every 10th frame; labelled ``idr:adk_demo``
+only so that the idr group is not empty), then splits it by sequence identity. It yields the store path.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqdance.schema import properties_of_kind
+from seqdance.store.transforms import raw_feature_key
+
+DATA_ENV_HINT = "set SEQDANCE_SHARED_DATA"
+#: NMA structures of the fixture store: the first few of each folder (sorted), small enough to build in seconds.
+N_BIOEMU = 24
+N_AF2 = 4
+AF2_MAX_RESIDUES = 400
+
+
+def synthetic_features(sequence: str, kind: str, seed: int = 0, *, frequency: str = "reference") -> dict:
+    """Raw features with the shapes, ranges and NaN conventions of extract_md / extract_nma."""
+    rng = np.random.default_rng(seed)
+    residues = sequence.replace(":", "")
+    n = len(residues)
+    out: dict = {"sequence": sequence}
+    for prop in properties_of_kind(kind):  # type: ignore[arg-type]
+        key = raw_feature_key(prop)
+        if prop.level == "residue":
+            if prop.activation == "softmax":
+                values = rng.dirichlet(np.ones(prop.width), size=n)
+                if prop.name == "chi":
+                    values[[i for i, a in enumerate(residues) if a in "GA"]] = np.nan
+                elif prop.name == "phi":
+                    values[0] = np.nan
+                elif prop.name == "psi":
+                    values[-1] = np.nan
+            else:
+                values = rng.gamma(2.0, 0.3, size=n) + 1e-3
+            out[key] = values
+        elif prop.activation == "signed_sigmoid":
+            basis = rng.normal(size=(n, 6))
+            cov = basis @ basis.T + np.eye(n) * 0.1
+            d = np.sqrt(np.diag(cov))
+            out[key] = cov / d[:, None] / d[None, :]
+        else:
+            values = rng.random((n, n)) * (rng.random((n, n)) < 0.2) * (3.0 if frequency == "reference" else 1.0)
+            if frequency == "fraction":
+                values = np.minimum(values, values.T)
+            np.fill_diagonal(values, 0.0)
+            out[key] = values
+    if kind == "md":
+        out["n_frames"] = 10
+        out["frequency"] = frequency
+    return out
+
+
+def pdb_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.pdb"))
+
+
+def count_calpha(path: Path) -> int:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return sum(1 for line in fh if line.startswith("ATOM") and line[12:16].strip() == "CA")
+
+
+def write_manifest(path: Path, rows: Sequence[dict]) -> Path:
+    columns = ["name", "source", "structure", "topology", "trajectory", "stride", "label"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+    return path
+
+
+def nma_rows(shared: Path, n_bioemu: int | None, n_af2: int | None, af2_max_residues: int | None = None) -> list[dict]:
+    """Manifest rows for NMA structures of the shared data (``None`` = all of a folder)."""
+    rows = []
+    bioemu = pdb_files(shared / "structures" / "bioemu_reference")
+    for path in bioemu[:n_bioemu] if n_bioemu is not None else bioemu:
+        rows.append({"name": f"bioemu_{path.parent.name}_{path.stem}", "source": "proteinflow_pdb",
+                     "structure": str(path)})
+    af2 = pdb_files(shared / "proteingym_single_dev" / "af2_pdb")
+    if af2_max_residues is not None:
+        af2 = [p for p in af2 if count_calpha(p) <= af2_max_residues]
+    for path in af2[:n_af2] if n_af2 is not None else af2:
+        rows.append({"name": f"af2_{path.stem}", "source": "proteinflow_pdb", "structure": str(path)})
+    return rows
+
+
+def md_rows(shared: Path) -> list[dict]:
+    """Manifest rows for the MD systems of the shared data and MDAnalysisTests (those present)."""
+    rows = []
+    ref = shared / "reference" / "md"
+    if (ref / "3tvj_I.pdb").exists():
+        rows.append({"name": "3tvj_I", "source": "ATLAS", "topology": str(ref / "3tvj_I.pdb"),
+                     "trajectory": str(ref / "3tvj_I_10frames.dcd")})
+    mdcath = shared / "md" / "mdcath_2hbaA00"
+    if (mdcath / "2hbaA00.pdb").exists():
+        rows.append({"name": "mdcath_2hbaA00", "source": "mdCATH", "topology": str(mdcath / "2hbaA00.pdb"),
+                     "trajectory": str(mdcath / "2hbaA00_320_0.xtc"), "stride": 25})
+    try:
+        from MDAnalysisTests.datafiles import DCD, PSF
+    except ImportError:
+        return rows
+    rows.append({"name": "adk_psf_dcd", "source": "idr:adk_demo", "topology": PSF, "trajectory": DCD, "stride": 10})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def small_real_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a small real store (NMA + MD, three source groups, split by identity); see the module doc."""
+    from seqdance.store.builder import build_store
+    from seqdance.store.split import split_store
+
+    rows = nma_rows(shared_data, N_BIOEMU, N_AF2, AF2_MAX_RESIDUES) + md_rows(shared_data)
+    if not rows:
+        pytest.skip(f"no structures or trajectories in {shared_data} ({DATA_ENV_HINT})")
+    folder = tmp_path_factory.mktemp("small_real_store")
+    manifest = write_manifest(folder / "manifest.csv", rows)
+    store = folder / "small_real.h5"
+    report = build_store(manifest, store, workers=2)
+    if report.failed:
+        raise RuntimeError(f"small_real_store: {report.failed} protein(s) failed: {report.failures}")
+    split_store(store, seed=0, clusters_out=folder / "clusters.tsv")
+    return store

@@ -1,0 +1,127 @@
+"""features_to_targets / targets_to_features: schema transforms and token alignment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _store_fixtures import synthetic_features
+from conftest import require
+
+from seqdance import tokenizer
+from seqdance.schema import MASK_VALUE, PROPERTY_BY_NAME, stored_width
+from seqdance.store.transforms import features_to_targets, raw_feature_key, targets_to_features
+
+
+@pytest.mark.parametrize("kind", ["md", "nma"])
+@pytest.mark.parametrize("sequence", ["MKTAYIAGLE", "MKTAYG:ACDW", "AG:W:KLV"])
+def test_round_trip_and_alignment(kind: str, sequence: str) -> None:
+    features = synthetic_features(sequence, kind, seed=3)
+    residue, pair = features_to_targets(features, kind)
+    enc = tokenizer.encode(sequence)
+    n_tokens = enc.ids.shape[0]
+    assert residue.shape == (n_tokens, stored_width("residue", kind))
+    assert pair.shape == (n_tokens, n_tokens, stored_width("pair", kind))
+    assert residue.dtype == np.float32 and pair.dtype == np.float32
+    special = np.setdiff1d(np.arange(n_tokens), enc.residue_index)
+    # <cls>, <eos> and every <eos><cls> linker are masked rows and columns
+    assert len(special) == 2 + 2 * (sequence.count(":"))
+    assert (residue[special] == MASK_VALUE).all()
+    assert (pair[special] == MASK_VALUE).all() and (pair[:, special] == MASK_VALUE).all()
+
+    scales = {"rmsf": float(features["rmsf"].max())} if kind == "md" else None
+    back = targets_to_features(residue, pair, sequence, scales=scales)
+    for key, value in features.items():
+        if not isinstance(value, np.ndarray):
+            continue
+        np.testing.assert_allclose(back[key], value, rtol=2e-6, atol=2e-7, equal_nan=True, err_msg=key)
+
+
+def test_md_transforms_follow_the_schema() -> None:
+    features = synthetic_features("MKGAYIAGLE", "md", seed=1)
+    residue, pair = features_to_targets(features, "md")
+    rows = tokenizer.encode(features["sequence"]).residue_index
+    res, prs = residue[rows], pair[np.ix_(rows, rows)]
+    rmsf = PROPERTY_BY_NAME["rmsf_nor"]
+    np.testing.assert_allclose(res[:, rmsf.store_channels.start], features["rmsf"] / features["rmsf"].max(), rtol=1e-6)
+    assert res[:, rmsf.store_channels.start].max() == pytest.approx(1.0)
+    vdw = PROPERTY_BY_NAME["vdw"]
+    np.testing.assert_allclose(prs[:, :, vdw.store_channels.start], np.cbrt(features["vdw"]), rtol=1e-6, atol=1e-7)
+    corr = PROPERTY_BY_NAME["corr"]
+    np.testing.assert_allclose(prs[:, :, corr.store_channels.start], features["corr"], rtol=1e-6, atol=1e-7)
+    chi = PROPERTY_BY_NAME["chi"]
+    gly_ala = [i for i, a in enumerate("MKGAYIAGLE") if a in "GA"]
+    assert (res[gly_ala, chi.store_channels] == MASK_VALUE).all()
+    others = [i for i in range(10) if i not in gly_ala]
+    np.testing.assert_allclose(res[others, chi.store_channels].sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_nma_block_layout() -> None:
+    features = synthetic_features("ACDEFGHIK", "nma", seed=2)
+    residue, pair = features_to_targets(features, "nma")
+    rows = tokenizer.encode(features["sequence"]).residue_index
+    for i in range(3):
+        np.testing.assert_allclose(residue[rows, PROPERTY_BY_NAME[f"nma_res{i + 1}"].store_channels.start],
+                                   features[f"nma_res{i + 1}"], rtol=1e-6)
+        np.testing.assert_allclose(pair[np.ix_(rows, rows)][:, :, PROPERTY_BY_NAME[f"nma_pair{i + 1}"].store_channels.start],
+                                   features[f"nma_pair{i + 1}"], rtol=1e-6, atol=1e-7)
+
+
+def test_undefined_hbond_maps_are_masked() -> None:
+    features = synthetic_features("ACDEFG", "md")
+    for name in ("hbbb", "hbsb", "hbss"):
+        features[name] = np.full((6, 6), np.nan)
+    residue, pair = features_to_targets(features, "md")
+    for name in ("hbbb", "hbsb", "hbss"):
+        assert (pair[:, :, PROPERTY_BY_NAME[name].store_channels.start] == MASK_VALUE).all()
+    assert (pair[1:7, 1:7, PROPERTY_BY_NAME["vdw"].store_channels.start] >= 0).all()
+    back = targets_to_features(residue, pair, "ACDEFG")
+    assert np.isnan(back["hbbb"]).all()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f.__setitem__("sasa_mean", f["sasa_mean"][:-1]), "sasa_mean.*shape"),
+        (lambda f: f.__setitem__("vdw", -f["vdw"] - 0.1), "negative"),
+        (lambda f: f["sasa_std"].__setitem__(3, np.nan), "sasa_std.*residue 4"),
+        (lambda f: f["corr"].__setitem__((1, 2), np.inf), r"corr.*\(2, 3\)"),
+        (lambda f: f.__setitem__("rmsf", np.zeros(6)), "rmsf.*positive"),
+        (lambda f: f.pop("ss"), "'ss' is missing"),
+        (lambda f: f.__setitem__("sequence", "ACDEF1"), "not an amino-acid"),
+    ],
+)
+def test_bad_features_name_the_problem(mutate, message: str) -> None:
+    features = synthetic_features("ACDEFG", "md")
+    mutate(features)
+    with pytest.raises(ValueError, match=message):
+        features_to_targets(features, "md", name="p1")
+
+
+def test_reference_golden_features_transform(shared_data) -> None:
+    """The reference pipeline's own 3tvj_I outputs (CSV + npz) go through the transforms as DESIGN §2 says."""
+    ref = shared_data / "reference" / "md"
+    table = pd.read_csv(require(ref / "3tvj_I_res_feature.csv"))
+    pair_ref = np.load(require(ref / "3tvj_I_pair_feature.npz"))["array"]
+    import mdtraj
+
+    top = mdtraj.load_topology(str(ref / "3tvj_I.pdb"))
+    sequence = "".join(r.code for r in top.residues if r.is_protein)
+    assert len(sequence) == len(table)
+    features: dict = {"sequence": sequence, "sasa_mean": table["sasa_mean"].to_numpy(),
+                      "sasa_std": table["sasa_std"].to_numpy(), "rmsf": table["rmsf"].to_numpy(),
+                      "ss": table[[c for c in table.columns if c.startswith("dssp_")]].to_numpy()}
+    for name in ("chi", "phi", "psi"):
+        features[name] = table[[f"{name}_{i}" for i in range(12)]].to_numpy()
+    for prop_name in ("vdw", "hbbb", "hbsb", "hbss", "hp", "sb", "pc", "ps", "ts", "corr"):
+        prop = PROPERTY_BY_NAME[prop_name]
+        features[raw_feature_key(prop)] = pair_ref[:, :, prop.start]
+    residue, pair = features_to_targets(features, "md", name="3tvj_I")
+    rows = tokenizer.encode(sequence).residue_index
+    res = residue[rows]
+    assert np.isnan(features["chi"]).any()  # the golden CSV has undefined chi rows -> masked
+    chi = PROPERTY_BY_NAME["chi"].store_channels
+    assert ((res[:, chi] == MASK_VALUE).all(axis=1) == np.isnan(features["chi"]).all(axis=1)).all()
+    np.testing.assert_allclose(res[:, PROPERTY_BY_NAME["rmsf_nor"].start], table["rmsf"] / table["rmsf"].max(), rtol=1e-6)
+    np.testing.assert_allclose(pair[np.ix_(rows, rows)][:, :, :9], np.cbrt(pair_ref[:, :, :9]), rtol=1e-6, atol=1e-7)
+    assert pair[np.ix_(rows, rows)][:, :, :9].max() > 1.0  # reference-mode frequencies exceed 1
