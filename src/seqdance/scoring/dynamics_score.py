@@ -34,7 +34,7 @@ import torch
 
 from seqdance.schema import Property, as_channel_list, get_properties
 from seqdance.scoring.mutations import Variant
-from seqdance.scoring.windows import MAX_RESIDUES, WINDOW_STEP, mutation_window
+from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
 from seqdance.tokenizer import TOKEN_TO_ID, encode
 
 #: The reference's epsilon in the denominator of the relative change.
@@ -52,6 +52,13 @@ RESIDUE_BATCH_TOKENS = 16384
 def change_column(name: str) -> str:
     """Name of the output column holding the change of one property."""
     return f"change_{name}"
+
+
+def _channel_index(channels: list[int], device: torch.device) -> slice | torch.Tensor:
+    """A slice (a view, no copy) when the channels are contiguous, else an index tensor."""
+    if channels and channels == list(range(channels[0], channels[-1] + 1)):
+        return slice(channels[0], channels[-1] + 1)
+    return torch.tensor(channels, dtype=torch.long, device=device)
 
 
 def _property_matrix(props: Sequence[Property], level: str) -> torch.Tensor:
@@ -85,20 +92,20 @@ class ChangeReducer:
         self.residue_props = [p for p in self.properties if p.is_residue]
         self.pair_props = [p for p in self.properties if p.is_pair]
         device = wt_residue.device
-        self.res_channels = torch.tensor(as_channel_list(self.properties, "residue"), dtype=torch.long, device=device)
-        self.pair_channels = torch.tensor(as_channel_list(self.properties, "pair"), dtype=torch.long, device=device)
+        self.res_channels = _channel_index(as_channel_list(self.properties, "residue"), device)
+        self.pair_channels = _channel_index(as_channel_list(self.properties, "pair"), device)
         self.res_group = _property_matrix(self.properties, "residue").to(device)
         self.pair_group = _property_matrix(self.properties, "pair").to(device)
         self.res_width = self.res_group.sum(0)
         self.pair_width = self.pair_group.sum(0)
         work = torch.float32 if wt_residue.dtype in (torch.float16, torch.bfloat16) else wt_residue.dtype
         self.dtype = work
-        self.wt_res = wt_residue[:, self.res_channels].to(work)
+        self.wt_res = wt_residue[..., self.res_channels].to(work)
         self.inv_res = 1.0 / (self.wt_res.abs() + eps)
         if self.pair_props:
             if wt_pair is None:
                 raise ValueError("pair properties requested but the wild-type prediction has no pair outputs")
-            self.wt_pair = wt_pair[:, :, self.pair_channels].to(work)
+            self.wt_pair = wt_pair[..., self.pair_channels].to(work)
             self.inv_pair = 1.0 / (self.wt_pair.abs() + eps)
         # Output column of each property in the order given.
         order = {p.name: k for k, p in enumerate(self.properties)}
@@ -120,7 +127,7 @@ class ChangeReducer:
         batch = residue.shape[0]
         out = torch.zeros(batch, len(self.properties), dtype=torch.float64, device=residue.device)
         if self.residue_props:
-            rel = (residue[:, :, self.res_channels].to(self.dtype) - self.wt_res).abs_().mul_(self.inv_res)
+            rel = (residue[..., self.res_channels].to(self.dtype) - self.wt_res).abs_().mul_(self.inv_res)
             if residue_weights is None:
                 sums = rel.sum(dim=1, dtype=torch.float64)  # (B, C)
                 count = torch.full((batch,), float(rel.shape[1]), dtype=torch.float64, device=rel.device)
@@ -132,7 +139,7 @@ class ChangeReducer:
         if self.pair_props:
             if pair is None:
                 raise ValueError("pair properties requested but the model returned no pair outputs")
-            rel = (pair[:, :, :, self.pair_channels].to(self.dtype) - self.wt_pair).abs_().mul_(self.inv_pair)
+            rel = (pair[..., self.pair_channels].to(self.dtype) - self.wt_pair).abs_().mul_(self.inv_pair)
             if pair_weights is None:
                 sums = rel.sum(dim=(1, 2), dtype=torch.float64)
                 cells = float(rel.shape[1] * rel.shape[2])
@@ -208,7 +215,7 @@ def score_dynamics(
     eps: float = SCORE_EPSILON,
     batch_size: int | None = None,
     window: int = MAX_RESIDUES,
-    window_step: int = WINDOW_STEP,
+    window_step: int | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Per-property changes ``change_<property>`` (≥ 0) of each variant, one row per variant in order.

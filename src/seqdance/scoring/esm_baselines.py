@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from seqdance.scoring.mutations import Variant
-from seqdance.scoring.windows import MAX_RESIDUES, WINDOW_STEP, mutation_window
+from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
 from seqdance.tokenizer import MASK_ID, TOKEN_TO_ID, encode
 
 #: Tokens per batch of masked forwards.
@@ -36,7 +36,7 @@ def _device(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _plan(wild_type: str, variants: Sequence[Variant], window: int, step: int) -> list[Span | None]:
+def _plan(wild_type: str, variants: Sequence[Variant], window: int, step: int | None) -> list[Span | None]:
     """Window of every variant (None for synonymous ones)."""
     return [
         None if v.is_synonymous else mutation_window(v.indices, len(wild_type), size=window, step=step)
@@ -69,7 +69,7 @@ def wt_marginal_scores(
     variants: Sequence[Variant],
     *,
     window: int = MAX_RESIDUES,
-    window_step: int = WINDOW_STEP,
+    window_step: int | None = None,
 ) -> np.ndarray:
     """Wild-type-marginal log-likelihood ratio of each variant (higher = more like the wild type's context)."""
     spans = _plan(wild_type, variants, window, window_step)
@@ -97,7 +97,7 @@ def masked_marginal_scores(
     *,
     batch_size: int | None = None,
     window: int = MAX_RESIDUES,
-    window_step: int = WINDOW_STEP,
+    window_step: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Masked-marginal log-likelihood ratio of each variant: one masked forward per mutated position."""

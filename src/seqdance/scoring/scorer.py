@@ -21,6 +21,7 @@ from seqdance.scoring.combine import combined_change
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, score_dynamics
 from seqdance.scoring.esm_baselines import masked_marginal_scores, wt_marginal_scores
 from seqdance.scoring.mutations import Variant
+from seqdance.scoring.windows import MAX_RESIDUES
 
 SCORE_COLUMN = "score"
 MASKED_MARGINAL_COLUMN = "esm2_masked_marginal"
@@ -52,23 +53,28 @@ def score_variants(
     local_radius: int = DEFAULT_LOCAL_RADIUS,
     batch_size: int | None = None,
     esm_batch_size: int | None = None,
+    window: int = MAX_RESIDUES,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Score variants of ``wild_type`` with a dynamics model and/or an ESM2 masked LM (one row each)."""
+    """Score variants of ``wild_type`` with a dynamics model and/or an ESM2 masked LM (one row each).
+
+    ``window``: most residues per forward pass; longer proteins are scored on a window of this size around
+    each variant's sites (:mod:`seqdance.scoring.windows`).
+    """
     if model is None and esm_model is None:
         raise ValueError("nothing to score with: give a dynamics model, an ESM2 model or both")
     table = pd.DataFrame(index=range(len(variants)))
     if model is not None:
         changes = score_dynamics(
             model, wild_type, variants, properties=properties, region=region, local_radius=local_radius,
-            batch_size=batch_size, progress=progress,
+            batch_size=batch_size, window=window, progress=progress,
         )
         table[SCORE_COLUMN] = combined_scores(changes, variants)
         for column in changes.columns:
             table[column] = changes[column].to_numpy()
     if esm_model is not None:
         table[MASKED_MARGINAL_COLUMN] = masked_marginal_scores(
-            esm_model, wild_type, variants, batch_size=esm_batch_size, progress=progress
+            esm_model, wild_type, variants, batch_size=esm_batch_size, window=window, progress=progress
         )
-        table[WT_MARGINAL_COLUMN] = wt_marginal_scores(esm_model, wild_type, variants)
+        table[WT_MARGINAL_COLUMN] = wt_marginal_scores(esm_model, wild_type, variants, window=window)
     return table

@@ -2,10 +2,11 @@
 
 ESM2-style encoders see at most 1,022 residues. A protein longer than that is scored on a window of
 ``size`` residues that contains every mutated site, placed so the sites sit as close to its centre as
-possible. Window starts are snapped to a grid of ``step`` residues (the last possible start is always
-allowed) so that the many variants of a saturation scan share few windows and hence few wild-type
-predictions; the centre of the mutated sites is then at most ``step / 2`` residues from the window centre.
-Without snapping (``step=1``) the window is centred exactly, as ProteinGym does for ESM.
+possible. Window starts are snapped to a grid of ``step`` residues (default ``size // 16``, 63 for 1,022;
+the last possible start is always allowed) so that the many variants of a saturation scan share few windows
+and hence few wild-type predictions; the centre of the mutated sites is then at most ``step / 2`` residues
+from the window centre. Without snapping (``step=1``) the window is centred exactly, as ProteinGym does
+for ESM.
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ from collections.abc import Sequence
 
 #: Residues an ESM2 encoder sees at once (1,024 tokens minus <cls> and <eos>).
 MAX_RESIDUES = 1022
-#: Grid of window starts for long proteins.
-WINDOW_STEP = 64
+#: Window starts lie on a grid of ``size // WINDOW_GRID_DIVISOR`` residues.
+WINDOW_GRID_DIVISOR = 16
+
+
+def default_step(size: int) -> int:
+    """Grid of window starts for a window of ``size`` residues."""
+    return max(1, size // WINDOW_GRID_DIVISOR)
 
 
 def mutation_window(
-    indices: Sequence[int], length: int, *, size: int = MAX_RESIDUES, step: int = WINDOW_STEP
+    indices: Sequence[int], length: int, *, size: int = MAX_RESIDUES, step: int | None = None
 ) -> tuple[int, int]:
     """``(start, stop)`` residue range (0-based, stop exclusive) to score a variant mutated at ``indices``.
 
     The whole sequence when it fits. Raises ValueError when the mutated sites span more than ``size``.
     """
+    step = default_step(size) if step is None else step
     if size < 1 or step < 1:
         raise ValueError(f"window size and step must be positive, got size={size}, step={step}")
     if length <= size:

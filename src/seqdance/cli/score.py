@@ -1,0 +1,227 @@
+"""``seqdance score`` and ``seqdance benchmark-dms``: zero-shot mutation effects and their DMS benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seqdance.schema import PROPERTY_NAMES
+
+
+def _property_list(values: list[str] | None) -> list[str] | None:
+    """Property names from ``--properties`` (space- or comma-separated); None means all."""
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROPERTY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
+    return names
+
+
+def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, REGIONS
+    from seqdance.scoring.windows import MAX_RESIDUES
+
+    parser.add_argument("--model", required=True, metavar="SOURCE",
+                        help="dynamics model: Hugging Face id (e.g. ChaoHou/ESMDance), local folder or update_*.pt")
+    parser.add_argument("--esm2", metavar="SOURCE",
+                        help="also score with an ESM2 masked LM (e.g. facebook/esm2_t12_35M_UR50D or a local folder): "
+                        "masked-marginal and wild-type-marginal log-likelihood ratios")
+    parser.add_argument("--properties", nargs="+", metavar="NAME",
+                        help="properties to score (default: all 23); only residue properties -> fast path without "
+                        "pair outputs")
+    parser.add_argument("--region", choices=REGIONS, default="reference",
+                        help="entries averaged in each property's change: 'reference' = all tokens incl. <cls>/<eos> "
+                        "and all pairs (the published definition, default); 'residues' = residue tokens only; "
+                        "'local' = residues near the mutated sites")
+    parser.add_argument("--local-radius", type=int, default=DEFAULT_LOCAL_RADIUS, metavar="R",
+                        help=f"half-width in residues of the 'local' region (default {DEFAULT_LOCAL_RADIUS})")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="skip invalid mutants (reported) instead of stopping")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="mutants per forward pass (default: chosen from the protein length)")
+    parser.add_argument("--window", type=int, default=MAX_RESIDUES, metavar="N",
+                        help=f"most residues per forward pass (default {MAX_RESIDUES}, the ESM2 limit); longer "
+                        "proteins are scored on a window of N residues around each variant's sites")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    score = subparsers.add_parser(
+        "score",
+        help="zero-shot mutation effects from predicted dynamics (and ESM2 baselines)",
+        description="Score mutants of one wild type: per-property relative change of the predicted dynamics "
+        "(change_<property>, >= 0), the combined 'score' (minus the geometric mean of the quantile-normalised "
+        "changes; higher = fitter, ProteinGym convention) and, with --esm2, ESM2 log-likelihood ratios.",
+    )
+    seq = score.add_mutually_exclusive_group(required=True)
+    seq.add_argument("--sequence", metavar="SEQ", help="wild-type sequence (one chain)")
+    seq.add_argument("--fasta", metavar="FILE", help="FASTA file holding the wild type")
+    score.add_argument("--fasta-id", metavar="ID", help="record to use when the FASTA file holds several")
+    muts = score.add_mutually_exclusive_group(required=True)
+    muts.add_argument("--mutations", metavar="FILE",
+                      help="CSV/TSV with a 'mutant' column (ProteinGym: A23G, multi-mutants A23G:L45P; optional "
+                      "'mutated_sequence' is checked) or a plain list, one mutant per line")
+    muts.add_argument("--saturation", action="store_true", help="all 19 x L single substitutions")
+    score.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="output CSV, one row per variant")
+    score.add_argument("--offset", type=int, default=1, metavar="N",
+                       help="number of the first residue of the wild type in the mutant names (default 1)")
+    score.add_argument("--heatmap", metavar="OUT.png", help="also draw a position x amino-acid heat map")
+    score.add_argument("--heatmap-column", default=None, metavar="COLUMN",
+                       help="column drawn in the heat map (default: score)")
+    _add_scoring_options(score)
+    score.set_defaults(func=run_score)
+
+    bench = subparsers.add_parser(
+        "benchmark-dms",
+        help="benchmark zero-shot scores on DMS assays (ProteinGym layout)",
+        description="Per-assay Spearman, NDCG@10%%, top-decile AUC and top-10%% recall of every property's "
+        "change, the combined score and the ESM2 baselines; medians over assays (and per category).",
+    )
+    bench.add_argument("--assays", required=True, metavar="DIR",
+                       help="folder with mutant/<assay>.csv (mutant + DMS_score or score) and fasta/<assay>.fasta")
+    bench.add_argument("-o", "--output", required=True, metavar="RESULTS", help="output folder (resumable)")
+    bench.add_argument("--reference-csv", metavar="CSV",
+                       help="ProteinGym reference file (DMS_id, target_seq, category columns)")
+    bench.add_argument("--category-column", action="append", default=[], metavar="COLUMN",
+                       help="reference CSV column to summarise by (repeatable), e.g. coarse_selection_type")
+    bench.add_argument("--max-variants", type=int, metavar="N",
+                       help="score a random subset of at most N variants per assay (quick checks)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the --max-variants subset (default 0)")
+    bench.add_argument("--restart", action="store_true", help="recompute every assay, even finished ones")
+    _add_scoring_options(bench)
+    bench.set_defaults(func=run_benchmark_dms)
+
+
+def _load_models(args: argparse.Namespace):
+    from seqdance.model import load_model
+    from seqdance.scoring.windows import MAX_RESIDUES
+
+    if not 1 <= args.window <= MAX_RESIDUES:
+        raise ValueError(f"--window must be between 1 and {MAX_RESIDUES} residues, got {args.window}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+
+    model = load_model(args.model, device=args.device)
+    esm_model = None
+    if args.esm2:
+        from seqdance.model import load_esm2_masked_lm
+
+        esm_model = load_esm2_masked_lm(args.esm2, device=next(model.parameters()).device)
+    return model, esm_model
+
+
+def _wild_type(args: argparse.Namespace) -> str:
+    from seqdance.io_utils import read_fasta
+    from seqdance.scoring.mutations import check_wild_type
+
+    if args.sequence is not None:
+        return check_wild_type(args.sequence, "--sequence")
+    records = read_fasta(args.fasta)
+    if args.fasta_id is not None:
+        chosen = [r for r in records if r.id == args.fasta_id]
+        if not chosen:
+            raise ValueError(f"{args.fasta}: no record {args.fasta_id!r} (records: {[r.id for r in records][:10]})")
+        record = chosen[0]
+    elif len(records) == 1:
+        record = records[0]
+    else:
+        raise ValueError(f"{args.fasta} holds {len(records)} records; choose one with --fasta-id")
+    return check_wild_type(record.sequence, f"{args.fasta}:{record.id}")
+
+
+def run_score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from seqdance.io_utils import atomic_path
+    from seqdance.scoring.mutations import (
+        invalid_summary,
+        parse_mutants,
+        read_mutations,
+        saturation_mutants,
+    )
+    from seqdance.scoring.scorer import SCORE_COLUMN, score_variants
+
+    properties = _property_list(args.properties)
+    wild_type = _wild_type(args)
+    if args.saturation:
+        variants = saturation_mutants(wild_type, offset=args.offset)
+        rows = pd.DataFrame({"mutant": [v.mutant for v in variants]})
+        invalid = []
+    else:
+        table = read_mutations(args.mutations)
+        sequences = table["mutated_sequence"].tolist() if "mutated_sequence" in table.columns else None
+        checked = parse_mutants(table["mutant"].tolist(), wild_type, offset=args.offset, mutated_sequences=sequences)
+        invalid = checked.invalid
+        if invalid and not args.skip_invalid:
+            raise ValueError(invalid_summary(invalid, args.mutations) + "\n(use --skip-invalid to score the rest)")
+        variants = checked.variants
+        rows = table.iloc[[r - 1 for r in checked.rows]].reset_index(drop=True)
+    if not variants:
+        raise ValueError("no valid mutants to score")
+
+    model, esm_model = _load_models(args)
+    scores = score_variants(
+        wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=args.region,
+        local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
+        progress=not args.no_progress,
+    )
+    clashes = [c for c in rows.columns if c in scores.columns or c == "n_mutations"]
+    rows = rows.rename(columns={c: f"{c}_input" for c in clashes})
+    rows.insert(1, "n_mutations", [sum(not s.is_synonymous for s in v.substitutions) for v in variants])
+    result = pd.concat([rows, scores], axis=1)
+    out = Path(args.output)
+    with atomic_path(out) as tmp:
+        result.to_csv(tmp, index=False)
+    print(f"wrote {len(result)} variant(s) to {out}")
+    if invalid:
+        invalid_path = out.with_name(out.stem + ".invalid.csv")
+        frame = pd.DataFrame([{"row": i.row, "mutant": i.mutant, "reason": i.reason} for i in invalid])
+        with atomic_path(invalid_path) as tmp:
+            frame.to_csv(tmp, index=False)
+        print(invalid_summary(invalid, args.mutations, limit=5), file=sys.stderr)
+        print(f"skipped {len(invalid)} invalid mutant(s); all listed in {invalid_path}", file=sys.stderr)
+    if args.heatmap:
+        from seqdance.scoring.heatmap import plot_score_heatmap
+
+        column = args.heatmap_column or SCORE_COLUMN
+        if column not in result.columns:
+            raise ValueError(f"--heatmap-column {column!r} is not an output column ({', '.join(scores.columns)})")
+        drawn = plot_score_heatmap(
+            args.heatmap, wild_type, variants, result[column].to_numpy(dtype=float), offset=args.offset,
+            label=column, title=f"{column} of single substitutions",
+        )
+        print(f"wrote heat map of {drawn} substitution(s) to {args.heatmap}")
+    return 0
+
+
+def run_benchmark_dms(args: argparse.Namespace) -> int:
+    from seqdance.scoring.dms import discover_assays, run_benchmark
+
+    properties = _property_list(args.properties)
+    if args.max_variants is not None and args.max_variants < 2:
+        raise ValueError("--max-variants must be at least 2")
+    assays = discover_assays(args.assays, reference_csv=args.reference_csv, category_columns=args.category_column)
+    model, esm_model = _load_models(args)
+
+    def report(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    result = run_benchmark(
+        assays, args.output, model=model, esm_model=esm_model,
+        settings={"model": args.model, "esm2": args.esm2}, properties=properties, region=args.region,
+        local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
+        max_variants=args.max_variants,
+        seed=args.seed, skip_invalid=args.skip_invalid, restart=args.restart,
+        category_columns=args.category_column, progress=not args.no_progress, report=report,
+    )
+    done = result.per_assay["assay"].nunique() if len(result.per_assay) else 0
+    print(f"{done} of {len(assays)} assay(s) evaluated ({len(result.skipped)} from an earlier run); "
+          f"{len(result.failures)} failed; results in {args.output}")
+    if len(result.summary):
+        cols = [c for c in ("predictor", "n_assays", "spearman", "ndcg", "top_decile_auc") if c in result.summary]
+        print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    return 1 if len(result.failures) else 0

@@ -1,0 +1,316 @@
+"""Benchmark of zero-shot predictors on deep-mutational-scanning assays in the ProteinGym layout.
+
+An assay folder holds ``mutant/<assay>.csv`` (or ``<assay>.csv`` at the top) with a ``mutant`` column and
+the measured fitness in ``DMS_score`` (or ``score``), and its wild type in ``fasta/<assay>.fasta`` (or
+``<assay>.fasta``) or in the ``target_seq`` column of a ProteinGym reference CSV (``DMS_id``, optionally
+``DMS_filename``). The reference CSV's ``target_seq`` wins over a FASTA file.
+
+Every predictor is evaluated with ProteinGym's sign convention (higher = fitter): ``combined`` (the
+``score`` column), one predictor per property (minus its ``change_<property>``), and the ESM2 baselines.
+Results are written per assay as soon as it finishes, so an interrupted run resumes where it stopped.
+
+Output folder layout::
+
+    run.json                     settings of the run (a resumed run must use the same ones)
+    scores/<assay>.csv           per variant: mutant, DMS_score, score, change_*, esm2_*
+    metrics/<assay>.csv          per predictor: spearman, ndcg, top_decile_auc, top_recall (auc)
+    per_assay.csv                all assays' metrics in one long table (+ category columns)
+    summary.csv                  median of each metric over assays, per predictor
+    summary_by_<column>.csv      the same medians per category value
+    failures.csv                 assays that failed in the last run and why
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seqdance.io_utils import atomic_path, read_fasta
+from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
+from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics
+from seqdance.scoring.mutations import check_wild_type, invalid_summary, parse_mutants
+from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
+from seqdance.scoring.windows import MAX_RESIDUES
+
+log = logging.getLogger(__name__)
+
+#: Measured-fitness columns accepted, in order of preference.
+DMS_SCORE_COLUMNS: tuple[str, ...] = ("DMS_score", "score")
+COMBINED_PREDICTOR = "combined"
+
+
+@dataclass(frozen=True)
+class Assay:
+    """One DMS assay: its name, mutant table and wild-type sequence (None when none was found)."""
+
+    name: str
+    table_path: Path
+    wild_type: str | None
+    categories: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None  # why the wild type could not be found
+
+
+@dataclass
+class BenchmarkResult:
+    per_assay: pd.DataFrame
+    summary: pd.DataFrame
+    failures: pd.DataFrame
+    skipped: list[str]  # assays already finished by an earlier run
+
+
+def _read_reference(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"reference CSV not found: {path}")
+    ref = pd.read_csv(path)
+    if "DMS_id" not in ref.columns:
+        raise ValueError(f"{path}: a reference CSV needs a 'DMS_id' column (ProteinGym reference file layout)")
+    return ref
+
+
+def discover_assays(
+    assays_dir: str | os.PathLike[str],
+    *,
+    reference_csv: str | os.PathLike[str] | None = None,
+    category_columns: Sequence[str] = (),
+) -> list[Assay]:
+    """The assays of a folder, sorted by name, with their wild types and category values."""
+    root = Path(assays_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"assay folder not found: {root}")
+    table_dir = root / "mutant" if (root / "mutant").is_dir() else root
+    tables = sorted(table_dir.glob("*.csv"))
+    if not tables:
+        raise ValueError(f"{root}: no assay CSV files (expected mutant/<assay>.csv or <assay>.csv)")
+    ref_rows: dict[str, pd.Series] = {}
+    if reference_csv is not None:
+        ref = _read_reference(Path(reference_csv))
+        missing = [c for c in category_columns if c not in ref.columns]
+        if missing:
+            raise ValueError(f"{reference_csv}: category column(s) {missing} not found; columns: {list(ref.columns)}")
+        for _, row in ref.iterrows():
+            ref_rows[str(row["DMS_id"])] = row
+            if "DMS_filename" in ref.columns and isinstance(row["DMS_filename"], str):
+                ref_rows.setdefault(Path(row["DMS_filename"]).stem, row)
+    elif category_columns:
+        raise ValueError("category columns come from the reference CSV: give --reference-csv too")
+    assays: list[Assay] = []
+    for table in tables:
+        name = table.stem
+        row = ref_rows.get(name)
+        categories = {c: str(row[c]) for c in category_columns} if row is not None else {}
+        wild_type, problem = None, None
+        if row is not None and "target_seq" in row.index and isinstance(row["target_seq"], str):
+            wild_type = row["target_seq"]
+        else:
+            for fasta in (root / "fasta" / f"{name}.fasta", root / f"{name}.fasta", table.with_suffix(".fasta")):
+                if fasta.is_file():
+                    try:
+                        records = read_fasta(fasta)
+                    except ValueError as exc:
+                        problem = str(exc)
+                        break
+                    if len(records) != 1:
+                        problem = f"{fasta} holds {len(records)} records; expected the one wild type"
+                    else:
+                        wild_type = records[0].sequence
+                    break
+            else:
+                problem = "no wild-type sequence: no fasta/<assay>.fasta and no target_seq in a reference CSV"
+        if row is None and category_columns:
+            categories = {c: "unknown" for c in category_columns}
+        assays.append(Assay(name, table, wild_type, categories, problem))
+    return assays
+
+
+def predictor_values(scores: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Predictors (higher = fitter) found in a scores table: combined, each property, ESM2 baselines."""
+    out: dict[str, np.ndarray] = {}
+    if SCORE_COLUMN in scores.columns:
+        out[COMBINED_PREDICTOR] = scores[SCORE_COLUMN].to_numpy(dtype=np.float64)
+    prefix = change_column("")
+    for column in scores.columns:
+        if column.startswith(prefix):
+            out[column[len(prefix) :]] = -scores[column].to_numpy(dtype=np.float64)
+    for column in (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN):
+        if column in scores.columns:
+            out[column] = scores[column].to_numpy(dtype=np.float64)
+    return out
+
+
+def metrics_table(scores: pd.DataFrame, assay: str) -> pd.DataFrame:
+    """One row per predictor with every metric of one assay."""
+    y = scores["DMS_score"].to_numpy(dtype=np.float64)
+    y_bin = scores["DMS_score_bin"].to_numpy(dtype=np.float64) if "DMS_score_bin" in scores.columns else None
+    rows = []
+    for name, values in predictor_values(scores).items():
+        rows.append({"assay": assay, "predictor": name, "n_variants": len(scores), **assay_metrics(y, values, y_bin)})
+    return pd.DataFrame(rows)
+
+
+def load_assay_variants(
+    assay: Assay, *, skip_invalid: bool, max_variants: int | None, seed: int
+) -> tuple[str, list, pd.DataFrame, str]:
+    """Wild type, validated variants and their table rows (mutant, DMS_score[, DMS_score_bin]) of one assay.
+
+    Also returns a note on rows dropped (missing scores, invalid mutants skipped, subsampling).
+    """
+    if assay.wild_type is None:
+        raise ValueError(assay.problem or "no wild-type sequence")
+    wild_type = check_wild_type(assay.wild_type, f"{assay.name} wild type")
+    table = pd.read_csv(assay.table_path, dtype={"mutant": str}, keep_default_na=True)
+    if "mutant" not in table.columns:
+        raise ValueError(f"{assay.table_path}: no 'mutant' column (columns: {list(table.columns)})")
+    score_col = next((c for c in DMS_SCORE_COLUMNS if c in table.columns), None)
+    if score_col is None:
+        raise ValueError(f"{assay.table_path}: no measured-fitness column ({' or '.join(DMS_SCORE_COLUMNS)})")
+    notes = []
+    frame = pd.DataFrame({"mutant": table["mutant"], "DMS_score": pd.to_numeric(table[score_col], errors="coerce")})
+    if "DMS_score_bin" in table.columns:
+        frame["DMS_score_bin"] = pd.to_numeric(table["DMS_score_bin"], errors="coerce")
+    sequences = table["mutated_sequence"].tolist() if "mutated_sequence" in table.columns else None
+    checked = parse_mutants(frame["mutant"].tolist(), wild_type, mutated_sequences=sequences)
+    if checked.invalid:
+        if not skip_invalid:
+            raise ValueError(invalid_summary(checked.invalid, str(assay.table_path)))
+        notes.append(f"{len(checked.invalid)} invalid mutant(s) skipped")
+    keep = np.asarray(checked.rows, dtype=np.int64) - 1
+    variants = list(checked.variants)
+    measured = np.isfinite(frame["DMS_score"].to_numpy()[keep])
+    if not measured.all():
+        notes.append(f"{int((~measured).sum())} row(s) without a measured score dropped")
+        keep, variants = keep[measured], [v for v, m in zip(variants, measured) if m]
+    if len(variants) < 2:
+        raise ValueError(f"{assay.table_path}: fewer than 2 scored variants to evaluate")
+    if max_variants is not None and len(variants) > max_variants:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(variants), size=max_variants, replace=False))
+        keep, variants = keep[chosen], [variants[i] for i in chosen]
+        notes.append(f"random subset of {max_variants} variants (seed {seed})")
+    return wild_type, variants, frame.iloc[keep].reset_index(drop=True), "; ".join(notes)
+
+
+def _check_run_settings(out_dir: Path, settings: dict, restart: bool) -> None:
+    path = out_dir / "run.json"
+    if path.is_file() and not restart:
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            raise ValueError(
+                f"{out_dir} holds results of a run with other settings (differing: {', '.join(changed)}); "
+                "use another output folder, or --restart to recompute every assay"
+            )
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def summarise(per_assay: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
+    """Median of every metric over assays per predictor (and per value of ``group``)."""
+    metrics = [m for m in METRIC_NAMES if m in per_assay.columns]
+    keys = ([group] if group else []) + ["predictor"]
+    grouped = per_assay.groupby(keys, sort=False)
+    summary = grouped[metrics].median()
+    summary.insert(0, "n_assays", grouped["assay"].nunique())
+    summary = summary.reset_index()
+    order = {p: i for i, p in enumerate(dict.fromkeys(per_assay["predictor"]))}
+    summary["_order"] = summary["predictor"].map(order)
+    summary = summary.sort_values(([group] if group else []) + ["_order"]).drop(columns="_order")
+    return summary.reset_index(drop=True)
+
+
+def run_benchmark(
+    assays: Sequence[Assay],
+    out_dir: str | os.PathLike[str],
+    *,
+    model: torch.nn.Module | None,
+    esm_model: torch.nn.Module | None = None,
+    settings: dict | None = None,
+    properties: Sequence[str] | None = None,
+    region: str = "reference",
+    local_radius: int = DEFAULT_LOCAL_RADIUS,
+    batch_size: int | None = None,
+    window: int = MAX_RESIDUES,
+    max_variants: int | None = None,
+    seed: int = 0,
+    skip_invalid: bool = False,
+    restart: bool = False,
+    category_columns: Sequence[str] = (),
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> BenchmarkResult:
+    """Score and evaluate every assay; finished assays (their metrics file exists) are not recomputed.
+
+    ``settings`` (model sources etc.) are recorded in ``run.json`` together with the scoring options; a
+    resumed run must match them. Failures are reported per assay and do not stop the run.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = report or log.info
+    run_settings = {
+        **(settings or {}),
+        "properties": list(properties) if properties is not None else "all",
+        "region": region,
+        "local_radius": local_radius if region == "local" else None,
+        "window": window,
+        "max_variants": max_variants,
+        "seed": seed if max_variants is not None else None,
+        "skip_invalid": skip_invalid,
+    }
+    _check_run_settings(out, run_settings, restart)
+    (out / "scores").mkdir(exist_ok=True)
+    (out / "metrics").mkdir(exist_ok=True)
+
+    failures: list[dict[str, str]] = []
+    skipped: list[str] = []
+    iterator = assays
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(assays, desc="assays", unit="assay")
+    for assay in iterator:
+        metrics_path = out / "metrics" / f"{assay.name}.csv"
+        if metrics_path.is_file() and not restart:
+            skipped.append(assay.name)
+            continue
+        try:
+            wild_type, variants, rows, note = load_assay_variants(
+                assay, skip_invalid=skip_invalid, max_variants=max_variants, seed=seed
+            )
+            scores = score_variants(
+                wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=region,
+                local_radius=local_radius, batch_size=batch_size, window=window,
+            )
+            table = pd.concat([rows, scores], axis=1)
+            _write_csv(table, out / "scores" / f"{assay.name}.csv")
+            _write_csv(metrics_table(table, assay.name), metrics_path)
+            say(f"{assay.name}: {len(variants)} variants" + (f" ({note})" if note else ""))
+        except Exception as exc:  # one assay's failure is reported and must not stop the others
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            failures.append({"assay": assay.name, "error": message})
+            say(f"{assay.name}: FAILED: {message}")
+    _write_csv(pd.DataFrame(failures, columns=["assay", "error"]), out / "failures.csv")
+
+    frames = [pd.read_csv(out / "metrics" / f"{a.name}.csv") for a in assays if (out / "metrics" / f"{a.name}.csv").is_file()]
+    per_assay = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["assay", "predictor"])
+    by_name = {a.name: a for a in assays}
+    for column in category_columns:
+        per_assay[column] = [by_name[a].categories.get(column, "unknown") for a in per_assay["assay"]]
+    _write_csv(per_assay, out / "per_assay.csv")
+    summary = summarise(per_assay) if len(per_assay) else pd.DataFrame()
+    _write_csv(summary, out / "summary.csv")
+    for column in category_columns:
+        if len(per_assay):
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in column)
+            _write_csv(summarise(per_assay, column), out / f"summary_by_{safe}.csv")
+    return BenchmarkResult(per_assay, summary, pd.DataFrame(failures, columns=["assay", "error"]), skipped)
