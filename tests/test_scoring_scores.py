@@ -85,6 +85,20 @@ def test_changes_match_formula_on_raw_outputs(model64, region):
     assert (table.to_numpy() > 0).sum() == table.size - 23  # every other change strictly positive
 
 
+def test_residue_region_matches_formula_on_predict_outputs(model64):
+    """From ``predict`` (residue-aligned, special tokens stripped) the formula gives the ``residues`` region."""
+    from seqdance.model.predict import predict
+
+    variants = parse_mutants(["K2A", "T3G:Q9W", "Y5F:A7C:R10D"], WT).variants
+    table = score_dynamics(model64, WT, variants, region="residues")
+    wt, *mutants = predict(model64, [WT, *(v.apply(WT) for v in variants)])
+    for k, mut in enumerate(mutants):
+        for p in PROPERTIES:
+            w = wt[p.name].astype(np.float64)
+            want = np.mean(np.abs(mut[p.name] - w) / (np.abs(w) + EPS))
+            assert table.loc[k, f"change_{p.name}"] == pytest.approx(want, abs=1e-6), (variants[k].mutant, p.name)
+
+
 def test_float32_batched_changes_close_to_batch_one():
     model = random_dynamics_model("tiny", "esmdance", seed=5)
     variants = parse_mutants(MUTANTS[:4], WT).variants
