@@ -85,10 +85,11 @@ def write_manifest(path: Path, rows: Sequence[dict]) -> Path:
 def nma_rows(shared: Path, n_bioemu: int | None, n_af2: int | None, af2_max_residues: int | None = None) -> list[dict]:
     """Manifest rows for NMA structures of the shared data (``None`` = all of a folder)."""
     rows = []
-    bioemu = pdb_files(shared / "structures" / "bioemu_reference")
+    root = shared / "structures" / "bioemu_reference"
+    bioemu = pdb_files(root)
     for path in bioemu[:n_bioemu] if n_bioemu is not None else bioemu:
-        rows.append({"name": f"bioemu_{path.parent.name}_{path.stem}", "source": "proteinflow_pdb",
-                     "structure": str(path)})
+        tail = path.relative_to(root).with_suffix("").parts[-3:]  # folder names make stems unique
+        rows.append({"name": "bioemu_" + "_".join(tail), "source": "proteinflow_pdb", "structure": str(path)})
     af2 = pdb_files(shared / "proteingym_single_dev" / "af2_pdb")
     if af2_max_residues is not None:
         af2 = [p for p in af2 if count_calpha(p) <= af2_max_residues]
