@@ -71,46 +71,51 @@ class CheckReport:
                 f"{len(self.offending)} protein(s)")
 
 
-def _first(mask: np.ndarray) -> str:
-    idx = tuple(int(v) for v in np.argwhere(mask)[0])
+def _first(mask: np.ndarray, base: int = 1) -> str:
+    """Position of the first True entry, 1-based for residues (``base=0`` for token indices)."""
+    idx = tuple(int(v) + base for v in np.argwhere(mask)[0])
     return ", ".join(str(v) for v in idx)
 
 
 def _check_residue_property(prop: Property, values: np.ndarray, name: str, out: list[Problem]) -> None:
-    """``values``: (L, width) at residue positions."""
+    """``values``: (L, width) at residue positions; messages name the first offending residue (1-based)."""
     masked = (values == MASK_VALUE).all(axis=1)
     partial = (values == MASK_VALUE).any(axis=1) & ~masked
     if prop.activation == "softmax" and partial.any():
         out.append(Problem(name, "mask", f"{prop.name}: residue {_first(partial)} is partly masked"))
-    v = values[~masked]
-    if v.size == 0:
+    masked |= partial  # reported once above, not again as a range or sum problem
+    if masked.all():
         return
-    if prop.activation == "softmax":
-        if (v < -RANGE_TOLERANCE).any():
-            out.append(Problem(name, "range", f"{prop.name}: negative histogram value {v.min():g}"))
-        sums = v.sum(axis=1)
-        bad = np.abs(sums - 1) > SUM_TOLERANCE
-        if bad.any():
-            res = np.flatnonzero(~masked)[bad][0]
-            out.append(Problem(name, "softmax-sum", f"{prop.name}: residue {res + 1} sums to {sums[bad][0]:.6g}, not 1"))
-    elif prop.activation == "softplus":
-        if (v < -RANGE_TOLERANCE).any():
-            out.append(Problem(name, "range", f"{prop.name}: negative value {v.min():g}"))
-    elif prop.activation == "sigmoid":
-        if (v <= 0).any() or (v > 1 + RANGE_TOLERANCE).any():
-            out.append(Problem(name, "range", f"{prop.name}: values outside (0, 1] (min {v.min():g}, max {v.max():g})"))
-        if prop.transform == "max_normalise" and abs(float(v.max()) - 1) > RANGE_TOLERANCE:
-            out.append(Problem(name, "normalisation", f"{prop.name}: maximum is {v.max():g}, not 1"))
-    elif prop.activation == "signed_sigmoid":
-        if (np.abs(v) > 1 + RANGE_TOLERANCE).any():
-            out.append(Problem(name, "range", f"{prop.name}: values outside [-1, 1]"))
+    live = np.where(masked[:, None], np.nan, values)
+
+    def report(check: str, bad_rows: np.ndarray, text: str) -> None:
+        if bad_rows.any():
+            res = int(np.flatnonzero(bad_rows)[0])
+            shown = values[res, 0] if prop.width == 1 else values[res].sum()
+            out.append(Problem(name, check, f"{prop.name}: residue {res + 1} {text} (value {shown:.6g})"))
+
+    with np.errstate(invalid="ignore"):
+        if prop.activation == "softmax":
+            report("range", (live < -RANGE_TOLERANCE).any(axis=1), "has a negative histogram value")
+            report("softmax-sum", np.abs(live.sum(axis=1) - 1) > SUM_TOLERANCE, "does not sum to 1")
+        elif prop.activation == "softplus":
+            report("range", live[:, 0] < -RANGE_TOLERANCE, "is negative")
+        elif prop.activation == "sigmoid":
+            report("range", (live[:, 0] <= 0) | (live[:, 0] > 1 + RANGE_TOLERANCE), "is outside (0, 1]")
+            peak = float(np.nanmax(live[:, 0]))
+            if prop.transform == "max_normalise" and abs(peak - 1) > RANGE_TOLERANCE:
+                out.append(Problem(name, "normalisation", f"{prop.name}: maximum is {peak:g}, not 1"))
+        elif prop.activation == "signed_sigmoid":
+            report("range", np.abs(live[:, 0]) > 1 + RANGE_TOLERANCE, "is outside [-1, 1]")
 
 
 def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequency: str | None, out: list[Problem]) -> None:
     """``values``: (L, L) at residue pairs."""
     if prop.activation == "signed_sigmoid":
         if (np.abs(values) > 1 + RANGE_TOLERANCE).any():
-            out.append(Problem(name, "range", f"{prop.name}: values outside [-1, 1] (min {values.min():g}, max {values.max():g})"))
+            bad = np.abs(values) > 1 + RANGE_TOLERANCE
+            out.append(Problem(name, "range", f"{prop.name}: residue pair ({_first(bad)}) is outside [-1, 1] "
+                                              f"(value {values[bad][0]:.6g})"))
         diag = np.diagonal(values)
         if (np.abs(diag - 1) > DIAGONAL_TOLERANCE).any():
             out.append(Problem(name, "diagonal", f"{prop.name}: diagonal is not 1 at residue {_first(np.abs(diag - 1) > DIAGONAL_TOLERANCE)}"))
@@ -118,12 +123,15 @@ def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequenc
         if asym.any():
             out.append(Problem(name, "symmetry", f"{prop.name}: not symmetric at residue pair ({_first(asym)})"))
         return
-    v = values[values != MASK_VALUE]
-    if (v < -RANGE_TOLERANCE).any():
-        out.append(Problem(name, "range", f"{prop.name}: negative value {v.min():g}"))
+    live = values != MASK_VALUE
+    bad = live & (values < -RANGE_TOLERANCE)
+    if bad.any():
+        out.append(Problem(name, "range", f"{prop.name}: residue pair ({_first(bad)}) is negative ({values[bad][0]:.6g})"))
     if prop.transform == "cube_root" and frequency == "fraction":
-        if (v > 1 + RANGE_TOLERANCE).any():
-            out.append(Problem(name, "range", f"{prop.name}: frequency above 1 ({v.max():g}) in fraction mode"))
+        bad = live & (values > 1 + RANGE_TOLERANCE)
+        if bad.any():
+            out.append(Problem(name, "range", f"{prop.name}: residue pair ({_first(bad)}) has frequency "
+                                              f"{values[bad][0]:.6g} > 1 in fraction mode"))
         asym = np.abs(values - values.T) > SYMMETRY_TOLERANCE
         if asym.any():
             out.append(Problem(name, "symmetry", f"{prop.name}: not symmetric at residue pair ({_first(asym)}) in fraction mode"))
@@ -166,7 +174,8 @@ def check_protein(
     for label, arr in (("residue", residue), ("pair", pair)):
         finite = np.isfinite(arr)
         if not finite.all():
-            out.append(Problem(name, "nan", f"{label} dataset has {int((~finite).sum())} NaN/inf value(s), first at ({_first(~finite)})"))
+            out.append(Problem(name, "nan", f"{label} dataset has {int((~finite).sum())} NaN/inf value(s), first at "
+                                            f"token index ({_first(~finite, base=0)})"))
             return out
     special = np.ones(n_tokens, dtype=bool)
     special[residue_index] = False

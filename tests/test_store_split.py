@@ -1,0 +1,171 @@
+"""Identity clustering (numpy Smith-Waterman and MMseqs2), the 95/5 split by cluster, homology hits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seqdance.store.align import align_pairs
+from seqdance.store.split import (
+    assign_split,
+    candidate_pairs,
+    cluster_sequences,
+    greedy_set_cover,
+    homology_hits,
+    mmseqs_binary,
+)
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+needs_mmseqs = pytest.mark.skipif(mmseqs_binary() is None, reason="mmseqs binary not on PATH (apt-get install mmseqs2)")
+
+
+def _random(rng, n):
+    return "".join(rng.choice(list(AA), n))
+
+
+def _mutate(rng, seq, identity):
+    out = list(seq)
+    for i in rng.choice(len(seq), round((1 - identity) * len(seq)), replace=False):
+        out[i] = rng.choice([a for a in AA if a != seq[i]])
+    return "".join(out)
+
+
+def _pairs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    a, b = [], []
+    for k in range(n):
+        s = _random(rng, int(rng.integers(8, 90)))
+        if k % 3 == 0:
+            t = _random(rng, int(rng.integers(8, 90)))
+        else:
+            t = list(_mutate(rng, s, 0.6))
+            for _ in range(int(rng.integers(0, 3))):  # indels
+                pos = int(rng.integers(0, len(t)))
+                if rng.random() < 0.5:
+                    del t[pos]
+                else:
+                    t.insert(pos, rng.choice(list(AA)))
+            t = "".join(t) or "A"
+        a.append(s)
+        b.append(t)
+    return a, b
+
+
+def test_alignment_scores_match_biopython_exactly() -> None:
+    bio = pytest.importorskip("Bio.Align")
+    from Bio.Align import substitution_matrices
+
+    aligner = bio.PairwiseAligner(mode="local", substitution_matrix=substitution_matrices.load("BLOSUM62"),
+                                  open_gap_score=-12, extend_gap_score=-1)
+    a, b = _pairs(120)
+    stats = align_pairs(a, b)
+    expected = np.array([aligner.score(x, y) for x, y in zip(a, b)])
+    np.testing.assert_array_equal(stats.score, expected)
+    # where Biopython's first optimal alignment has the same columns, identities and spans agree too
+    agree = 0
+    for k, (x, y) in enumerate(zip(a, b)):
+        aln = aligner.align(x, y)[0]
+        counts = aln.counts()
+        cols = counts.identities + counts.mismatches + counts.gaps
+        if cols == stats.columns[k]:
+            agree += 1
+            assert counts.identities == stats.identities[k]
+            c = aln.coordinates
+            assert (c[0, 0] + 1, c[0, -1], c[1, 0] + 1, c[1, -1]) == (
+                stats.a_start[k], stats.a_end[k], stats.b_start[k], stats.b_end[k])
+    assert agree >= 100  # ties between equally good alignments are rare
+
+
+def test_alignment_statistics_of_known_cases() -> None:
+    s = "MKTAYIAKQRQISFVKSHFSRQ"
+    stats = align_pairs([s, s, s, "WWWW"], [s, "GG" + s[5:] + "GG", s[:10] + "A" + s[11:], "PPPP"])
+    assert stats.identity[0] == 1.0 and stats.a_coverage[0] == 1.0 and stats.b_coverage[0] == 1.0
+    assert (stats.a_start[1], stats.a_end[1], stats.b_start[1], stats.b_end[1]) == (6, 22, 3, 19)
+    assert stats.identities[2] == len(s) - 1 and stats.columns[2] == len(s)
+    assert stats.columns[3] == 0 and stats.identity[3] == 0.0
+
+
+def test_prefilter_is_exact_on_its_bounds() -> None:
+    rng = np.random.default_rng(1)
+    from seqdance.store.align import encode
+
+    seqs = [_random(rng, n) for n in (20, 21, 60, 200)]
+    i, j = candidate_pairs([encode(s) for s in seqs], [encode(s) for s in seqs], 0.5, 0.8, same=True)
+    pairs = set(zip(i.tolist(), j.tolist()))
+    assert (0, 1) in pairs and (0, 3) not in pairs and (2, 3) not in pairs  # 20 < 0.4 * 200; 60 < 0.4 * 200
+
+
+def test_greedy_set_cover_picks_hubs_first() -> None:
+    # star around 2, plus an edge 4-5 and a singleton 6
+    rep = greedy_set_cover(7, np.array([2, 2, 2, 4]), np.array([0, 1, 3, 5]), np.array([5, 5, 5, 5, 9, 5, 5]))
+    assert rep.tolist() == [2, 2, 2, 2, 4, 4, 6]
+
+
+def test_python_clusters_families_and_split_is_deterministic() -> None:
+    rng = np.random.default_rng(3)
+    names, seqs, family = [], [], []
+    for f in range(8):
+        root = _random(rng, int(rng.integers(40, 70)))
+        for m in range(3):
+            names.append(f"f{f}_m{m}")
+            seqs.append(root if m == 0 else _mutate(rng, root, 0.8))
+            family.append(f)
+    table = cluster_sequences(names, seqs, method="python")
+    assert table.attrs["method"] == "python"
+    assert table.groupby("cluster").size().tolist() == [3] * 8
+    assert (table.groupby("cluster").apply(lambda g: len({family[names.index(n)] for n in g["name"]})) == 1).all()
+    labels = assign_split(table, test_fraction=0.25, seed=7)
+    assert labels.tolist() == assign_split(table, test_fraction=0.25, seed=7).tolist()
+    assert (labels == "test").sum() == 6  # 2 of 8 clusters, whole clusters
+    assert table.assign(label=labels).groupby("cluster")["label"].nunique().max() == 1
+    shuffled = table.sample(frac=1.0, random_state=0)
+    relabelled = assign_split(shuffled, test_fraction=0.25, seed=7)
+    assert dict(zip(shuffled["name"], relabelled)) == dict(zip(table["name"], labels))  # order-independent
+
+
+@needs_mmseqs
+def test_mmseqs_and_python_agree_on_real_sequences(small_real_store) -> None:
+    """Same criterion, two implementations: nearly the same edges (pairs at ≥50% identity, ≥80% coverage) on
+    the real sequences; clusters then differ only where greedy set cover breaks ties differently."""
+    from seqdance.store import DynamicsStore
+    from seqdance.store.split import _mmseqs_search, similar_pairs
+
+    index = DynamicsStore.open(small_real_store).index
+    names = list(index["name"])
+    seqs = [s.replace("<eos><cls>", ":") for s in index["modify_seq"]]
+    ours = similar_pairs(seqs, None, 0.5, 0.8)
+    theirs = _mmseqs_search(seqs, seqs, 0.5, 0.8, 1)
+    theirs = theirs[theirs["a"] < theirs["b"]]
+    e_ours, e_theirs = set(zip(ours["a"], ours["b"])), set(zip(theirs["a"], theirs["b"]))
+    assert len(e_ours) >= 10
+    assert len(e_ours & e_theirs) >= 0.9 * len(e_ours | e_theirs)
+    mm = cluster_sequences(names, seqs, method="mmseqs")
+    py = cluster_sequences(names, seqs, method="python")
+    assert mm.attrs["method"] == "mmseqs"
+    assert abs(mm["cluster"].nunique() - py["cluster"].nunique()) <= 2
+
+
+@pytest.mark.parametrize("method", ["python", pytest.param("mmseqs", marks=needs_mmseqs)])
+def test_homology_hits(method: str) -> None:
+    rng = np.random.default_rng(5)
+    targets = [_random(rng, 80) for _ in range(6)]
+    queries = [_mutate(rng, targets[2], 0.7), _random(rng, 80), targets[4][:70], _mutate(rng, targets[0], 0.3)]
+    hits = homology_hits(["q_close", "q_random", "q_fragment", "q_far"], queries,
+                         [f"t{k}" for k in range(6)], targets, method=method).set_index("query")
+    assert bool(hits.loc["q_close", "has_homolog"]) and hits.loc["q_close", "target"] == "t2"
+    assert hits.loc["q_close", "identity"] == pytest.approx(0.7, abs=0.05)
+    assert bool(hits.loc["q_fragment", "has_homolog"]) and hits.loc["q_fragment", "target"] == "t4"
+    assert not hits.loc["q_random", "has_homolog"] and not hits.loc["q_far", "has_homolog"]
+    strict = homology_hits(["q"], [queries[0]], ["t2"], [targets[2]], identity=0.9, method=method)
+    assert not strict["has_homolog"].iloc[0]
+    assert isinstance(hits, pd.DataFrame)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        cluster_sequences(["a", "a"], ["ACD", "ACD"], method="python")
+    with pytest.raises(ValueError, match="empty"):
+        cluster_sequences(["a"], [""], method="python")
+    with pytest.raises(ValueError, match="method"):
+        cluster_sequences(["a"], ["A"], method="cdhit")
