@@ -134,6 +134,12 @@ def test_shards_then_merge_equal_a_single_build(kill_manifest, reference_build, 
         merge_stores([shards[0], shards[0]], tmp_path / "dup.h5")
 
 
+def test_periodic_folds_give_the_same_store(kill_manifest, reference_build, tmp_path) -> None:
+    report = build_store(kill_manifest, tmp_path / "s.h5", workers=0, fold_every=7)
+    assert report.computed == N_KILL and not journal_dir(tmp_path / "s.h5").exists()
+    assert_stores_identical(tmp_path / "s.h5", reference_build)
+
+
 def test_resume_failures_labels_and_changed_inputs(shared_data, tmp_path) -> None:
     rows = nma_rows(shared_data, 3, 0) + md_rows(shared_data)[:1]
     rows.append({"name": "missing_file", "source": "proteinflow_pdb", "structure": "nowhere/x.pdb"})

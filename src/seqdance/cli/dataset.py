@@ -31,7 +31,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         args.manifest, args.output, workers=args.workers, shard=parse_shard(args.shard) if args.shard else None,
         scheduler=args.scheduler, frequency=args.frequency, max_residues=args.max_residues,
         missing_hydrogens=args.missing_hydrogens, compression=args.compression,
-        threads_per_worker=args.threads_per_worker, progress=not args.quiet,
+        threads_per_worker=args.threads_per_worker, fold_every=args.fold_every, progress=not args.quiet,
     )
     print(report.summary())
     if report.failed:
@@ -124,6 +124,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="MD without hydrogens: fail (default) or store masked H-bond maps")
     p.add_argument("--compression", type=_compression, default="gzip", help="gzip (default), lzf or none")
     p.add_argument("--threads-per-worker", type=int, help="BLAS/OpenMP threads per worker (default cores/workers)")
+    p.add_argument("--fold-every", type=int, default=0,
+                   help="fold the journal into the store every N computed proteins (default: only at the end)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any protein failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_build)

@@ -383,6 +383,7 @@ def build_store(
     missing_hydrogens: str = "error",
     compression: str | None = "gzip",
     threads_per_worker: int | None = None,
+    fold_every: int = 0,
     progress: bool = False,
 ) -> BuildReport:
     """Compute every protein of a manifest not yet in ``output`` and fold them into the store.
@@ -391,6 +392,8 @@ def build_store(
     dask.distributed scheduler address (or scheduler file) instead. ``shard=(i, N)`` builds only the proteins
     of shard i (by a hash of the name) — write each shard to its own store and combine them with
     :func:`merge_stores`. ``frequency``: interaction frequency mode of MD entries (DESIGN §3.8).
+    ``fold_every``: also fold the journal into the store after every this many computed proteins (bounds the
+    journal's disk use on long builds; each fold copies the store once); 0 folds only at the end.
     """
     if frequency not in FREQUENCIES:
         raise ValueError(f"frequency must be one of {FREQUENCIES}, not {frequency!r}")
@@ -429,7 +432,23 @@ def build_store(
         todo = [e for e in entries if not complete(e)]
         report.skipped = len(entries) - len(todo)
 
+        build_meta = {
+            "manifest": str(manifest_path) if manifest_path else None,
+            "manifest_sha256": sha256_file(manifest_path) if manifest_path else None,
+            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "settings": {"frequency": frequency, "max_residues": max_residues, "missing_hydrogens": missing_hydrogens},
+        }
+
+        def fold() -> None:
+            nonlocal stored
+            started = time.perf_counter()
+            _fold(output, journal, journaled, stored, by_name, frequency, build_meta, compression)
+            journaled.clear()
+            stored = _stored_rows(output)
+            report.fold_seconds += time.perf_counter() - started
+
         failures: list[dict[str, Any]] = []
+        since_fold = 0
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -437,12 +456,17 @@ def build_store(
             bar = tqdm(total=len(todo), desc="build", unit="protein")
 
         def on_result(result: EntryResult) -> None:
+            nonlocal since_fold
             entry = by_name[result.name]
             if result.ok:
                 record = _record(entry, result)
                 journal.write(record, result.residue, result.pair)  # type: ignore[arg-type]
                 journaled[entry.name] = (journal.path_for(entry.name), record)
                 report.computed += 1
+                since_fold += 1
+                if fold_every and since_fold >= fold_every:
+                    fold()
+                    since_fold = 0
             else:
                 failures.append({"name": entry.name, "source": entry.source, "kind": entry.kind,
                                  "error": result.error, "seconds": round(result.seconds, 3)})
@@ -469,17 +493,8 @@ def build_store(
         finally:
             if bar is not None:
                 bar.close()
-        report.compute_seconds = time.perf_counter() - started
-
-        started = time.perf_counter()
-        build_meta = {
-            "manifest": str(manifest_path) if manifest_path else None,
-            "manifest_sha256": sha256_file(manifest_path) if manifest_path else None,
-            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-            "settings": {"frequency": frequency, "max_residues": max_residues, "missing_hydrogens": missing_hydrogens},
-        }
-        _fold(output, journal, journaled, stored, by_name, frequency, build_meta, compression)
-        report.fold_seconds = time.perf_counter() - started
+        report.compute_seconds = time.perf_counter() - started - report.fold_seconds
+        fold()
         report.failures = failures
         _write_failures(output, failures)
     return report
