@@ -118,6 +118,10 @@ def test_reads_a_file_built_the_reference_way(tmp_path) -> None:
         np.testing.assert_array_equal(got.pair, expected[name][1])
         assert got.sequence == seq
     assert store.read("p_md").label == "test"
+    from seqdance.store.check import check_store
+
+    report = check_store(tmp_path / "released.h5", index=tmp_path / "index.csv")
+    assert report.ok and report.n_checked == len(PROTEINS), [str(p) for p in report.problems]
     # a sibling CSV with the store's stem is found without index=
     pd.DataFrame(rows).drop(columns="label").to_csv(tmp_path / "released.csv", index=False)
     sibling = DynamicsStore.open(tmp_path / "released.h5")
