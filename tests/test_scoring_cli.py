@@ -95,3 +95,20 @@ def test_score_argument_errors(checkpoints, tmp_path, capsys):
     assert "multi-chain" in capsys.readouterr().err
     assert main(["score", "--model", str(dyn), "--sequence", WT, "--saturation", "-o", out, "--window", "5000"]) == 1
     assert "--window must be between 1 and 1022" in capsys.readouterr().err
+
+
+def test_score_long_protein_window_and_too_wide_multi_mutant(checkpoints, tmp_path, capsys):
+    dyn, esm = checkpoints
+    muts = tmp_path / "m.txt"
+    muts.write_text("M1A:R10G\nM1A:Q11A\nL23P\n")
+    out = tmp_path / "o.csv"
+    args = ["score", "--model", str(dyn), "--esm2", str(esm), "--sequence", WT, "--mutations", str(muts),
+            "-o", str(out), "--window", "10", "--no-progress"]
+    assert main(args) == 1
+    assert "row 2: 'M1A:Q11A': the mutated sites span 11 residues" in capsys.readouterr().err
+    assert main([*args, "--skip-invalid"]) == 0
+    err = capsys.readouterr().err
+    assert "more than the 10-residue window" in err and "skipped 1 invalid mutant(s)" in err
+    table = pd.read_csv(out)
+    assert table["mutant"].tolist() == ["M1A:R10G", "L23P"]
+    assert table.drop(columns="mutant").notna().all().all()

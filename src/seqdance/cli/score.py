@@ -144,6 +144,7 @@ def run_score(args: argparse.Namespace) -> int:
         saturation_mutants,
     )
     from seqdance.scoring.scorer import SCORE_COLUMN, score_variants
+    from seqdance.scoring.windows import drop_unscorable
 
     properties = _property_list(args.properties)
     wild_type = _wild_type(args)
@@ -155,6 +156,7 @@ def run_score(args: argparse.Namespace) -> int:
         table = read_mutations(args.mutations)
         sequences = table["mutated_sequence"].tolist() if "mutated_sequence" in table.columns else None
         checked = parse_mutants(table["mutant"].tolist(), wild_type, offset=args.offset, mutated_sequences=sequences)
+        checked = drop_unscorable(checked, len(wild_type), size=args.window)
         invalid = checked.invalid
         if invalid and not args.skip_invalid:
             raise ValueError(invalid_summary(invalid, args.mutations) + "\n(use --skip-invalid to score the rest)")
@@ -164,6 +166,9 @@ def run_score(args: argparse.Namespace) -> int:
         raise ValueError("no valid mutants to score")
 
     model, esm_model = _load_models(args)
+    if len(wild_type) > args.window:
+        print(f"the wild type has {len(wild_type)} residues, more than the {args.window}-residue window: each "
+              f"variant is scored on a window of {args.window} residues around its sites", file=sys.stderr)
     scores = score_variants(
         wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=args.region,
         local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,

@@ -38,7 +38,7 @@ from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
 from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics
 from seqdance.scoring.mutations import check_wild_type, invalid_summary, parse_mutants
 from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
-from seqdance.scoring.windows import MAX_RESIDUES
+from seqdance.scoring.windows import MAX_RESIDUES, drop_unscorable
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def metrics_table(scores: pd.DataFrame, assay: str) -> pd.DataFrame:
 
 
 def load_assay_variants(
-    assay: Assay, *, skip_invalid: bool, max_variants: int | None, seed: int
+    assay: Assay, *, skip_invalid: bool, max_variants: int | None, seed: int, window: int = MAX_RESIDUES
 ) -> tuple[str, list, pd.DataFrame, str]:
     """Wild type, validated variants and their table rows (mutant, DMS_score[, DMS_score_bin]) of one assay.
 
@@ -177,6 +177,7 @@ def load_assay_variants(
         frame["DMS_score_bin"] = pd.to_numeric(table["DMS_score_bin"], errors="coerce")
     sequences = table["mutated_sequence"].tolist() if "mutated_sequence" in table.columns else None
     checked = parse_mutants(frame["mutant"].tolist(), wild_type, mutated_sequences=sequences)
+    checked = drop_unscorable(checked, len(wild_type), size=window)
     if checked.invalid:
         if not skip_invalid:
             raise ValueError(invalid_summary(checked.invalid, str(assay.table_path)))
@@ -285,7 +286,7 @@ def run_benchmark(
             continue
         try:
             wild_type, variants, rows, note = load_assay_variants(
-                assay, skip_invalid=skip_invalid, max_variants=max_variants, seed=seed
+                assay, skip_invalid=skip_invalid, max_variants=max_variants, seed=seed, window=window
             )
             scores = score_variants(
                 wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=region,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from seqdance.scoring.mutations import InvalidMutant, MutantSet
+
 #: Residues an ESM2 encoder sees at once (1,024 tokens minus <cls> and <eos>).
 MAX_RESIDUES = 1022
 #: Window starts lie on a grid of ``size // WINDOW_GRID_DIVISOR`` residues.
@@ -56,3 +58,20 @@ def mutation_window(
         return start, start + size
     start = min(feasible, key=lambda s: (abs(s - ideal), s))
     return start, start + size
+
+
+def drop_unscorable(checked: MutantSet, length: int, *, size: int = MAX_RESIDUES) -> MutantSet:
+    """Move variants whose sites span more than ``size`` residues to the invalid list (with the reason)."""
+    if length <= size:
+        return checked
+    variants, rows, invalid = [], [], list(checked.invalid)
+    for v, row in zip(checked.variants, checked.rows):
+        try:
+            mutation_window(v.indices, length, size=size)
+        except ValueError as exc:
+            invalid.append(InvalidMutant(row, v.mutant, str(exc)))
+            continue
+        variants.append(v)
+        rows.append(row)
+    invalid.sort(key=lambda item: item.row)
+    return MutantSet(variants, rows, invalid)
