@@ -45,7 +45,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=MAX_RESIDUES, metavar="N",
                         help=f"most residues per forward pass (default {MAX_RESIDUES}, the ESM2 limit); longer "
                         "proteins are scored on a window of N residues around each variant's sites")
-    parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps ... (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -104,6 +104,15 @@ def _load_models(args: argparse.Namespace):
         raise ValueError(f"--window must be between 1 and {MAX_RESIDUES} residues, got {args.window}")
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.device is not None:
+        import torch
+
+        try:
+            device = torch.device(args.device)
+        except RuntimeError as exc:
+            raise ValueError(f"unknown device {args.device!r} (use cpu, cuda, cuda:N or mps)") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {args.device!r} requested but CUDA is not available here")
 
     model = load_model(args.model, device=args.device)
     esm_model = None
