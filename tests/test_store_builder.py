@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,6 +92,41 @@ def test_kill_9_mid_build_then_resume_gives_identical_store(kill_manifest, refer
     assert resumed.computed == N_KILL - 8 - done_before
     assert not journal.exists()
     assert_stores_identical(store, reference_build)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_exit_when_only_the_builder_is_killed(kill_manifest, tmp_path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqdance.cli.dataset", "build", str(kill_manifest), "-o", str(tmp_path / "s.h5"),
+         "--workers", "2", "-q"], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(_children(proc.pid)) < 2 and proc.poll() is None:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2 and proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)  # the builder alone: its workers must not linger as orphans
+        proc.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_crash_during_fold_then_resume_gives_identical_store(kill_manifest, reference_build, tmp_path) -> None:

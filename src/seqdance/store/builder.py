@@ -230,6 +230,20 @@ def _thread_limits(threads: int) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """Worker initializer: a daemon thread ends this worker when the builder that started it is gone (e.g.
+    kill -9 of the builder alone), so no orphaned workers keep computing or waiting forever."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="seqdance-parent-watch", daemon=True).start()
+
+
 def _run_serial(todo: Sequence[ManifestEntry], settings: BuildSettings, on_result: OnResult) -> None:
     for entry in todo:
         on_result(compute_entry(entry, settings))
@@ -244,7 +258,9 @@ def _run_processes(
     attempts: dict[str, int] = {}
     ctx = multiprocessing.get_context("spawn")
     while pending:
-        with _thread_limits(threads), ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with _thread_limits(threads), ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             running: dict[Any, ManifestEntry] = {}
             try:
                 while pending or running:
