@@ -126,6 +126,15 @@ def test_reads_a_file_built_the_reference_way(tmp_path) -> None:
     pd.DataFrame(rows).drop(columns="label").to_csv(tmp_path / "released.csv", index=False)
     sibling = DynamicsStore.open(tmp_path / "released.h5")
     assert set(sibling.index["label"]) == {"train"}  # no label column: everything is training data
+    # converting the released file into our layout (float32, chunked, with an internal index) keeps every value
+    from seqdance.store.builder import merge_stores
+
+    assert merge_stores([tmp_path / "released.h5"], tmp_path / "converted.h5") == len(PROTEINS)
+    converted = DynamicsStore.open(tmp_path / "converted.h5")
+    assert not converted.released and converted.names == [p[0] for p in PROTEINS]
+    for name, seq, _, _ in PROTEINS:
+        np.testing.assert_array_equal(converted.read(name).pair, expected[name][1])
+        assert converted.read(name).sequence == seq
 
 
 class _CountingFile(io.RawIOBase):
