@@ -78,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
         "benchmark-dms",
         help="benchmark zero-shot scores on DMS assays (ProteinGym layout)",
-        description="Per-assay Spearman, NDCG@10%%, top-decile AUC and top-10%% recall of every property's "
+        description="Per-assay Spearman, NDCG@10%, top-decile AUC and top-10% recall of every property's "
         "change, the combined score and the ESM2 baselines; medians over assays (and per category).",
     )
     bench.add_argument("--assays", required=True, metavar="DIR",
