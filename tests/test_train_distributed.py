@@ -27,6 +27,14 @@ from test_train_data import write_synthetic_store  # noqa: E402
 from test_train_resume import tiny_config  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny models run much faster than with two contending threads on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def _config(store: Path, out: Path):
     # dropout 0 so both set-ups compute the same function; 4 sequences per group: 2 per rank
     return tiny_config(store, out, dropout=0.0, total_updates=3, checkpoint_interval=0,

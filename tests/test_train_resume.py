@@ -13,6 +13,14 @@ from seqdance.train.config import TrainConfig
 from seqdance.train.trainer import Trainer, read_log
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny models run much faster than with two contending threads on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def tiny_config(store: Path, out: Path, **overrides: object) -> TrainConfig:
     data = {
         "model_select": "seqdance",

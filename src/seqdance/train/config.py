@@ -71,7 +71,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     model_select: str = "seqdance"
-    encoder: str = "35M"  # preset key or ESM2 name (seqdance.model.config.resolve_encoder_config)
+    encoder: str | dict[str, Any] = "35M"  # preset key, ESM2 name, or a dict of EncoderConfig fields
     dropout: float = 0.1
     esm2_weights: str | None = "facebook/esm2_t12_35M_UR50D"  # ESMDance: pretrained encoder (None: random)
     init_from: str | None = None  # start from a trained model (seqdance.load_model source) to fine-tune
@@ -219,6 +219,8 @@ def _coerce(hint: Any, value: Any, origin: str, path: str) -> Any:
         if optional:
             return None
         raise ValueError(f"{origin}: {path} may not be null")
+    if isinstance(value, dict) and any((typing.get_origin(b) or b) is dict for b in bases):
+        return value
     base = typing.get_origin(bases[0]) or bases[0]
     try:
         if base is bool:

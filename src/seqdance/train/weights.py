@@ -300,9 +300,12 @@ class StoreStatistics:
     n_proteins: dict[str, dict[str, int]]  # group -> property -> proteins with valid entries
     residue_means: dict[str, np.ndarray]  # group -> (C_res stored,) mean target of each channel
     pair_means: dict[str, np.ndarray]  # group -> (C_pair stored,)
+    _weights: LossWeights | None = field(default=None, repr=False)
 
     def weights(self) -> LossWeights:
-        return weights_from_baselines(self.baselines)
+        if self._weights is None:
+            self._weights = weights_from_baselines(self.baselines)
+        return self._weights
 
     def details_frame(self) -> pd.DataFrame:
         """Long table: group, property, n_proteins, baseline_rmse, share, weight."""
