@@ -1,1 +1,31 @@
-"""seqdance.train"""
+"""seqdance.train: loss, loss weights, schedule, data sampling, the trainer and evaluation (DESIGN §7, §8).
+
+Public names are imported on first use, so ``import seqdance.train`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "TrainConfig": "seqdance.train.config",
+    "Trainer": "seqdance.train.trainer",
+    "train": "seqdance.train.trainer",
+    "evaluate_model": "seqdance.train.evaluate",
+    "write_report": "seqdance.train.evaluate",
+    "LossWeights": "seqdance.train.weights",
+    "load_loss_weights": "seqdance.train.weights",
+    "compute_store_statistics": "seqdance.train.weights",
+    "batch_group_loss": "seqdance.train.loss",
+    "per_protein_rmse": "seqdance.train.loss",
+    "WarmupLinearDecay": "seqdance.train.schedule",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'seqdance.train' has no attribute {name!r}")

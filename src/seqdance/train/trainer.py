@@ -209,7 +209,6 @@ class Trainer:
         if self.dist.distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
             )
         o = config.optim
         self.rule = WarmupLinearDecay(config.total_updates, o.warmup_updates, o.decay_end_fraction,
