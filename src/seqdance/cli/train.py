@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from seqdance.schema import SOURCE_GROUPS
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="dataset store (repeatable); the released HDF5 needs its index CSV beside it")
     ev.add_argument("--split", default="test", help="split label to evaluate (default: test)")
     ev.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
-    ev.add_argument("--groups", nargs="+", default=None, help="source groups (default: all present)")
+    ev.add_argument("--groups", nargs="+", default=None, choices=SOURCE_GROUPS,
+                    help="source groups (default: all present)")
     ev.add_argument("--weights", type=Path, default=None,
                     help="loss-weight CSV for the weighted group totals (default: the training run's "
                     "loss_weights.csv beside the model directory, else unweighted sums)")
@@ -50,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="also report the loss of predicting each channel's training mean (scans the train split)")
     base.add_argument("--baseline-means", type=Path, default=None,
                       help="channel means CSV written by 'seqdance loss-weights' (*_channel_means.csv)")
-    ev.add_argument("--model-select", choices=("seqdance", "esmdance"), default=None,
+    ev.add_argument("--model-select", choices=("seqdance", "esmdance"), default=None,  # model.MODEL_SELECTS
                     help="needed for update_*.pt state dicts without config")
     ev.add_argument("--max-tokens", type=int, default=1024, help="N-terminal window per protein (default 1024)")
     ev.add_argument("--batch-size", type=int, default=4)
