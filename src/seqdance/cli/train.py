@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="also report the loss of predicting each channel's training mean (scans the train split)")
     base.add_argument("--baseline-means", type=Path, default=None,
                       help="channel means CSV written by 'seqdance loss-weights' (*_channel_means.csv)")
-    ev.add_argument("--model-select", choices=("seqdance", "esmdance"), default=None,  # model.MODEL_SELECTS
+    ev.add_argument("--model-select", choices=("seqdance", "esmdance"), default=None,
                     help="needed for update_*.pt state dicts without config")
     ev.add_argument("--max-tokens", type=int, default=1024, help="N-terminal window per protein (default 1024)")
     ev.add_argument("--batch-size", type=int, default=4)

@@ -20,9 +20,9 @@ import yaml
 
 from seqdance import schema
 from seqdance.io_utils import atomic_path
+from seqdance.model.dynamics import MODEL_SELECTS
 from seqdance.train.loss import MASK_MODES
 
-MODEL_SELECTS = ("seqdance", "esmdance")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
