@@ -10,7 +10,7 @@ from test_train_data import write_synthetic_store
 
 from seqdance.train import checkpoint as ckpt
 from seqdance.train.config import TrainConfig
-from seqdance.train.trainer import Trainer, read_log
+from seqdance.train.trainer import Trainer, read_log, train
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +101,8 @@ def test_resume_rejects_another_model(store: Path, tmp_path: Path) -> None:
                                 **{"optim.warmup_updates": 0}))
     with pytest.raises(ValueError, match="model_select"):
         other.resume()
+    with pytest.raises(ValueError, match="already holds a training run"):  # no silent overwrite
+        train(tiny_config(store, out, total_updates=2, **{"optim.warmup_updates": 0}))
     fresh = Trainer(tiny_config(store, tmp_path / "empty", total_updates=2, **{"optim.warmup_updates": 0}))
     assert not fresh.resume()
 

@@ -568,7 +568,14 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None = None) -> TrainResult:
-    """Build a :class:`Trainer`, optionally resume from the latest checkpoint, and train."""
+    """Build a :class:`Trainer`, optionally resume from the latest checkpoint, and train.
+
+    Without ``resume`` an output directory that already holds checkpoints is refused (nothing is overwritten).
+    """
+    existing = ckpt.latest_checkpoint(config.output_dir)
+    if not resume and existing is not None:
+        raise ValueError(f"{config.output_dir} already holds a training run ({existing.name}): pass --resume to "
+                         "continue it, or choose another output_dir")
     trainer = Trainer(config)
     try:
         if resume and not trainer.resume():
