@@ -129,6 +129,34 @@ def test_workers_exit_when_only_the_builder_is_killed(kill_manifest, tmp_path) -
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_worker_is_replaced_and_its_protein_retried(kill_manifest, reference_build, tmp_path) -> None:
+    import threading
+
+    result: dict = {}
+    store = tmp_path / "s.h5"
+    thread = threading.Thread(target=lambda: result.update(report=build_store(kill_manifest, store, workers=2)),
+                              daemon=True)
+    thread.start()
+    journal = journal_dir(store)
+    deadline = time.time() + 120
+    victim = None
+    while time.time() < deadline and thread.is_alive():
+        spawned = [c for c in _children(os.getpid())
+                   if "spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+        if spawned and journal.is_dir() and len(list(journal.glob("*.npz"))) >= 3:
+            victim = spawned[0]
+            os.kill(victim, signal.SIGKILL)  # as the OOM killer would
+            break
+        time.sleep(0.02)
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the build hung after a worker was killed"
+    assert victim is not None, "the build finished before a worker could be killed"
+    report = result["report"]
+    assert report.failed == 0 and report.computed == N_KILL
+    assert_stores_identical(store, reference_build)
+
+
 def test_crash_during_fold_then_resume_gives_identical_store(kill_manifest, reference_build, tmp_path) -> None:
     """The state a kill during the fold leaves: full journal, a half-written store temp file, a half-written
     journal temp file. The restart deletes the temporaries, computes nothing and folds again."""

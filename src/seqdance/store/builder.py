@@ -203,11 +203,29 @@ class Journal:
         with np.load(path) as data:
             return data["residue"], data["pair"]
 
-    def remove(self, paths: Sequence[Path]) -> None:
+    def remove(self, paths: Sequence[Path], *, remove_directory: bool = True) -> None:
         for path in paths:
             path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            self.directory.rmdir()  # only when empty
+        if remove_directory:
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()  # only when empty
+
+
+def compute_to_journal(entry: ManifestEntry, settings: BuildSettings, directory: str) -> EntryResult:
+    """Local-worker task: compute one protein and write its journal entry here, returning only a small result.
+
+    Large results never travel through the pool's pipe, so a worker killed at any moment (OOM killer) cannot
+    leave a half-sent message that would block the builder; the journal entry is complete or absent.
+    """
+    result = compute_entry(entry, settings)
+    if result.ok:
+        try:
+            Journal(Path(directory)).write(_record(entry, result), result.residue, result.pair)  # type: ignore[arg-type]
+        except Exception as exc:
+            return EntryResult(entry.name, False, error=f"journal write failed: {type(exc).__name__}: {exc}",
+                               seconds=result.seconds)
+        result.residue = result.pair = None
+    return result
 
 
 # --- engines ------------------------------------------------------------------------------------------
@@ -250,7 +268,8 @@ def _run_serial(todo: Sequence[ManifestEntry], settings: BuildSettings, on_resul
 
 
 def _run_processes(
-    todo: Sequence[ManifestEntry], settings: BuildSettings, on_result: OnResult, workers: int, threads: int
+    todo: Sequence[ManifestEntry], settings: BuildSettings, on_result: OnResult, workers: int, threads: int,
+    journal: Journal,
 ) -> None:
     """A local process pool with bounded in-flight work; a pool broken by a dying worker is replaced and the
     proteins it was running are retried once."""
@@ -265,8 +284,9 @@ def _run_processes(
             try:
                 while pending or running:
                     while pending and len(running) < 2 * workers:
-                        entry = pending.pop()
-                        running[pool.submit(compute_entry, entry, settings)] = entry
+                        future = pool.submit(compute_to_journal, pending[-1], settings, str(journal.directory))
+                        running[future] = pending[-1]
+                        pending.pop()  # only once submitted: a broken pool raises in submit()
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         result = future.result()  # raises BrokenProcessPool if a worker died
@@ -455,10 +475,10 @@ def build_store(
             "settings": {"frequency": frequency, "max_residues": max_residues, "missing_hydrogens": missing_hydrogens},
         }
 
-        def fold() -> None:
+        def fold(final: bool) -> None:
             nonlocal stored
             started = time.perf_counter()
-            _fold(output, journal, journaled, stored, by_name, frequency, build_meta, compression)
+            _fold(output, journal, journaled, stored, by_name, frequency, build_meta, compression, final=final)
             journaled.clear()
             stored = _stored_rows(output)
             report.fold_seconds += time.perf_counter() - started
@@ -476,12 +496,13 @@ def build_store(
             entry = by_name[result.name]
             if result.ok:
                 record = _record(entry, result)
-                journal.write(record, result.residue, result.pair)  # type: ignore[arg-type]
+                if result.residue is not None:  # arrays came back (in-process, Dask): journal them here
+                    journal.write(record, result.residue, result.pair)  # type: ignore[arg-type]
                 journaled[entry.name] = (journal.path_for(entry.name), record)
                 report.computed += 1
                 since_fold += 1
                 if fold_every and since_fold >= fold_every:
-                    fold()
+                    fold(final=False)
                     since_fold = 0
             else:
                 failures.append({"name": entry.name, "source": entry.source, "kind": entry.kind,
@@ -505,12 +526,13 @@ def build_store(
                 _run_serial(todo, settings, on_result)
             else:
                 report.backend = f"{workers} local worker process(es)"
-                _run_processes(todo, settings, on_result, workers, threads)
+                journal.directory.mkdir(parents=True, exist_ok=True)
+                _run_processes(todo, settings, on_result, workers, threads, journal)
         finally:
             if bar is not None:
                 bar.close()
         report.compute_seconds = time.perf_counter() - started - report.fold_seconds
-        fold()
+        fold(final=True)
         report.failures = failures
         _write_failures(output, failures)
     return report
@@ -551,9 +573,12 @@ def _fold(
     frequency: str,
     build_meta: dict[str, Any],
     compression: str | None,
+    *,
+    final: bool = True,
 ) -> None:
     """Write journal + still-valid stored proteins into a new store file, rename it into place, then delete
-    the folded journal entries. Skipped when nothing would change."""
+    the folded journal entries (and, when ``final``, the emptied journal folder). Skipped when nothing would
+    change."""
     plan: list[tuple[int, str, str]] = []  # (order, name, where)
     for name, (_, record) in journaled.items():
         plan.append((int(record["order"]), name, "journal"))
@@ -578,6 +603,8 @@ def _fold(
         and all(manifest[n].source == stored[n]["source"] for _, n, _ in plan if n in manifest)
     )
     if unchanged:
+        if final:
+            journal.remove([], remove_directory=True)
         return
     has_md = any(GROUP_KIND.get(_group_of(n, journaled, stored), "") == "md" for _, n, _ in plan)
     metadata = {"frequency": frequency if has_md else None, "build": build_meta, "versions": software_versions()}
@@ -603,7 +630,7 @@ def _fold(
     finally:
         if source is not None:
             source.close()
-    journal.remove([path for path, _ in journaled.values()])
+    journal.remove([path for path, _ in journaled.values()], remove_directory=final)
     with DynamicsStore.open(output) as store:
         store.export_index(index_csv_path(output))
 
