@@ -2,17 +2,18 @@
 
 How a build survives ``kill -9`` at any moment:
 
-1. Workers (local processes or Dask workers) compute one protein each and return its targets; they never
-   write the store.
-2. The one writer (this process) appends each result to a **journal**: one ``.npz`` per protein in
-   ``STORE.journal/``, written to a temporary name and renamed, so a journal entry exists whole or not at
-   all. It holds the arrays *and* the index row — a protein counts as complete exactly when its entry exists.
-3. At the end the journal and the proteins already in the store are **folded** into a new HDF5 file written
-   beside the store and renamed onto it (:class:`~seqdance.store.hdf5.StoreWriter`); only then are the folded
-   journal entries deleted. The store file is therefore always the previous complete store or the new one.
-4. On restart, temporary files are deleted, proteins found in the store or the journal (with the same inputs
+1. Each finished protein becomes one **journal** entry, ``STORE.journal/NAME.npz``: its targets *and* its
+   index row, written under a temporary name and renamed, so an entry exists whole or not at all — a protein
+   counts as complete exactly when its entry exists. Local worker processes write their own entries and send
+   back only a small result (a worker killed while sending a large result could otherwise block the pool);
+   in-process and Dask runs send the arrays back and this process writes the entry.
+2. Only this process (the one writer) touches the HDF5 file: at the end (and every ``fold_every`` proteins) it
+   **folds** the journal and the proteins already in the store into a new file written beside the store and
+   renamed onto it (:class:`~seqdance.store.hdf5.StoreWriter`); only then are the folded journal entries
+   deleted. The store file is therefore always the previous complete store or the new one.
+3. On restart, temporary files are deleted, proteins found in the store or the journal (with the same inputs
    and options) are skipped, everything else is computed. An exclusive lock on ``STORE.lock`` (released by the
-   kernel when the process dies) keeps two builders off one store.
+   kernel when the process dies) keeps two builders off one store; workers exit when the builder is gone.
 
 Failures (a bad file, a protein without hydrogens, a worker that died) are recorded per protein in
 ``STORE.failures.csv`` and do not stop the run; they are retried by the next run.
