@@ -11,8 +11,8 @@ from seqdance.store.split import DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TES
 
 
 def _compression(text: str) -> str | None:
-    if text not in ("gzip", "lzf", "none"):
-        raise argparse.ArgumentTypeError("compression must be gzip, lzf or none")
+    if text not in ("auto", "gzip", "lzf", "none"):
+        raise argparse.ArgumentTypeError("compression must be auto, gzip, lzf or none")
     return None if text == "none" else text
 
 
@@ -122,7 +122,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-residues", type=int, help="skip (as failures) proteins longer than this")
     p.add_argument("--missing-hydrogens", choices=("error", "skip"), default="error",
                    help="MD without hydrogens: fail (default) or store masked H-bond maps")
-    p.add_argument("--compression", type=_compression, default="gzip", help="gzip (default), lzf or none")
+    p.add_argument("--compression", type=_compression, default="auto",
+                   help="auto (default: gzip level 1 where it saves ≥25%%), gzip, lzf or none")
     p.add_argument("--threads-per-worker", type=int, help="BLAS/OpenMP threads per worker (default cores/workers)")
     p.add_argument("--fold-every", type=int, default=0,
                    help="fold the journal into the store every N computed proteins (default: only at the end)")
@@ -133,7 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("merge", help="combine stores (e.g. shards) into one")
     p.add_argument("stores", nargs="+", help="input stores")
     p.add_argument("-o", "--output", required=True, help="merged store (new file)")
-    p.add_argument("--compression", type=_compression, default="gzip", help="gzip (default), lzf or none")
+    p.add_argument("--compression", type=_compression, default="auto",
+                   help="auto (default: gzip level 1 where it saves ≥25%%), gzip, lzf or none")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_merge)
 

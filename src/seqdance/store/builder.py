@@ -418,7 +418,7 @@ def build_store(
     frequency: str = "reference",
     max_residues: int | None = None,
     missing_hydrogens: str = "error",
-    compression: str | None = "gzip",
+    compression: str | None = "auto",
     threads_per_worker: int | None = None,
     fold_every: int = 0,
     progress: bool = False,
@@ -657,7 +657,7 @@ def merge_stores(
     inputs: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
-    compression: str | None = "gzip",
+    compression: str | None = "auto",
     progress: bool = False,
 ) -> int:
     """Combine stores (e.g. the shards of a job array) into one; proteins ordered by their build order, then

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,10 @@ RELEASED_COLUMNS: tuple[str, ...] = ("name", "modify_seq", "source", "label")
 LABEL_WIDTH = 16
 DEFAULT_LABEL = "train"
 PAIR_CHUNK = 64
+COMPRESSIONS: tuple[str | None, ...] = ("auto", "gzip", "lzf", None)
+#: "auto" compresses a dataset when gzip level 1 saves at least this fraction on its first values.
+AUTO_MIN_SAVING = 0.25
+AUTO_SAMPLE_VALUES = 1 << 18
 RESIDUE_CHUNK = 1024
 LINKER_TEXT = "<eos><cls>"
 
@@ -352,10 +357,12 @@ def software_versions() -> dict[str, str]:
 class StoreWriter:
     """Write a new store file whole: into a temporary file, renamed onto ``path`` by :meth:`close`.
 
-    ``compression``: ``"gzip"`` (level ``compression_opts``, default 1), ``"lzf"`` or ``None``. Level 1
-    without byte shuffle reads fastest of the gzip settings and, on MD targets (mostly-zero interaction maps),
-    compresses best too (benchmarks/bench_dataset_build.py); ``None`` reads ~5x faster from the page cache
-    at ~10x the size.
+    ``compression``: ``"auto"`` (default: gzip level 1 for each dataset where a trial on a sample saves at
+    least 25%, otherwise none), ``"gzip"`` (level ``compression_opts``, default 1), ``"lzf"`` or ``None``.
+    MD targets (mostly-zero interaction maps) shrink ~10x with gzip level 1; dense NMA correlation maps only
+    ~10%, and reading compressed data costs ~5-10x more CPU than reading raw chunks, so "auto" compresses
+    where it pays (benchmarks/bench_dataset_build.py). Level 1 without byte shuffle reads fastest of the
+    gzip settings.
     """
 
     def __init__(
@@ -363,14 +370,15 @@ class StoreWriter:
         path: str | os.PathLike[str],
         *,
         metadata: Mapping[str, Any] | None = None,
-        compression: str | None = "gzip",
+        compression: str | None = "auto",
         compression_opts: int | None = 1,
     ):
         self.path = Path(path)
-        if compression not in ("gzip", "lzf", None):
-            raise ValueError(f"compression must be 'gzip', 'lzf' or None, not {compression!r}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
+        self._auto = compression == "auto"
         self._filters: dict[str, Any] = {}
-        if compression == "gzip":
+        if compression in ("gzip", "auto"):
             self._filters = {"compression": "gzip", "compression_opts": compression_opts or 1}
         elif compression == "lzf":
             self._filters = {"compression": "lzf"}
@@ -400,9 +408,27 @@ class StoreWriter:
         edge = max(1, min(shape[0], PAIR_CHUNK))
         return (edge, edge, shape[2])
 
+    def _filters_for(self, data: np.ndarray) -> dict[str, Any]:
+        if not self._auto:
+            return self._filters
+        sample = data.reshape(-1)[:AUTO_SAMPLE_VALUES].tobytes()
+        saving = 1 - len(zlib.compress(sample, 1)) / max(1, len(sample))
+        return self._filters if saving >= AUTO_MIN_SAVING else {}
+
     def _create(self, key: str, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data, dtype=np.float32)
-        self._fh.create_dataset(key, data=data, chunks=self._chunks(data.shape), **self._filters)
+        self._fh.create_dataset(key, data=data, chunks=self._chunks(data.shape), **self._filters_for(data))
+
+    def _raw_copy_ok(self, ds: h5py.Dataset) -> bool:
+        """Whether a source dataset's chunks can be copied as they are (same dtype, chunks and filters)."""
+        if ds.dtype != np.float32 or ds.chunks != self._chunks(ds.shape) or ds.shuffle:
+            return False
+        gzip1 = ds.compression == "gzip" and ds.compression_opts == self._filters.get("compression_opts")
+        if self._auto:
+            return ds.compression is None or gzip1
+        if self._filters.get("compression") == "gzip":
+            return gzip1
+        return ds.compression == self._filters.get("compression")
 
     def _check_new(self, name: str) -> None:
         check_name(name)
@@ -436,13 +462,7 @@ class StoreWriter:
         src = store._file
         for key in store.dataset_names(name):
             ds = src[key]
-            same = (
-                ds.dtype == np.float32 and ds.chunks == self._chunks(ds.shape)
-                and ds.compression == self._filters.get("compression")
-                and ds.compression_opts == self._filters.get("compression_opts")
-                and ds.shuffle == self._filters.get("shuffle", False)
-            )
-            if same:
+            if self._raw_copy_ok(ds):
                 src.copy(ds, self._fh, name=key)
             else:
                 self._create(key, ds[()])
