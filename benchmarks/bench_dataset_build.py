@@ -137,11 +137,11 @@ def bench_read(stores: dict[str, Path], work: Path, n_reads: int, crop: int) -> 
     for label, path in stores.items():
         store = DynamicsStore.open(path)
 
-        def ours_whole() -> None:
+        def ours_whole(store=store) -> None:
             for n in picks:
                 store.read(n)
 
-        def ours_crop() -> None:
+        def ours_crop(store=store) -> None:
             for n in picks:
                 store.read(n, window=(starts[n], starts[n] + crop))
 
