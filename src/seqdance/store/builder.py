@@ -272,36 +272,46 @@ def _run_processes(
     todo: Sequence[ManifestEntry], settings: BuildSettings, on_result: OnResult, workers: int, threads: int,
     journal: Journal,
 ) -> None:
-    """A local process pool with bounded in-flight work; a pool broken by a dying worker is replaced and the
-    proteins it was running are retried once."""
+    """A local process pool with bounded in-flight work. When a worker dies (crash, OOM killer) the pool is
+    broken for every protein in flight; those are re-run one at a time in a fresh single-worker pool, so only
+    the protein that kills its worker again is reported as failed."""
     pending = list(reversed(todo))
-    attempts: dict[str, int] = {}
+    suspects: list[ManifestEntry] = []
     ctx = multiprocessing.get_context("spawn")
-    while pending:
-        with _thread_limits(threads), ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
-        ) as pool:
-            running: dict[Any, ManifestEntry] = {}
-            try:
-                while pending or running:
-                    while pending and len(running) < 2 * workers:
-                        future = pool.submit(compute_to_journal, pending[-1], settings, str(journal.directory))
-                        running[future] = pending[-1]
-                        pending.pop()  # only once submitted: a broken pool raises in submit()
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        result = future.result()  # raises BrokenProcessPool if a worker died
-                        del running[future]
-                        on_result(result)
-            except BrokenProcessPool:
-                for entry in running.values():
-                    attempts[entry.name] = attempts.get(entry.name, 0) + 1
-                    if attempts[entry.name] >= 2:
-                        on_result(EntryResult(entry.name, False,
-                                              error="worker process died (killed, crashed or out of memory)"))
-                    else:
-                        pending.append(entry)
-                log.warning("a worker process died; restarting the pool (%d proteins retried)", len(running))
+
+    def new_pool(n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_exit_with_parent,
+                                   initargs=(os.getpid(),))
+
+    while pending or suspects:
+        with _thread_limits(threads):
+            if suspects:
+                entry = suspects.pop()
+                with new_pool(1) as pool:
+                    try:
+                        result = pool.submit(compute_to_journal, entry, settings, str(journal.directory)).result()
+                    except BrokenProcessPool:
+                        result = EntryResult(entry.name, False,
+                                             error="worker process died (killed, crashed or out of memory)")
+                on_result(result)
+                continue
+            with new_pool(workers) as pool:
+                running: dict[Any, ManifestEntry] = {}
+                try:
+                    while pending or running:
+                        while pending and len(running) < 2 * workers:
+                            future = pool.submit(compute_to_journal, pending[-1], settings, str(journal.directory))
+                            running[future] = pending[-1]
+                            pending.pop()  # only once submitted: a broken pool raises in submit()
+                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            result = future.result()  # raises BrokenProcessPool if a worker died
+                            del running[future]
+                            on_result(result)
+                except BrokenProcessPool:
+                    suspects.extend(reversed(list(running.values())))
+                    log.warning("a worker process died; re-running its %d in-flight protein(s) one at a time",
+                                len(running))
 
 
 def _dask_client(address: str) -> Any:
