@@ -110,27 +110,12 @@ def _model_name(source: str) -> str:
     return str(path.resolve()) if path.exists() else source
 
 
-def _check_device(name: str | None) -> None:
-    """A clear error for a device torch does not know or this machine does not have."""
-    if name is None:
-        return
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r} (use cpu, cuda, cuda:N or mps)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available in this torch build / machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but Apple MPS is not available")
-
-
 def _load(args: argparse.Namespace):
+    from seqdance.devices import resolve_device
     from seqdance.model import load_model
 
-    _check_device(args.device)
-    return load_model(args.model, model_select=args.model_select, encoder=args.encoder, device=args.device)
+    device = resolve_device(args.device)
+    return load_model(args.model, model_select=args.model_select, encoder=args.encoder, device=device)
 
 
 def _is_complete(path: Path, wanted: set[str], model: str) -> bool:

@@ -104,17 +104,9 @@ def _load_models(args: argparse.Namespace):
         raise ValueError(f"--window must be between 1 and {MAX_RESIDUES} residues, got {args.window}")
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.device is not None:
-        import torch
+    from seqdance.devices import resolve_device
 
-        try:
-            device = torch.device(args.device)
-        except RuntimeError as exc:
-            raise ValueError(f"unknown device {args.device!r} (use cpu, cuda, cuda:N or mps)") from exc
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {args.device!r} requested but CUDA is not available here")
-
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=resolve_device(args.device))
     esm_model = None
     if args.esm2:
         from seqdance.model import load_esm2_masked_lm

@@ -113,11 +113,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from seqdance import load_model
+    from seqdance.devices import resolve_device
     from seqdance.train.evaluate import evaluate_model, write_report
     from seqdance.train.weights import compute_store_statistics, load_loss_weights, read_channel_means
 
     stores = _open_stores(args.store)
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device, default="auto")
     if args.precision == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 needs a CUDA device")
     model = load_model(str(args.model), model_select=args.model_select, device=device)

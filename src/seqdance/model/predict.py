@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from seqdance.devices import model_device
 from seqdance.model.batching import plan_batches
 from seqdance.model.prediction import Prediction
 from seqdance.model.windows import Window, WindowMerger, split_windows
@@ -53,12 +54,6 @@ def _as_sequence_list(sequences: SequenceInput | Sequence[SequenceInput]) -> lis
     if isinstance(sequences, str):
         return [sequences]
     return list(sequences)
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")
 
 
 @contextmanager
@@ -141,7 +136,7 @@ def iter_predictions(
     jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
     if device is not None:
         model.to(device)
-    dev = _model_device(model)
+    dev = model_device(model)
     quadratic = pairs or attentions
 
     from tqdm.auto import tqdm

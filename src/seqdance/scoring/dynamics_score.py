@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seqdance.devices import model_device
 from seqdance.schema import Property, as_channel_list, get_properties
 from seqdance.scoring.mutations import Variant
 from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
@@ -197,13 +198,6 @@ def _auto_batch_size(model: torch.nn.Module, n_tokens: int, pairs: bool) -> int:
     return max(1, min(256, PAIR_BATCH_BYTES // per_variant))
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def score_dynamics(
     model: torch.nn.Module,
     wild_type: str,
@@ -247,7 +241,7 @@ def score_dynamics(
         span = mutation_window(v.indices, len(wild_type), size=window, step=window_step)
         by_window.setdefault(span, []).append(i)
 
-    device = _model_device(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     bar = None

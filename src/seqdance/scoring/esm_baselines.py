@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from seqdance.devices import model_device
 from seqdance.scoring.mutations import Variant
 from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
 from seqdance.tokenizer import MASK_ID, TOKEN_TO_ID, encode
@@ -27,13 +28,6 @@ from seqdance.tokenizer import MASK_ID, TOKEN_TO_ID, encode
 ESM_BATCH_TOKENS = 16384
 
 Span = tuple[int, int]
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def _plan(wild_type: str, variants: Sequence[Variant], window: int, step: int | None) -> list[Span | None]:
@@ -73,7 +67,7 @@ def wt_marginal_scores(
 ) -> np.ndarray:
     """Wild-type-marginal log-likelihood ratio of each variant (higher = more like the wild type's context)."""
     spans = _plan(wild_type, variants, window, window_step)
-    device = _device(model)
+    device = model_device(model)
     log_probs: dict[tuple[Span, int], np.ndarray] = {}
     was_training = model.training
     model.eval()
@@ -106,7 +100,7 @@ def masked_marginal_scores(
     for v, span in zip(variants, spans):
         if span is not None:
             sites.setdefault(span, set()).update(v.indices)
-    device = _device(model)
+    device = model_device(model)
     log_probs: dict[tuple[Span, int], np.ndarray] = {}
     bar = None
     if progress:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from seqdance.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -38,25 +40,14 @@ def _launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → the local rank's GPU when CUDA is available, else CPU; ``cuda`` → the local rank's GPU."""
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(spec)
-
-
 def init_distributed(device: str = "auto", *, timeout_minutes: float = 30.0) -> DistInfo:
     """Join the process group when launched by torchrun; otherwise describe a single process."""
     if not _launched_by_torchrun():
-        return DistInfo(device=resolve_device(device, 0))
+        return DistInfo(device=resolve_device(device, local_rank=0))
     rank = int(os.environ["RANK"])
     world = int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local)
+    dev = resolve_device(device, local_rank=local)
     if world == 1:
         return DistInfo(0, 1, local, dev, None)
     backend = "nccl" if dev.type == "cuda" else "gloo"
