@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from seqdance.devices import model_device
-from seqdance.schema import Property, as_channel_list, get_properties
+from seqdance.schema import N_PAIR_CHANNELS, Property, as_channel_list, get_properties
 from seqdance.scoring.mutations import Variant
 from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
 from seqdance.tokenizer import TOKEN_TO_ID, encode
@@ -194,7 +194,7 @@ def _auto_batch_size(model: torch.nn.Module, n_tokens: int, pairs: bool) -> int:
     if not pairs:
         return max(1, RESIDUE_BATCH_TOKENS // n_tokens)
     maps = int(getattr(getattr(model, "encoder_config", None), "num_attention_maps", 240))
-    per_variant = n_tokens * n_tokens * (2 * maps + 3 * 13) * 4
+    per_variant = n_tokens * n_tokens * (2 * maps + 3 * N_PAIR_CHANNELS) * 4
     return max(1, min(256, PAIR_BATCH_BYTES // per_variant))
 
 
