@@ -3,8 +3,10 @@
 ``small_real_store`` (session scope) builds a real store from ../shared/data with the project's own builder:
 NMA of a subset of ``structures/bioemu_reference`` and ``proteingym_single_dev/af2_pdb`` (source
 proteinflow_pdb -> group nma), MD of ``reference/md/3tvj_I`` (ATLAS -> md), ``md/mdcath_2hbaA00`` (mdCATH -> md,
-every 25th frame) and MDAnalysisTests' adenylate kinase PSF/DCD (every 10th frame; labelled ``idr:adk_demo``
-only so that the idr group is not empty), then splits it by sequence identity. It yields the store path.
+every 25th frame) and two MDAnalysisTests ensembles labelled idr: adenylate kinase PSF/DCD (every 10th frame;
+``idr:adk_demo``, a folded protein) and the 24-model NMR ensemble of the flexible 28-residue peptide
+neopetrosiamide (``idr:neopetrosiamide_nmr``). The shared data hold no IDR simulation (no IDRome), so these two
+stand in for the idr group. The store is then split by sequence identity. It yields the store path.
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ def md_rows(shared: Path) -> list[dict]:
     except ImportError:
         return rows
     rows.append({"name": "adk_psf_dcd", "source": "idr:adk_demo", "topology": PSF, "trajectory": DCD, "stride": 10})
+    try:
+        from MDAnalysisTests.datafiles import PDB_multiframe
+    except ImportError:
+        return rows
+    # 24-model NMR ensemble of the flexible 28-residue peptide neopetrosiamide: topology and frames in one file
+    rows.append({"name": "neopetrosiamide_nmr", "source": "idr:neopetrosiamide_nmr", "topology": PDB_multiframe,
+                 "trajectory": PDB_multiframe})
     return rows
 
 

@@ -36,6 +36,7 @@ def test_small_real_store_is_complete_valid_and_split(small_real_store) -> None:
     assert rmsf.max() == np.float32(1.0) and rmsf.min() > 0
     assert md.provenance["n_frames"] == 20 and md.provenance["frequency"] == "reference"
     assert store.read("adk_psf_dcd").provenance["n_frames"] == 10
+    assert store.read("neopetrosiamide_nmr").provenance["n_frames"] == 24  # every model of the NMR ensemble
     assert (md.residue[0] == MASK_VALUE).all() and (md.residue[-1] == MASK_VALUE).all()
     # the released-style CSV beside the store agrees with the internal index
     csv = pd.read_csv(index_csv_path(small_real_store))
