@@ -29,6 +29,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: tiny models gain nothing from more, which only contend on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def require(path: Path) -> Path:
     """Skip the calling test when a data file is absent, naming it."""
     if not path.exists():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from _checkpoints import write_esm2_mlm_checkpoint, write_released_checkpoint
 from conftest import require
 
@@ -17,13 +16,7 @@ from seqdance.scoring.metrics import spearman
 PREDICTORS = ["combined", *PROPERTY_NAMES, "esm2_masked_marginal", "esm2_wt_marginal"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, which only add latency on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

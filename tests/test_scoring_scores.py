@@ -20,13 +20,7 @@ MUTANTS = ["K2A", "T3G:Q9W", "A4A", "R10P", "K2A", "Y5F:A7C:R10D", "Q9W:T3G", "A
 EPS = 0.01
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, which only add latency on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,14 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 from test_train_data import write_synthetic_store  # noqa: E402
 from test_train_resume import tiny_config  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models run much faster than with two contending threads on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _config(store: Path, out: Path):
     # dropout 0 so both set-ups compute the same function; 4 sequences per group: 2 per rank

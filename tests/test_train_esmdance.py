@@ -12,13 +12,7 @@ from test_train_resume import tiny_config
 
 from seqdance.train.trainer import Trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_esmdance_trains_heads_only_and_fine_tunes(tmp_path: Path) -> None:

@@ -12,14 +12,8 @@ from seqdance.train import checkpoint as ckpt
 from seqdance.train.config import TrainConfig
 from seqdance.train.trainer import Trainer, read_log, train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models run much faster than with two contending threads on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def tiny_config(store: Path, out: Path, **overrides: object) -> TrainConfig:
     data = {
