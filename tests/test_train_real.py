@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from seqdance import schema
 from seqdance.store import DynamicsStore
@@ -34,15 +33,6 @@ MD_HELD_OUT = "mdcath_2hbaA00"
 IDR_HELD_OUT = "neopetrosiamide_nmr"
 IDR_TRAIN = "adk_psf_dcd"
 NMA_TEST_FRACTION = 0.3
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: much faster than two contending threads for a tiny model on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 RECIPE = {
@@ -88,7 +78,7 @@ def train_and_compare(small_real_store: Path, folder: Path, recipe: dict) -> tup
 
 
 @pytest.mark.slow
-def test_tiny_seqdance_beats_training_mean_on_real_data(small_real_store: Path, tmp_path: Path, one_thread) -> None:
+def test_tiny_seqdance_beats_training_mean_on_real_data(small_real_store: Path, tmp_path: Path, one_torch_thread) -> None:
     trainer, history, result = train_and_compare(small_real_store, tmp_path, RECIPE)
     assert trainer.groups == ["md", "idr", "nma"]
     assert trainer.channel_means is not None
