@@ -25,32 +25,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _memory import peak_rss_gb, rss_gb
+
 CONFIGS = ("reference", "seqdance", "residue-only")
 ENCODER = "35M"
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
 
-def _rss_gb() -> float:
-    """Current resident set size (GB) from /proc; falls back to the high-water mark elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return _peak_rss_gb()
-
-
-def _peak_rss_gb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024**3 if sys.platform == "darwin" else peak / 1024**2  # bytes on macOS, KiB on Linux
 
 
 def _sequence(n_residues: int, seed: int) -> str:
@@ -121,7 +108,7 @@ def worker(config: str, length: int, weights: Path, repeats: int, seed: int) -> 
     call = _runner(config, weights)
     call(_sequence(16, seed))  # warm-up: lazy initialisation, thread pools
     seq = _sequence(length - 2, seed)
-    rss_before = _rss_gb()
+    rss_before = rss_gb()
     times, cpu_times = [], []
     for _ in range(repeats):
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -129,7 +116,7 @@ def worker(config: str, length: int, weights: Path, repeats: int, seed: int) -> 
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
         del result
-    peak = _peak_rss_gb()
+    peak = peak_rss_gb()
     return {
         "config": config,
         "length": length,

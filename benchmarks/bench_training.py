@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,24 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _memory import peak_rss_gb, rss_gb
+
 ENCODER = "35M"
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 GROUP = "md"
 
 
-def _rss_gb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return _peak_rss_gb()
-
-
-def _peak_rss_gb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024**3 if sys.platform == "darwin" else peak / 1024**2
 
 
 def make_inputs(folder: Path, batch: int, tokens: int, seed: int) -> None:
@@ -172,7 +160,7 @@ def worker(config: str, folder: Path, steps: int, device: str, amp: bool) -> dic
 
     one_step()  # warm-up
     sync()
-    rss_before = _rss_gb()
+    rss_before = rss_gb()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     times, cpu_times = [], []
@@ -191,8 +179,8 @@ def worker(config: str, folder: Path, steps: int, device: str, amp: bool) -> dic
     if dev.type == "cuda":
         result["peak_gb"] = torch.cuda.max_memory_allocated(dev) / 1024**3
     else:
-        result["peak_gb"] = _peak_rss_gb()
-        result["added_gb"] = _peak_rss_gb() - rss_before + 0.0
+        result["peak_gb"] = peak_rss_gb()
+        result["added_gb"] = peak_rss_gb() - rss_before + 0.0
     return result
 
 
