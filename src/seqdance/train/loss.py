@@ -96,6 +96,31 @@ def _masked_channel_sums(
     return diff.square().sum(dim=reduce_dims), valid.sum(dim=reduce_dims).to(torch.float32)
 
 
+def _level_sums(
+    level: str,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    channels: slice,
+    assign: torch.Tensor,
+    group: str,
+    kind: str,
+    mask_mode: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-protein, per-property squared-error sums and valid counts of one level (residue or pair)."""
+    token_dims = 1 if level == "residue" else 2
+    if target.shape[-1] != channels.stop - channels.start:
+        raise ValueError(
+            f"group {group!r}: {level} targets have {target.shape[-1]} channels, expected "
+            f"{channels.stop - channels.start} ({kind} block)"
+        )
+    if pred.shape[: 1 + token_dims] != target.shape[: 1 + token_dims]:
+        raise ValueError(f"{level} prediction {tuple(pred.shape)} and target "
+                         f"{tuple(target.shape)} differ in batch/token size")
+    sq, cnt = _masked_channel_sums(pred[..., channels], target, mask_mode, tuple(range(1, 1 + token_dims)))
+    assign = assign.to(sq.device)
+    return sq @ assign, cnt @ assign
+
+
 def per_protein_rmse(
     residue_pred: torch.Tensor,
     pair_pred: torch.Tensor | None,
@@ -114,32 +139,16 @@ def per_protein_rmse(
     RMSE 0 there. ``pair_pred``/``pair_target`` may be None, leaving pair properties at 0 / invalid.
     """
     layout = group_layout(group)
-    res_c = layout.residue_model_channels
-    if residue_target.shape[-1] != res_c.stop - res_c.start:
-        raise ValueError(
-            f"group {group!r}: residue targets have {residue_target.shape[-1]} channels, expected "
-            f"{res_c.stop - res_c.start} ({layout.kind} block)"
-        )
-    if residue_pred.shape[:2] != residue_target.shape[:2]:
-        raise ValueError(f"residue prediction {tuple(residue_pred.shape)} and target "
-                         f"{tuple(residue_target.shape)} differ in batch/token size")
-    sq, cnt = _masked_channel_sums(residue_pred[..., res_c], residue_target, mask_mode, (1,))
-    assign = layout.residue_assign.to(sq.device)
-    sums, counts = sq @ assign, cnt @ assign
+    sums, counts = _level_sums(
+        "residue", residue_pred, residue_target, layout.residue_model_channels, layout.residue_assign,
+        group, layout.kind, mask_mode,
+    )
     if pair_pred is not None and pair_target is not None:
-        pair_c = layout.pair_model_channels
-        if pair_target.shape[-1] != pair_c.stop - pair_c.start:
-            raise ValueError(
-                f"group {group!r}: pair targets have {pair_target.shape[-1]} channels, expected "
-                f"{pair_c.stop - pair_c.start} ({layout.kind} block)"
-            )
-        if pair_pred.shape[:3] != pair_target.shape[:3]:
-            raise ValueError(f"pair prediction {tuple(pair_pred.shape)} and target "
-                             f"{tuple(pair_target.shape)} differ in batch/token size")
-        psq, pcnt = _masked_channel_sums(pair_pred[..., pair_c], pair_target, mask_mode, (1, 2))
-        passign = layout.pair_assign.to(psq.device)
-        sums = sums + psq @ passign
-        counts = counts + pcnt @ passign
+        pair_sums, pair_counts = _level_sums(
+            "pair", pair_pred, pair_target, layout.pair_model_channels, layout.pair_assign,
+            group, layout.kind, mask_mode,
+        )
+        sums, counts = sums + pair_sums, counts + pair_counts
     has_valid = counts > 0
     mse = sums / counts.clamp_min(1.0)
     rmse = torch.where(has_valid, mse.clamp_min(_MSE_FLOOR).sqrt(), torch.zeros((), device=mse.device))
