@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqdance.errors import SeqdanceError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -55,7 +57,7 @@ class FastaRecord:
     sequence: str
 
 
-class FastaError(ValueError):
+class FastaError(SeqdanceError, ValueError):
     """A FASTA file is malformed; the message names the file, line and record."""
 
 

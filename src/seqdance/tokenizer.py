@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from seqdance.errors import SeqdanceError
+
 #: The 33-token ESM2 vocabulary, in id order (identical for every ESM2 size).
 ESM2_VOCAB: tuple[str, ...] = (
     "<cls>", "<pad>", "<eos>", "<unk>",
@@ -39,7 +41,7 @@ _RESIDUE_CHARS = frozenset(t for t in ESM2_VOCAB if len(t) == 1)
 _SPECIAL_IN_TEXT = re.compile(r"<[a-z_0-9]+>")
 
 
-class SequenceError(ValueError):
+class SequenceError(SeqdanceError, ValueError):
     """A sequence contains something the tokenizer cannot encode."""
 
 

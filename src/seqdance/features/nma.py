@@ -34,6 +34,7 @@ from scipy.linalg import blas
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from seqdance.errors import SeqdanceError
 from seqdance.features.structure import CalphaStructure, SkippedResidue, read_calpha_structure
 from seqdance.schema import properties_of_kind
 
@@ -59,7 +60,7 @@ RESIDUE_KEYS: tuple[str, ...] = tuple(p.name for p in properties_of_kind("nma", 
 PAIR_KEYS: tuple[str, ...] = tuple(p.name for p in properties_of_kind("nma", "pair"))
 
 
-class NmaError(ValueError):
+class NmaError(SeqdanceError, ValueError):
     """A structure cannot give normal-mode features; the message says why and what to do."""
 
 

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import torch
 from safetensors.torch import load_file, save_file
 
+from seqdance.errors import SeqdanceError
 from seqdance.io_utils import atomic_path
 from seqdance.model.config import (
     ENCODER_PRESETS,
@@ -59,11 +60,11 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _STATE_DICT_ENTRIES = ("model_state_dict", "state_dict", "model", "module", "net")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SeqdanceError, ValueError):
     """A checkpoint does not fit the model; the message names the keys."""
 
 
-class ModelSourceError(OSError):
+class ModelSourceError(SeqdanceError, OSError):
     """Model files could not be obtained (hub unreachable, repository or file absent)."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from seqdance.errors import SeqdanceError
 from seqdance.tokenizer import AMINO_ACIDS
 
 #: Separator of the substitutions of one multi-mutant (ProteinGym).
@@ -26,7 +27,7 @@ _SUBSTITUTION = re.compile(r"^([A-Za-z])(-?\d+)([A-Za-z])$")
 _STANDARD = frozenset(AMINO_ACIDS)
 
 
-class MutationError(ValueError):
+class MutationError(SeqdanceError, ValueError):
     """A mutant cannot be applied to the wild-type sequence; the message says why."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from seqdance.errors import SeqdanceError
 from seqdance.schema import GROUP_KIND, source_group
 from seqdance.store.hdf5 import LABEL_WIDTH, check_name
 
@@ -61,7 +62,7 @@ class ManifestEntry:
         }
 
 
-class ManifestError(ValueError):
+class ManifestError(SeqdanceError, ValueError):
     """A manifest is malformed; the message names the file, row and column."""
 
 
