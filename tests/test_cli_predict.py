@@ -11,10 +11,10 @@ import pytest
 from _checkpoints import write_released_checkpoint
 
 from seqdance.cli import predict as cli
+from seqdance.inference.embedding_store import EmbeddingWriter, read_embeddings
+from seqdance.inference.predict import predict
+from seqdance.inference.prediction_io import RESIDUE_TABLE_COLUMNS, load_prediction, safe_stem
 from seqdance.model import load_model
-from seqdance.model.embedding_store import EmbeddingWriter, read_embeddings
-from seqdance.model.predict import predict
-from seqdance.model.prediction_io import RESIDUE_TABLE_COLUMNS, load_prediction, safe_stem
 from seqdance.schema import PROPERTY_NAMES, RESIDUE_PROPERTIES, SS_CLASSES
 
 RECORDS = {

@@ -303,3 +303,21 @@ def test_seqdance_training_checkpoint_records_its_architecture(tmp_path) -> None
     torch.save({"model": model.state_dict(), "extra": datetime.date(2024, 1, 1)}, tmp_path / "update_1.pt")
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         load_model(tmp_path / "update_1.pt", model_select="esmdance")
+
+
+def test_from_pretrained_builds_the_calling_class(tmp_path):
+    class TaggedDynamics(DynamicsModel):
+        pass
+
+    class TaggedLM(EsmMaskedLM):
+        pass
+
+    directory = write_released_checkpoint(tmp_path / "released", "tiny", "seqdance", seed=4)
+    model = TaggedDynamics.from_pretrained(str(directory))
+    assert type(model) is TaggedDynamics
+    reference = load_model(str(directory))
+    assert type(reference) is DynamicsModel
+    for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name
+    lm = TaggedLM.from_pretrained(str(write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=2)))
+    assert type(lm) is TaggedLM

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from seqdance.io_utils import FastaRecord, read_fasta
+from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 from seqdance.tokenizer import SequenceError, encode
 
-DEFAULT_MODEL = "ChaoHou/ESMDance"
 RESIDUE_CSV = "residues.csv"
 
 
@@ -24,12 +24,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="FASTA file (chains of a complex joined by ':')")
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"Hugging Face repo id or local model directory / checkpoint (default: {DEFAULT_MODEL})",
+        default=DEFAULT_MODEL_SOURCE,
+        help=f"Hugging Face repo id or local model directory / checkpoint (default: {DEFAULT_MODEL_SOURCE})",
     )
     parser.add_argument(
         "--model-select",
-        choices=("esmdance", "seqdance"),
+        choices=MODEL_SELECTS,
         default=None,
         help="model kind; needed for a training checkpoint (update_*.pt), overrides config.json otherwise",
     )
@@ -137,8 +137,8 @@ def _is_complete(path: Path, wanted: set[str], model: str) -> bool:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from seqdance.model.predict import iter_predictions
-    from seqdance.model.prediction_io import save_prediction, unique_stems, write_residue_csv
+    from seqdance.inference.predict import iter_predictions
+    from seqdance.inference.prediction_io import save_prediction, unique_stems, write_residue_csv
     from seqdance.schema import PROPERTIES
 
     records = _valid_records(args.input, args.skip_invalid)
@@ -175,9 +175,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from seqdance.model.embedding_store import EmbeddingWriter
-    from seqdance.model.predict import iter_predictions
-    from seqdance.model.prediction_io import unique_stems
+    from seqdance.inference.embedding_store import EmbeddingWriter
+    from seqdance.inference.predict import iter_predictions
+    from seqdance.inference.prediction_io import unique_stems
 
     records = _valid_records(args.input, args.skip_invalid)
     unique_stems(r.id for r in records)

@@ -17,7 +17,7 @@ class Prediction(Mapping[str, np.ndarray]):
     ``prediction[name]`` is residue-aligned (special tokens and chain linkers removed): residue properties are
     ``(L,)`` or ``(L, C)`` (ss ``(L, 8)``, chi/phi/psi ``(L, 12)``), pair properties ``(L, L)`` with row i,
     column j. Only the properties that were predicted are keys (no pair properties with ``pairs=False``).
-    Pairs of a long sequence that shared no window are NaN (see :mod:`seqdance.model.windows`).
+    Pairs of a long sequence that shared no window are NaN (see :mod:`seqdance.inference.windows`).
     """
 
     id: str

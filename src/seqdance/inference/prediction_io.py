@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seqdance.inference.prediction import Prediction
 from seqdance.io_utils import atomic_path
-from seqdance.model.prediction import Prediction
 from seqdance.schema import PROPERTY_BY_NAME, RESIDUE_PROPERTIES, SS_CLASSES
 from seqdance.tokenizer import ESM2_VOCAB, encode
 

@@ -8,7 +8,7 @@ Layout of ``OUT.h5``::
     /index/id, /index/key, /index/sequence (UTF-8 strings), /index/length (int64): one row per entry
     attrs: model, embedding_dim, pooling, seqdance_version
 
-``key`` is the file-name-safe form of the id (:func:`seqdance.model.prediction_io.safe_stem`).
+``key`` is the file-name-safe form of the id (:func:`seqdance.inference.prediction_io.safe_stem`).
 
 Why parts: an HDF5 file being written when a process is killed can be left unreadable. New entries therefore
 go to small part files in ``OUT.h5.parts/`` (each written atomically), and :meth:`EmbeddingWriter.close`
@@ -27,9 +27,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from seqdance.inference.prediction import Prediction
+from seqdance.inference.prediction_io import safe_stem
 from seqdance.io_utils import atomic_path
-from seqdance.model.prediction import Prediction
-from seqdance.model.prediction_io import safe_stem
 
 POOLING = "mean over residues (special tokens and chain linkers excluded)"
 _STR = h5py.string_dtype("utf-8")

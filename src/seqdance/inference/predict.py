@@ -1,8 +1,8 @@
 """Predict dynamic properties from sequences: tokenise, batch by length, run the model, strip special tokens.
 
 The pipeline is: encode every sequence (errors name the sequence id before anything runs) -> cut sequences
-longer than ``window`` residues into overlapping windows (:mod:`seqdance.model.windows`) -> batch inputs of
-similar length under a token budget (:mod:`seqdance.model.batching`) -> forward under ``torch.inference_mode``
+longer than ``window`` residues into overlapping windows (:mod:`seqdance.inference.windows`) -> batch inputs of
+similar length under a token budget (:mod:`seqdance.inference.batching`) -> forward under ``torch.inference_mode``
 -> keep the residue rows/columns only (``<cls>``, ``<eos>``, chain linkers and padding dropped) -> split the
 50 residue and 13 pair channels into the schema's properties.
 
@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from seqdance.devices import model_device
-from seqdance.model.batching import plan_batches
-from seqdance.model.prediction import Prediction
-from seqdance.model.windows import Window, WindowMerger, split_windows
-from seqdance.schema import PAIR_PROPERTIES, RESIDUE_PROPERTIES
+from seqdance.devices import eval_mode, model_device
+from seqdance.inference.batching import plan_batches
+from seqdance.inference.prediction import Prediction
+from seqdance.inference.windows import Window, WindowMerger, split_windows
+from seqdance.schema import ESM2_MAX_RESIDUES, PAIR_PROPERTIES, RESIDUE_PROPERTIES
 from seqdance.tokenizer import Encoded, decode, encode, pad_batch
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 SequenceInput = str | Sequence[str]
 
 #: Residues per window: ESM2 was trained on at most 1,024 tokens, i.e. <cls> + 1,022 residues + <eos>.
-DEFAULT_WINDOW = 1022
+DEFAULT_WINDOW = ESM2_MAX_RESIDUES
 DEFAULT_MAX_TOKENS_PER_BATCH = 4096
 
 
@@ -54,16 +53,6 @@ def _as_sequence_list(sequences: SequenceInput | Sequence[SequenceInput]) -> lis
     if isinstance(sequences, str):
         return [sequences]
     return list(sequences)
-
-
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _split_properties(residue: np.ndarray, pair: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -180,7 +169,7 @@ def iter_predictions(
         )
 
     try:
-        with _eval_mode(model), torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             short = [job for job in jobs if len(job.windows) == 1]
             for k, arrays in run([job.windows[0] for job in short]):
                 yield short[k].index, finish(short[k], arrays)
@@ -225,7 +214,7 @@ def predict(
         progress: show a tqdm bar over sequences.
         window: residues (tokens between ``<cls>`` and ``<eos>``) per model input; longer sequences are
             predicted in overlapping windows merged by the most-central-window rule
-            (:mod:`seqdance.model.windows`). ``None`` never cuts (beyond 1,022 this extrapolates).
+            (:mod:`seqdance.inference.windows`). ``None`` never cuts (beyond 1,022 this extrapolates).
         window_overlap: tokens shared by consecutive windows (default ``window // 2``); pairs up to this far
             apart always share a window, farther pairs may be NaN.
         pair_block_rows: rows of the pair map computed at a time (bounds the memory of the pair head;
