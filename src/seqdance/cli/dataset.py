@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from seqdance.store.split import DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
+from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
+from seqdance.store.split import CLUSTER_METHODS, DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
 
 
 def _compression(text: str) -> str | None:
@@ -42,7 +43,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from seqdance.store.builder import merge_stores
+    from seqdance.store.merge import merge_stores
 
     n = merge_stores(args.stores, args.output, compression=args.compression, progress=not args.quiet)
     print(f"{args.output}: {n} proteins from {len(args.stores)} store(s)")
@@ -117,10 +118,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="local worker processes (0 = in this process; default 1)")
     p.add_argument("--shard", help="i/N: build only shard i of N (0-based) into its own store; combine with merge")
     p.add_argument("--scheduler", help="dask.distributed scheduler address or scheduler file (instead of --workers)")
-    p.add_argument("--frequency", choices=("reference", "fraction"), default="reference",
+    p.add_argument("--frequency", choices=FREQUENCIES, default="reference",
                    help="MD interaction frequency mode (default reference, as the released data)")
     p.add_argument("--max-residues", type=int, help="skip (as failures) proteins longer than this")
-    p.add_argument("--missing-hydrogens", choices=("error", "skip"), default="error",
+    p.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
                    help="MD without hydrogens: fail (default) or store masked H-bond maps")
     p.add_argument("--compression", type=_compression, default="auto",
                    help="auto (default: gzip level 1 where it saves ≥25%%), gzip, lzf or none")
@@ -147,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=_fraction, default=DEFAULT_TEST_FRACTION,
                    help="fraction of clusters in test (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cluster shuffle (default 0)")
-    p.add_argument("--method", choices=("auto", "mmseqs", "python"), default="auto",
+    p.add_argument("--method", choices=CLUSTER_METHODS, default="auto",
                    help="clustering back-end (auto: MMseqs2 when installed)")
     p.add_argument("--threads", type=int, default=1, help="MMseqs2 threads")
     p.add_argument("--clusters", help="write name, cluster, label, group as TSV here")
@@ -169,7 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default="train", help="compare against proteins with this label, or 'all'")
     p.add_argument("--identity", type=_fraction, default=DEFAULT_IDENTITY)
     p.add_argument("--coverage", type=_fraction, default=DEFAULT_COVERAGE)
-    p.add_argument("--method", choices=("auto", "mmseqs", "python"), default="auto")
+    p.add_argument("--method", choices=CLUSTER_METHODS, default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("-o", "--output", help="write the per-query table (CSV) here")
     p.set_defaults(func=_cmd_homology)

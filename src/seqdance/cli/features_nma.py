@@ -8,14 +8,14 @@ in ``OUTDIR/nma_failures.tsv``) without stopping the others.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+
+from seqdance.features.options import DISCONNECTED, ZERO_MODES
 
 FAILURE_LOG = "nma_failures.tsv"
 
@@ -63,12 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="parallel worker processes (default: number of CPUs; 1 runs in this process)",
     )
     parser.add_argument(
-        "--zero-modes", choices=("rigid", "reference"), default="rigid",
+        "--zero-modes", choices=ZERO_MODES, default="rigid",
         help="'rigid': remove exactly the rigid-body modes (default); 'reference': drop eigenvalues < 1e-6 "
         "like ProDy/the reference (also drops genuine soft modes of floppy models)",
     )
     parser.add_argument(
-        "--disconnected", choices=("error", "split"), default="error",
+        "--disconnected", choices=DISCONNECTED, default="error",
         help="structures whose residues fall into separate pieces (no Cα pair within 15 Å between them): fail "
         "(default) or analyse each piece on its own, with zero correlation between pieces",
     )
@@ -138,41 +138,23 @@ def process_structure(job: NmaJob) -> NmaOutcome:
     return NmaOutcome(job.structure, True, note, n, time.perf_counter() - start)
 
 
-_THREAD_LIMIT = None
-
-
-def _init_worker(blas_threads: int) -> None:
-    from threadpoolctl import threadpool_limits
-
-    global _THREAD_LIMIT
-    _THREAD_LIMIT = threadpool_limits(limits=blas_threads)
+def _crashed(job: NmaJob, message: str) -> NmaOutcome:
+    return NmaOutcome(job.structure, False, f"worker failed: {message}")
 
 
 def _run_jobs(jobs: list[NmaJob], workers: int, progress: bool) -> list[NmaOutcome]:
-    from tqdm import tqdm
+    """Every job through the shared engine: ``workers`` 1 runs in this process, more use worker processes
+    (one dead worker fails only its own structure; each worker's BLAS is single-threaded by default)."""
+    from tqdm.auto import tqdm
+
+    from seqdance.parallel import run_jobs
 
     outcomes: list[NmaOutcome] = []
-    bar = tqdm(total=len(jobs), unit="structure", disable=not progress, file=sys.stderr)
-    try:
-        if workers <= 1:
-            for job in jobs:
-                outcomes.append(process_structure(job))
-                bar.update()
-        else:
-            blas_threads = max(1, (os.cpu_count() or 1) // workers)
-            context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked BLAS thread state
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(blas_threads,)) as pool:
-                futures = {pool.submit(process_structure, job): job for job in jobs}
-                for future in as_completed(futures):
-                    try:
-                        outcomes.append(future.result())
-                    except Exception as exc:  # a crashed worker (killed, out of memory) fails its file only
-                        job = futures[future]
-                        outcomes.append(NmaOutcome(job.structure, False, f"worker failed: {type(exc).__name__}: {exc}"))
-                    bar.update()
-    finally:
-        bar.close()
+    with tqdm(total=len(jobs), unit="structure", desc="features nma", disable=not progress) as bar:
+        for _, outcome in run_jobs(process_structure, jobs, workers=0 if workers <= 1 else workers,
+                                   on_failure=_crashed):
+            outcomes.append(outcome)
+            bar.update()
     return outcomes
 
 

@@ -44,14 +44,18 @@ DEFAULT_TEST_FRACTION = 0.05
 PYTHON_BACKEND_SOFT_LIMIT = 3000
 
 
+#: How sequences are clustered: MMseqs2 when on PATH ("auto"), MMseqs2, or the pure-Python fallback.
+CLUSTER_METHODS: tuple[str, ...] = ("auto", "mmseqs", "python")
+
+
 def mmseqs_binary() -> str | None:
     """Path of the ``mmseqs`` executable, or None ($SEQDANCE_MMSEQS overrides the PATH lookup)."""
     return os.environ.get("SEQDANCE_MMSEQS") or shutil.which("mmseqs")
 
 
 def _resolve_method(method: str) -> str:
-    if method not in ("auto", "mmseqs", "python"):
-        raise ValueError(f"clustering method must be auto, mmseqs or python, not {method!r}")
+    if method not in CLUSTER_METHODS:
+        raise ValueError(f"clustering method must be one of {CLUSTER_METHODS}, not {method!r}")
     if method == "auto":
         return "mmseqs" if mmseqs_binary() else "python"
     if method == "mmseqs" and not mmseqs_binary():
