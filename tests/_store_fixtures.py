@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from seqdance.schema import properties_of_kind
-from seqdance.store.transforms import raw_feature_key
 
 DATA_ENV_HINT = "set SEQDANCE_SHARED_DATA"
 #: NMA structures of the fixture store: the first few of each folder (sorted), small enough to build in seconds.
@@ -35,7 +34,7 @@ def synthetic_features(sequence: str, kind: str, seed: int = 0, *, frequency: st
     n = len(residues)
     out: dict = {"sequence": sequence}
     for prop in properties_of_kind(kind):  # type: ignore[arg-type]
-        key = raw_feature_key(prop)
+        key = prop.raw_key
         if prop.level == "residue":
             if prop.activation == "softmax":
                 values = rng.dirichlet(np.ones(prop.width), size=n)

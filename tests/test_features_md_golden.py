@@ -19,6 +19,7 @@ from seqdance.features import extract_md
 from seqdance.features.contact_geometry import atom_labels, build_contact_model
 from seqdance.features.interactions import detect_contacts
 from seqdance.features.md_topology import build_protein_topology
+from seqdance.features.results import MdFeatures, property_keys
 from seqdance.features.trajectory_io import load_topology
 from seqdance.schema import INTERACTION_NAMES, PAIR_PROPERTIES, SS_DSSP_CODES, properties_of_kind
 
@@ -56,9 +57,11 @@ def pair_table(golden) -> np.ndarray:
     return np.load(golden["npz"])["array"]
 
 
-def test_keys_follow_the_schema(features):
-    """Every MD property of the schema, raw: RMSF under "rmsf" (not normalised), per the interface contract."""
+def test_keys_follow_the_schema_and_the_declared_type(features):
+    """Every MD property of the schema, raw: RMSF under "rmsf" (not normalised); exactly the keys of MdFeatures."""
     expected = {"rmsf" if p.name == "rmsf_nor" else p.name for p in properties_of_kind("md")}
+    assert expected == set(property_keys("md"))
+    assert set(features) == set(MdFeatures.__required_keys__)
     assert expected <= set(features)
     assert {"sequence", "residue_ids", "chain_lengths", "chain_breaks", "n_frames", "frequency"} <= set(features)
 

@@ -28,10 +28,17 @@ SOFTPLUS_THRESHOLD = 2.0
 #: Fill value for masked entries in stored targets (special tokens, padding, undefined angles, linkers).
 MASK_VALUE = -1.0
 
+#: Tokens an ESM2 encoder was trained on at most (its context), and the residues that fit between <cls> and
+#: <eos>. Prediction windows, mutation-scoring windows and evaluation crops default to these (DESIGN §7, §10.1).
+ESM2_MAX_TOKENS = 1024
+ESM2_MAX_RESIDUES = ESM2_MAX_TOKENS - 2
+
 #: DSSP 8-class order of the ``ss`` channels. ``coil`` collects MDTraj's ' ' (loop/irregular) code.
 SS_CLASSES: tuple[str, ...] = ("B", "E", "H", "I", "G", "S", "T", "coil")
 #: MDTraj ``compute_dssp(simplified=False)`` codes in the same order.
 SS_DSSP_CODES: tuple[str, ...] = ("B", "E", "H", "I", "G", "S", "T", " ")
+#: Suffix of properties stored divided by the protein's own maximum; their raw values drop it (``rmsf``).
+_NORMALISED_SUFFIX = "_nor"
 #: Dihedral histograms: 12 bins of 30° over [-180°, 180°).
 ANGLE_BINS = 12
 ANGLE_RANGE_DEG: tuple[float, float] = (-180.0, 180.0)
@@ -55,6 +62,14 @@ class Property:
     def channels(self) -> slice:
         """Channels in the model output tensor of this property's level."""
         return slice(self.start, self.start + self.width)
+
+    @property
+    def raw_key(self) -> str:
+        """Key of this property in a raw feature dict (``extract_md`` / ``extract_nma``): the name, except that a
+        max-normalised property is returned raw under its name without ``_nor`` (``rmsf_nor`` -> ``rmsf``)."""
+        if self.transform == "max_normalise":
+            return self.name.removesuffix(_NORMALISED_SUFFIX)
+        return self.name
 
     @property
     def store_offset(self) -> int:

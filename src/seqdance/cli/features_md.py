@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="trajectory (DCD, XTC, TRR, NetCDF, multi-model PDB, mdCATH .h5[#T[/R]]); repeat for "
                              "replicas; omit to use the topology file's own frames")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.npz", help="output .npz file")
-    parser.add_argument("--frequency", choices=("reference", "fraction"), default="reference",
+    parser.add_argument("--frequency", choices=FREQUENCIES, default="reference",
                         help="interaction frequency: 'reference' = atom-pair records per frame, asymmetric (as the "
                              "released data); 'fraction' = fraction of frames with a contact, symmetric "
                              "(default: reference)")
@@ -34,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stop", type=int, default=None, help="frame index to stop before (default: end)")
     parser.add_argument("--chunk-frames", type=int, default=100,
                         help="frames held in memory at once (default 100)")
-    parser.add_argument("--missing-hydrogens", choices=("error", "skip"), default="error",
+    parser.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
                         help="without hydrogens: 'error' (default) or 'skip' = write NaN H-bond maps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -21,8 +21,8 @@ def _property_list(values: list[str] | None) -> list[str] | None:
 
 
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    from seqdance.schema import ESM2_MAX_RESIDUES
     from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, REGIONS
-    from seqdance.scoring.windows import MAX_RESIDUES
 
     parser.add_argument("--model", required=True, metavar="SOURCE",
                         help="dynamics model: Hugging Face id (e.g. ChaoHou/ESMDance), local folder or update_*.pt")
@@ -42,8 +42,8 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="skip invalid mutants (reported) instead of stopping")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="mutants per forward pass (default: chosen from the protein length)")
-    parser.add_argument("--window", type=int, default=MAX_RESIDUES, metavar="N",
-                        help=f"most residues per forward pass (default {MAX_RESIDUES}, the ESM2 limit); longer "
+    parser.add_argument("--window", type=int, default=ESM2_MAX_RESIDUES, metavar="N",
+                        help=f"most residues per forward pass (default {ESM2_MAX_RESIDUES}, the ESM2 limit); longer "
                         "proteins are scored on a window of N residues around each variant's sites")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps ... (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -98,10 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load_models(args: argparse.Namespace):
     from seqdance.model import load_model
-    from seqdance.scoring.windows import MAX_RESIDUES
+    from seqdance.schema import ESM2_MAX_RESIDUES
 
-    if not 1 <= args.window <= MAX_RESIDUES:
-        raise ValueError(f"--window must be between 1 and {MAX_RESIDUES} residues, got {args.window}")
+    if not 1 <= args.window <= ESM2_MAX_RESIDUES:
+        raise ValueError(f"--window must be between 1 and {ESM2_MAX_RESIDUES} residues, got {args.window}")
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
     from seqdance.devices import resolve_device

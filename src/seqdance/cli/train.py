@@ -11,7 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
-from seqdance.schema import SOURCE_GROUPS
+from seqdance.devices import PRECISIONS
+from seqdance.model.kinds import MODEL_SELECTS
+from seqdance.schema import ESM2_MAX_TOKENS, SOURCE_GROUPS
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="also report the loss of predicting each channel's training mean (scans the train split)")
     base.add_argument("--baseline-means", type=Path, default=None,
                       help="channel means CSV written by 'seqdance loss-weights' (*_channel_means.csv)")
-    ev.add_argument("--model-select", choices=("seqdance", "esmdance"), default=None,
+    ev.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                     help="needed for update_*.pt state dicts without config")
-    ev.add_argument("--max-tokens", type=int, default=1024, help="N-terminal window per protein (default 1024)")
+    ev.add_argument("--max-tokens", type=int, default=ESM2_MAX_TOKENS,
+                    help=f"N-terminal window per protein (default {ESM2_MAX_TOKENS})")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    ev.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    ev.add_argument("--precision", choices=[p for p in PRECISIONS if p != "auto"], default="fp32")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=run_evaluate)
 
@@ -110,10 +113,9 @@ def _open_stores(paths: list[Path]) -> list:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import torch
 
     from seqdance import load_model
-    from seqdance.devices import resolve_device
+    from seqdance.devices import autocast_dtype, resolve_device, resolve_precision
     from seqdance.train.evaluate import evaluate_model, write_report
     from seqdance.train.weights import compute_store_statistics, load_loss_weights, read_channel_means
 
@@ -136,7 +138,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     elif args.mean_baseline:
         stats = compute_store_statistics(stores, split="train", groups=args.groups, progress=not args.quiet)
         means = {g: {"residue": stats.residue_means[g], "pair": stats.pair_means[g]} for g in stats.residue_means}
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    dtype = autocast_dtype(resolve_precision(args.precision, device))
     result = evaluate_model(
         model, stores, split=args.split, groups=args.groups, weights=weights, channel_means=means,
         max_tokens=args.max_tokens, batch_size=args.batch_size, device=device, autocast_dtype=dtype,

@@ -16,16 +16,13 @@ atom whose label ``chain:resname:resid:name`` sorts first as atom 1. Frequencies
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from seqdance.features.contact_geometry import ContactModel
+from seqdance.features.options import FREQUENCIES, Frequency
 from seqdance.schema import INTERACTION_NAMES
-
-Frequency = Literal["reference", "fraction"]
-FREQUENCIES: tuple[str, ...] = ("reference", "fraction")
 
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(INTERACTION_NAMES)}
 _HB_BY_BACKBONE_COUNT = np.array([TYPE_INDEX["hbss"], TYPE_INDEX["hbsb"], TYPE_INDEX["hbbb"]])

@@ -1,10 +1,9 @@
-"""Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md`.
+"""Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md` (returns :class:`~seqdance.features.results.MdFeatures`).
 
 Reads the trajectory in chunks (bounded memory) and, per chunk, makes the protein whole across periodic
 boundaries, finds the nine interaction types natively (:mod:`seqdance.features.interactions`) on the coordinates
 as written, superposes the frames on the first one (Cα), then accumulates the Cα covariance (RMSF, correlation)
-and MDTraj's SASA, DSSP and dihedrals. Several trajectories (replicas of one system) pool their frames. Values are raw: no cube root on interaction frequencies and no RMSF normalisation (the dataset store
-applies the schema transforms).
+and MDTraj's SASA, DSSP and dihedrals. Several trajectories (replicas of one system) pool their frames.
 """
 
 from __future__ import annotations
@@ -12,14 +11,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, cast
 
 import mdtraj as md
 import numpy as np
 from tqdm.auto import tqdm
 
 from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
-from seqdance.features.interactions import FREQUENCIES, ContactFrequencies, Frequency, detect_contacts
+from seqdance.features.interactions import ContactFrequencies, detect_contacts
 from seqdance.features.md_properties import (
     DIHEDRAL_FUNCTIONS,
     CoordinateCovariance,
@@ -30,21 +29,18 @@ from seqdance.features.md_properties import (
     sasa_per_residue,
 )
 from seqdance.features.md_topology import ProteinTopology, build_protein_topology
+from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS, Frequency, MissingHydrogens
 from seqdance.features.periodic import make_whole, spanning_bonds
+from seqdance.features.results import MdFeatures
 from seqdance.features.trajectory_io import FrameChunk, count_frames, load_topology, open_sources
 from seqdance.schema import INTERACTION_NAMES, PROPERTY_BY_NAME, properties_of_kind
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-MissingHydrogens = Literal["error", "skip"]
 
-#: Output key of each MD property: the schema name, except that max-normalised properties are returned raw
-#: under the name without the "_nor" suffix (``rmsf_nor`` -> ``rmsf``).
-MD_FEATURE_KEYS: dict[str, str] = {
-    p.name: (p.name.removesuffix("_nor") if p.transform == "max_normalise" else p.name)
-    for p in properties_of_kind("md")
-}
+#: Output key of each MD property (:attr:`seqdance.schema.Property.raw_key`: ``rmsf_nor`` is returned raw as ``rmsf``).
+MD_FEATURE_KEYS: dict[str, str] = {p.name: p.raw_key for p in properties_of_kind("md")}
 _ANGLES: tuple[str, ...] = tuple(name for name in MD_FEATURE_KEYS if name in DIHEDRAL_FUNCTIONS)
 _HBOND_TYPES: tuple[str, ...] = tuple(n for n in INTERACTION_NAMES if n.startswith("hb"))
 #: A peptide C-N longer than this (nm) in a frame whose first frame had it bonded: protein split by PBC.
@@ -74,8 +70,8 @@ def _check_options(frequency: str, stride: int, start: int, stop: int | None, ch
         raise ValueError(f"stop ({stop}) must be greater than start ({start})")
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    if missing_hydrogens not in ("error", "skip"):
-        raise ValueError(f"missing_hydrogens must be 'error' or 'skip', got {missing_hydrogens!r}")
+    if missing_hydrogens not in MISSING_HYDROGENS:
+        raise ValueError(f"missing_hydrogens must be one of {MISSING_HYDROGENS}, got {missing_hydrogens!r}")
 
 
 class _Accumulators:
@@ -181,8 +177,8 @@ def extract_md(
     progress: bool = False,
     missing_hydrogens: MissingHydrogens = "error",
     criteria: ContactCriteria | None = None,
-) -> dict[str, Any]:
-    """Raw MD features of a protein trajectory (DESIGN §3).
+) -> MdFeatures:
+    """Raw MD features of a protein trajectory (DESIGN §3); what it returns is :class:`MdFeatures`.
 
     ``topology``: any topology MDTraj reads (PDB, PSF, GRO, PRMTOP, ...), a GROMACS TPR (via MDAnalysis) or an
     mdCATH HDF5 file. ``trajectory``: one path or a list (replicas, frames pooled); ``None`` uses the frames of
@@ -190,11 +186,6 @@ def extract_md(
     are used. ``frequency``: "reference" (atom-pair records per frame, as the released data) or "fraction"
     (fraction of frames with a contact, symmetric). Without hydrogens, H-bonds are an error unless
     ``missing_hydrogens="skip"`` (H-bond maps are then NaN).
-
-    Returns per-residue ``sasa_mean``, ``sasa_std`` (nm²), ``rmsf`` (nm), ``ss`` (N, 8), ``chi``/``phi``/``psi``
-    (N, 12; NaN rows where the residue has no such angle), per-pair ``corr`` and the nine interaction maps
-    (N, N), plus ``sequence``, ``residue_ids`` (chain, resSeq, icode), ``residue_names``, ``chain_lengths``,
-    ``chain_breaks``, ``n_frames`` and ``frequency``.
     """
     _check_options(frequency, stride, start, stop, chunk_frames, missing_hydrogens)
     loaded = load_topology(topology)
@@ -235,4 +226,4 @@ def extract_md(
         n_frames=int(acc.n_frames),
         frequency=str(frequency),
     )
-    return result
+    return cast(MdFeatures, result)

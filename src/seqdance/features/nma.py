@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import cast
 
 import numpy as np
 import scipy.linalg
@@ -35,11 +35,10 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from seqdance.errors import SeqdanceError
+from seqdance.features.options import Disconnected, ZeroModes
+from seqdance.features.results import NmaFeatures
 from seqdance.features.structure import CalphaStructure, SkippedResidue, read_calpha_structure
 from seqdance.schema import properties_of_kind
-
-ZeroModes = Literal["rigid", "reference"]
-Disconnected = Literal["error", "split"]
 
 #: (outer radius Å, spring constant) shells of the distance-dependent springs, innermost first.
 SPRING_SHELLS: tuple[tuple[float, float], ...] = ((4.0, 10.0), (10.0, 2.0), (15.0, 1.0))
@@ -423,10 +422,7 @@ def _connected_features(coords: np.ndarray, zero_modes: ZeroModes) -> NmaResult:
 # --- structures in, feature files out -------------------------------------------------------------
 
 #: Keys of the per-structure metadata stored beside the features.
-METADATA_KEYS: tuple[str, ...] = (
-    "sequence", "residue_ids", "chain_lengths", "skipped_residues", "zero_modes", "disconnected", "n_pieces",
-    "gnm_range_sizes", "anm_range_sizes", "gnm_zero_modes", "anm_zero_modes",
-)
+METADATA_KEYS: tuple[str, ...] = tuple(k for k in NmaFeatures.__annotations__ if k not in RESIDUE_KEYS + PAIR_KEYS)
 
 
 def residue_labels(structure: CalphaStructure) -> list[str]:
@@ -444,13 +440,9 @@ def extract_nma(
     model: int = 0,
     zero_modes: ZeroModes = "rigid",
     disconnected: Disconnected = "error",
-) -> dict[str, object]:
-    """Normal-mode features of a structure file (PDB/mmCIF, optionally gzipped) or a read :class:`CalphaStructure`.
-
-    Returns ``nma_res1..3`` (N,) GNM fluctuations and ``nma_pair1..3`` (N, N) ANM correlations (float64, low
-    / mid / high frequency), ``sequence`` (one-letter, chains joined by ":"), ``residue_ids`` (structured:
-    chain, resseq, icode), ``chain_lengths``, ``skipped_residues`` (protein residues without Cα) and the mode
-    bookkeeping listed in :data:`METADATA_KEYS`. Errors name the file and say what is wrong.
+) -> NmaFeatures:
+    """Normal-mode features of a structure file (PDB/mmCIF, optionally gzipped) or a read :class:`CalphaStructure`;
+    what it returns is :class:`~seqdance.features.results.NmaFeatures`. Errors name the file and say what is wrong.
     """
     if isinstance(structure, CalphaStructure):
         if chains is not None or model != 0:
@@ -479,7 +471,7 @@ def extract_nma(
         gnm_zero_modes=result.gnm_zero_modes,
         anm_zero_modes=result.anm_zero_modes,
     )
-    return features
+    return cast(NmaFeatures, features)
 
 
 _SKIPPED_DTYPE = np.dtype([("chain", "U8"), ("resseq", "i4"), ("icode", "U1"), ("resname", "U8"), ("reason", "U64")])

@@ -34,11 +34,12 @@ import pandas as pd
 import torch
 
 from seqdance.io_utils import atomic_path, read_fasta
+from seqdance.schema import ESM2_MAX_RESIDUES
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
 from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics
 from seqdance.scoring.mutations import check_wild_type, invalid_summary, parse_mutants
 from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
-from seqdance.scoring.windows import MAX_RESIDUES, drop_unscorable
+from seqdance.scoring.windows import drop_unscorable
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def metrics_table(scores: pd.DataFrame, assay: str) -> pd.DataFrame:
 
 
 def load_assay_variants(
-    assay: Assay, *, skip_invalid: bool, max_variants: int | None, seed: int, window: int = MAX_RESIDUES
+    assay: Assay, *, skip_invalid: bool, max_variants: int | None, seed: int, window: int = ESM2_MAX_RESIDUES
 ) -> tuple[str, list, pd.DataFrame, str]:
     """Wild type, validated variants and their table rows (mutant, DMS_score[, DMS_score_bin]) of one assay.
 
@@ -241,7 +242,7 @@ def run_benchmark(
     region: str = "reference",
     local_radius: int = DEFAULT_LOCAL_RADIUS,
     batch_size: int | None = None,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     max_variants: int | None = None,
     seed: int = 0,
     skip_invalid: bool = False,

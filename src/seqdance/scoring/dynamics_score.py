@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqdance.devices import model_device
-from seqdance.schema import N_PAIR_CHANNELS, Property, as_channel_list, get_properties
+from seqdance.devices import eval_mode, model_device
+from seqdance.schema import ESM2_MAX_RESIDUES, N_PAIR_CHANNELS, Property, as_channel_list, get_properties
 from seqdance.scoring.mutations import Variant
-from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
+from seqdance.scoring.windows import mutation_window
 from seqdance.tokenizer import TOKEN_TO_ID, encode
 
 #: The reference's epsilon in the denominator of the relative change.
@@ -208,7 +208,7 @@ def score_dynamics(
     local_radius: int = DEFAULT_LOCAL_RADIUS,
     eps: float = SCORE_EPSILON,
     batch_size: int | None = None,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     window_step: int | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -242,15 +242,13 @@ def score_dynamics(
         by_window.setdefault(span, []).append(i)
 
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(first_of), desc="dynamics", unit="variant")
     try:
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             for (start, stop), members in by_window.items():
                 wt_ids = torch.from_numpy(encode(wild_type[start:stop], "wild type").ids).to(device)
                 wt_out = model(wt_ids[None], None, pairs=need_pairs)
@@ -283,7 +281,6 @@ def score_dynamics(
     finally:
         if bar is not None:
             bar.close()
-        model.train(was_training)
     dup = (owner >= 0) & (owner != np.arange(len(variants)))
     result[dup] = result[owner[dup]]
     return pd.DataFrame(result, columns=columns)

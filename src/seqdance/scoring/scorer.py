@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seqdance.schema import ESM2_MAX_RESIDUES
 from seqdance.scoring.combine import combined_change
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, score_dynamics
 from seqdance.scoring.esm_baselines import masked_marginal_scores, wt_marginal_scores
 from seqdance.scoring.mutations import Variant
-from seqdance.scoring.windows import MAX_RESIDUES
 
 SCORE_COLUMN = "score"
 MASKED_MARGINAL_COLUMN = "esm2_masked_marginal"
@@ -53,7 +53,7 @@ def score_variants(
     local_radius: int = DEFAULT_LOCAL_RADIUS,
     batch_size: int | None = None,
     esm_batch_size: int | None = None,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Score variants of ``wild_type`` with a dynamics model and/or an ESM2 masked LM (one row each).

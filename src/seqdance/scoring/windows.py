@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from seqdance.schema import ESM2_MAX_RESIDUES
 from seqdance.scoring.mutations import InvalidMutant, MutantSet
 
-#: Residues an ESM2 encoder sees at once (1,024 tokens minus <cls> and <eos>).
-MAX_RESIDUES = 1022
 #: Window starts lie on a grid of ``size // WINDOW_GRID_DIVISOR`` residues.
 WINDOW_GRID_DIVISOR = 16
 
@@ -27,7 +26,7 @@ def default_step(size: int) -> int:
 
 
 def mutation_window(
-    indices: Sequence[int], length: int, *, size: int = MAX_RESIDUES, step: int | None = None
+    indices: Sequence[int], length: int, *, size: int = ESM2_MAX_RESIDUES, step: int | None = None
 ) -> tuple[int, int]:
     """``(start, stop)`` residue range (0-based, stop exclusive) to score a variant mutated at ``indices``.
 
@@ -60,7 +59,7 @@ def mutation_window(
     return start, start + size
 
 
-def drop_unscorable(checked: MutantSet, length: int, *, size: int = MAX_RESIDUES) -> MutantSet:
+def drop_unscorable(checked: MutantSet, length: int, *, size: int = ESM2_MAX_RESIDUES) -> MutantSet:
     """Move variants whose sites span more than ``size`` residues to the invalid list (with the reason)."""
     if length <= size:
         return checked

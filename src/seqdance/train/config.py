@@ -19,11 +19,10 @@ from typing import Any, get_type_hints
 import yaml
 
 from seqdance import schema
+from seqdance.devices import PRECISIONS
 from seqdance.io_utils import atomic_path
-from seqdance.model.dynamics import MODEL_SELECTS
+from seqdance.model.kinds import DEFAULT_ESM2_SOURCE, MODEL_SELECTS
 from seqdance.train.loss import MASK_MODES
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -49,7 +48,7 @@ class DataConfig:
     curriculum: list[CurriculumStage] = field(
         default_factory=lambda: [CurriculumStage(0.8, 256, 16), CurriculumStage(1.0, 1024, 2)]
     )
-    eval_max_tokens: int = 1024
+    eval_max_tokens: int = schema.ESM2_MAX_TOKENS
     eval_batch_size: int = 4
     num_workers: int = 2  # data-loading processes per rank (0: load in the training process)
     loss_mask: str = "entry"  # "entry" (DESIGN) or "reference" (released code: channel-0 validity)
@@ -73,7 +72,7 @@ class TrainConfig:
     model_select: str = "seqdance"
     encoder: str | dict[str, Any] = "35M"  # preset key, ESM2 name, or a dict of EncoderConfig fields
     dropout: float = 0.1
-    esm2_weights: str | None = "facebook/esm2_t12_35M_UR50D"  # ESMDance: pretrained encoder (None: random)
+    esm2_weights: str | None = DEFAULT_ESM2_SOURCE  # ESMDance: pretrained encoder (None: random)
     init_from: str | None = None  # start from a trained model (seqdance.load_model source) to fine-tune
     total_updates: int = 200_000
     seed: int = 42

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from seqdance import schema
+from seqdance.devices import eval_mode
 from seqdance.io_utils import atomic_path
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
@@ -135,7 +136,7 @@ def evaluate_model(
     groups: Iterable[str] | None = None,
     weights: Mapping[str, Mapping[str, float]] | None = None,
     channel_means: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-    max_tokens: int = 1024,
+    max_tokens: int = schema.ESM2_MAX_TOKENS,
     batch_size: int = 4,
     device: torch.device | str | None = None,
     mask_mode: str = "entry",
@@ -156,8 +157,6 @@ def evaluate_model(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     wanted = list(groups) if groups is not None else list(schema.SOURCE_GROUPS)
     dataset = MicroBatchDataset(stores, catalog)
-    was_training = model.training
-    model.eval()
     rows: list[dict[str, Any]] = []
     specs = {g: eval_samples(catalog, g, split, max_tokens, rank=info.rank, world_size=info.world_size)
              for g in wanted}
@@ -167,40 +166,40 @@ def evaluate_model(
 
         bar = tqdm(total=sum(len(s) for s in specs.values()), desc=f"evaluate {split}", unit="protein")
     try:
-        for group in wanted:
-            if not specs[group]:
-                continue
-            kind = schema.GROUP_KIND[group]
-            names = group_layout(group).property_names
-            for batch in eval_batches(dataset, specs[group], group, batch_size):
-                b = batch.to(dev)
-                with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
-                                    enabled=autocast_dtype is not None):
-                    out = model(b.input_ids, b.attention_mask, pairs=True, pair_block_rows=pair_block_rows)
-                res_pred, pair_pred = out.residue.float(), out.pair.float()
-                rmse, valid = per_protein_rmse(res_pred, pair_pred, b.residue_target, b.pair_target, group,
-                                               mask_mode=mask_mode)
-                metrics = protein_metrics(res_pred, pair_pred, b.residue_target, b.pair_target, kind)
-                base_rmse = base_valid = None
-                if channel_means is not None and group in channel_means:
-                    cr, cp = constant_predictions(channel_means[group], group, *b.input_ids.shape, device=dev)
-                    base_rmse, base_valid = per_protein_rmse(cr, cp, b.residue_target, b.pair_target, group,
-                                                             mask_mode=mask_mode)
-                for i, name in enumerate(batch.names):
-                    row: dict[str, Any] = {"group": group, "name": name, "tokens": int(batch.attention_mask[i].sum())}
-                    for j, prop in enumerate(names):
-                        row[f"rmse/{prop}"] = float(rmse[i, j]) if valid[i, j] else float("nan")
-                        if base_rmse is not None:
-                            row[f"baseline/{prop}"] = float(base_rmse[i, j]) if base_valid[i, j] else float("nan")
-                    for key, values in metrics.items():
-                        row[key] = float(values[i])
-                    rows.append(row)
-                if bar is not None:
-                    bar.update(len(batch.names))
+        with eval_mode(model):
+            for group in wanted:
+                if not specs[group]:
+                    continue
+                kind = schema.GROUP_KIND[group]
+                names = group_layout(group).property_names
+                for batch in eval_batches(dataset, specs[group], group, batch_size):
+                    b = batch.to(dev)
+                    with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
+                                        enabled=autocast_dtype is not None):
+                        out = model(b.input_ids, b.attention_mask, pairs=True, pair_block_rows=pair_block_rows)
+                    res_pred, pair_pred = out.residue.float(), out.pair.float()
+                    rmse, valid = per_protein_rmse(res_pred, pair_pred, b.residue_target, b.pair_target, group,
+                                                   mask_mode=mask_mode)
+                    metrics = protein_metrics(res_pred, pair_pred, b.residue_target, b.pair_target, kind)
+                    base_rmse = base_valid = None
+                    if channel_means is not None and group in channel_means:
+                        cr, cp = constant_predictions(channel_means[group], group, *b.input_ids.shape, device=dev)
+                        base_rmse, base_valid = per_protein_rmse(cr, cp, b.residue_target, b.pair_target, group,
+                                                                 mask_mode=mask_mode)
+                    for i, name in enumerate(batch.names):
+                        row: dict[str, Any] = {"group": group, "name": name, "tokens": int(batch.attention_mask[i].sum())}
+                        for j, prop in enumerate(names):
+                            row[f"rmse/{prop}"] = float(rmse[i, j]) if valid[i, j] else float("nan")
+                            if base_rmse is not None:
+                                row[f"baseline/{prop}"] = float(base_rmse[i, j]) if base_valid[i, j] else float("nan")
+                        for key, values in metrics.items():
+                            row[key] = float(values[i])
+                        rows.append(row)
+                    if bar is not None:
+                        bar.update(len(batch.names))
     finally:
         if bar is not None:
             bar.close()
-        model.train(was_training)
     gathered = gather_objects(rows, info)
     if gathered is None:
         return None

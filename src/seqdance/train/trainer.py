@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from seqdance import schema
+from seqdance.devices import autocast_dtype, resolve_precision
 from seqdance.io_utils import atomic_path
 from seqdance.train import checkpoint as ckpt
 from seqdance.train.config import TrainConfig
@@ -58,20 +59,6 @@ log = logging.getLogger(__name__)
 #: Fields whose change makes a resumed run a different experiment.
 _RESUME_MUST_MATCH = ("model_select", "encoder")
 _RESUME_SHOULD_MATCH = ("seed", "total_updates", "data.sequences_per_group", "data.curriculum", "optim")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU."""
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
-    return precision
-
-
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def set_dropout(model: nn.Module, p: float, *, include_encoder: bool) -> None:
@@ -170,7 +157,7 @@ class Trainer:
         self.dist = dist_info or init_distributed(config.device)
         self.device = self.dist.device
         self.precision = resolve_precision(config.precision, self.device)
-        self.autocast_dtype = _DTYPES[self.precision]
+        self.autocast_dtype = autocast_dtype(self.precision)
         self.out_dir = Path(config.output_dir)
         self._stop_requested = False
 
