@@ -24,8 +24,10 @@ from seqdance.features.sasa import (
     sphere_points,
 )
 
-#: Largest number of elements of one (frames × atoms × points × neighbours) intermediate.
-DEFAULT_BLOCK_ELEMENTS = 1 << 25
+#: Largest number of elements of one (frames × atoms × points × neighbours) intermediate: small on CPU, where
+#: cache-sized blocks are fastest (2^18: ~3× faster than 2^25), large on a GPU.
+CPU_BLOCK_ELEMENTS = 1 << 18
+GPU_BLOCK_ELEMENTS = 1 << 25
 
 
 def _squared_distance(ax: torch.Tensor, ay: torch.Tensor, az: torch.Tensor,
@@ -62,13 +64,13 @@ def _neighbour_lists(x: torch.Tensor, radii: torch.Tensor, rows: slice, bad: np.
 
 @torch.no_grad()
 def sasa_atoms_torch(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int = N_SPHERE_POINTS,
-                     device: str | torch.device = "cpu", block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+                     device: str | torch.device = "cpu", block_elements: int | None = None,
                      atom_names: Sequence[str] | None = None, frame_numbers: Sequence[int] | None = None,
                      where: str = "") -> np.ndarray:
     """(F, N) float32 SASA (nm²) of every atom in every frame, computed with torch on ``device``.
 
     Equal to :func:`seqdance.features.sasa.sasa_atoms` bit for bit. ``block_elements`` bounds the size of the
-    largest intermediate (default 2^25 elements, ~128 MiB per float32 tensor).
+    largest intermediate (default 2^18 elements on CPU, 2^25 = 128 MiB of float32 on a GPU).
     """
     frames, radii = _as_frames(xyz, radii)
     device = torch.device(device)
@@ -82,6 +84,8 @@ def sasa_atoms_torch(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int
     bad = np.full((n_frames, 2), -1, dtype=np.int64)
     if n_frames == 0 or n_atoms == 0:
         return out
+    if block_elements is None:
+        block_elements = CPU_BLOCK_ELEMENTS if device.type == "cpu" else GPU_BLOCK_ELEMENTS
     block_elements = max(int(block_elements), n_points * 4)
     frames_per_block = max(1, min(n_frames, block_elements // max(1, n_atoms * n_atoms)))
     sx, sy, sz = points[:, 0], points[:, 1], points[:, 2]
