@@ -4,7 +4,8 @@ Why by hand: MDTraj tests every atom pair for neighbours (O(N²)) and every sphe
 list one at a time, and its multi-frame call is wrong after each OpenMP thread's first frame (a work buffer is not
 cleared), so seqdance had to call it frame by frame on one core — ~98% of ``features md``. This module computes
 the same numbers with a cell list (linear in atoms), point tests vectorised over the sphere points of one
-latitude band per neighbour, and frames in parallel across cores (compiled with numba; threads release the GIL).
+latitude band per neighbour, and frames in parallel across cores (compiled with numba; a thread pool runs blocks
+of frames with the GIL released — no OpenMP runtime whose spinning threads would compete with MDTraj's or torch's).
 
 Exactness: a sphere point is ~1e-3 nm², so every occlusion decision must match MDTraj's float32 arithmetic. The
 definitions below follow it operation by operation: MDTraj's radii + probe (float32), the golden-section spiral
@@ -20,9 +21,11 @@ bit-identical per-atom areas (tested on several real systems).
 from __future__ import annotations
 
 import math
-import threading
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from itertools import pairwise
 from typing import Literal
 
 import numba
@@ -41,8 +44,17 @@ SASA_ENGINES: tuple[str, ...] = ("auto", "numba", "torch", "mdtraj")
 
 #: MDTraj aborts the whole process when two atoms are closer than this (squared, nm²); we raise instead.
 _COINCIDENT_R2 = np.float32(1e-10)
-#: The numba thread pool (OpenMP or workqueue layer) is entered by one caller at a time.
-_PARALLEL_LOCK = threading.Lock()
+
+
+def default_threads() -> int:
+    """Threads for SASA frames: $OMP_NUM_THREADS if set (dataset build workers set it), else the usable cores."""
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=8)
@@ -288,12 +300,6 @@ def _areas_serial(xyz, radii, factor, sx, sy, sz, out, bad):  # pragma: no cover
         _frame_areas(xyz[f], radii, factor, sx, sy, sz, out[f], bad[f])
 
 
-@numba.njit(nogil=True, cache=True, parallel=True)
-def _areas_parallel(xyz, radii, factor, sx, sy, sz, out, bad):  # pragma: no cover - compiled
-    for f in numba.prange(xyz.shape[0]):
-        _frame_areas(xyz[f], radii, factor, sx, sy, sz, out[f], bad[f])
-
-
 @numba.njit(nogil=True, cache=True)
 def _residue_sums(areas, atom_residue, n_residues):  # pragma: no cover - compiled
     out = np.zeros((areas.shape[0], n_residues), np.float32)
@@ -347,8 +353,8 @@ def sasa_atoms(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int = N_S
     """(F, N) float32 SASA (nm²) of every atom in every frame, equal to MDTraj's single-frame call.
 
     ``xyz`` (F, N, 3) or (N, 3) nm; ``radii`` (N,) van der Waals + probe radius (:func:`atom_radii`). Frames run in
-    parallel on ``threads`` cores (default: numba's thread count, i.e. all cores or NUMBA_NUM_THREADS); 1 runs on
-    the calling thread only. Memory: O(atoms + sphere points) per thread. Coincident atoms raise an
+    parallel on ``threads`` threads (default :func:`default_threads`), each running the compiled kernel on a block
+    of frames with the GIL released; 1 runs on the calling thread only. Memory: O(atoms + sphere points) per thread. Coincident atoms raise an
     :class:`InputError` naming them (``atom_names``), the frame (``frame_numbers``) and the file (``where``).
     """
     frames, radii = _as_frames(xyz, radii)
@@ -357,20 +363,21 @@ def sasa_atoms(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int = N_S
     factor = area_factors(radii, n_sphere_points)
     out = np.empty(frames.shape[:2], dtype=np.float32)
     bad = np.empty((frames.shape[0], 2), dtype=np.int64)
-    n_threads = numba.get_num_threads() if threads is None else int(threads)
+    n_threads = default_threads() if threads is None else int(threads)
     if n_threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
-    n_threads = min(n_threads, numba.config.NUMBA_NUM_THREADS, max(1, frames.shape[0]))
+    n_threads = min(n_threads, max(1, frames.shape[0]))
+    args = (radii, factor, sx, sy, sz)
     if n_threads == 1:
-        _areas_serial(frames, radii, factor, sx, sy, sz, out, bad)
+        _areas_serial(frames, *args, out, bad)
     else:
-        with _PARALLEL_LOCK:
-            previous = numba.get_num_threads()
-            numba.set_num_threads(n_threads)
-            try:
-                _areas_parallel(frames, radii, factor, sx, sy, sz, out, bad)
-            finally:
-                numba.set_num_threads(previous)
+        # contiguous blocks of frames, one per thread; the kernel releases the GIL
+        bounds = np.linspace(0, frames.shape[0], n_threads + 1).astype(int)
+        with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="seqdance-sasa") as pool:
+            jobs = [pool.submit(_areas_serial, frames[a:b], *args, out[a:b], bad[a:b])
+                    for a, b in pairwise(bounds) if b > a]
+            for job in jobs:
+                job.result()
     check_coincident(bad, frames, atom_names, frame_numbers, where)
     return out
 
