@@ -64,10 +64,11 @@ def reference_loop(reference, wild_type: str, variants) -> np.ndarray:
             (out["residue"] if p.is_residue else out["pair"])[..., p.channels] for p in PROPERTIES
         ]
 
-    wt = split(reference(torch.from_numpy(encode(wild_type).ids)[None]))
+    device = next(reference.parameters()).device
+    wt = split(reference(torch.from_numpy(encode(wild_type).ids)[None].to(device)))
     rows = []
     for v in variants:
-        mut = split(reference(torch.from_numpy(encode(v.apply(wild_type)).ids)[None]))
+        mut = split(reference(torch.from_numpy(encode(v.apply(wild_type)).ids)[None].to(device)))
         rows.append([float((abs(m - w) / (abs(w) + EPS)).mean()) for m, w in zip(mut, wt)])
     return np.asarray(rows)
 

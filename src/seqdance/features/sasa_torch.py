@@ -77,8 +77,8 @@ def sasa_atoms_torch(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int
     n_frames, n_atoms = frames.shape[:2]
     points = torch.tensor(sphere_points(n_sphere_points), device=device)
     n_points = points.shape[0]
-    factor = torch.from_numpy(area_factors(radii, n_sphere_points)).to(device)
-    r = torch.from_numpy(radii).to(device)
+    factor = torch.tensor(area_factors(radii, n_sphere_points), device=device)
+    r = torch.tensor(radii, device=device)
     r2 = r * r
     out = np.empty((n_frames, n_atoms), dtype=np.float32)
     bad = np.full((n_frames, 2), -1, dtype=np.int64)
@@ -90,7 +90,7 @@ def sasa_atoms_torch(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int
     frames_per_block = max(1, min(n_frames, block_elements // max(1, n_atoms * n_atoms)))
     sx, sy, sz = points[:, 0], points[:, 1], points[:, 2]
     for f0 in range(0, n_frames, frames_per_block):
-        x = torch.from_numpy(frames[f0:f0 + frames_per_block]).to(device)  # (F, N, 3)
+        x = torch.tensor(frames[f0:f0 + frames_per_block], device=device)  # (F, N, 3), a copy
         n_f = x.shape[0]
         # atoms per block: the all-pairs test is (F, B, N) and the point test (F, B, P, K)
         rows_per_block = max(1, min(n_atoms, block_elements // max(1, n_f * n_atoms)))
