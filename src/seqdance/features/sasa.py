@@ -44,6 +44,8 @@ SASA_ENGINES: tuple[str, ...] = ("auto", "numba", "torch", "mdtraj")
 
 #: MDTraj aborts the whole process when two atoms are closer than this (squared, nm²); we raise instead.
 _COINCIDENT_R2 = np.float32(1e-10)
+#: Neighbour cells searched on each side of an atom's cell (cells are 1/_SPAN of the largest cutoff wide).
+_SPAN = 2
 
 
 def default_threads() -> int:
@@ -149,7 +151,8 @@ def _frame_areas(xyz, radii, factor, sx, sy, sz, out, bad):  # pragma: no cover 
     bad[1] = -1
     if n == 0:
         return
-    # --- cell list: cells at least as wide as the largest neighbour cutoff r_i + r_k ---------------------
+    # --- cell list: cells at least half as wide as the largest neighbour cutoff r_i + r_k, so every neighbour
+    # lies within 2 cells (a 5x5x5 block holds ~40% fewer candidates than 3x3x3 cells of the full width)
     max_r = 0.0
     max_abs = 0.0
     lo = np.empty(3)
@@ -164,7 +167,7 @@ def _frame_areas(xyz, radii, factor, sx, sy, sz, out, bad):  # pragma: no cover 
             lo[d] = min(lo[d], v)
             hi[d] = max(hi[d], v)
             max_abs = max(max_abs, abs(v))
-    cell = 2.0 * max_r * (1.0 + 1e-5) + 1e-6
+    cell = (2.0 * max_r * (1.0 + 1e-5) + 1e-6) / _SPAN
     dims = np.empty(3, np.int64)
     total = 1
     for d in range(3):
@@ -195,7 +198,7 @@ def _frame_areas(xyz, radii, factor, sx, sy, sz, out, bad):  # pragma: no cover 
         c = (cx[i] * ny + cy[i]) * nz + cz[i]
         order[fill[c]] = i
         fill[c] += 1
-    sxyz = np.empty((n, 3), np.float32)  # coordinates in cell order: the 3 cells along z are contiguous
+    sxyz = np.empty((n, 3), np.float32)  # coordinates in cell order: the cells along z are contiguous
     srad = np.empty(n, np.float32)
     for q in range(n):
         for d in range(3):
@@ -223,10 +226,10 @@ def _frame_areas(xyz, radii, factor, sx, sy, sz, out, bad):  # pragma: no cover 
         ri = radii[i]
         rf = float(ri)
         m = 0
-        for ax in range(max(cx[i] - 1, 0), min(cx[i] + 2, nx)):
-            for ay in range(max(cy[i] - 1, 0), min(cy[i] + 2, ny)):
-                first = start[(ax * ny + ay) * nz + max(cz[i] - 1, 0)]
-                last = start[(ax * ny + ay) * nz + min(cz[i] + 1, nz - 1) + 1]
+        for ax in range(max(cx[i] - _SPAN, 0), min(cx[i] + _SPAN + 1, nx)):
+            for ay in range(max(cy[i] - _SPAN, 0), min(cy[i] + _SPAN + 1, ny)):
+                first = start[(ax * ny + ay) * nz + max(cz[i] - _SPAN, 0)]
+                last = start[(ax * ny + ay) * nz + min(cz[i] + _SPAN, nz - 1) + 1]
                 for q in range(first, last):
                     j = order[q]
                     if j == i:
