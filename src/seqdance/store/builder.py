@@ -56,8 +56,7 @@ from seqdance.store.transforms import features_to_targets, rmsf_scale
 log = logging.getLogger(__name__)
 
 FREQUENCIES = ("reference", "fraction")
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-               "NUMBA_NUM_THREADS")
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 # --- per-protein computation (runs in workers) ------------------------------------------------------
