@@ -53,15 +53,17 @@ def _timed(fn, device: torch.device, repeats: int) -> tuple[float, float | None,
     return statistics.median(times), peak, result
 
 
-def _time_reference(state: dict, encoder: str, ids: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype,
-                    device: torch.device, repeats: int) -> tuple[float, float | None]:
+def _reference_model(state: dict, encoder: str, dtype: torch.dtype, device: torch.device):
     from reference_model import ReferenceDynamics
 
     from seqdance.model.config import resolve_encoder_config
 
     reference = ReferenceDynamics.from_state_dict(state, resolve_encoder_config(encoder))
-    reference = reference.to(device=device, dtype=dtype).eval()
+    return reference.to(device=device, dtype=dtype).eval()
 
+
+def _time_reference(reference, ids: torch.Tensor, mask: torch.Tensor, device: torch.device,
+                    repeats: int) -> tuple[float, float | None]:
     def call():
         with torch.inference_mode():
             return reference(ids, mask)
@@ -70,16 +72,16 @@ def _time_reference(state: dict, encoder: str, ids: torch.Tensor, mask: torch.Te
     return seconds, peak
 
 
-def _time_seqdance(weights: str, seq: str, pairs: bool, dtype: torch.dtype, device: torch.device,
+def _time_seqdance(model, seq: str, pairs: bool, device: torch.device,
                    repeats: int) -> tuple[float, float | None, object]:
     import seqdance
 
-    model = seqdance.load_model(weights, device=device, dtype=dtype)
     return _timed(lambda: seqdance.predict(model, [seq], pairs=pairs, window=None, device=device)[0], device,
                   repeats)
 
 
 def predict_section(device: torch.device, lengths: list[int], repeats: int, encoder: str) -> None:
+    import seqdance
     from seqdance.model import DynamicsModel
     from seqdance.tokenizer import encode, pad_batch
 
@@ -94,31 +96,35 @@ def predict_section(device: torch.device, lengths: list[int], repeats: int, enco
     print(f"device {device}{f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else ''}, "
           f"torch {torch.__version__}, random ESM2-{encoder}-shaped ESMDance weights, batch 1")
     print(f"{'L':>6} {'configuration':<28} {'dtype':<9} {'ms':>9} {'peak GB':>8} {'vs reference':>13}")
+    sequences = {n: "".join(np.random.default_rng(n).choice(list(AMINO), n - 2)) for n in lengths}
+    outputs: dict[tuple[int, str], object] = {}
     with tempfile.TemporaryDirectory() as weights:
         model.save_pretrained(weights)
         del model
-        for length in lengths:
-            seq = "".join(np.random.default_rng(length).choice(list(AMINO), length - 2))
-            ids, mask = (t.to(device) for t in pad_batch([encode(seq)]))
-            outputs = {}
-            for dtype in (torch.float32, torch.bfloat16):
-                name = str(dtype).replace("torch.", "")
-                ref_s, ref_gb = _time_reference(state, encoder, ids, mask, dtype, device, repeats)
+        for dtype in (torch.float32, torch.bfloat16):
+            name = str(dtype).replace("torch.", "")
+            reference = _reference_model(state, encoder, dtype, device)
+            ours = seqdance.load_model(weights, device=device, dtype=dtype)  # the public entry point
+            for length, seq in sequences.items():
+                ids, mask = (t.to(device) for t in pad_batch([encode(seq)]))
+                ref_s, ref_gb = _time_reference(reference, ids, mask, device, repeats)
                 rows = [("reference formulation", ref_s, ref_gb)]
                 for label, pairs in (("seqdance, residue + pair", True), ("seqdance, residue only", False)):
-                    seconds, gb, result = _time_seqdance(weights, seq, pairs, dtype, device, repeats)
+                    seconds, gb, result = _time_seqdance(ours, seq, pairs, device, repeats)
                     rows.append((label, seconds, gb))
                     if pairs:
-                        outputs[name] = result
+                        outputs[length, name] = result
                 for label, seconds, gb in rows:
                     ratio = f"{ref_s / seconds:.1f}x" if label != "reference formulation" else ""
                     mem = f"{gb:8.2f}" if gb is not None else f"{'-':>8s}"
                     print(f"{length:>6} {label:<28} {name:<9} {seconds * 1e3:9.1f} {mem} {ratio:>13}", flush=True)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-            fp32, bf16 = outputs["float32"], outputs["bfloat16"]
-            diff = max(float(np.nanmax(np.abs(fp32[k] - bf16[k]))) for k in ("sasa_mean", "rmsf_nor", "corr"))
-            print(f"{length:>6} bf16 vs fp32 (seqdance): max |difference| over sasa_mean, rmsf_nor, corr = {diff:.2e}")
+            del reference, ours
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    for length in lengths:
+        fp32, bf16 = outputs[length, "float32"], outputs[length, "bfloat16"]
+        diff = max(float(np.nanmax(np.abs(fp32[k] - bf16[k]))) for k in ("sasa_mean", "rmsf_nor", "corr"))
+        print(f"{length:>6} bf16 vs fp32 (seqdance): max |difference| over sasa_mean, rmsf_nor, corr = {diff:.2e}")
 
 
 def sasa_section(device: torch.device, n_frames: int, tiny: bool) -> None:
