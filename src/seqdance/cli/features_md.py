@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
+from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS, SASA_ENGINES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="frames held in memory at once (default 100)")
     parser.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
                         help="without hydrogens: 'error' (default) or 'skip' = write NaN H-bond maps")
+    parser.add_argument("--sasa", choices=SASA_ENGINES, default="auto",
+                        help="SASA implementation (same numbers): 'auto' (default) = compiled kernel on CPU, torch on "
+                             "a GPU --device; 'mdtraj' = MDTraj's shrake_rupley one frame per call (previous path)")
+    parser.add_argument("--device", default=None,
+                        help="device for the SASA: cpu (default), cuda, cuda:N or auto (GPU when available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads computing SASA frames in parallel (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -60,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
         progress=not args.no_progress,
         missing_hydrogens=args.missing_hydrogens,
+        sasa=args.sasa,
+        device=args.device,
+        threads=args.threads,
     )
     arrays = {key: np.asarray(value) for key, value in features.items()}
     arrays["source_topology"] = np.asarray(str(args.topology))
