@@ -281,8 +281,8 @@ def merge_predictions(out_dir: str | os.PathLike[str]) -> int:
     for m in manifests:
         stems.update(m.get("stems", {}))
     ids = merged_items(manifests)
-    value_options = RunOptions(window=run["options"]["window"],
-                               window_overlap=run["options"]["window_overlap"]).value_options()
+    options = RunOptions(**run["options"])
+    value_options, wanted = options.value_options(), wanted_keys(options)
     for seq_id in ids:
         path = out / f"{stems[seq_id]}.npz"
         if not path.is_file():
@@ -290,9 +290,10 @@ def merge_predictions(out_dir: str | os.PathLike[str]) -> int:
         with np.load(path, allow_pickle=False) as data:
             found = str(data["model_fingerprint"]) if "model_fingerprint" in data.files else None
             opts = str(data["options"]) if "options" in data.files else None
-        if found != run["model"] or opts != value_options:
-            raise ShardError(f"{path} comes from another run (another model or options than the shards' manifests); "
-                             "rerun its shard")
+            complete = wanted <= set(data.files)
+        if found != run["model"] or opts != value_options or not complete:
+            raise ShardError(f"{path} comes from another run (another model, options or outputs than the shards' "
+                             "manifests); rerun its shard")
     return _write_residue_table(out, [stems[i] for i in ids])
 
 
