@@ -50,7 +50,7 @@ def test_shard_from_the_option_and_from_torchrun():
     # an array task of a job whose every task runs torchrun: task 2 of 3, rank 1 of 2 -> shard 5 of 6
     assert resolve_shard("2/3", env=torchrun) == Shard(5, 6)
     assert resolve_shard("2/3", env={"RANK": "0", "WORLD_SIZE": "1"}) == Shard(2, 3)
-    with pytest.raises(ShardError, match="RANK=3 does not lie in 0..WORLD_SIZE-1"):
+    with pytest.raises(ShardError, match=r"RANK=3 does not lie in 0\.\.WORLD_SIZE-1"):
         resolve_shard(None, env={"RANK": "3", "WORLD_SIZE": "2"})
 
 

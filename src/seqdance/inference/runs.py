@@ -109,9 +109,14 @@ def _shard_units(plan: list[PlannedBatch], ids: Sequence[str], shard: Shard | No
 
 
 def _remove_stale_temporaries(folder: Path, names: Sequence[str]) -> None:
-    """Temporary files a killed run of these outputs left (never another shard's: names are this shard's)."""
-    for name in names:
-        for tmp in folder.glob(f".{name}.*.tmp"):
+    """Temporary files a killed run of these outputs left (never another shard's: names are this shard's).
+
+    ``atomic_path`` names them ``.<name>.<random>.tmp``; the folder is listed once.
+    """
+    mine = set(names)
+    for tmp in folder.glob(".*.tmp"):
+        name = tmp.name[1:].rsplit(".", 2)[0]
+        if name in mine:
             tmp.unlink(missing_ok=True)
 
 
