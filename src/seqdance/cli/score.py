@@ -148,8 +148,8 @@ def _many_proteins(args: argparse.Namespace, shard) -> list | None:
     """The FASTA records to score when this run scores several proteins, else None (one wild type)."""
     if args.fasta is None or args.fasta_id is not None:
         if shard is not None:
-            raise ValueError("--shard splits the proteins of a FASTA file of several wild types; one protein is "
-                             "scored by one process")
+            raise ValueError("shards (--shard, or the ranks of torchrun) split the proteins of a FASTA file of "
+                             "several wild types; one protein is scored by one process")
         if args.id_column is not None:
             raise ValueError("--id-column needs --fasta with the wild types (and no --fasta-id)")
         return None
