@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdance.cli.options import int_at_least
+from seqdance.errors import InputError
 from seqdance.io_utils import FastaRecord, read_fasta
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 from seqdance.tokenizer import SequenceError, encode
@@ -38,13 +40,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cpu)")
     parser.add_argument(
-        "--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per batch (default: 4096)"
+        "--batch-tokens", type=int_at_least(3), default=None, metavar="N", help="padded tokens per batch (default: 4096)"
     )
     parser.add_argument(
         "--skip-invalid",
         action="store_true",
         help="skip records the tokenizer rejects (reported on stderr) instead of stopping before any work",
     )
+    parser.add_argument("--remove-gaps", action="store_true",
+                        help="drop alignment gap characters ('-', '.') from the sequences (default: they are an error)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -77,9 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emb.set_defaults(func=run_embed)
 
 
-def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
+def _valid_records(path: Path, skip_invalid: bool, remove_gaps: bool = False) -> list[FastaRecord]:
     """FASTA records that tokenise; bad ones stop the run (listed by id) or are reported and dropped."""
-    records = read_fasta(path)
+    records = read_fasta(path, remove_gaps=remove_gaps)
     good: list[FastaRecord] = []
     bad: list[str] = []
     for record in records:
@@ -91,7 +95,7 @@ def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
             good.append(record)
     if bad and not skip_invalid:
         listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise ValueError(f"{path}: {len(bad)} invalid record(s): {listed} (use --skip-invalid to skip them)")
+        raise InputError(f"{path}: {len(bad)} invalid record(s): {listed} (use --skip-invalid to skip them)")
     for message in bad:
         print(f"skipped invalid record: {message}", file=sys.stderr)
     return good
@@ -127,9 +131,9 @@ def _is_complete(path: Path, wanted: set[str], model: str) -> bool:
             found_model = str(data["model"]) if "model" in data.files else None
             complete = wanted <= set(data.files)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} exists but is not a readable prediction file ({exc}); remove it") from exc
+        raise InputError(f"{path} exists but is not a readable prediction file ({exc}); remove it") from exc
     if found_model is not None and found_model != model:
-        raise ValueError(
+        raise InputError(
             f"{path} was predicted with model {found_model!r}, not {model!r}; use another output directory "
             "or --overwrite"
         )
@@ -141,7 +145,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from seqdance.inference.prediction_io import save_prediction, unique_stems, write_residue_csv
     from seqdance.schema import PROPERTIES
 
-    records = _valid_records(args.input, args.skip_invalid)
+    records = _valid_records(args.input, args.skip_invalid, args.remove_gaps)
     stems = unique_stems(r.id for r in records)
     model_name = _model_name(args.model)
     out_dir: Path = args.output
@@ -179,7 +183,7 @@ def run_embed(args: argparse.Namespace) -> int:
     from seqdance.inference.predict import iter_predictions
     from seqdance.inference.prediction_io import unique_stems
 
-    records = _valid_records(args.input, args.skip_invalid)
+    records = _valid_records(args.input, args.skip_invalid, args.remove_gaps)
     unique_stems(r.id for r in records)
     writer = EmbeddingWriter(
         args.output, model=_model_name(args.model), per_residue=args.per_residue, overwrite=args.overwrite
