@@ -108,6 +108,14 @@ def test_ids_that_share_a_file_name_are_errors(tmp_path: Path, tiny_model: Path,
 
     with pytest.raises(SeqdanceError, match="differs only in case from 'Abc'"):
         read_manifest(manifest)
+    from seqdance.scoring.dms import discover_assays
+
+    assays = tmp_path / "assays"
+    assays.mkdir()
+    for name in ("GFP.csv", "gfp.csv"):
+        (assays / name).write_text("mutant,DMS_score\nM1A,0.1\n")
+    with pytest.raises(SeqdanceError, match="differ only in case"):
+        discover_assays(assays)
 
 
 # --- mutation tables ---------------------------------------------------------------------------------------

@@ -91,6 +91,12 @@ def discover_assays(
     tables = sorted(table_dir.glob("*.csv"))
     if not tables:
         raise InputError(f"{root}: no assay CSV files (expected mutant/<assay>.csv or <assay>.csv)")
+    folded: dict[str, Path] = {}
+    for table in tables:  # outputs are named by assay: names equal but for case would overwrite each other
+        if table.stem.lower() in folded:
+            raise InputError(f"assays {folded[table.stem.lower()].name} and {table.name} differ only in case; their "
+                             "result files would collide on case-insensitive file systems: rename one")
+        folded[table.stem.lower()] = table
     ref_rows: dict[str, pd.Series] = {}
     if reference_csv is not None:
         ref = _read_reference(Path(reference_csv))
