@@ -43,6 +43,24 @@ def nan_store(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def weights_csv(tmp_path: Path) -> Path:
+    """Loss weights from a clean store of the same shape (computing them from the poisoned one is refused)."""
+    from seqdance.train.weights import compute_store_statistics, write_statistics
+
+    clean = write_synthetic_store(tmp_path / "clean_for_weights.h5", per_group=3, n_test=1, max_len=20)
+    with DynamicsStore.open(clean) as store:
+        stats = compute_store_statistics([store])
+    return write_statistics(stats, tmp_path / "weights.csv")["weights"]
+
+
+def test_loss_weight_statistics_refuse_nan_targets(nan_store: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["loss-weights", "--store", str(nan_store), "-o", str(tmp_path / "w.csv"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "'md_1'" in err and POISON_PROPERTY in err and not (tmp_path / "w.csv").exists()
+
+
 def test_store_writer_refuses_nonfinite_targets(tmp_path: Path) -> None:
     seq = "MKTAYIAK"
     n = len(seq) + 2
@@ -110,10 +128,11 @@ def test_merge_refuses_nonfinite_inputs_and_existing_outputs(nan_store: Path, tm
         assert len(merged) == 6
 
 
-def test_training_stops_at_the_first_nonfinite_update(nan_store: Path, tmp_path: Path,
+def test_training_stops_at_the_first_nonfinite_update(nan_store: Path, weights_csv: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    config = tiny_config(nan_store, out, total_updates=6, checkpoint_interval=1, **{"optim.warmup_updates": 0})
+    config = tiny_config(nan_store, out, total_updates=6, checkpoint_interval=1,
+                         **{"optim.warmup_updates": 0, "data.loss_weights": str(weights_csv)})
     config.to_yaml(tmp_path / "train.yaml")
     assert main(["train", "--config", str(tmp_path / "train.yaml"), "-q"]) == 1
     err = capsys.readouterr().err
@@ -126,9 +145,9 @@ def test_training_stops_at_the_first_nonfinite_update(nan_store: Path, tmp_path:
     assert all(isinstance(r.get("loss"), float) for r in read_log(out / "train_log.jsonl") if "loss" in r)
 
 
-def test_skip_policy_skips_and_counts(nan_store: Path, tmp_path: Path) -> None:
+def test_skip_policy_skips_and_counts(nan_store: Path, weights_csv: Path, tmp_path: Path) -> None:
     config = tiny_config(nan_store, tmp_path / "run", total_updates=6, checkpoint_interval=0,
-                         on_nonfinite="skip", **{"optim.warmup_updates": 0})
+                         on_nonfinite="skip", **{"optim.warmup_updates": 0, "data.loss_weights": str(weights_csv)})
     trainer = Trainer(config)
     result = trainer.fit()
     assert result.last_update == 6 and trainer.nonfinite_skipped >= 1

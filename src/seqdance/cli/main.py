@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 
 from seqdance.errors import SeqdanceError
 
@@ -41,7 +42,7 @@ BUG_EXIT_CODE = 70
 BUG_NOTE = "this is a bug in seqdance, please report it (with the command line and the traceback above)"
 
 
-def run_command(func, args: argparse.Namespace, prog: str) -> int:
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, prog: str) -> int:
     """Run one command: one line for user errors (SeqdanceError, OSError), a traceback plus a bug note for anything
     else. ``-vv`` shows the traceback of user errors too."""
     try:
@@ -52,7 +53,8 @@ def run_command(func, args: argparse.Namespace, prog: str) -> int:
     except (SeqdanceError, OSError) as exc:  # the user's to fix: one clear line, no traceback
         if getattr(args, "verbose", 0) >= 2:
             traceback.print_exc()
-        message = " ".join(str(exc).split("\n")[0].split()) if isinstance(exc, OSError) else str(exc)
+        plain_os_error = isinstance(exc, OSError) and not isinstance(exc, SeqdanceError)
+        message = " ".join(str(exc).split("\n")[0].split()) if plain_os_error else str(exc)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 1
     except Exception:

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from seqdance import schema
-from seqdance.errors import InputError
+from seqdance.errors import InputError, NonFiniteError
 from seqdance.io_utils import atomic_path, read_csv_table
 
 log = logging.getLogger(__name__)
@@ -400,6 +400,12 @@ def compute_store_statistics(
         iterator = tqdm(todo, desc="loss-weight statistics", unit="protein")
     for group, sid, name in iterator:
         prot = store_list[sid].read(name)
+        from seqdance.store.hdf5 import check_finite_targets
+
+        try:  # a NaN target would silently drop the protein from the baselines and poison the means
+            check_finite_targets(name, prot.residue, prot.pair, prot.kind)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"store {store_list[sid].path}: {exc} (run 'seqdance dataset check')") from None
         acc[group].add(np.asarray(prot.residue), None if prot.pair is None else np.asarray(prot.pair),
                        schema.GROUP_KIND[group])
     baselines: dict[str, dict[str, float]] = {}
