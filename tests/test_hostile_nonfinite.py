@@ -213,3 +213,30 @@ def test_json_log_never_holds_nan(tmp_path: Path) -> None:
 
 def test_user_errors_share_one_base() -> None:
     assert issubclass(NonFiniteError, SeqdanceError) and issubclass(NonFiniteError, ValueError)
+
+
+def test_nonfinite_scores_are_refused_naming_column_and_variant() -> None:
+    from seqdance.scoring.mutations import parse_mutant
+    from seqdance.scoring.scorer import check_finite_scores
+
+    variants = [parse_mutant(m, "MKTAY") for m in ("M1A", "K2L")]
+    check_finite_scores(pd.DataFrame({"change_rmsf_nor": [0.1, 0.2]}), variants, "the dynamics model")
+    with pytest.raises(NonFiniteError, match=r"non-finite change_rmsf_nor for variant 'K2L'"):
+        check_finite_scores(pd.DataFrame({"change_rmsf_nor": [0.1, np.inf]}), variants, "the dynamics model")
+
+
+@pytest.mark.xfail(reason="predict's resume (owned by issue 16, sharded inference) should recompute a damaged "
+                          ".npz; today it stops with a traceback", strict=False)
+def test_predict_recomputes_a_truncated_output(tmp_path: Path) -> None:
+    from _checkpoints import write_released_checkpoint
+
+    model = write_released_checkpoint(tmp_path / "m", "tiny", "esmdance", seed=1)
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">p1\nMKTAYIAK\n")
+    out = tmp_path / "out"
+    assert main(["predict", str(fasta), "-o", str(out), "--model", str(model), "-q"]) == 0
+    data = (out / "p1.npz").read_bytes()
+    (out / "p1.npz").write_bytes(data[: len(data) // 2])
+    assert main(["predict", str(fasta), "-o", str(out), "--model", str(model), "-q"]) == 0
+    with np.load(out / "p1.npz") as arrays:
+        assert str(arrays["id"]) == "p1"
