@@ -3,6 +3,7 @@ counting imports made inside functions (a lazy import is still a dependency)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -26,7 +27,13 @@ def test_layering_contract_is_kept(monkeypatch: pytest.MonkeyPatch, capsys: pyte
 
     monkeypatch.syspath_prepend(str(REPO_ROOT / "src"))
     monkeypatch.chdir(REPO_ROOT)
-    code = lint_imports(config_filename=str(REPO_ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    loggers = [logging.getLogger(name) for name in logging.root.manager.loggerDict]
+    enabled = [logger for logger in loggers if not logger.disabled]
+    try:
+        code = lint_imports(config_filename=str(REPO_ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    finally:  # import-linter configures logging with disable_existing_loggers: undo that for later tests
+        for logger in enabled:
+            logger.disabled = False
     assert code == 0, capsys.readouterr().out
 
 

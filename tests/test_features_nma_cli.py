@@ -84,8 +84,9 @@ def test_user_errors(inputs: Path, tmp_path: Path) -> None:
         _run([str(inputs / "2g3r.pdb"), str(twin / "2g3r.pdb"), "-o", str(tmp_path / "o")])
     with pytest.raises(FileNotFoundError, match=r"absent\.pdb"):
         _run([str(tmp_path / "absent.pdb"), "-o", str(tmp_path / "o")])
-    with pytest.raises(ValueError, match="--workers"):
+    with pytest.raises(SystemExit) as stop:  # a range checked while parsing: a usage error
         _run([str(inputs / "2g3r.pdb"), "-o", str(tmp_path / "o"), "--workers", "0"])
+    assert stop.value.code == 2
 
 
 @pytest.mark.skipif(not HAS_PROC, reason="needs Linux /proc")

@@ -17,6 +17,7 @@ from reference_model import ReferenceDynamics
 from safetensors.torch import load_file
 
 import seqdance
+from seqdance.errors import UnsafeFileError
 from seqdance.model import (
     CheckpointError,
     DynamicsModel,
@@ -301,7 +302,7 @@ def test_seqdance_training_checkpoint_records_its_architecture(tmp_path) -> None
     import datetime  # arbitrary pickled objects are refused (weights-only loading)
 
     torch.save({"model": model.state_dict(), "extra": datetime.date(2024, 1, 1)}, tmp_path / "update_1.pt")
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(UnsafeFileError, match=r"refused: the file holds Python objects \(datetime.date\)"):
         load_model(tmp_path / "update_1.pt", model_select="esmdance")
 
 

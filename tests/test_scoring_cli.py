@@ -86,8 +86,10 @@ def test_score_argument_errors(checkpoints, tmp_path, capsys):
     assert "unknown property name(s) ['sasa']" in capsys.readouterr().err
     assert main(["score", "--model", str(dyn), "--sequence", "MK:TA", "--saturation", "-o", out]) == 1
     assert "multi-chain" in capsys.readouterr().err
-    assert main(["score", "--model", str(dyn), "--sequence", WT, "--saturation", "-o", out, "--window", "5000"]) == 1
-    assert "--window must be between 1 and 1022" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a range checked while parsing: a usage error (status 2)
+        main(["score", "--model", str(dyn), "--sequence", WT, "--saturation", "-o", out, "--window", "5000"])
+    assert stop.value.code == 2
+    assert "--window: must be between 1 and 1022, got 5000" in capsys.readouterr().err
 
 
 def test_score_long_protein_window_and_too_wide_multi_mutant(checkpoints, tmp_path, capsys):

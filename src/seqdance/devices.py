@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from seqdance.errors import InputError
+
 if TYPE_CHECKING:  # torch is imported where it is used, so the command line can read PRECISIONS quickly
     import torch
 
@@ -28,14 +30,14 @@ def resolve_device(name: str | torch.device | None, *, default: str = "cpu", loc
         try:
             device = torch.device(spec)
         except RuntimeError as exc:
-            raise ValueError(f"unknown device {spec!r} (use cpu, cuda, cuda:N, mps or auto)") from exc
+            raise InputError(f"unknown device {spec!r} (use cpu, cuda, cuda:N, mps or auto)") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {str(spec)!r} requested but CUDA is not available in this torch build / machine")
+            raise InputError(f"device {str(spec)!r} requested but CUDA is not available in this torch build / machine")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(spec)!r} requested but Apple MPS is not available")
+        raise InputError(f"device {str(spec)!r} requested but Apple MPS is not available")
     return device
 
 
@@ -48,13 +50,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     import torch
 
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+        raise InputError("precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
     return precision
 
 

@@ -225,3 +225,52 @@ def _run_dask(
                 submit()
     finally:
         client.close()
+
+
+class ChildProcessDied(OSError):
+    """The child process of :func:`call_in_child` died without returning (a native crash or a kill)."""
+
+
+#: In a :func:`call_in_child` child: the terminal's stderr (its own stderr goes to the log file).
+_TERMINAL: Any = None
+
+
+def terminal_stream() -> Any:
+    """Where progress bars should go: the terminal, also inside a :func:`call_in_child` child."""
+    import sys
+
+    return _TERMINAL if _TERMINAL is not None else sys.stderr
+
+
+def _call_logged(log_path: str | None, func: Callable[..., ResultT], args: tuple, kwargs: dict) -> ResultT:
+    """In the child: send stderr (native libraries' messages and Python's, e.g. tracebacks that h5py prints while
+    cleaning up after a failed write) to ``log_path``; progress bars use :func:`terminal_stream`."""
+    global _TERMINAL
+    if log_path is not None:
+        import sys
+
+        _TERMINAL = os.fdopen(os.dup(2), "w", buffering=1)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stderr = open(log_path, "a", buffering=1)
+        logging.basicConfig(stream=_TERMINAL, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return func(*args, **kwargs)
+
+
+def call_in_child(func: Callable[..., ResultT], *args: Any, log_path: str | os.PathLike[str] | None = None,
+                  **kwargs: Any) -> ResultT:
+    """``func(*args, **kwargs)`` run in a fresh (spawned) child process; its result or exception comes back.
+
+    For writers whose native library may crash instead of raising when the disk fills up (HDF5 can segfault
+    after a failed write): the crash ends the child only, and raises :class:`ChildProcessDied` here. The child
+    exits when this process dies. ``log_path``: where the child's stderr goes (its native error messages).
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_worker_init,
+                             initargs=(os.getpid(), default_threads_per_worker(1))) as pool:
+        future = pool.submit(_call_logged, None if log_path is None else os.fspath(log_path), func, args, kwargs)
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise ChildProcessDied(f"the child process running {getattr(func, '__name__', func)} died") from None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from seqdance.errors import InputError
 
 Level = Literal["residue", "pair"]
 Activation = Literal["softplus", "sigmoid", "softmax", "signed_sigmoid"]
@@ -181,7 +183,7 @@ def kind_of_stored_width(level: Level, width: int) -> FeatureKind:
     for kind in ("md", "nma"):
         if stored_width(level, kind) == width:
             return kind  # type: ignore[return-value]
-    raise ValueError(
+    raise InputError(
         f"a stored {level} tensor has {width} channels; expected {stored_width(level, 'md')} (MD) "
         f"or {stored_width(level, 'nma')} (NMA)"
     )
@@ -198,7 +200,7 @@ def get_properties(names: Iterable[str] | None = None) -> tuple[Property, ...]:
     wanted = list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in PROPERTY_BY_NAME]
     if unknown:
-        raise ValueError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
+        raise InputError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
     return tuple(p for p in PROPERTIES if p.name in wanted)
 
 
@@ -231,7 +233,7 @@ def source_group(source: str, *, explicit: str | None = None) -> str:
     """
     if explicit is not None:
         if explicit not in GROUP_KIND:
-            raise ValueError(f"source group {explicit!r} for source {source!r} is not one of {SOURCE_GROUPS}")
+            raise InputError(f"source group {explicit!r} for source {source!r} is not one of {SOURCE_GROUPS}")
         return explicit
     lowered = {k.lower(): v for k, v in KNOWN_SOURCES.items()}
     if source.lower() in lowered:
@@ -239,7 +241,7 @@ def source_group(source: str, *, explicit: str | None = None) -> str:
     prefix, sep, _ = source.partition(":")
     if sep and prefix in GROUP_KIND:
         return prefix
-    raise ValueError(
+    raise InputError(
         f"unknown data source {source!r}: use one of {sorted(KNOWN_SOURCES)}, or write it as "
         f"'<group>:{source}' with group one of {SOURCE_GROUPS}"
     )
@@ -248,7 +250,7 @@ def source_group(source: str, *, explicit: str | None = None) -> str:
 def group_properties(group: str) -> tuple[Property, ...]:
     """The properties a source group trains (MD groups: residue 0-46 and pair 0-9; NMA: the six NMA ones)."""
     if group not in GROUP_KIND:
-        raise ValueError(f"unknown source group {group!r}; expected one of {SOURCE_GROUPS}")
+        raise InputError(f"unknown source group {group!r}; expected one of {SOURCE_GROUPS}")
     return properties_of_kind(GROUP_KIND[group])
 
 
@@ -259,3 +261,40 @@ def as_channel_list(props: Sequence[Property], level: Level) -> list[int]:
         if p.level == level:
             out.extend(range(p.start, p.start + p.width))
     return out
+
+
+def property_of_channel(level: Level, channel: int, kind: FeatureKind | None = None) -> Property:
+    """The property a channel belongs to: a model-layout channel (``kind`` None) or a stored channel of ``kind``."""
+    offset = 0 if kind is None else _KIND_OFFSETS[(level, kind)]
+    for prop in PROPERTIES:
+        if prop.level == level and (kind is None or prop.kind == kind) and prop.start <= channel + offset < prop.start + prop.width:
+            return prop
+    raise InputError(f"no {level} property at channel {channel}" + (f" of the {kind} block" if kind else ""))
+
+
+def nonfinite_summary(values: Any, level: Level, kind: FeatureKind | None = None, *, limit: int = 3) -> str | None:
+    """``None`` when every value of ``values`` (channels last: model layout, or stored layout of ``kind``) is
+    finite; otherwise which properties hold NaN/infinite values, how many and where the first one is (token
+    index, or token pair), e.g. ``"rmsf_nor: 2 NaN/inf value(s), first at token 7"``."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
+    per_channel = bad.reshape(-1, arr.shape[-1]).sum(axis=0)
+    counts: dict[str, int] = {}
+    first: dict[str, tuple[int, ...]] = {}
+    for channel in np.flatnonzero(per_channel):
+        prop = property_of_channel(level, int(channel), kind)
+        counts[prop.name] = counts.get(prop.name, 0) + int(per_channel[channel])
+        where = tuple(int(v) for v in np.argwhere(bad[..., channel])[0])
+        first[prop.name] = min(first.get(prop.name, where), where)
+    parts = []
+    for name, count in list(counts.items())[:limit]:
+        pos = first[name]
+        at = f"token {pos[0]}" if len(pos) == 1 else f"token pair ({', '.join(map(str, pos))})"
+        parts.append(f"{name}: {count} NaN/inf value(s), first at {at}")
+    if len(counts) > limit:
+        parts.append(f"and {len(counts) - limit} more propert{'y' if len(counts) - limit == 1 else 'ies'}")
+    return "; ".join(parts)

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.options import int_at_least
+from seqdance.errors import InputError
 from seqdance.io_utils import FastaRecord, read_fasta
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 from seqdance.tokenizer import SequenceError, encode
@@ -34,13 +36,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cpu)")
     parser.add_argument(
-        "--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per batch (default: 4096)"
+        "--batch-tokens", type=int_at_least(3), default=None, metavar="N", help="padded tokens per batch (default: 4096)"
     )
     parser.add_argument(
         "--skip-invalid",
         action="store_true",
         help="skip records the tokenizer rejects (reported on stderr) instead of stopping before any work",
     )
+    parser.add_argument("--remove-gaps", action="store_true",
+                        help="drop alignment gap characters ('-', '.') from the sequences (default: they are an error)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument(
         "--shard", metavar="i/N", default=None,
@@ -78,9 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emb.set_defaults(func=run_embed)
 
 
-def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
+def _valid_records(path: Path, skip_invalid: bool, remove_gaps: bool = False) -> list[FastaRecord]:
     """FASTA records that tokenise; bad ones stop the run (listed by id) or are reported and dropped."""
-    records = read_fasta(path)
+    records = read_fasta(path, remove_gaps=remove_gaps)
     good: list[FastaRecord] = []
     bad: list[str] = []
     for record in records:
@@ -92,7 +96,7 @@ def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
             good.append(record)
     if bad and not skip_invalid:
         listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise ValueError(f"{path}: {len(bad)} invalid record(s): {listed} (use --skip-invalid to skip them)")
+        raise InputError(f"{path}: {len(bad)} invalid record(s): {listed} (use --skip-invalid to skip them)")
     for message in bad:
         print(f"skipped invalid record: {message}", file=sys.stderr)
     return good
@@ -119,7 +123,7 @@ def _batch_tokens(args: argparse.Namespace) -> int:
     if args.batch_tokens is None:
         return DEFAULT_MAX_TOKENS_PER_BATCH
     if args.batch_tokens < 1:
-        raise ValueError(f"--batch-tokens must be positive, got {args.batch_tokens}")
+        raise InputError(f"--batch-tokens must be positive, got {args.batch_tokens}")
     return args.batch_tokens
 
 
@@ -142,7 +146,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from seqdance.inference.sharding import resolve_shard
 
     shard = resolve_shard(args.shard)
-    records = _valid_records(args.input, args.skip_invalid)
+    records = _valid_records(args.input, args.skip_invalid, args.remove_gaps)
     stems = unique_stems(r.id for r in records)
     options = RunOptions(pairs=not args.no_pairs, embeddings=args.embeddings, attentions=args.attention,
                          max_tokens_per_batch=_batch_tokens(args))
@@ -166,7 +170,7 @@ def run_embed(args: argparse.Namespace) -> int:
     from seqdance.inference.sharding import resolve_shard
 
     shard = resolve_shard(args.shard)
-    records = _valid_records(args.input, args.skip_invalid)
+    records = _valid_records(args.input, args.skip_invalid, args.remove_gaps)
     unique_stems(r.id for r in records)
     model = _load(args)
     report = run_embeddings(

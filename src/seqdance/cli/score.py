@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.options import int_at_least
+from seqdance.errors import InputError
 from seqdance.schema import PROPERTY_NAMES
 
 
@@ -16,7 +18,7 @@ def _property_list(values: list[str] | None) -> list[str] | None:
     names = [n.strip() for v in values for n in v.split(",") if n.strip()]
     unknown = [n for n in names if n not in PROPERTY_NAMES]
     if unknown:
-        raise ValueError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
+        raise InputError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
     return names
 
 
@@ -36,13 +38,13 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="entries averaged in each property's change: 'reference' = all tokens incl. <cls>/<eos> "
                         "and all pairs (the published definition, default); 'residues' = residue tokens only; "
                         "'local' = residues near the mutated sites")
-    parser.add_argument("--local-radius", type=int, default=DEFAULT_LOCAL_RADIUS, metavar="R",
+    parser.add_argument("--local-radius", type=int_at_least(0), default=DEFAULT_LOCAL_RADIUS, metavar="R",
                         help=f"half-width in residues of the 'local' region (default {DEFAULT_LOCAL_RADIUS})")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip invalid mutants (reported) instead of stopping")
-    parser.add_argument("--batch-size", type=int, metavar="N",
+    parser.add_argument("--batch-size", type=int_at_least(1), metavar="N",
                         help="mutants per forward pass (default: chosen from the protein length)")
-    parser.add_argument("--window", type=int, default=ESM2_MAX_RESIDUES, metavar="N",
+    parser.add_argument("--window", type=int_at_least(1, maximum=ESM2_MAX_RESIDUES), default=ESM2_MAX_RESIDUES, metavar="N",
                         help=f"most residues per forward pass (default {ESM2_MAX_RESIDUES}, the ESM2 limit); longer "
                         "proteins are scored on a window of N residues around each variant's sites")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps ... (default: cpu)")
@@ -97,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="ProteinGym reference file (DMS_id, target_seq, category columns)")
     bench.add_argument("--category-column", action="append", default=[], metavar="COLUMN",
                        help="reference CSV column to summarise by (repeatable), e.g. coarse_selection_type")
-    bench.add_argument("--max-variants", type=int, metavar="N",
+    bench.add_argument("--max-variants", type=int_at_least(2), metavar="N",
                        help="score a random subset of at most N variants per assay (quick checks)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the --max-variants subset (default 0)")
     bench.add_argument("--restart", action="store_true", help="recompute every assay, even finished ones")
@@ -110,9 +112,9 @@ def _load_models(args: argparse.Namespace):
     from seqdance.schema import ESM2_MAX_RESIDUES
 
     if not 1 <= args.window <= ESM2_MAX_RESIDUES:
-        raise ValueError(f"--window must be between 1 and {ESM2_MAX_RESIDUES} residues, got {args.window}")
+        raise InputError(f"--window must be between 1 and {ESM2_MAX_RESIDUES} residues, got {args.window}")
     if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     from seqdance.devices import resolve_device
     from seqdance.inference.sharding import local_rank
 
@@ -135,12 +137,12 @@ def _wild_type(args: argparse.Namespace) -> str:
     if args.fasta_id is not None:
         chosen = [r for r in records if r.id == args.fasta_id]
         if not chosen:
-            raise ValueError(f"{args.fasta}: no record {args.fasta_id!r} (records: {[r.id for r in records][:10]})")
+            raise InputError(f"{args.fasta}: no record {args.fasta_id!r} (records: {[r.id for r in records][:10]})")
         record = chosen[0]
     elif len(records) == 1:
         record = records[0]
     else:
-        raise ValueError(f"{args.fasta} holds {len(records)} records; choose one with --fasta-id")
+        raise InputError(f"{args.fasta} holds {len(records)} records; choose one with --fasta-id")
     return check_wild_type(record.sequence, f"{args.fasta}:{record.id}")
 
 
@@ -148,10 +150,10 @@ def _many_proteins(args: argparse.Namespace, shard) -> list | None:
     """The FASTA records to score when this run scores several proteins, else None (one wild type)."""
     if args.fasta is None or args.fasta_id is not None:
         if shard is not None:
-            raise ValueError("shards (--shard, or the ranks of torchrun) split the proteins of a FASTA file of "
+            raise InputError("shards (--shard, or the ranks of torchrun) split the proteins of a FASTA file of "
                              "several wild types; one protein is scored by one process")
         if args.id_column is not None:
-            raise ValueError("--id-column needs --fasta with the wild types (and no --fasta-id)")
+            raise InputError("--id-column needs --fasta with the wild types (and no --fasta-id)")
         return None
     from seqdance.io_utils import read_fasta
 
@@ -185,10 +187,10 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() in (".csv", ".tsv") or out.is_file():
-        raise ValueError(f"-o {out}: scoring several proteins writes a folder (one table per protein and a combined "
+        raise InputError(f"-o {out}: scoring several proteins writes a folder (one table per protein and a combined "
                          f"{COMBINED_CSV}); give a folder name")
     if args.heatmap:
-        raise ValueError("--heatmap draws one protein; score it alone (--fasta-id ID) to draw its map")
+        raise InputError("--heatmap draws one protein; score it alone (--fasta-id ID) to draw its map")
     properties = _property_list(args.properties)
     if args.saturation:
         tasks, invalid = saturation_tasks(records, args.fasta, offset=args.offset), []
@@ -199,10 +201,10 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
         if invalid and not args.skip_invalid:
             listed = "; ".join(str(i) for i in invalid[:5]) + (f"; and {len(invalid) - 5} more" if len(invalid) > 5
                                                                else "")
-            raise ValueError(f"{args.mutations}: {len(invalid)} invalid mutant(s): {listed} "
+            raise InputError(f"{args.mutations}: {len(invalid)} invalid mutant(s): {listed} "
                              "(use --skip-invalid to score the rest)")
     if not tasks:
-        raise ValueError("no valid mutants to score")
+        raise InputError("no valid mutants to score")
     out.mkdir(parents=True, exist_ok=True)
     if invalid:
         write_invalid(out, invalid)
@@ -250,11 +252,11 @@ def _run_score_one(args: argparse.Namespace) -> int:
         checked = drop_unscorable(checked, len(wild_type), size=args.window)
         invalid = checked.invalid
         if invalid and not args.skip_invalid:
-            raise ValueError(invalid_summary(invalid, args.mutations) + "\n(use --skip-invalid to score the rest)")
+            raise InputError(invalid_summary(invalid, args.mutations) + "\n(use --skip-invalid to score the rest)")
         variants = checked.variants
         rows = table.iloc[[r - 1 for r in checked.rows]].reset_index(drop=True)
     if not variants:
-        raise ValueError("no valid mutants to score")
+        raise InputError("no valid mutants to score")
 
     model, esm_model = _load_models(args)
     if len(wild_type) > args.window:
@@ -282,7 +284,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
 
         column = args.heatmap_column or SCORE_COLUMN
         if column not in result.columns:
-            raise ValueError(f"--heatmap-column {column!r} is not an output column ({', '.join(scores.columns)})")
+            raise InputError(f"--heatmap-column {column!r} is not an output column ({', '.join(scores.columns)})")
         drawn = plot_score_heatmap(
             args.heatmap, wild_type, variants, result[column].to_numpy(dtype=float), offset=args.offset,
             label=column, title=f"{column} of single substitutions",
@@ -298,7 +300,7 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
     shard = resolve_shard(args.shard)
     properties = _property_list(args.properties)
     if args.max_variants is not None and args.max_variants < 2:
-        raise ValueError("--max-variants must be at least 2")
+        raise InputError("--max-variants must be at least 2")
     assays = discover_assays(args.assays, reference_csv=args.reference_csv, category_columns=args.category_column)
     model, esm_model = _load_models(args)
 

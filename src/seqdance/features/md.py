@@ -18,6 +18,7 @@ import mdtraj as md
 import numpy as np
 from tqdm.auto import tqdm
 
+from seqdance.errors import InputError
 from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
 from seqdance.features.interactions import ContactFrequencies, detect_contacts
 from seqdance.features.md_properties import (
@@ -69,21 +70,21 @@ def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | No
 def _check_options(frequency: str, stride: int, start: int, stop: int | None, chunk_frames: int,
                    missing_hydrogens: str, sasa: str, threads: int | None) -> None:
     if frequency not in FREQUENCIES:
-        raise ValueError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
+        raise InputError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
     if int(stride) < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise InputError(f"stride must be >= 1, got {stride}")
     if int(start) < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
+        raise InputError(f"start must be >= 0, got {start}")
     if stop is not None and int(stop) <= int(start):
-        raise ValueError(f"stop ({stop}) must be greater than start ({start})")
+        raise InputError(f"stop ({stop}) must be greater than start ({start})")
     if int(chunk_frames) < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        raise InputError(f"chunk_frames must be >= 1, got {chunk_frames}")
     if missing_hydrogens not in MISSING_HYDROGENS:
-        raise ValueError(f"missing_hydrogens must be one of {MISSING_HYDROGENS}, got {missing_hydrogens!r}")
+        raise InputError(f"missing_hydrogens must be one of {MISSING_HYDROGENS}, got {missing_hydrogens!r}")
     if sasa not in SASA_ENGINES:
-        raise ValueError(f"sasa must be one of {SASA_ENGINES}, got {sasa!r}")
+        raise InputError(f"sasa must be one of {SASA_ENGINES}, got {sasa!r}")
     if threads is not None and int(threads) < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise InputError(f"threads must be >= 1, got {threads}")
 
 
 class _Accumulators:
@@ -105,7 +106,7 @@ class _Accumulators:
         coverage = self.contact_model.backbone_hydrogen_coverage()
         self.with_hbonds = coverage >= _MIN_AMIDE_H_COVERAGE
         if not self.with_hbonds and missing_hydrogens == "error":
-            raise ValueError(
+            raise InputError(
                 f"{source}: the protein has no hydrogens (only {coverage:.0%} of backbone N carry one); hydrogen "
                 "bonds need them. Use a topology with hydrogens (e.g. protonate and re-simulate, or the "
                 "simulation's own all-atom topology), or pass missing_hydrogens='skip' (CLI: "
@@ -139,7 +140,7 @@ class _Accumulators:
         broken = np.flatnonzero((bond > _BROKEN_BOND_NM).any(axis=1))
         if broken.size:
             frame = first_index + int(broken[0]) * stride
-            raise ValueError(
+            raise InputError(
                 f"{source}: frame {frame}: the protein is split across the periodic box (a peptide bond is "
                 f"{bond[broken[0]].max():.2f} nm long); make molecules whole first, e.g. gmx trjconv -pbc mol"
             )
@@ -237,10 +238,10 @@ def extract_md(
                 seen += len(chunk)
                 bar.update(len(chunk))
             if seen == 0:
-                raise ValueError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
+                raise InputError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
     assert acc is not None
     if acc.n_frames < 2:
-        raise ValueError(
+        raise InputError(
             f"{loaded.path}: only {acc.n_frames} frame selected; MD features need at least 2 frames "
             "(fluctuations and frequencies over a trajectory)"
         )

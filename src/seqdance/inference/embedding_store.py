@@ -33,6 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.inference.prediction import Prediction
 from seqdance.inference.prediction_io import safe_stem
 from seqdance.io_utils import atomic_path
@@ -115,7 +116,7 @@ class EmbeddingWriter:
         for source in extra + self._sources():
             found = _file_model(source)
             if found is not None and found != self.model:
-                raise ValueError(
+                raise InputError(
                     f"{source} holds embeddings from model {found!r}, not {self.model!r}; "
                     "write to another file or pass --overwrite"
                 )
@@ -134,12 +135,12 @@ class EmbeddingWriter:
         if self.fingerprint is None:
             return True
         if sequence is None:
-            raise ValueError("is_done needs the sequence when the writer has a model fingerprint")
+            raise InputError("is_done needs the sequence when the writer has a model fingerprint")
         return entry.content == entry_content_key(sequence, self.fingerprint, self.options)
 
     def add(self, prediction: Prediction) -> None:
         if prediction.embedding is None:
-            raise ValueError(f"prediction {prediction.id!r} has no embedding (predict with embeddings=True)")
+            raise InputError(f"prediction {prediction.id!r} has no embedding (predict with embeddings=True)")
         self._buffer.append(prediction)
         if len(self._buffer) >= self.flush_every:
             self.flush()
@@ -246,7 +247,7 @@ def read_embeddings(path: str | os.PathLike[str], *, per_residue: bool = False) 
         ids = [s.decode() if isinstance(s, bytes) else str(s) for s in fh["index/id"][()]]
         keys = [s.decode() if isinstance(s, bytes) else str(s) for s in fh["index/key"][()]]
         if per_residue and "per_residue" not in fh:
-            raise ValueError(f"{path} holds no per-residue embeddings")
+            raise InputError(f"{path} holds no per-residue embeddings")
         return {i: fh[f"{group}/{k}"][()] for i, k in zip(ids, keys) if k in fh[group]}
 
 

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from seqdance.devices import eval_mode, model_device
+from seqdance.errors import InputError, NonFiniteError
 from seqdance.inference.batching import plan_batches
 from seqdance.inference.prediction import Prediction
 from seqdance.inference.windows import Window, WindowMerger, split_windows
-from seqdance.schema import ESM2_MAX_RESIDUES, PAIR_PROPERTIES, RESIDUE_PROPERTIES
+from seqdance.schema import ESM2_MAX_RESIDUES, PAIR_PROPERTIES, RESIDUE_PROPERTIES, nonfinite_summary
 from seqdance.tokenizer import Encoded, decode, encode, pad_batch
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _prepare_jobs(
     sequences: list[SequenceInput], ids: Sequence[str] | None, window: int | None, overlap: int | None
 ) -> list[_Job]:
     if ids is not None and len(ids) != len(sequences):
-        raise ValueError(f"got {len(ids)} ids for {len(sequences)} sequences")
+        raise InputError(f"got {len(ids)} ids for {len(sequences)} sequences")
     if window is not None and overlap is None:
         overlap = window // 2
     jobs = []
@@ -167,12 +168,12 @@ def _check_batches(batches: Sequence[Sequence[int]], jobs: list[_Job]) -> list[l
         members = [int(i) for i in batch]
         for i in members:
             if not 0 <= i < len(jobs):
-                raise ValueError(f"batch member {i} is not an input index (0..{len(jobs) - 1})")
+                raise InputError(f"batch member {i} is not an input index (0..{len(jobs) - 1})")
             if i in seen:
-                raise ValueError(f"input {i} ({jobs[i].id!r}) appears in more than one batch")
+                raise InputError(f"input {i} ({jobs[i].id!r}) appears in more than one batch")
             seen.add(i)
             if len(jobs[i].windows) > 1 and len(members) > 1:
-                raise ValueError(f"sequence {jobs[i].id!r} needs {len(jobs[i].windows)} windows: it must be a batch "
+                raise InputError(f"sequence {jobs[i].id!r} needs {len(jobs[i].windows)} windows: it must be a batch "
                                  "of its own")
         if members:
             checked.append(members)
@@ -216,9 +217,10 @@ def iter_predictions(
     n_total = sum(len(batch) for batch in batches)
     bar = tqdm(total=n_total, unit="seq", desc="predict", disable=not progress, dynamic_ncols=True)
 
-    def run(windows: list[Window], planned: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    def run(windows: list[Window], names: list[str], planned: bool = True
+            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Forward the given windows (in length-sorted batches, or as one batch when not ``planned``); yield
-        (position in ``windows``, arrays)."""
+        (position in ``windows``, arrays). ``names`` name each window in errors."""
         lengths = [w.ids.shape[0] for w in windows]
         plan = plan_batches(lengths, max_tokens_per_batch, quadratic=quadratic) if planned else [range(len(windows))]
         for batch in plan:
@@ -240,6 +242,7 @@ def iter_predictions(
                     arrays["embedding"] = _select(out.embeddings[row], index, square=False)
                 if attentions:
                     arrays["attention"] = _select(out.attentions[row], index, square=True)
+                check_finite_outputs(arrays, names[k])
                 yield k, arrays
             del out
 
@@ -260,18 +263,37 @@ def iter_predictions(
             for batch in batches:
                 if len(jobs[batch[0]].windows) == 1:
                     members = [jobs[i] for i in batch]
-                    for k, arrays in run([job.windows[0] for job in members], planned=False):
+                    for k, arrays in run([job.windows[0] for job in members], [job.id for job in members],
+                                         planned=False):
                         yield members[k].index, finish(members[k], arrays)
                     continue
                 job = jobs[batch[0]]
                 merger = WindowMerger(job.encoded.n_residues)
-                for k, arrays in run(job.windows):
+                names = [f"{job.id} (window {w + 1} of {len(job.windows)})" for w in range(len(job.windows))]
+                for k, arrays in run(job.windows, names):
                     residue_level = {n: a for n, a in arrays.items() if n in ("residue", "embedding")}
                     pair_level = {n: a for n, a in arrays.items() if n in ("pair", "attention")}
                     merger.add(job.windows[k], residue_level, pair_level)
                 yield job.index, finish(job, {**merger.residue, **merger.pair})
     finally:
         bar.close()
+
+
+def check_finite_outputs(arrays: dict[str, np.ndarray], name: str) -> None:
+    """Refuse NaN or infinite model outputs of one sequence, naming it and the property (never written out)."""
+    for key, values in arrays.items():
+        if np.isfinite(values).all():
+            continue
+        if key == "residue":
+            where = nonfinite_summary(values, "residue")
+        elif key == "pair":  # channels first here
+            where = nonfinite_summary(np.moveaxis(values, 0, -1), "pair")
+        else:
+            where = f"{key}: {int((~np.isfinite(values)).sum())} NaN/inf value(s)"
+        raise NonFiniteError(
+            f"sequence {name!r}: the model predicts non-finite values ({where}); nothing was written for it "
+            "(broken weights, or float16 overflow: use float32)"
+        )
 
 
 def predict(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from seqdance.errors import NotFoundError
 from seqdance.schema import PROPERTY_BY_NAME
 
 
@@ -38,8 +39,8 @@ class Prediction(Mapping[str, np.ndarray]):
             return self.values[name]
         except KeyError:
             if name in PROPERTY_BY_NAME:
-                raise KeyError(f"{name!r} was not predicted (pair properties need pairs=True)") from None
-            raise KeyError(f"{name!r} is not a property name; predicted: {', '.join(self.values)}") from None
+                raise NotFoundError(f"{name!r} was not predicted (pair properties need pairs=True)") from None
+            raise NotFoundError(f"{name!r} is not a property name; predicted: {', '.join(self.values)}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.values)

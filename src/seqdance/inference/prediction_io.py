@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seqdance.errors import InputError
 from seqdance.inference.prediction import Prediction
 from seqdance.io_utils import atomic_path
 from seqdance.schema import PROPERTY_BY_NAME, RESIDUE_PROPERTIES, SS_CLASSES
@@ -52,7 +53,7 @@ def unique_stems(seq_ids: Iterable[str]) -> dict[str, str]:
     for seq_id in seq_ids:
         stem = safe_stem(seq_id)
         if stem.lower() in owner and owner[stem.lower()] != seq_id:
-            raise ValueError(
+            raise InputError(
                 f"sequence ids {owner[stem.lower()]!r} and {seq_id!r} map to the same file name {stem!r}; "
                 "rename one of them"
             )
@@ -99,7 +100,7 @@ def load_prediction(path: str | os.PathLike[str]) -> Prediction:
     with np.load(path, allow_pickle=False) as data:
         missing = [k for k in ("id", "sequence", "chain_lengths") if k not in data.files]
         if missing:
-            raise ValueError(f"{path}: not a seqdance prediction file (missing {', '.join(missing)})")
+            raise InputError(f"{path}: not a seqdance prediction file (missing {', '.join(missing)})")
         attention = data["attention"] if "attention" in data.files else None
         return Prediction(
             id=str(data["id"]),

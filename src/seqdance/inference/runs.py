@@ -21,13 +21,16 @@ What ``seqdance predict`` and ``seqdance embed`` do, as library functions:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.inference.predict import (
     DEFAULT_MAX_TOKENS_PER_BATCH,
@@ -51,6 +54,8 @@ from seqdance.inference.sharding import (
 from seqdance.inference.writer import BackgroundWriter, Throughput
 from seqdance.schema import PROPERTIES
 from seqdance.tokenizer import decode, encode
+
+log = logging.getLogger(__name__)
 
 RESIDUE_CSV = "residues.csv"
 SHARDS_DIR = "shards"
@@ -178,7 +183,8 @@ def wanted_keys(options: RunOptions) -> set[str]:
 def prediction_file_state(path: Path, *, wanted: set[str], model: str, sequence: str, fingerprint: str,
                           options: str) -> bool:
     """Whether an existing prediction file can be reused: every wanted key, same sequence, model fingerprint and
-    value options. A file of another model name is refused (ValueError), as mixing models in one folder is."""
+    value options. A damaged file is recomputed; a file of another model name is refused (InputError), as
+    mixing models in one folder is."""
     if not path.exists():
         return False
     try:
@@ -186,10 +192,11 @@ def prediction_file_state(path: Path, *, wanted: set[str], model: str, sequence:
             files = set(data.files)
             found_model = str(data["model"]) if "model" in files else None
             meta = {k: str(data[k]) for k in ("sequence", "model_fingerprint", "options") if k in files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} exists but is not a readable prediction file ({exc}); remove it") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or damaged: recompute it
+        log.warning("%s is not a readable prediction file (%s); recomputing it", path, exc)
+        return False
     if found_model is not None and found_model != model:
-        raise ValueError(
+        raise InputError(
             f"{path} was predicted with model {found_model!r}, not {model!r}; use another output directory "
             "or --overwrite"
         )
@@ -378,7 +385,7 @@ def _check_model_name(path: Path, model_name: str) -> None:
     with h5py.File(path, "r") as fh:
         found = fh.attrs.get("model")
     if found is not None and str(found) != model_name:
-        raise ValueError(f"{path} holds embeddings from model {str(found)!r}, not {model_name!r}; "
+        raise InputError(f"{path} holds embeddings from model {str(found)!r}, not {model_name!r}; "
                          "write to another file")
 
 

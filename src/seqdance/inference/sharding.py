@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqdance.errors import SeqdanceError
+from seqdance.errors import InputError, SeqdanceError
 from seqdance.io_utils import atomic_path
 
 #: Quadratic-cost scale (tokens) of one input: cost = t * (1 + t / K).
@@ -119,7 +119,7 @@ def partition(costs: Sequence[float], keys: Sequence[str], n_shards: int) -> lis
     if n_shards < 1:
         raise ShardError(f"the number of shards must be at least 1, got {n_shards}")
     if len(costs) != len(keys):
-        raise ValueError(f"got {len(costs)} costs for {len(keys)} keys")
+        raise InputError(f"got {len(costs)} costs for {len(keys)} keys")
     order = sorted(range(len(costs)), key=lambda u: (-float(costs[u]), str(keys[u]), u))
     loads = [0.0] * n_shards
     owned: list[list[int]] = [[] for _ in range(n_shards)]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from seqdance.errors import InputError
 from seqdance.model import files
 from seqdance.model.config import EncoderConfig, esm2_select_name, resolve_encoder_config
 from seqdance.model.encoder import Esm2Encoder, seqdance_init_
@@ -66,7 +67,7 @@ class DynamicsModel(nn.Module):
     ) -> None:
         super().__init__()
         if model_select not in MODEL_SELECTS:
-            raise ValueError(f"model_select must be one of {MODEL_SELECTS}, got {model_select!r}")
+            raise InputError(f"model_select must be one of {MODEL_SELECTS}, got {model_select!r}")
         config = resolve_encoder_config(encoder)
         self.model_select: str = model_select
         self.dropout = float(dropout)
@@ -271,10 +272,10 @@ def _recorded_architecture(
     if encoder_config is None:
         encoder_config = resolve_encoder_config(encoder) if encoder is not None else files.infer_encoder_config(state)
     if model_select is None:
-        raise ValueError(
+        raise InputError(
             f"{source} does not record which model it is: pass model_select='esmdance' (frozen pretrained encoder) "
             "or 'seqdance' (encoder trained from scratch)"
         )
     if model_select not in MODEL_SELECTS:
-        raise ValueError(f"model_select must be one of {MODEL_SELECTS}, got {model_select!r}")
+        raise InputError(f"model_select must be one of {MODEL_SELECTS}, got {model_select!r}")
     return encoder_config, model_select

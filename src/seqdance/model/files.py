@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import torch
 from safetensors.torch import load_file, save_file
 
-from seqdance.errors import SeqdanceError
+from seqdance.errors import InputError, NonFiniteError, SeqdanceError, UnsafeFileError
 from seqdance.io_utils import atomic_path
 from seqdance.model.config import ENCODER_PRESETS, ESM2_HUB_IDS, EncoderConfig, resolve_encoder_config
 from seqdance.model.encoder import rotary_inv_freq, seqdance_init_
@@ -122,7 +122,7 @@ def resolve_source(
     """(description, config path | None, weights path | None) for a local dir, a local file or a repo id."""
     text = os.fspath(source)
     if not text.strip():
-        raise ValueError(f"empty {kind} source: give a Hugging Face repo id or a local path")
+        raise InputError(f"empty {kind} source: give a Hugging Face repo id or a local path")
     path = Path(text).expanduser()
     if path.is_dir():
         config = path / CONFIG_NAME
@@ -156,16 +156,61 @@ def _numpy_safe_globals() -> list[Any]:
     return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-def torch_load_safe(path: Path) -> Any:
-    """``torch.load`` restricted to tensors, plain containers and numpy arrays (no arbitrary code)."""
+_BLOCKED_GLOBAL = re.compile(r"(?:unsupported|blocked)\s+GLOBAL\s+([\w.]+)|Unsupported global: GLOBAL ([\w.]+)",
+                             re.IGNORECASE)
+
+
+def torch_load_safe(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` restricted to tensors, plain containers and numpy arrays (no arbitrary code).
+
+    A file that holds any other Python object (a pickle that would import or call something) is refused with
+    :class:`~seqdance.errors.UnsafeFileError`; an unreadable one (truncated, not a checkpoint) raises
+    :class:`CheckpointError`. Neither message invites loading the file with fewer safeguards.
+    """
+    import pickle
+
+    path = Path(path)
     safe = getattr(torch.serialization, "safe_globals", None)
     try:
         with safe(_numpy_safe_globals()) if safe is not None else contextlib.nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = _BLOCKED_GLOBAL.search(text)
+        if found is not None:  # a reference to a Python callable or class: what a code-running pickle needs
+            what = f" ({next(g for g in found.groups() if g)})"
+            raise UnsafeFileError(
+                f"{path}: refused: the file holds Python objects{what} besides tensors and plain data, and loading "
+                "them could run code. seqdance reads only tensors, arrays and plain containers from checkpoints; "
+                "use a checkpoint written by seqdance or a safetensors file"
+            ) from None
+        detail = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else ""
+        reason = next((line.strip() for line in detail.splitlines() if line.strip()), type(exc).__name__)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or damaged: {reason})") from None
+    except (EOFError, RuntimeError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint of tensors and plain data ({str(exc).splitlines()[0]})"
-        ) from exc
+            f"{path}: not a readable PyTorch checkpoint (truncated or not a torch.save file: {_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file; a truncated or foreign file is a :class:`CheckpointError` naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file (truncated or damaged? {_first_line(exc)}); download or "
+            "copy it again"
+        ) from None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -174,7 +219,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     path = Path(path)
     meta = None
     if path.suffix == ".safetensors":
-        state: Any = load_file(str(path))
+        state: Any = read_safetensors(path)
     else:
         state = torch_load_safe(path)
         if not _is_state_dict(state):
@@ -267,6 +312,7 @@ def load_into(
         f"{k} {tuple(usable[k].shape)} (model: {tuple(expected[k].shape)})"
         for k in usable if usable[k].shape != expected[k].shape
     ]
+    _check_finite(usable, source)
     problems = []
     if missing:
         problems.append(f"missing learned parameters ({len(missing)}): {', '.join(missing)}")
@@ -283,6 +329,20 @@ def load_into(
     usable = {k: v.to(expected[k].dtype).contiguous() for k, v in usable.items()}
     module.load_state_dict(usable, strict=False, assign=True)
     _initialise_absent(module, set(usable))
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights with NaN or infinite values (they would give all-NaN outputs), naming the tensors."""
+    bad = [key for key, tensor in state.items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        first = state[bad[0]]
+        count = int((~torch.isfinite(first)).sum())
+        raise NonFiniteError(
+            f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values, e.g. {bad[0]} "
+            f"({count} of {first.numel()} values){'; also ' + ', '.join(bad[1:4]) if len(bad) > 1 else ''}"
+            f"{' ...' if len(bad) > 4 else ''}: the model is broken (a diverged training run?); use another checkpoint"
+        )
 
 
 def build_without_init(factory: Callable[[], ModuleT]) -> ModuleT:
@@ -335,7 +395,7 @@ def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
         return dtype
     value = getattr(torch, str(dtype).removeprefix("torch."), None)
     if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16'")
+        raise InputError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16'")
     return value
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seqdance.errors import InputError
 from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.inference.sharding import (
     Shard,
@@ -51,11 +52,11 @@ from seqdance.inference.sharding import (
     run_is_complete,
     write_manifest,
 )
-from seqdance.io_utils import atomic_path, read_fasta, sha256_file
+from seqdance.io_utils import atomic_path, read_csv_table, read_fasta, sha256_file
 from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
 from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics
-from seqdance.scoring.mutations import check_wild_type, invalid_summary, parse_mutants
+from seqdance.scoring.mutations import check_table_fields, check_wild_type, invalid_summary, parse_mutants
 from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
 from seqdance.scoring.windows import drop_unscorable
 
@@ -88,9 +89,9 @@ class BenchmarkResult:
 def _read_reference(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"reference CSV not found: {path}")
-    ref = pd.read_csv(path)
+    ref = read_csv_table(path)
     if "DMS_id" not in ref.columns:
-        raise ValueError(f"{path}: a reference CSV needs a 'DMS_id' column (ProteinGym reference file layout)")
+        raise InputError(f"{path}: a reference CSV needs a 'DMS_id' column (ProteinGym reference file layout)")
     return ref
 
 
@@ -107,19 +108,25 @@ def discover_assays(
     table_dir = root / "mutant" if (root / "mutant").is_dir() else root
     tables = sorted(table_dir.glob("*.csv"))
     if not tables:
-        raise ValueError(f"{root}: no assay CSV files (expected mutant/<assay>.csv or <assay>.csv)")
+        raise InputError(f"{root}: no assay CSV files (expected mutant/<assay>.csv or <assay>.csv)")
+    folded: dict[str, Path] = {}
+    for table in tables:  # outputs are named by assay: names equal but for case would overwrite each other
+        if table.stem.lower() in folded:
+            raise InputError(f"assays {folded[table.stem.lower()].name} and {table.name} differ only in case; their "
+                             "result files would collide on case-insensitive file systems: rename one")
+        folded[table.stem.lower()] = table
     ref_rows: dict[str, pd.Series] = {}
     if reference_csv is not None:
         ref = _read_reference(Path(reference_csv))
         missing = [c for c in category_columns if c not in ref.columns]
         if missing:
-            raise ValueError(f"{reference_csv}: category column(s) {missing} not found; columns: {list(ref.columns)}")
+            raise InputError(f"{reference_csv}: category column(s) {missing} not found; columns: {list(ref.columns)}")
         for _, row in ref.iterrows():
             ref_rows[str(row["DMS_id"])] = row
             if "DMS_filename" in ref.columns and isinstance(row["DMS_filename"], str):
                 ref_rows.setdefault(Path(row["DMS_filename"]).stem, row)
     elif category_columns:
-        raise ValueError("category columns come from the reference CSV: give --reference-csv too")
+        raise InputError("category columns come from the reference CSV: give --reference-csv too")
     assays: list[Assay] = []
     for table in tables:
         name = table.stem
@@ -182,14 +189,15 @@ def load_assay_variants(
     Also returns a note on rows dropped (missing scores, invalid mutants skipped, subsampling).
     """
     if assay.wild_type is None:
-        raise ValueError(assay.problem or "no wild-type sequence")
+        raise InputError(assay.problem or "no wild-type sequence")
     wild_type = check_wild_type(assay.wild_type, f"{assay.name} wild type")
-    table = pd.read_csv(assay.table_path, dtype={"mutant": str}, keep_default_na=True)
+    check_table_fields(assay.table_path.read_text(encoding="utf-8-sig"), ",", assay.table_path)
+    table = read_csv_table(assay.table_path, dtype={"mutant": str}, keep_default_na=True)
     if "mutant" not in table.columns:
-        raise ValueError(f"{assay.table_path}: no 'mutant' column (columns: {list(table.columns)})")
+        raise InputError(f"{assay.table_path}: no 'mutant' column (columns: {list(table.columns)})")
     score_col = next((c for c in DMS_SCORE_COLUMNS if c in table.columns), None)
     if score_col is None:
-        raise ValueError(f"{assay.table_path}: no measured-fitness column ({' or '.join(DMS_SCORE_COLUMNS)})")
+        raise InputError(f"{assay.table_path}: no measured-fitness column ({' or '.join(DMS_SCORE_COLUMNS)})")
     notes = []
     frame = pd.DataFrame({"mutant": table["mutant"], "DMS_score": pd.to_numeric(table[score_col], errors="coerce")})
     if "DMS_score_bin" in table.columns:
@@ -199,7 +207,7 @@ def load_assay_variants(
     checked = drop_unscorable(checked, len(wild_type), size=window)
     if checked.invalid:
         if not skip_invalid:
-            raise ValueError(invalid_summary(checked.invalid, str(assay.table_path)))
+            raise InputError(invalid_summary(checked.invalid, str(assay.table_path)))
         notes.append(f"{len(checked.invalid)} invalid mutant(s) skipped")
     keep = np.asarray(checked.rows, dtype=np.int64) - 1
     variants = list(checked.variants)
@@ -208,7 +216,7 @@ def load_assay_variants(
         notes.append(f"{int((~measured).sum())} row(s) without a measured score dropped")
         keep, variants = keep[measured], [v for v, m in zip(variants, measured) if m]
     if len(variants) < 2:
-        raise ValueError(f"{assay.table_path}: fewer than 2 scored variants to evaluate")
+        raise InputError(f"{assay.table_path}: fewer than 2 scored variants to evaluate")
     if max_variants is not None and len(variants) > max_variants:
         chosen = np.sort(np.random.default_rng(seed).choice(len(variants), size=max_variants, replace=False))
         keep, variants = keep[chosen], [variants[i] for i in chosen]
@@ -222,7 +230,7 @@ def _check_run_settings(out_dir: Path, settings: dict, restart: bool) -> None:
         previous = json.loads(path.read_text())
         if previous != settings:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise ValueError(
+            raise InputError(
                 f"{out_dir} holds results of a run with other settings (differing: {', '.join(changed)}); "
                 "use another output folder, or --restart to recompute every assay"
             )

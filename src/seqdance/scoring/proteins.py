@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from seqdance.errors import InputError
 from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.inference.prediction_io import unique_stems
 from seqdance.inference.sharding import (
@@ -144,7 +145,7 @@ def table_tasks(
     FASTA order; each protein's rows keep their input order.
     """
     if id_column not in table.columns:
-        raise ValueError(f"{source}: no sequence-id column {id_column!r} (columns: {list(table.columns)}); "
+        raise InputError(f"{source}: no sequence-id column {id_column!r} (columns: {list(table.columns)}); "
                          "name it with --id-column")
     wts = wild_types(records, source)
     ids = table[id_column].astype(str).str.strip()
@@ -327,7 +328,7 @@ def write_combined(out_dir: str | os.PathLike[str], ids: Sequence[str], stems: d
                     header = columns
                     writer.writerow([ID_COLUMN] + [f"{c}_input" if c == ID_COLUMN else c for c in columns])
                 elif columns != header:
-                    raise ValueError(f"{path} has other columns than the first protein's table; score the proteins "
+                    raise InputError(f"{path} has other columns than the first protein's table; score the proteins "
                                      "of one run with the same input table and options")
                 for fields in reader:
                     writer.writerow([seq_id, *fields])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from seqdance.errors import InputError
 from seqdance.schema import ESM2_MAX_RESIDUES
 from seqdance.scoring.mutations import InvalidMutant, MutantSet
 
@@ -34,14 +35,14 @@ def mutation_window(
     """
     step = default_step(size) if step is None else step
     if size < 1 or step < 1:
-        raise ValueError(f"window size and step must be positive, got size={size}, step={step}")
+        raise InputError(f"window size and step must be positive, got size={size}, step={step}")
     if length <= size:
         return 0, length
     if not indices:
         indices = (length // 2,)
     lo, hi = min(indices), max(indices)
     if hi - lo + 1 > size:
-        raise ValueError(
+        raise InputError(
             f"the mutated sites span {hi - lo + 1} residues (positions {lo + 1}..{hi + 1}), more than the "
             f"{size}-residue window the model can see"
         )

@@ -3,7 +3,8 @@
 How a build survives ``kill -9`` at any moment (each step is one method of :class:`StoreBuild`):
 
 1. **recover** — temporary files a killed run left are deleted; proteins already in the store or in the
-   journal (with the same inputs and options) count as complete. An exclusive lock on ``STORE.lock`` (released
+   journal count as complete when their recorded inputs and options equal the manifest's *and* every input
+   file still has the recorded content (size, then SHA-256): a file replaced under the same name is recomputed. An exclusive lock on ``STORE.lock`` (released
    by the kernel when the process dies) keeps two builders off one store.
 2. **pending** — everything else is computed, in parallel (:func:`seqdance.parallel.run_jobs`: in this process,
    local worker processes or Dask; a dead worker fails only its own protein; workers exit with the builder).
@@ -53,6 +54,7 @@ from seqdance.store.hdf5 import (
     StoreWriter,
     index_csv_path,
     software_versions,
+    write_isolated,
 )
 from seqdance.store.journal import Journal, clean_store_temps, journal_dir, store_lock
 from seqdance.store.manifest import ManifestEntry, read_manifest, shard_of
@@ -117,6 +119,8 @@ class StoreBuild:
         self.journaled: dict[str, tuple[Path, dict[str, Any]]] = {}
         self.failures: list[dict[str, Any]] = []
         self._since_fold = 0
+        self._sha256: dict[Path, str] = {}
+        self.stale: set[str] = set()  # stored proteins whose inputs changed (dropped unless recomputed)
 
     def recover(self) -> None:
         """Step 1: delete what a killed run left half-written; read what is complete (store, journal)."""
@@ -126,11 +130,41 @@ class StoreBuild:
         _check_frequency(self.output, self.stored, self.settings.frequency)
         self.journaled = self.journal.records()
 
+    def _same_content(self, entry: ManifestEntry, provenance: dict[str, Any]) -> bool:
+        """Whether every input file still has the content recorded in ``provenance`` (size first, then SHA-256)."""
+        recorded = provenance.get("inputs") or []
+        if len(recorded) != len(entry.inputs):
+            return False
+        for (role, path), rec in zip(entry.inputs, recorded):
+            if rec.get("role") != role or not path.is_file():
+                return False
+            if rec.get("bytes") is not None and int(rec["bytes"]) != path.stat().st_size:
+                return False
+            if path not in self._sha256:
+                self._sha256[path] = sha256_file(path)
+            if rec.get("sha256") != self._sha256[path]:
+                return False
+        return True
+
     def _complete(self, entry: ManifestEntry) -> bool:
         spec = entry.spec()
-        if entry.name in self.journaled and self.journaled[entry.name][1]["provenance"].get("spec") == spec:
-            return _same_frequency(self.journaled[entry.name][1], self.settings.frequency)
-        return entry.name in self.stored and self.stored[entry.name]["provenance"].get("spec") == spec
+        journaled = self.journaled.get(entry.name)
+        if journaled is not None:
+            record = journaled[1]
+            if (record["provenance"].get("spec") == spec and _same_frequency(record, self.settings.frequency)
+                    and self._same_content(entry, record["provenance"])):
+                return True
+            # computed from other inputs or options: never folded in, even if the recomputation fails
+            self.journal.remove([journaled[0]], remove_directory=False)
+            del self.journaled[entry.name]
+        stored = self.stored.get(entry.name)
+        if stored is None or stored["provenance"].get("spec") != spec:
+            return False
+        if not self._same_content(entry, stored["provenance"]):
+            log.info("%s: an input file changed since it was stored; recomputing", entry.name)
+            self.stale.add(entry.name)
+            return False
+        return True
 
     def pending(self) -> list[ManifestEntry]:
         """Step 2: the entries with no complete result for their current inputs and options."""
@@ -204,8 +238,11 @@ class StoreBuild:
     def fold(self, *, final: bool) -> None:
         """Step 4: write journal + still-valid stored proteins into a new store file renamed into place."""
         started = time.perf_counter()
-        _fold(self.output, self.journal, self.journaled, self.stored, self.by_name, self.settings.frequency,
-              self.build_meta, self.compression, final=final)
+        args = (self.output, self.journal, self.journaled, self.stored, self.by_name, self.settings.frequency,
+                self.build_meta, self.compression)
+        if _fold(*args, final=final, stale=self.stale, check_only=True):
+            # in a child process: a full disk makes HDF5 fail (or crash); the store file stays the previous one
+            write_isolated(self.output, _fold, *args, final=final, stale=self.stale)
         self.journaled.clear()
         self.stored = _stored_rows(self.output)
         self._since_fold = 0
@@ -312,10 +349,12 @@ def _fold(
     compression: str | None,
     *,
     final: bool = True,
-) -> None:
+    stale: set[str] | frozenset[str] = frozenset(),
+    check_only: bool = False,
+) -> bool:
     """Write journal + still-valid stored proteins into a new store file, rename it into place, then delete
     the folded journal entries (and, when ``final``, the emptied journal folder). Skipped when nothing would
-    change."""
+    change. Returns whether a new file is (``check_only``: would be) written."""
     plan: list[tuple[int, str, str]] = []  # (order, name, where)
     for name, (_, record) in journaled.items():
         plan.append((int(record["order"]), name, "journal"))
@@ -323,7 +362,7 @@ def _fold(
         if name in journaled:
             continue
         entry = manifest.get(name)
-        if entry is not None and row["provenance"].get("spec") != entry.spec():
+        if entry is not None and (row["provenance"].get("spec") != entry.spec() or name in stale):
             continue  # inputs changed and the recomputation failed: the stale values are dropped
         plan.append((int(row["order"]), name, "store"))
     plan.sort()
@@ -342,7 +381,9 @@ def _fold(
     if unchanged:
         if final:
             journal.remove([], remove_directory=True)
-        return
+        return False
+    if check_only:
+        return True
     has_md = any(GROUP_KIND.get(_group_of(n, journaled, stored), "") == "md" for _, n, _ in plan)
     metadata = {"frequency": frequency if has_md else None, "build": build_meta, "versions": software_versions()}
     source = DynamicsStore.open(output) if stored else None
@@ -370,6 +411,7 @@ def _fold(
     journal.remove([path for path, _ in journaled.values()], remove_directory=final)
     with DynamicsStore.open(output) as store:
         store.export_index(index_csv_path(output))
+    return True
 
 
 def _group_of(name: str, journaled: dict[str, tuple[Path, dict[str, Any]]], stored: dict[str, dict[str, Any]]) -> str:

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.io_utils import sha256_file
+from seqdance.store.hdf5 import check_finite_targets
 from seqdance.store.journal import Journal
 from seqdance.store.manifest import ManifestEntry
 from seqdance.store.transforms import features_to_targets, rmsf_scale
@@ -81,7 +83,7 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
                 entry.structure, chains=entry.options.get("chains"), model=entry.options.get("model", 0)
             )
             if settings.max_residues and structure.n_residues > settings.max_residues:
-                raise ValueError(f"{structure.n_residues} residues, more than max_residues={settings.max_residues}")
+                raise InputError(f"{structure.n_residues} residues, more than max_residues={settings.max_residues}")
             features = extract_nma(structure)
         else:
             from seqdance.features import extract_md
@@ -89,7 +91,7 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
             if settings.max_residues:
                 n = _count_residues(entry.topology)  # type: ignore[arg-type]
                 if n is not None and n > settings.max_residues:
-                    raise ValueError(f"{n} residues, more than max_residues={settings.max_residues}")
+                    raise InputError(f"{n} residues, more than max_residues={settings.max_residues}")
             features = extract_md(
                 entry.topology,  # type: ignore[arg-type]
                 [str(t) for t in entry.trajectories],
@@ -101,6 +103,7 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
                 missing_hydrogens=settings.missing_hydrogens,  # type: ignore[arg-type]
             )
         residue, pair = features_to_targets(features, entry.kind, name=entry.name)  # type: ignore[arg-type]
+        check_finite_targets(entry.name, residue, pair, entry.kind)
         provenance: dict[str, Any] = {
             "spec": entry.spec(),
             "inputs": [

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from seqdance import tokenizer
+from seqdance.errors import InputError, NonFiniteError
 from seqdance.schema import (
     MASK_VALUE,
     FeatureKind,
@@ -35,16 +36,16 @@ def token_layout(sequence: str) -> tuple[int, np.ndarray]:
 def _as_sequence(features: Mapping[str, Any]) -> str:
     seq = features.get("sequence")
     if not isinstance(seq, str) or not seq:
-        raise ValueError("features have no 'sequence' string (one-letter codes, chains joined by ':')")
+        raise InputError("features have no 'sequence' string (one-letter codes, chains joined by ':')")
     return seq
 
 
 def _checked(features: Mapping[str, Any], key: str, shape: tuple[int, ...], label: str) -> np.ndarray:
     if key not in features:
-        raise ValueError(f"{label}: feature {key!r} is missing")
+        raise InputError(f"{label}: feature {key!r} is missing")
     arr = np.array(features[key], dtype=np.float64)  # a copy: the caller's arrays are never modified
     if arr.shape != shape:
-        raise ValueError(f"{label}: feature {key!r} has shape {arr.shape}, expected {shape}")
+        raise InputError(f"{label}: feature {key!r} has shape {arr.shape}, expected {shape}")
     return arr
 
 
@@ -54,16 +55,16 @@ def _transform(prop: Property, raw: np.ndarray, label: str) -> np.ndarray:
     finite = raw[np.isfinite(raw)]
     if prop.transform == "cube_root":
         if finite.size and finite.min() < 0:
-            raise ValueError(f"{label}: interaction frequency {key!r} has negative values (min {finite.min():g})")
+            raise InputError(f"{label}: interaction frequency {key!r} has negative values (min {finite.min():g})")
         return np.cbrt(raw)
     if prop.transform == "max_normalise":
         if finite.size != raw.size:
-            raise ValueError(f"{label}: {key!r} has NaN/inf values")
+            raise NonFiniteError(f"{label}: {key!r} has NaN/inf values")
         peak = float(raw.max()) if raw.size else 0.0
         if not peak > 0:
-            raise ValueError(f"{label}: {key!r} has no positive value to normalise by (max {peak:g})")
+            raise InputError(f"{label}: {key!r} has no positive value to normalise by (max {peak:g})")
         if raw.min() < 0:
-            raise ValueError(f"{label}: {key!r} has negative values (min {raw.min():g})")
+            raise InputError(f"{label}: {key!r} has negative values (min {raw.min():g})")
         return raw / peak
     return raw
 
@@ -79,7 +80,7 @@ def features_to_targets(
     and property.
     """
     if kind not in ("md", "nma"):
-        raise ValueError(f"feature kind must be 'md' or 'nma', not {kind!r}")
+        raise InputError(f"feature kind must be 'md' or 'nma', not {kind!r}")
     label = f"protein {name!r}" if name else "features"
     sequence = _as_sequence(features)
     n_tokens, residue_index = token_layout(sequence)
@@ -97,7 +98,7 @@ def features_to_targets(
             undefined = np.zeros(n, dtype=bool)
         if not np.isfinite(raw).all():
             bad = int(np.flatnonzero(~np.isfinite(raw).all(axis=1))[0])
-            raise ValueError(f"{label}: {prop.raw_key!r} is NaN/inf at residue {bad + 1}")
+            raise NonFiniteError(f"{label}: property {prop.name!r} is NaN/inf at residue {bad + 1}")
         values = _transform(prop, raw, label)
         values[undefined] = MASK_VALUE
         block[:, prop.store_channels] = values
@@ -112,7 +113,7 @@ def features_to_targets(
             continue
         if not np.isfinite(raw).all():
             i, j = np.argwhere(~np.isfinite(raw))[0]
-            raise ValueError(f"{label}: {prop.raw_key!r} is NaN/inf at residue pair ({i + 1}, {j + 1})")
+            raise NonFiniteError(f"{label}: property {prop.name!r} is NaN/inf at residue pair ({i + 1}, {j + 1})")
         pair_block[:, :, prop.store_channels.start] = _transform(prop, raw, label)
     pair[np.ix_(residue_index, residue_index)] = pair_block
     return residue, pair
@@ -150,9 +151,9 @@ def targets_to_features(
         kind = kind_of_stored_width("residue", residue.shape[-1])
     n_tokens, residue_index = token_layout(sequence.replace("<eos><cls>", tokenizer.CHAIN_SEPARATOR))
     if residue.shape != (n_tokens, stored_width("residue", kind)):
-        raise ValueError(f"residue targets have shape {residue.shape}; expected {(n_tokens, stored_width('residue', kind))}")
+        raise InputError(f"residue targets have shape {residue.shape}; expected {(n_tokens, stored_width('residue', kind))}")
     if pair.shape != (n_tokens, n_tokens, stored_width("pair", kind)):
-        raise ValueError(f"pair targets have shape {pair.shape}; expected {(n_tokens, n_tokens, stored_width('pair', kind))}")
+        raise InputError(f"pair targets have shape {pair.shape}; expected {(n_tokens, n_tokens, stored_width('pair', kind))}")
     res = residue[residue_index].astype(np.float64)
     prs = pair[np.ix_(residue_index, residue_index)].astype(np.float64)
     out: dict[str, Any] = {"sequence": sequence.replace("<eos><cls>", tokenizer.CHAIN_SEPARATOR)}

@@ -27,6 +27,7 @@ import torch
 
 from seqdance import schema
 from seqdance.devices import eval_mode
+from seqdance.errors import NonFiniteError
 from seqdance.io_utils import atomic_path
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
@@ -160,6 +161,7 @@ def evaluate_model(
     rows: list[dict[str, Any]] = []
     specs = {g: eval_samples(catalog, g, split, max_tokens, rank=info.rank, world_size=info.world_size)
              for g in wanted}
+    check_finite_parameters(model)
     bar = None
     if progress and info.is_main:
         from tqdm.auto import tqdm
@@ -173,11 +175,14 @@ def evaluate_model(
                 kind = schema.GROUP_KIND[group]
                 names = group_layout(group).property_names
                 for batch in eval_batches(dataset, specs[group], group, batch_size):
+                    if batch.problems:  # NaN targets: the protein cannot be evaluated, and is never dropped silently
+                        raise NonFiniteError("; ".join(batch.problems))
                     b = batch.to(dev)
                     with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
                                         enabled=autocast_dtype is not None):
                         out = model(b.input_ids, b.attention_mask, pairs=True, pair_block_rows=pair_block_rows)
                     res_pred, pair_pred = out.residue.float(), out.pair.float()
+                    check_finite_predictions(res_pred, pair_pred, b.attention_mask, batch.names)
                     rmse, valid = per_protein_rmse(res_pred, pair_pred, b.residue_target, b.pair_target, group,
                                                    mask_mode=mask_mode)
                     metrics = protein_metrics(res_pred, pair_pred, b.residue_target, b.pair_target, kind)
@@ -210,6 +215,32 @@ def evaluate_model(
     return summarise(per_protein, weights=weights, split=split)
 
 
+def check_finite_parameters(model: torch.nn.Module) -> None:
+    """Refuse a model with NaN or infinite weights (it would give non-finite predictions), naming the parameter."""
+    for name, param in model.named_parameters():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            raise NonFiniteError(f"the model's parameter {name} holds NaN or infinite values: the model is broken "
+                                 "(a diverged training run?); nothing was evaluated")
+
+
+def check_finite_predictions(residue: torch.Tensor, pair: torch.Tensor, attention_mask: torch.Tensor,
+                             names: Sequence[str]) -> None:
+    """Refuse non-finite predictions at real tokens (padding may hold anything), naming protein and property."""
+    real = attention_mask.bool()
+    pair_real = real[:, :, None] & real[:, None, :]
+    res_ok = torch.isfinite(residue).all(-1) | ~real
+    pair_ok = torch.isfinite(pair).all(-1) | ~pair_real
+    if bool(res_ok.all()) and bool(pair_ok.all()):
+        return
+    for i, name in enumerate(names):
+        n = int(real[i].sum())
+        found = [t for t in (schema.nonfinite_summary(residue[i, :n].cpu().numpy(), "residue"),
+                             schema.nonfinite_summary(pair[i, :n, :n].cpu().numpy(), "pair")) if t]
+        if found:
+            raise NonFiniteError(f"the model predicts non-finite values for protein {name!r}: {'; '.join(found)}; "
+                                 "nothing was evaluated")
+
+
 def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, float]] | None = None,
               split: str = "test") -> EvaluationResult:
     """Loss and metric tables from per-protein rows."""
@@ -220,6 +251,7 @@ def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, f
         sub = per_protein[per_protein["group"] == group]
         w = weights.get(group, {}) if weights is not None else {}
         total = base_total = 0.0
+        n_total = n_base = 0  # properties that contribute to the totals
         has_base = any(c.startswith("baseline/") for c in sub.columns)
         for prop in group_layout(group).property_names:
             vals = sub[f"rmse/{prop}"].dropna()
@@ -229,16 +261,20 @@ def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, f
                    "weighted": weight * mean}
             if len(vals):
                 total += weight * mean
+                n_total += 1
             if has_base:
                 bvals = sub[f"baseline/{prop}"].dropna()
                 row["baseline_rmse"] = float(bvals.mean()) if len(bvals) else float("nan")
                 if len(bvals):
                     base_total += weight * row["baseline_rmse"]
+                    n_base += 1
             loss_rows.append(row)
+        if not n_total:  # no property had a valid entry: there is no loss to report (never 0.0)
+            total = float("nan")
         total_row = {"group": group, "property": TOTAL, "n_proteins": len(sub), "rmse": total,
                      "weight": float("nan"), "weighted": total}
         if has_base:
-            total_row["baseline_rmse"] = base_total
+            total_row["baseline_rmse"] = base_total if n_base else float("nan")
         loss_rows.append(total_row)
         kind = schema.GROUP_KIND[group]
         for metric, props in (("residue fluctuation", fluctuation_properties(kind)),
