@@ -21,6 +21,7 @@ from seqdance.analysis.attention import (
     attention_targets,
     rows_for_protein,
 )
+from seqdance.analysis.models import encoder_of
 from seqdance.errors import InputError
 from seqdance.model.encoder import Esm2Encoder
 from seqdance.store.hdf5 import DynamicsStore
@@ -30,16 +31,7 @@ PER_HEAD_COLUMNS: tuple[str, ...] = ("protein", "source", "group", "layer", "hea
 
 def attention_encoder(model: torch.nn.Module, description: str = "model") -> Esm2Encoder:
     """The ESM2 encoder whose attention maps are analysed; a clear error for a model without one."""
-    if isinstance(model, Esm2Encoder):
-        return model
-    for attr in ("esm2", "esm"):
-        encoder = getattr(model, attr, None)
-        if isinstance(encoder, Esm2Encoder):
-            return encoder
-    raise InputError(
-        f"{description} has no attention maps to analyse: it is not an ESM2-type model "
-        f"({type(model).__name__} holds no ESM2 encoder)"
-    )
+    return encoder_of(model, description)
 
 
 @torch.inference_mode()
