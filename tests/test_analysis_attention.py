@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 import torch
 from _checkpoints import random_dynamics_model, random_esm2_mlm
-from _store_fixtures import md_rows, nma_rows, write_manifest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
@@ -38,19 +37,8 @@ TOL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def attention_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from seqdance.store.builder import build_store
-
-    rows = [r for r in md_rows(shared_data) if r["name"] != "adk_psf_dcd"] + nma_rows(shared_data, 2, 0)
-    if len([r for r in rows if r.get("topology")]) < 2:
-        pytest.skip("shared MD data absent")
-    for row in rows:  # MD entries to test, NMA to train (the split's content does not matter here)
-        row["label"] = "test" if row.get("topology") else "train"
-    folder = tmp_path_factory.mktemp("attention_store")
-    store = folder / "attention.h5"
-    report = build_store(write_manifest(folder / "manifest.csv", rows), store, workers=0)
-    assert not report.failed, report.failures
-    return store
+def attention_store(md_store: Path) -> Path:
+    return md_store
 
 
 # --- the independent reference --------------------------------------------------------------------------
