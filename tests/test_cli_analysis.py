@@ -159,3 +159,29 @@ def test_model_without_attention_maps(md_store):
 
     with DynamicsStore.open(md_store) as store, pytest.raises(InputError, match="no attention maps"):
         attention_run.analyze_attention(torch.nn.Sequential(torch.nn.Linear(2, 2)), store)
+
+
+def test_dataset_labels_export_feeds_the_probe(md_store, model_dirs, tmp_path, capsys, one_torch_thread):
+    from seqdance.analysis.probe_run import read_label_table
+    from seqdance.features.conformation import PROPERTY_NAMES
+    from seqdance.store import DynamicsStore
+
+    out = tmp_path / "conf.csv"
+    assert main(["dataset", "labels", str(md_store), "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().err
+    table = pd.read_csv(out)
+    with DynamicsStore.open(md_store) as store:
+        assert sorted(table["name"]) == sorted(store.names)  # single-chain entries: one row each
+        for _, row in table.iterrows():
+            record = store.provenance(row["name"])["conformation"][0]
+            for prop in PROPERTY_NAMES:
+                assert row[prop] == pytest.approx(record[prop], rel=1e-5)
+            assert row["split_store"] == store.row(row["name"])["label"]
+    assert set(table["info_group"]) == {"md", "idr", "nma"}
+    labels = read_label_table(out)
+    assert list(labels.labels) == list(PROPERTY_NAMES) and [s.name for s in labels.splits] == ["split_store"]
+    assert main(["dataset", "labels", str(md_store), "-o", str(tmp_path / "x.csv"), "--split", "nope"]) == 1
+    assert "split 'nope' has no proteins" in _one_error_line(capsys)
+    only = tmp_path / "rg.csv"
+    assert main(["dataset", "labels", str(md_store), "-o", str(only), "--groups", "md", "--properties", "rg_mean"]) == 0
+    assert list(pd.read_csv(only).columns[:3]) == ["name", "sequence", "rg_mean"]

@@ -13,6 +13,7 @@ from seqdance.features.conformation import (
     ChainConformation,
     ConformationAccumulator,
     asphericity,
+    chains_from_arrays,
     conformational_properties,
     end_to_end_distance,
     fit_flory_exponent,
@@ -166,3 +167,42 @@ def test_bad_coordinates_are_named():
         conformational_properties(bad)
     with pytest.raises(ValueError, match="add up"):
         conformational_properties(np.zeros((2, 10, 3)), chain_lengths=[4, 5])
+
+
+def test_extract_md_reports_conformation_of_its_frames(shared_data):
+    from seqdance.features.md import extract_md
+
+    base = shared_data / "md" / "mdcath_2hbaA00"
+    features = extract_md(require(base / "2hbaA00.pdb"), require(base / "2hbaA00_320_0.xtc"), stride=50)
+    (chain,) = chains_from_arrays(features)
+    traj = _calpha_trajectory(base / "2hbaA00.pdb", base / "2hbaA00_320_0.xtc", stride=50)
+    assert chain.n_frames == traj.n_frames == features["n_frames"] and chain.n_residues == 52
+    (expected,) = conformational_properties(traj.xyz)
+    for key, value in expected.as_dict().items():
+        assert chain.as_dict()[key] == pytest.approx(value, abs=TOL), key
+    assert chain.rg_mean == pytest.approx(float(md.compute_rg(traj).mean()), abs=TOL)
+
+
+def test_store_records_conformation_per_protein(md_store, shared_data):
+    from seqdance.features.structure import read_calpha_structure
+    from seqdance.store import DynamicsStore
+
+    with DynamicsStore.open(md_store) as store:
+        for name in store.names:
+            records = store.provenance(name)["conformation"]
+            assert len(records) == len(store.provenance(name)["chain_lengths"])
+            chain = ChainConformation.from_dict(records[0])
+            if name == "mdcath_2hbaA00":  # every 25th frame of the trajectory
+                base = shared_data / "md" / "mdcath_2hbaA00"
+                traj = _calpha_trajectory(base / "2hbaA00.pdb", base / "2hbaA00_320_0.xtc", stride=25)
+                (expected,) = conformational_properties(traj.xyz)
+                assert chain.n_frames == traj.n_frames
+                assert chain.rg_mean == pytest.approx(expected.rg_mean, abs=TOL)
+                assert chain.nu == pytest.approx(expected.nu, abs=TOL)
+            elif store.row(name)["kind"] == "nma":  # the single structure, Å -> nm
+                ((_, path),) = store.provenance(name)["spec"]["inputs"]
+                structure = read_calpha_structure(path)
+                (expected,) = conformational_properties(structure.coords / 10.0)
+                assert chain.n_frames == 1 and chain.rg_std == 0
+                assert chain.rg_mean == pytest.approx(expected.rg_mean, abs=TOL)
+                assert chain.asphericity_mean == pytest.approx(expected.asphericity_mean, abs=TOL)

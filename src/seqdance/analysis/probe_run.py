@@ -1,7 +1,7 @@
 """The probe as a job: read a label table, embed with each model (cached), fit, write tables and figures.
 
 Label table (CSV): ``name``, ``sequence`` (chains joined by ':'), one or more numeric label columns, and
-optionally ``split_*`` columns holding ``train``/``test``. Every problem is reported as one line naming the
+optionally ``split_*`` columns holding ``train``/``test``; ``info_*`` columns are ignored. Every problem is reported as one line naming the
 file, column and row: missing columns, duplicate names, empty or non-numeric labels, unknown label columns,
 sequences the tokenizer rejects, split values other than train/test, a split without test proteins.
 """
@@ -33,6 +33,9 @@ from seqdance.analysis.probe import (
 from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
 from seqdance.tokenizer import SequenceError, encode
+
+#: Columns with this prefix are carried along (e.g. the source of each protein) and never probed.
+INFO_PREFIX = "info_"
 
 
 @dataclass
@@ -77,7 +80,8 @@ def read_label_table(path: str | os.PathLike[str], label_columns: Sequence[str] 
             encode(seq, name)
         except SequenceError as exc:
             raise InputError(f"{source}: row {row + 2}: {exc}") from None
-    candidates = [c for c in table.columns if c not in ("name", "sequence") and not c.startswith("split_")]
+    candidates = [c for c in table.columns
+                  if c not in ("name", "sequence") and not c.startswith(("split_", INFO_PREFIX))]
     if label_columns:
         unknown = [c for c in label_columns if c not in candidates]
         if unknown:

@@ -302,3 +302,28 @@ def conformational_properties(
     acc = ConformationAccumulator(chain_lengths, r0=r0, rg_exponent=rg_exponent)
     acc.add(xyz)
     return acc.result()
+
+
+#: Prefix of the per-chain conformation arrays in feature dictionaries and ``features md`` output files.
+ARRAY_PREFIX = "conformation_"
+
+
+def conformation_arrays(chains: Sequence[ChainConformation]) -> dict[str, np.ndarray]:
+    """``conformation_<property>`` -> (n_chains,) arrays (plus ``_n_residues``, ``_n_frames``), e.g. for .npz files."""
+    out = {f"{ARRAY_PREFIX}n_residues": np.array([c.n_residues for c in chains], dtype=np.int64),
+           f"{ARRAY_PREFIX}n_frames": np.array([c.n_frames for c in chains], dtype=np.int64)}
+    for name in PROPERTY_NAMES:
+        out[f"{ARRAY_PREFIX}{name}"] = np.array([getattr(c, name) for c in chains], dtype=np.float64)
+    return out
+
+
+def chains_from_arrays(arrays: Any) -> list[ChainConformation]:
+    """Inverse of :func:`conformation_arrays` (from a feature dict or a loaded .npz); [] when absent."""
+    key = f"{ARRAY_PREFIX}n_residues"
+    if key not in arrays:
+        return []
+    n = len(arrays[key])
+    return [ChainConformation(
+        n_residues=int(arrays[key][k]), n_frames=int(arrays[f"{ARRAY_PREFIX}n_frames"][k]),
+        **{name: float(arrays[f"{ARRAY_PREFIX}{name}"][k]) for name in PROPERTY_NAMES},
+    ) for k in range(n)]

@@ -1,0 +1,53 @@
+"""``seqdance dataset labels``: the conformational properties stored per protein, as a label CSV for ``probe``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from seqdance.features.conformation import PROPERTY_NAMES
+
+    p = sub.add_parser(
+        "labels",
+        help="export the stored conformational properties (Rg, Re, asphericity, scaled Rg, Flory nu) as a label CSV",
+        description=(
+            "One row per chain: name, sequence, the properties (nm; means and sds over frames for MD entries, one "
+            "structure for NMA entries), split_store (the store's train/test labels) and info_* columns. The file "
+            "is ready for 'seqdance probe --labels'. Chains missing a selected property (nu of chains too short "
+            "for the fit) are left out and counted."
+        ),
+    )
+    p.add_argument("store", type=Path, help="dataset store")
+    p.add_argument("--index", type=Path, default=None, help="index CSV for a released-layout file")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="LABELS.csv", help="CSV to write")
+    p.add_argument("--split", default=None, help="only proteins with this split label (default: all)")
+    p.add_argument("--groups", nargs="+", choices=("md", "idr", "nma"), help="only these source groups")
+    p.add_argument("--properties", nargs="+", metavar="NAME", choices=PROPERTY_NAMES,
+                   help=f"properties to export (default: all: {', '.join(PROPERTY_NAMES)})")
+    p.set_defaults(func=run_labels)
+
+
+def run_labels(args: argparse.Namespace) -> int:
+    from seqdance.io_utils import atomic_path
+    from seqdance.store import DynamicsStore
+    from seqdance.store.labels import conformation_table
+
+    with DynamicsStore.open(args.store, index=args.index) as store:
+        table, counts = conformation_table(store, split=args.split, groups=args.groups, properties=args.properties)
+    if table.empty:
+        reason = (f"{counts['not_recorded']} protein(s) were built before stores recorded them; rebuild them"
+                  if counts["not_recorded"] else "no protein matches the selection")
+        raise ValueError(f"{args.store}: no conformational properties to export ({reason})")
+    with atomic_path(args.output) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    notes = []
+    if counts["incomplete_chains"]:
+        notes.append(f"{counts['incomplete_chains']} chain(s) lacking a property left out")
+    if counts["not_recorded"]:
+        notes.append(f"{counts['not_recorded']} protein(s) without recorded properties (built before; rebuild them)")
+    print(f"wrote {args.output}: {len(table)} chain(s) of {counts['proteins']} protein(s)"
+          + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
+    return 0
