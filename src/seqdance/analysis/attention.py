@@ -47,8 +47,8 @@ from scipy.stats import rankdata
 from seqdance import schema, tokenizer
 from seqdance.errors import InputError
 
-#: The notebook truncates every protein to this many tokens (<cls> + residues (+ <eos>)).
-MAX_TOKENS = 1024
+#: The notebook truncates every protein to this many tokens (<cls> + residues (+ <eos>)): ESM2's context.
+MAX_TOKENS = schema.ESM2_MAX_TOKENS
 #: Pairs with |i − j| greater than this enter the notebook's metrics ...
 NOTEBOOK_MIN_SEPARATION = 2
 #: ... and greater than this the paper's (DESIGN §8, §10.1).

@@ -17,7 +17,7 @@ from seqdance.analysis.attention import (
     metric_grid,
     summarise_heads,
 )
-from seqdance.io_utils import atomic_path
+from seqdance.io_utils import atomic_path, markdown_table
 
 #: The paper's best-head medians (DESIGN §8, §10.1): symmetrised attention, |i − j| > 5, Spearman.
 PAPER_REFERENCE: dict[tuple[str, str], float] = {
@@ -41,8 +41,6 @@ def best_heads_with_reference(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(summary: pd.DataFrame, best: pd.DataFrame, *, title: str, n_proteins: dict[str, int]) -> str:
-    from seqdance.train.evaluate import markdown_table
-
     lines = [f"# Attention analysis: {title}", ""]
     lines += ["Proteins per group: " + ", ".join(f"{g} {n}" for g, n in n_proteins.items()) + ".", ""]
     lines += ["## Best head per metric (median over proteins)", "",

@@ -27,6 +27,7 @@ from seqdance.analysis.attention import (
     rows_for_protein,
 )
 from seqdance.analysis.models import encoder_of, model_fingerprint
+from seqdance.devices import eval_mode
 from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
 from seqdance.model.encoder import Esm2Encoder
@@ -50,12 +51,8 @@ def layer_metrics(
     def score(layer: int, probs: torch.Tensor) -> None:
         out[layer] = plan.evaluate(probs[0])
 
-    was_training = encoder.training
-    encoder.eval()
-    try:
+    with eval_mode(encoder):
         encoder(torch.as_tensor(ids, device=device)[None], None, attention_hook=score)
-    finally:
-        encoder.train(was_training)
     return out
 
 

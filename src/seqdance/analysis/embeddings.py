@@ -30,11 +30,13 @@ import torch
 
 from seqdance import tokenizer
 from seqdance.analysis.models import encoder_of, model_fingerprint
+from seqdance.devices import eval_mode
 from seqdance.io_utils import atomic_path
+from seqdance.schema import ESM2_MAX_TOKENS
 
 POOLINGS: tuple[str, ...] = ("all", "residues")
 DEFAULT_POOLING = "all"
-MAX_TOKENS = 1024
+MAX_TOKENS = ESM2_MAX_TOKENS
 DEFAULT_BATCH_TOKENS = 8192
 
 
@@ -155,8 +157,6 @@ def pooled_embeddings(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="embeddings", unit="seq")
-    was_training = encoder.training
-    encoder.eval()
     try:
         for batch in _batches(lengths, batch_tokens):
             rows = [todo[b] for b in batch]
@@ -170,7 +170,8 @@ def pooled_embeddings(
                 token_mask[r, : len(tokens)] = True
                 positions = encoded[i].residue_index
                 residue_mask[r, torch.from_numpy(positions[positions < max_tokens])] = True
-            hidden, _ = encoder(input_ids.to(device), token_mask.to(device=device, dtype=torch.long))
+            with eval_mode(encoder):
+                hidden, _ = encoder(input_ids.to(device), token_mask.to(device=device, dtype=torch.long))
             pooled_all = _pool(hidden, token_mask.to(device)).cpu().numpy().astype(np.float32)
             pooled_res = _pool(hidden, residue_mask.to(device)).cpu().numpy().astype(np.float32)
             for r, i in enumerate(rows):
@@ -183,7 +184,6 @@ def pooled_embeddings(
             if bar is not None:
                 bar.update(len(rows))
     finally:
-        encoder.train(was_training)
         if bar is not None:
             bar.close()
         if cache is not None:

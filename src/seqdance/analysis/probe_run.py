@@ -31,7 +31,7 @@ from seqdance.analysis.probe import (
     summarise_probe,
 )
 from seqdance.errors import InputError
-from seqdance.io_utils import atomic_path
+from seqdance.io_utils import atomic_path, markdown_table
 from seqdance.tokenizer import SequenceError, encode
 
 #: Columns with this prefix are carried along (e.g. the source of each protein) and never probed.
@@ -171,8 +171,6 @@ def probe_models(
 # --- report ---------------------------------------------------------------------------------------------------
 
 def _markdown(frame: pd.DataFrame) -> str:
-    from seqdance.train.evaluate import markdown_table
-
     return markdown_table(frame)
 
 

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from seqdance.schema import ESM2_MAX_TOKENS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("analyze", help="what a model learned: attention analysis (see also 'probe')")
@@ -34,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     att.add_argument("--split", default="test",
                      help="split label of the proteins to analyse, or 'all' (default: test)")
     att.add_argument("--names", nargs="+", metavar="NAME", help="analyse only these proteins")
-    att.add_argument("--max-tokens", type=int, default=1024, help="tokens per protein (default 1024, the notebook's)")
+    att.add_argument("--max-tokens", type=int, default=ESM2_MAX_TOKENS,
+                     help=f"tokens per protein (default {ESM2_MAX_TOKENS}, the notebook's)")
     att.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     att.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
     att.add_argument("--overwrite", action="store_true", help="discard an earlier run in DIR instead of resuming it")

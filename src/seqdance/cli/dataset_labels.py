@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.features.options import CONFORMATION_PROPERTIES as PROPERTY_NAMES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from seqdance.features.conformation import PROPERTY_NAMES
-
     p = sub.add_parser(
         "labels",
         help="export the stored conformational properties (Rg, Re, asphericity, scaled Rg, Flory nu) as a label CSV",

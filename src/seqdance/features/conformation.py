@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from seqdance.features.options import CONFORMATION_PROPERTIES
+
 #: Exponent of the ordered-protein Rg normalisation, Rg / N^0.366 (DESIGN §10.2, §10.3).
 RG_SCALING_EXPONENT = 0.366
 #: The Flory fit uses separations s > this (IDRome's convention).
@@ -44,9 +46,7 @@ FLORY_START = (0.4, 0.5)
 _FIT_TOLERANCE = {"ftol": 1e-14, "xtol": 1e-14, "gtol": 1e-14, "maxfev": 10000}
 
 #: Names of the per-chain ensemble properties, in table order (CSV columns, store metadata keys).
-PROPERTY_NAMES: tuple[str, ...] = (
-    "rg_mean", "rg_std", "ree_mean", "ree_std", "asphericity_mean", "asphericity_std", "scaled_rg", "nu", "r0",
-)
+PROPERTY_NAMES: tuple[str, ...] = CONFORMATION_PROPERTIES
 #: Unit of each property.
 PROPERTY_UNITS: dict[str, str] = {
     "rg_mean": "nm", "rg_std": "nm", "ree_mean": "nm", "ree_std": "nm", "asphericity_mean": "",

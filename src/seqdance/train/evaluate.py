@@ -28,7 +28,7 @@ import torch
 
 from seqdance import schema
 from seqdance.devices import eval_mode
-from seqdance.io_utils import atomic_path
+from seqdance.io_utils import atomic_path, markdown_table
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
 from seqdance.train.loss import group_layout, per_protein_rmse
@@ -280,19 +280,6 @@ def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, f
 
 
 # --- report -----------------------------------------------------------------------------------------
-
-
-def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    def cell(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "–" if not np.isfinite(v) else float_format.format(v)
-        return str(v)
-
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
