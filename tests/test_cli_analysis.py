@@ -167,7 +167,7 @@ def test_dataset_labels_export_feeds_the_probe(md_store, model_dirs, tmp_path, c
     from seqdance.store import DynamicsStore
 
     out = tmp_path / "conf.csv"
-    assert main(["dataset", "labels", str(md_store), "-o", str(out)]) == 0
+    assert main(["dataset", "labels", str(md_store), "-o", str(out), "--store-split"]) == 0
     assert "wrote" in capsys.readouterr().err
     table = pd.read_csv(out)
     with DynamicsStore.open(md_store) as store:
@@ -182,6 +182,10 @@ def test_dataset_labels_export_feeds_the_probe(md_store, model_dirs, tmp_path, c
     assert list(labels.labels) == list(PROPERTY_NAMES) and [s.name for s in labels.splits] == ["split_store"]
     assert main(["dataset", "labels", str(md_store), "-o", str(tmp_path / "x.csv"), "--split", "nope"]) == 1
     assert "split 'nope' has no proteins" in _one_error_line(capsys)
+    assert main(["dataset", "labels", str(md_store), "-o", str(tmp_path / "x.csv"), "--split", "test",
+                 "--store-split"]) == 1
+    assert "a split column needs train and test" in _one_error_line(capsys)
     only = tmp_path / "rg.csv"
     assert main(["dataset", "labels", str(md_store), "-o", str(only), "--groups", "md", "--properties", "rg_mean"]) == 0
     assert list(pd.read_csv(only).columns[:3]) == ["name", "sequence", "rg_mean"]
+    assert "split_store" not in pd.read_csv(only).columns  # by default the probe makes its own splits

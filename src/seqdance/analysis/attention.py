@@ -131,31 +131,34 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     return rankdata(values, method="average", axis=-1)
 
 
-@dataclass(frozen=True)
-class _CentredRanks:
-    """A target's average ranks over one pair subset, centred, with their norm (computed once per protein)."""
+def _centred_ranks(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """A target's average ranks, centred, and their norm (computed once per protein)."""
+    if values.size == 0:
+        return values.astype(np.float64), 0.0
+    ranks = average_ranks(values)
+    centred = ranks - ranks.mean()
+    return centred, float(np.sqrt(centred @ centred))
 
-    centred: torch.Tensor  # (n,) float64
-    norm: float
-    n: int
+
+@dataclass(frozen=True)
+class _Subset:
+    """A subset of a pair set: a 0/1 mask over the set and the target's centred ranks spread over it (0 outside)."""
+
+    mask: torch.Tensor  # (n,) int32
+    target: torch.Tensor  # (n,) float64: centred average ranks of the target among the members, 0 elsewhere
+    norm: float  # norm of the centred target ranks
+    size: int
 
     @classmethod
-    def of(cls, values: np.ndarray) -> _CentredRanks:
-        if values.size == 0:
-            return cls(torch.zeros(0, dtype=torch.float64), 0.0, 0)
-        ranks = average_ranks(values)
-        centred = ranks - ranks.mean()
-        return cls(torch.from_numpy(centred), float(np.sqrt(centred @ centred)), int(values.size))
+    def of(cls, mask: np.ndarray, values: np.ndarray | None = None) -> _Subset:
+        target = np.zeros(mask.shape[0])
+        norm = 0.0
+        if values is not None:
+            target[mask], norm = _centred_ranks(values[mask])
+        return cls(torch.from_numpy(mask.astype(np.int32)), torch.from_numpy(target), norm, int(mask.sum()))
 
-
-def _rank_correlation(ranks: torch.Tensor, target: _CentredRanks) -> torch.Tensor:
-    """Pearson r between each row of ``ranks`` (H, n) and the centred target ranks; NaN when undefined."""
-    if target.n < 2 or not target.norm > 0:
-        return torch.full((ranks.shape[0],), float("nan"), dtype=torch.float64, device=ranks.device)
-    centred = ranks - ranks.mean(dim=-1, keepdim=True)
-    norm = torch.linalg.vector_norm(centred, dim=-1)
-    r = centred @ target.centred.to(ranks.device) / (norm * target.norm)
-    return torch.where(norm > 0, r, torch.full_like(r, float("nan")))
+    def to(self, device: torch.device) -> _Subset:
+        return _Subset(self.mask.to(device), self.target.to(device), self.norm, self.size)
 
 
 class _RankedPairs:
@@ -163,46 +166,72 @@ class _RankedPairs:
 
     With the ascending order of all n scores and a subset mask, c(k) = number of subset members among the
     first k+1 sorted scores (a cumulative sum); a member in a run of equal scores spanning sorted positions
-    a..b has the average rank c(a−1) + (c(b) − c(a−1) + 1)/2 within the subset. Per subset only two gathers
-    touch the (heads, n) arrays at random; the tie correction touches only the positions inside runs (float32
-    attention over ~10⁶ pairs has many exact ties, so they must be handled, but they are a small fraction).
+    a..b has the average rank c(a−1) + (c(b) − c(a−1) + 1)/2 within the subset. Spearman's r and the AUROC are
+    then sums over the sorted positions (the members' mean rank is (m + 1)/2), so per subset only the mask and
+    the target ranks are gathered in sorted order; the tie correction touches only the positions inside runs
+    of equal scores (float32 attention over ~10⁶ pairs has exact ties, but they are a small fraction).
     """
 
     def __init__(self, scores: torch.Tensor) -> None:
         h, n = scores.shape
         self.scores = scores  # (H, n)
         self.order = torch.argsort(scores, dim=-1)  # ascending; the order inside a tie run is irrelevant
-        arange = torch.arange(n, device=scores.device).expand(h, n)
-        self.position = torch.empty_like(self.order).scatter_(-1, self.order, arange)  # sorted position per pair
-        ordered = torch.gather(scores, -1, self.order)
-        tied = ordered[:, 1:] == ordered[:, :-1]  # sorted position k+1 equals position k
+        self.ordered = torch.gather(scores, -1, self.order)
+        tied = self.ordered[:, 1:] == self.ordered[:, :-1]  # sorted position k+1 equals position k
         same_as_previous = torch.zeros((h, n), dtype=torch.bool, device=scores.device)
         same_as_previous[:, 1:] = tied
         same_as_next = torch.zeros_like(same_as_previous)
         same_as_next[:, :-1] = tied
-        # sorted positions inside runs of equal scores (row-major, so each run is contiguous), with its bounds
-        self.tie_rows, self.tie_cols = torch.nonzero(same_as_previous | same_as_next, as_tuple=True)
-        starts = ~same_as_previous[self.tie_rows, self.tie_cols]
-        ends = ~same_as_next[self.tie_rows, self.tie_cols]
+        # flat sorted positions inside runs of equal scores (row-major, so each run is contiguous), the flat
+        # position of each run's last member and of the position before its first member
+        flat = torch.nonzero((same_as_previous | same_as_next).view(-1)).squeeze(1)
+        starts = ~same_as_previous.view(-1)[flat]
+        ends = ~same_as_next.view(-1)[flat]
         run = torch.cumsum(starts, dim=0) - 1
-        self.tie_first = self.tie_cols[starts][run]
-        self.tie_last = self.tie_cols[ends][run]
+        first, last = flat[starts][run], flat[ends][run]
+        self.tie_flat = flat
+        self.tie_last = last
+        self.tie_before = (first - 1).clamp_min(0)
+        self.tie_has_before = (first % n) > 0
 
-    def kth_largest(self, k: int) -> torch.Tensor:
-        """(H,) the k-th largest score of every head (k ≥ 1)."""
-        column = self.order[:, self.scores.shape[1] - k, None]
-        return torch.gather(self.scores, -1, column)[:, 0]
+    def _sorted(self, values: torch.Tensor) -> torch.Tensor:
+        """A per-pair vector (n,) laid out in each head's sorted order, (H, n)."""
+        h, n = self.order.shape
+        return torch.gather(values.expand(h, n), -1, self.order)
 
-    def ranks(self, mask: torch.Tensor) -> torch.Tensor:
-        """(H, m) average ranks (1-based, float64) within the subset ``mask`` (n,), in the subset's pair order."""
-        count = torch.cumsum(mask[self.order], dim=-1)  # members among the first k+1 sorted scores
-        rank_sorted = count.to(torch.float64)
-        if self.tie_rows.numel():  # c(a − 1) + (c(b) − c(a − 1) + 1) / 2 inside each run a..b of equal scores
-            before = count[self.tie_rows, (self.tie_first - 1).clamp_min(0)]
-            before = torch.where(self.tie_first > 0, before, torch.zeros_like(before)).to(torch.float64)
-            through = count[self.tie_rows, self.tie_last].to(torch.float64)
-            rank_sorted[self.tie_rows, self.tie_cols] = before + (through - before + 1) / 2
-        return torch.gather(rank_sorted, -1, self.position[:, mask])
+    def _member_ranks(self, subset: _Subset) -> tuple[torch.Tensor, torch.Tensor]:
+        """(members in sorted order (H, n) int32, average rank within the subset at each sorted position)."""
+        member = self._sorted(subset.mask)
+        count = torch.cumsum(member, dim=-1, dtype=torch.int64)  # members among the first k+1 sorted scores
+        rank = count.to(torch.float64)
+        if self.tie_flat.numel():  # c(a − 1) + (c(b) − c(a − 1) + 1) / 2 inside each run a..b of equal scores
+            flat_count = count.view(-1)
+            before = torch.where(self.tie_has_before, flat_count[self.tie_before], 0).to(torch.float64)
+            through = flat_count[self.tie_last].to(torch.float64)
+            rank.view(-1).index_copy_(0, self.tie_flat, before + (through - before + 1) / 2)
+        return member, rank
+
+    def spearman(self, subset: _Subset) -> torch.Tensor:
+        """(H,) Spearman r between the scores and the target over the subset; NaN when undefined."""
+        h = self.order.shape[0]
+        if subset.size < 2 or not subset.norm > 0:
+            return torch.full((h,), float("nan"), dtype=torch.float64, device=self.order.device)
+        member, rank = self._member_ranks(subset)
+        centred = (rank - (subset.size + 1) / 2) * member  # members' mean rank is (m + 1) / 2; others 0
+        norm = torch.linalg.vector_norm(centred, dim=-1)
+        r = (centred * self._sorted(subset.target)).sum(dim=-1) / (norm * subset.norm)
+        return torch.where(norm > 0, r, torch.full_like(r, float("nan")))
+
+    def auroc(self, subset: _Subset, positive: torch.Tensor) -> torch.Tensor:
+        """(H,) AUROC over the subset for 0/1 labels ``positive`` (n,), Mann–Whitney U / (n₊ n₋); NaN if one class."""
+        h = self.order.shape[0]
+        n_pos = int(positive.sum())
+        n_neg = subset.size - n_pos
+        if n_pos == 0 or n_neg == 0:
+            return torch.full((h,), float("nan"), dtype=torch.float64, device=self.order.device)
+        _, rank = self._member_ranks(subset)
+        rank_sum = (rank * self._sorted(positive)).sum(dim=-1)
+        return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def _top_ratio(scores: torch.Tensor, kth: torch.Tensor, magnitude: torch.Tensor, top: int) -> torch.Tensor:
@@ -217,15 +246,6 @@ def _top_ratio(scores: torch.Tensor, kth: torch.Tensor, magnitude: torch.Tensor,
     top_sum = chosen.to(torch.float64) @ magnitude
     rest_mean = (magnitude.sum() - top_sum) / (n - top)
     return (top_sum / top) / (rest_mean + TOPL_EPSILON)
-
-
-def _auroc(ranks: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """AUROC per row from average ranks (H, n) and boolean labels (n,): Mann–Whitney U / (n₊ n₋)."""
-    n_pos = int(positive.sum())
-    n_neg = int(positive.numel() - n_pos)
-    if n_pos == 0 or n_neg == 0:
-        return torch.full((ranks.shape[0],), float("nan"), dtype=torch.float64, device=ranks.device)
-    return (ranks[:, positive].sum(dim=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 class AttentionMetricPlan:
@@ -246,38 +266,36 @@ class AttentionMetricPlan:
         comove = targets.comovement.ravel()
         inter = targets.interaction.ravel()
         residue_pair = np.isfinite(comove)  # every residue-residue pair; interactions are a subset
-        arrays: dict[str, np.ndarray] = {}
 
         # |i - j| > 2: every notebook metric's pairs are a subset of these
         near = np.flatnonzero(residue_pair & (separation > NOTEBOOK_MIN_SEPARATION))
         c, f = comove[near], inter[near]
         f_ok = np.isfinite(f)
         auroc_pairs = f_ok & ((f >= AUROC_POSITIVE_MIN) | (f == 0))
-        arrays.update(
-            near=near, comove_magnitude=np.abs(c), near_pos=c > 0, near_neg=c < 0, near_interact=f_ok,
-            interact_magnitude=np.abs(f[f_ok]), auroc_pairs=auroc_pairs,
-            auroc_positive=f[auroc_pairs] >= AUROC_POSITIVE_MIN,
-        )
-        self._pos_ranks = _CentredRanks.of(c[c > 0])
-        self._neg_ranks = _CentredRanks.of(c[c < 0])
+        arrays = {"near": near, "comove_magnitude": np.abs(c), "near_interact": np.flatnonzero(f_ok),
+                  "interact_magnitude": np.abs(f[f_ok]),
+                  "auroc_positive": (auroc_pairs & (f >= AUROC_POSITIVE_MIN)).astype(np.int32)}
+        subsets = {"near_pos": _Subset.of(c > 0, c), "near_neg": _Subset.of(c < 0, c),
+                   "auroc": _Subset.of(auroc_pairs)}
 
         # |i - j| > 5 on the symmetrised maps (the paper's variant)
         far = np.flatnonzero(residue_pair & (separation > PAPER_MIN_SEPARATION))
         c, f = comove[far], inter[far]
-        arrays.update(far=far, far_transpose=transpose[far], far_pos=c > 0, far_neg=c < 0, far_interact=np.isfinite(f))
-        self._sym_pos_ranks = _CentredRanks.of(c[c > 0])
-        self._sym_neg_ranks = _CentredRanks.of(c[c < 0])
-        self._sym_inter_ranks = _CentredRanks.of(f[np.isfinite(f)])
+        arrays.update(far=far, far_transpose=transpose[far])
+        subsets.update(far_pos=_Subset.of(c > 0, c), far_neg=_Subset.of(c < 0, c),
+                       far_interact=_Subset.of(np.isfinite(f), f))
         self._arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-        self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._subsets = subsets
+        self._on: dict[torch.device, tuple[dict[str, torch.Tensor], dict[str, _Subset]]] = {}
 
     @property
     def n_near_pairs(self) -> int:
         return int(self._arrays["near"].numel())
 
-    def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+    def _tensors(self, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, _Subset]]:
         if device not in self._on:
-            self._on[device] = {k: v.to(device) for k, v in self._arrays.items()}
+            self._on[device] = ({k: v.to(device) for k, v in self._arrays.items()},
+                                {k: v.to(device) for k, v in self._subsets.items()})
         return self._on[device]
 
     def evaluate(self, maps: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
@@ -293,28 +311,29 @@ class AttentionMetricPlan:
     @torch.no_grad()
     def _evaluate_chunk(self, maps: torch.Tensor) -> dict[str, torch.Tensor]:
         t = self.n_tokens
-        a = self._tensors(maps.device)
+        a, sub = self._tensors(maps.device)
         flat = maps[:, :t, :t].reshape(maps.shape[0], t * t)
         nan = torch.full((flat.shape[0],), float("nan"), dtype=torch.float64, device=maps.device)
         out: dict[str, torch.Tensor] = dict.fromkeys(METRIC_NAMES, nan)
         if a["near"].numel():
-            near = _RankedPairs(flat[:, a["near"]])  # raw attention values: exact in their own precision
-            magnitude = a["comove_magnitude"]
-            if magnitude.numel() > t:
-                out["comove_topl_ratio"] = _top_ratio(near.scores, near.kth_largest(t), magnitude, t)
-            out["comove_pos_spearman"] = _rank_correlation(near.ranks(a["near_pos"]), self._pos_ranks)
-            out["comove_neg_spearman"] = _rank_correlation(near.ranks(a["near_neg"]), self._neg_ranks)
-            interact = near.scores[:, a["near_interact"]]
+            near = _RankedPairs(flat.index_select(1, a["near"]))  # raw attention: exact in its own precision
+            n = a["near"].numel()
+            if n > t:
+                out["comove_topl_ratio"] = _top_ratio(near.scores, near.ordered[:, n - t], a["comove_magnitude"], t)
+            out["comove_pos_spearman"] = near.spearman(sub["near_pos"])
+            out["comove_neg_spearman"] = near.spearman(sub["near_neg"])
+            interact = near.scores.index_select(1, a["near_interact"])
             if interact.shape[1] > t:
                 kth = torch.kthvalue(interact, interact.shape[1] - t + 1, dim=-1).values
                 out["interact_topl_ratio"] = _top_ratio(interact, kth, a["interact_magnitude"], t)
-            out["interact_auroc"] = _auroc(near.ranks(a["auroc_pairs"]), a["auroc_positive"])
+            out["interact_auroc"] = near.auroc(sub["auroc"], a["auroc_positive"])
         if a["far"].numel():
-            sym = (flat[:, a["far"]].to(torch.float64) + flat[:, a["far_transpose"]].to(torch.float64)) / 2
+            sym = (flat.index_select(1, a["far"]).to(torch.float64)
+                   + flat.index_select(1, a["far_transpose"]).to(torch.float64)) / 2
             far = _RankedPairs(sym)
-            out["sym_comove_pos_spearman"] = _rank_correlation(far.ranks(a["far_pos"]), self._sym_pos_ranks)
-            out["sym_comove_neg_spearman"] = _rank_correlation(far.ranks(a["far_neg"]), self._sym_neg_ranks)
-            out["sym_interact_spearman"] = _rank_correlation(far.ranks(a["far_interact"]), self._sym_inter_ranks)
+            out["sym_comove_pos_spearman"] = far.spearman(sub["far_pos"])
+            out["sym_comove_neg_spearman"] = far.spearman(sub["far_neg"])
+            out["sym_interact_spearman"] = far.spearman(sub["far_interact"])
         return out
 
 

@@ -239,10 +239,14 @@ def plot_bars(result: ProbeResult, path: Path, metric: str = "mae") -> Path:
 
     summary = result.summary
     labels = list(dict.fromkeys(summary["label"]))
-    fig, axes = plt.subplots(1, len(labels), figsize=(max(4.0, 1.2 * summary["features"].nunique() *
-                                                          summary["estimator"].nunique()) * len(labels) / 2 + 2, 3.6),
+    n_cols = min(3, len(labels))
+    n_rows = -(-len(labels) // n_cols)
+    bars = summary["features"].nunique() * summary["estimator"].nunique()
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * max(3.5, 0.45 * bars + 1.5), 3.6 * n_rows),
                              squeeze=False)
-    for ax, label in zip(axes[0], labels):
+    for ax in axes.flat[len(labels):]:
+        ax.set_visible(False)
+    for ax, label in zip(axes.flat, labels):
         part = summary[summary["label"] == label]
         sets = list(dict.fromkeys(part["features"]))
         estimators = list(dict.fromkeys(part["estimator"]))

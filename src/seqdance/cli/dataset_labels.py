@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export the stored conformational properties (Rg, Re, asphericity, scaled Rg, Flory nu) as a label CSV",
         description=(
             "One row per chain: name, sequence, the properties (nm; means and sds over frames for MD entries, one "
-            "structure for NMA entries), split_store (the store's train/test labels) and info_* columns. The file "
+            "structure for NMA entries) and info_* columns (with --store-split also split_store). The file "
             "is ready for 'seqdance probe --labels'. Chains missing a selected property (nu of chains too short "
             "for the fit) are left out and counted."
         ),
@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", nargs="+", choices=("md", "idr", "nma"), help="only these source groups")
     p.add_argument("--properties", nargs="+", metavar="NAME", choices=PROPERTY_NAMES,
                    help=f"properties to export (default: all: {', '.join(PROPERTY_NAMES)})")
+    p.add_argument("--store-split", action="store_true",
+                   help="add a split_store column with the store's train/test labels (probe then uses that split "
+                        "instead of its own clustered splits)")
     p.set_defaults(func=run_labels)
 
 
@@ -36,7 +39,8 @@ def run_labels(args: argparse.Namespace) -> int:
     from seqdance.store.labels import conformation_table
 
     with DynamicsStore.open(args.store, index=args.index) as store:
-        table, counts = conformation_table(store, split=args.split, groups=args.groups, properties=args.properties)
+        table, counts = conformation_table(store, split=args.split, groups=args.groups, properties=args.properties,
+                                            store_split=args.store_split)
     if table.empty:
         reason = (f"{counts['not_recorded']} protein(s) were built before stores recorded them; rebuild them"
                   if counts["not_recorded"] else "no protein matches the selection")

@@ -6,9 +6,9 @@ NMA entries (``n_frames`` = 1). The released layout is untouched: the values liv
 JSON, beside the input checksums.
 
 The table has one row per chain: single-chain proteins keep their name, chains of multi-chain entries are named
-``NAME_chainK`` (1-based) and carry their own sequence. Columns: ``name``, ``sequence``, the properties, a
-``split_store`` column (the store's train/test labels, when the store uses only those) and ``info_*`` columns
-(protein, chain, source, group, residues, frames) that ``seqdance probe`` carries along without probing them.
+``NAME_chainK`` (1-based) and carry their own sequence. Columns: ``name``, ``sequence``, the properties, ``info_*``
+columns (protein, chain, source, group, residues, frames) that ``seqdance probe`` carries along without probing
+them and, on request, a ``split_store`` column holding the store's train/test labels.
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ def conformation_table(
     split: str | None = None,
     groups: Sequence[str] | None = None,
     properties: Sequence[str] | None = None,
+    store_split: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """(table, counts): one row per chain with every selected property; counts say what was left out and why.
 
     Rows missing a selected property (e.g. ν of a chain too short for the fit) are dropped and counted;
     proteins built before the store recorded conformational properties are counted as ``not_recorded``.
+    ``store_split`` adds the ``split_store`` column (the probe then uses the store's split instead of making
+    its own clustered splits); it needs a store whose selected proteins are labelled train and test.
     """
     chosen = list(properties or PROPERTY_NAMES)
     unknown = [p for p in chosen if p not in PROPERTY_NAMES]
@@ -78,6 +81,11 @@ def conformation_table(
     columns = ["name", "sequence", *chosen, SPLIT_COLUMN, "info_protein", "info_chain", "info_source", "info_group",
                "info_n_residues", "info_n_frames"]
     table = pd.DataFrame(rows, columns=columns)
-    if not set(table[SPLIT_COLUMN]) <= {"train", "test"} or table[SPLIT_COLUMN].nunique() < 2:
-        table = table.drop(columns=[SPLIT_COLUMN])  # not a usable train/test split for a probe
+    if store_split:
+        labels = set(table[SPLIT_COLUMN])
+        if not labels <= {"train", "test"} or len(labels) < 2:
+            raise InputError(f"{store.path}: the selected proteins are labelled {', '.join(sorted(labels)) or 'nothing'}; "
+                             "a split column needs train and test (run 'seqdance dataset split' first)")
+    else:
+        table = table.drop(columns=[SPLIT_COLUMN])
     return table, counts
