@@ -184,3 +184,19 @@ def test_unknown_label_column(stability, tmp_path):
     pd.DataFrame({"name": ["a", "b"], "sequence": ["MKT", "GSH"], "rg": [1.0, 2.0]}).to_csv(path, index=False)
     with pytest.raises(InputError, match=r"unknown label column.*nu.*rg"):
         read_label_table(path, ["nu"])
+
+
+def test_cache_keeps_old_entries_across_saves(tmp_path, one_torch_thread):
+    model = random_esm2_mlm("tiny", seed=9)
+    fp = model_fingerprint(model)
+    first = pooled_embeddings(model, ["MKTAYIAKQR", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
+    cache = EmbeddingCache(tmp_path, fp, save_every=1)
+    cache.put("extra", {"all": np.ones(3), "residues": np.zeros(3)})  # saved at once: old entries copied over
+    cache = EmbeddingCache(tmp_path, fp)
+    assert len(cache) == 3 and "extra" in cache
+    stored = cache.get_many([sequence_key("GSHMLE"), "extra", "absent"])
+    assert set(stored) == {sequence_key("GSHMLE"), "extra"}
+    np.testing.assert_array_equal(stored[sequence_key("GSHMLE")]["all"], first.values[1])
+    again = pooled_embeddings(model, ["GSHMLE", "MKTAYIAKQR", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
+    assert again.n_computed == 0 and again.n_cached == 3
+    np.testing.assert_array_equal(again.values, first.values[[1, 0, 1]])

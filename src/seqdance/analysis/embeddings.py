@@ -46,48 +46,63 @@ def sequence_key(sequence: str, max_tokens: int = MAX_TOKENS) -> str:
 
 
 class EmbeddingCache:
-    """Pooled embeddings of one model, keyed by :func:`sequence_key`, in ``directory/<fingerprint>.h5``."""
+    """Pooled embeddings of one model, keyed by :func:`sequence_key`, in ``directory/<fingerprint>.h5``.
+
+    Entries already on disk are read only when asked for (:meth:`get_many`), so a large cache costs no memory;
+    new entries are held until :meth:`save` rewrites the file (old entries copied as they are) and renames it
+    into place. Two processes saving one cache at once lose nothing but each other's newest entries.
+    """
 
     def __init__(self, directory: str | os.PathLike[str], fingerprint: str, *, save_every: int = 1000) -> None:
         self.path = Path(directory) / f"{fingerprint}.h5"
         self.fingerprint = fingerprint
         self.save_every = max(1, int(save_every))
-        self._entries: dict[str, dict[str, np.ndarray]] = {}
-        self._unsaved = 0
+        self._new: dict[str, dict[str, np.ndarray]] = {}
+        self._stored: set[str] = set()
         if self.path.is_file():
             with h5py.File(self.path, "r") as fh:
                 stored = fh.attrs.get("fingerprint")
                 if stored is not None and str(stored) != fingerprint:
                     raise ValueError(f"{self.path} holds embeddings of another model ({stored}); remove it")
-                for key, group in fh.items():
-                    self._entries[key] = {p: group[p][()] for p in POOLINGS if p in group}
+                self._stored = set(fh.keys())
 
     def __contains__(self, key: str) -> bool:
-        return key in self._entries
+        return key in self._new or key in self._stored
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._stored | self._new.keys())
 
-    def get(self, key: str) -> dict[str, np.ndarray] | None:
-        return self._entries.get(key)
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        """key -> {pooling: vector} for the given keys that the cache holds (one file open for all)."""
+        out = {k: self._new[k] for k in keys if k in self._new}
+        on_disk = [k for k in keys if k not in out and k in self._stored]
+        if on_disk:
+            with h5py.File(self.path, "r") as fh:
+                for key in on_disk:
+                    out[key] = {p: fh[key][p][()] for p in POOLINGS if p in fh[key]}
+        return out
 
     def put(self, key: str, pooled: dict[str, np.ndarray]) -> None:
-        self._entries[key] = {p: np.asarray(v, dtype=np.float32) for p, v in pooled.items()}
-        self._unsaved += 1
-        if self._unsaved >= self.save_every:
+        self._new[key] = {p: np.asarray(v, dtype=np.float32) for p, v in pooled.items()}
+        if len(self._new) >= self.save_every:
             self.save()
 
     def save(self) -> None:
-        """Rewrite the cache file atomically (no-op when nothing is new)."""
-        if not self._unsaved:
+        """Rewrite the cache file atomically with the new entries (no-op when nothing is new)."""
+        if not self._new:
             return
         with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as fh:
             fh.attrs["fingerprint"] = self.fingerprint
-            for key, pooled in self._entries.items():
+            if self._stored:
+                with h5py.File(self.path, "r") as old:
+                    for key in self._stored - self._new.keys():
+                        old.copy(old[key], fh, name=key)
+            for key, pooled in self._new.items():
                 group = fh.create_group(key)
                 for pooling, vector in pooled.items():
                     group.create_dataset(pooling, data=vector)
-        self._unsaved = 0
+        self._stored |= self._new.keys()
+        self._new = {}
 
 
 @dataclass
@@ -188,14 +203,9 @@ def pooled_embeddings(
             bar.close()
         if cache is not None:
             cache.save()
-    vectors = []
-    for key in keys:
-        entry = results.get(key)
-        if entry is None:
-            assert cache is not None
-            entry = cache.get(key)
-            assert entry is not None
-        vectors.append(entry[pooling])
+    if cache is not None:
+        results.update(cache.get_many([k for k in dict.fromkeys(keys) if k not in results]))
+    vectors = [results[key][pooling] for key in keys]
     n_truncated = sum(len(e.ids) > max_tokens for e in encoded)
     return PooledEmbeddings(np.stack(vectors) if vectors else np.zeros((0, 0), np.float32), pooling, fp,
                             len(todo), len(sequences) - len(todo), n_truncated)
