@@ -12,7 +12,6 @@ from _checkpoints import random_dynamics_model, random_esm2_mlm
 from conftest import require
 
 from seqdance.analysis.embeddings import EmbeddingCache, pooled_embeddings, sequence_key
-from seqdance.analysis.models import model_fingerprint
 from seqdance.analysis.probe import (
     COMPOSITION_BASELINE,
     LENGTH_BASELINE,
@@ -23,6 +22,7 @@ from seqdance.analysis.probe import (
 )
 from seqdance.analysis.probe_run import probe_models, read_label_table, write_probe_report
 from seqdance.errors import InputError
+from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.tokenizer import encode
 
 
@@ -115,13 +115,13 @@ def test_probe_recovers_linear_label_rejects_shuffled_and_reports_baselines(
 
 def test_cache_is_keyed_by_model_content(models, tmp_path, one_torch_thread):
     model = random_dynamics_model("tiny", "seqdance", seed=5)
-    fp = model_fingerprint(model)
-    assert fp == model_fingerprint(random_dynamics_model("tiny", "seqdance", seed=5))
+    fp = module_fingerprint(model)
+    assert fp == module_fingerprint(random_dynamics_model("tiny", "seqdance", seed=5))
     first = pooled_embeddings(model, ["MKTAYIAKQR"], cache_dir=tmp_path)
     assert first.n_computed == 1 and (tmp_path / f"{fp}.h5").is_file()
     with torch.no_grad():
         model.esm2.encoder.layer[0].intermediate.dense.weight.mul_(1.5)  # changed weights -> another fingerprint
-    assert model_fingerprint(model) != fp
+    assert module_fingerprint(model, refresh=True) != fp
     second = pooled_embeddings(model, ["MKTAYIAKQR"], cache_dir=tmp_path)
     assert second.n_computed == 1 and not np.allclose(first.values, second.values)
     cache = EmbeddingCache(tmp_path, fp)
@@ -188,7 +188,7 @@ def test_unknown_label_column(stability, tmp_path):
 
 def test_cache_keeps_old_entries_across_saves(tmp_path, one_torch_thread):
     model = random_esm2_mlm("tiny", seed=9)
-    fp = model_fingerprint(model)
+    fp = module_fingerprint(model)
     first = pooled_embeddings(model, ["MKTAYIAKQR", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
     cache = EmbeddingCache(tmp_path, fp, save_every=1)
     cache.put("extra", {"all": np.ones(3), "residues": np.zeros(3)})  # saved at once: old entries copied over

@@ -26,9 +26,10 @@ from seqdance.analysis.attention import (
     attention_targets,
     rows_for_protein,
 )
-from seqdance.analysis.models import encoder_of, model_fingerprint
+from seqdance.analysis.models import encoder_of
 from seqdance.devices import eval_mode
 from seqdance.errors import InputError
+from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.io_utils import atomic_path
 from seqdance.model.encoder import Esm2Encoder
 from seqdance.store.hdf5 import DynamicsStore
@@ -126,7 +127,7 @@ def analyze_attention(
     partial = None
     if resume_dir is not None:
         partial = Path(resume_dir) / PARTIAL_NAME
-        state = {"model": model_fingerprint(model), "store": store_fingerprint(store, chosen), "split": split,
+        state = {"model": module_fingerprint(model), "store": store_fingerprint(store, chosen), "split": split,
                  "proteins": chosen, "max_tokens": int(max_tokens)}
         done = _resume(Path(resume_dir), state, rows_per_protein)
     todo = [n for n in chosen if n not in done]

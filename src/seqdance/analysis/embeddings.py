@@ -9,7 +9,7 @@ Pooling (both are computed in every forward, so switching costs nothing):
 Sequences longer than 1,024 tokens are truncated to their first 1,024 (as the attention analysis; ESM2 was
 trained on at most 1,024), and the caller is told how many were.
 
-**Cache.** ``CACHE_DIR/<model fingerprint>.h5`` holds one entry per sequence, keyed by the SHA-256 of the
+**Cache.** ``CACHE_DIR/<model fingerprint>.h5`` (:func:`seqdance.inference.fingerprint.module_fingerprint`) holds one entry per sequence, keyed by the SHA-256 of the
 token limit and the sequence, so probing another label, another split or another label file with the same
 model and sequences costs no forward pass, and a changed model (any weight) never reuses stale vectors. The
 file is rewritten whole and atomically (every ``save_every`` new entries and at the end), so a killed run
@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from seqdance import tokenizer
-from seqdance.analysis.models import encoder_of, model_fingerprint
+from seqdance.analysis.models import encoder_of
 from seqdance.devices import eval_mode
+from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.io_utils import atomic_path
 from seqdance.schema import ESM2_MAX_TOKENS
 
@@ -160,7 +161,7 @@ def pooled_embeddings(
     device = next(encoder.parameters()).device
     names = list(ids) if ids is not None else [f"row {i + 1}" for i in range(len(sequences))]
     encoded = [tokenizer.encode(seq, name) for seq, name in zip(sequences, names)]  # errors before any work
-    fp = fingerprint or model_fingerprint(model)
+    fp = fingerprint or module_fingerprint(model)
     cache = EmbeddingCache(cache_dir, fp) if cache_dir is not None else None
     keys = [sequence_key(s, max_tokens) for s in sequences]
     todo = sorted({k: i for i, k in reversed(list(enumerate(keys)))  # first occurrence of each new sequence

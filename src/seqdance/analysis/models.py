@@ -6,7 +6,6 @@ the sources the other commands take, and one helper finds the encoder in whateve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -59,22 +58,6 @@ def load_analysis_model(
     if _is_esm2_source(source):
         return load_esm2_masked_lm(source, device=device)
     return load_model(source, model_select=model_select, device=device)
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 of a model's architecture and every parameter and buffer (names, dtypes, shapes, bytes).
-
-    Two loads of the same weights give the same fingerprint wherever they came from; any changed value changes it.
-    """
-    digest = hashlib.sha256()
-    digest.update(type(model).__name__.encode())
-    encoder = encoder_of(model)
-    digest.update(json.dumps(encoder.config.to_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
 
 
 def describe_source(source: str | os.PathLike[str]) -> str:
