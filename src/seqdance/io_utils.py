@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every command: atomic writes, checksums and FASTA reading."""
+"""Small I/O helpers shared by every command: atomic writes, checksums, FASTA reading and Markdown tables."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from seqdance.errors import InputError, SeqdanceError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -180,3 +184,18 @@ def read_fasta(path: str | os.PathLike[str], *, remove_gaps: bool = False) -> li
             raise FastaError(f"{path}: duplicate record id {rec.id!r}")
         seen.add(rec.id)
     return records
+
+
+def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
+    """A GitHub-flavoured Markdown table of a DataFrame (non-finite floats as "–"; no extra dependency)."""
+    import numpy as np
+
+    def cell(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "–" if not np.isfinite(v) else float_format.format(v)
+        return str(v)
+
+    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])

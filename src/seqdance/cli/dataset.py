@@ -1,4 +1,4 @@
-"""``seqdance dataset build|merge|split|check|homology``: the dynamics dataset store."""
+"""``seqdance dataset build|merge|split|check|homology|labels``: the dynamics dataset store."""
 
 from __future__ import annotations
 
@@ -170,6 +170,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int_at_least(1), default=1)
     p.add_argument("-o", "--output", help="write the per-query table (CSV) here")
     p.set_defaults(func=_cmd_homology)
+
+    from seqdance.cli import dataset_labels
+
+    dataset_labels.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     arrays["provenance"] = np.asarray(json.dumps(provenance, sort_keys=True))
     with atomic_path(output) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
+    rg = ", ".join(f"{v:.2f}" for v in features["conformation_rg_mean"])
     print(f"wrote {output}: {len(features['residue_ids'])} residues, {features['n_frames']} frames, "
-          f"{features['frequency']} frequencies ({time.perf_counter() - began:.1f} s)")
+          f"{features['frequency']} frequencies, mean Rg {rg} nm ({time.perf_counter() - began:.1f} s)")
     return 0

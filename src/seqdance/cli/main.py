@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology
     "seqdance.cli.train",  # train, evaluate, loss-weights
+    "seqdance.cli.analyze",  # analyze attention
+    "seqdance.cli.probe",  # probe
 )
 
 

@@ -3,8 +3,9 @@
 Reads the trajectory in chunks (bounded memory) and, per chunk, makes the protein whole across periodic
 boundaries, finds the nine interaction types natively (:mod:`seqdance.features.interactions`) on the coordinates
 as written, superposes the frames on the first one (Cα), then accumulates the Cα covariance (RMSF, correlation),
-the SASA (:mod:`seqdance.features.sasa`: MDTraj's Shrake-Rupley numbers, frames in parallel, or on a GPU) and
-MDTraj's DSSP and dihedrals. Several trajectories (replicas of one system) pool their frames.
+the SASA (:mod:`seqdance.features.sasa`: MDTraj's Shrake-Rupley numbers, frames in parallel, or on a GPU),
+MDTraj's DSSP and dihedrals, and the per-chain conformational properties of the Cα trace
+(:mod:`seqdance.features.conformation`). Several trajectories (replicas of one system) pool their frames.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seqdance.errors import InputError
+from seqdance.features.conformation import ConformationAccumulator, conformation_arrays
 from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
 from seqdance.features.interactions import ContactFrequencies, detect_contacts
 from seqdance.features.md_properties import (
@@ -123,6 +125,7 @@ class _Accumulators:
         self.hist = {kind: DihedralHistogram(n) for kind in _ANGLES}
         self.ca_cov = CoordinateCovariance()
         self.contacts = ContactFrequencies(self.contact_model, n, frequency)
+        self.conformation = ConformationAccumulator(protein.chain_lengths)
         self.n_frames = 0
 
     def whole_trajectory(self, chunk: FrameChunk) -> md.Trajectory:
@@ -152,6 +155,7 @@ class _Accumulators:
         self.contacts.add(detect_contacts(self.contact_model, xyz, with_hbonds=self.with_hbonds), len(xyz))
         traj.superpose(self.reference, 0, atom_indices=self.ca)
         self.ca_cov.add(traj.xyz[:, self.ca])
+        self.conformation.add(traj.xyz[:, self.ca])
         # Shrake-Rupley's fixed sphere-point grid is not rotation invariant: like the reference, use the
         # superposed frames.
         self.sasa.add(self.sasa_engine(traj.xyz, frame_numbers=frame_numbers, where=source))
@@ -177,6 +181,7 @@ class _Accumulators:
             for name in _HBOND_TYPES:
                 contacts[name] = np.full_like(contacts[name], np.nan)
         out.update({MD_FEATURE_KEYS[name]: contacts[name] for name in INTERACTION_NAMES})
+        out.update(conformation_arrays(self.conformation.result()))
         return out
 
 

@@ -25,3 +25,8 @@ ZERO_MODES: tuple[str, ...] = ("rigid", "reference")
 #: A structure whose residues fall into separate pieces: fail, or analyse each piece on its own.
 Disconnected = Literal["error", "split"]
 DISCONNECTED: tuple[str, ...] = ("error", "split")
+
+#: Per-chain conformational properties of DESIGN §10.3 (seqdance.features.conformation), in table order.
+CONFORMATION_PROPERTIES: tuple[str, ...] = (
+    "rg_mean", "rg_std", "ree_mean", "ree_std", "asphericity_mean", "asphericity_std", "scaled_rg", "nu", "r0",
+)

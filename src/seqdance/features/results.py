@@ -47,6 +47,19 @@ class MdFeatures(ChainLayout):
     ps: np.ndarray
     ts: np.ndarray
     corr: np.ndarray  # (N, N) Cα movement correlation, in [-1, 1], diagonal 1
+    # Conformational properties of each chain's Cα trace over the frames (DESIGN §10.3), (chains,) each;
+    # seqdance.features.conformation.conformation_arrays writes them, chains_from_arrays reads them back.
+    conformation_n_residues: np.ndarray  # int64
+    conformation_n_frames: np.ndarray  # int64
+    conformation_rg_mean: np.ndarray  # nm, unweighted radius of gyration, mean over frames
+    conformation_rg_std: np.ndarray  # nm, its standard deviation over frames
+    conformation_ree_mean: np.ndarray  # nm, end-to-end (first to last Cα) distance
+    conformation_ree_std: np.ndarray
+    conformation_asphericity_mean: np.ndarray  # gyration-tensor asphericity, 0 (sphere) .. 1 (rod)
+    conformation_asphericity_std: np.ndarray
+    conformation_scaled_rg: np.ndarray  # nm, rg_mean / N^0.366
+    conformation_nu: np.ndarray  # Flory exponent of R(s) = R0 s^nu over s > 5 (NaN for chains too short)
+    conformation_r0: np.ndarray  # nm, its fitted prefactor
     #: (N,) 3-letter residue names as normalised by the topology reader.
     residue_names: np.ndarray
     #: Row index at which each chain after the first starts.

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from seqdance.errors import InputError
+from seqdance.features.conformation import chains_from_arrays, conformational_properties
 from seqdance.io_utils import sha256_file
 from seqdance.store.hdf5 import check_finite_targets
 from seqdance.store.journal import Journal
@@ -115,9 +116,12 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
         if entry.kind == "md":
             provenance.update(frequency=settings.frequency, n_frames=int(features["n_frames"]),
                               scales=rmsf_scale(features), missing_hydrogens=settings.missing_hydrogens)
+            chains = chains_from_arrays(features)
         else:
             skipped = features.get("skipped_residues", [])
             provenance.update(skipped_residues=[str(s) for s in skipped])  # type: ignore[union-attr]
+            chains = conformational_properties(structure.coords / 10.0, structure.chain_lengths)  # Å -> nm
+        provenance["conformation"] = [c.as_dict() for c in chains]  # DESIGN §10.3, per chain
         return EntryResult(entry.name, True, str(features["sequence"]), residue, pair, provenance,
                            seconds=time.perf_counter() - start)
     except Exception as exc:  # a per-protein failure: reported, never stops the run

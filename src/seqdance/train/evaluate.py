@@ -7,7 +7,8 @@
 * **Movement correlation**: per-protein Pearson r of ``corr`` (MD groups) or ``nma_pair1..3`` (NMA) over
   pairs i < j with j − i > 5 (both triangles carry the same information), valid entries only.
   Metrics are reported as the median (and mean) over proteins; a protein whose target or prediction is
-  constant over the selected entries has no r and is left out of the median.
+  constant over the selected entries has no r and is left out of the median. They are reported per source
+  group and, within each group, per data source (ATLAS, mdCATH, IDRome, ... as the store's index names them).
 * **Mean baseline** (optional): the same loss for a predictor that outputs, for every entry, the training
   mean of that channel; a useful model must beat it.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 from seqdance import schema
 from seqdance.devices import eval_mode
 from seqdance.errors import NonFiniteError
-from seqdance.io_utils import atomic_path
+from seqdance.io_utils import atomic_path, markdown_table
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
 from seqdance.train.loss import group_layout, per_protein_rmse
@@ -107,10 +108,11 @@ def constant_predictions(
 class EvaluationResult:
     """Per-protein rows and the summary tables of one evaluation."""
 
-    per_protein: pd.DataFrame  # group, name, tokens, rmse/<property>..., r_<property>...
+    per_protein: pd.DataFrame  # group, source, name, tokens, rmse/<property>..., r_<property>...
     losses: pd.DataFrame  # group, property, n_proteins, rmse, weight, weighted (+ baseline_rmse)
     metrics: pd.DataFrame  # group, metric, property, n_proteins, median_r, mean_r
     split: str = "test"
+    metrics_by_source: pd.DataFrame = field(default_factory=pd.DataFrame)  # group, source, metric, property, ...
 
     def group_losses(self) -> dict[str, float]:
         """Weighted test loss of each group."""
@@ -158,6 +160,7 @@ def evaluate_model(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     wanted = list(groups) if groups is not None else list(schema.SOURCE_GROUPS)
     dataset = MicroBatchDataset(stores, catalog)
+    source_of = _sources(stores)
     rows: list[dict[str, Any]] = []
     specs = {g: eval_samples(catalog, g, split, max_tokens, rank=info.rank, world_size=info.world_size)
              for g in wanted}
@@ -192,7 +195,8 @@ def evaluate_model(
                         base_rmse, base_valid = per_protein_rmse(cr, cp, b.residue_target, b.pair_target, group,
                                                                  mask_mode=mask_mode)
                     for i, name in enumerate(batch.names):
-                        row: dict[str, Any] = {"group": group, "name": name, "tokens": int(batch.attention_mask[i].sum())}
+                        row: dict[str, Any] = {"group": group, "source": source_of.get(name, ""), "name": name,
+                                               "tokens": int(batch.attention_mask[i].sum())}
                         for j, prop in enumerate(names):
                             row[f"rmse/{prop}"] = float(rmse[i, j]) if valid[i, j] else float("nan")
                             if base_rmse is not None:
@@ -241,11 +245,37 @@ def check_finite_predictions(residue: torch.Tensor, pair: torch.Tensor, attentio
                                  "nothing was evaluated")
 
 
+def _sources(stores: Sequence[Any]) -> dict[str, str]:
+    """Protein name -> data source (``source`` column of the stores' indexes)."""
+    out: dict[str, str] = {}
+    for store in stores:
+        index = getattr(store, "index", None)
+        if index is not None and "source" in index.columns:
+            out.update(zip(index["name"].astype(str), index["source"].astype(str)))
+    return out
+
+
+def _metric_rows(frame: pd.DataFrame, kind: str, keys: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Median and mean per-protein r of each fluctuation / correlation property over the rows of ``frame``."""
+    rows = []
+    for metric, props in (("residue fluctuation", fluctuation_properties(kind)),
+                          ("movement correlation", correlation_properties(kind))):
+        for p in props:
+            r = frame[f"r_{p.name}"].dropna() if f"r_{p.name}" in frame.columns else pd.Series(dtype=float)
+            rows.append({
+                **keys, "metric": metric, "property": p.name, "n_proteins": len(r),
+                "median_r": float(r.median()) if len(r) else float("nan"),
+                "mean_r": float(r.mean()) if len(r) else float("nan"),
+            })
+    return rows
+
+
 def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, float]] | None = None,
               split: str = "test") -> EvaluationResult:
     """Loss and metric tables from per-protein rows."""
     loss_rows: list[dict[str, Any]] = []
     metric_rows: list[dict[str, Any]] = []
+    source_rows: list[dict[str, Any]] = []
     groups = [g for g in schema.SOURCE_GROUPS if not per_protein.empty and g in set(per_protein["group"])]
     for group in groups:
         sub = per_protein[per_protein["group"] == group]
@@ -277,32 +307,15 @@ def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, f
             total_row["baseline_rmse"] = base_total if n_base else float("nan")
         loss_rows.append(total_row)
         kind = schema.GROUP_KIND[group]
-        for metric, props in (("residue fluctuation", fluctuation_properties(kind)),
-                              ("movement correlation", correlation_properties(kind))):
-            for p in props:
-                r = sub[f"r_{p.name}"].dropna()
-                metric_rows.append({
-                    "group": group, "metric": metric, "property": p.name, "n_proteins": len(r),
-                    "median_r": float(r.median()) if len(r) else float("nan"),
-                    "mean_r": float(r.mean()) if len(r) else float("nan"),
-                })
-    return EvaluationResult(per_protein, pd.DataFrame(loss_rows), pd.DataFrame(metric_rows), split)
+        metric_rows.extend(_metric_rows(sub, kind, {"group": group}))
+        if "source" in sub.columns:
+            for source, part in sub.groupby("source", sort=True):
+                source_rows.extend(_metric_rows(part, kind, {"group": group, "source": source}))
+    return EvaluationResult(per_protein, pd.DataFrame(loss_rows), pd.DataFrame(metric_rows), split,
+                            pd.DataFrame(source_rows))
 
 
 # --- report -----------------------------------------------------------------------------------------
-
-
-def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    def cell(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "–" if not np.isfinite(v) else float_format.format(v)
-        return str(v)
-
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
@@ -357,7 +370,10 @@ def write_report(result: EvaluationResult, outdir: str | os.PathLike[str], *, ti
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for key, frame in (("per_protein", result.per_protein), ("losses", result.losses), ("metrics", result.metrics)):
+    frames = [("per_protein", result.per_protein), ("losses", result.losses), ("metrics", result.metrics)]
+    if not result.metrics_by_source.empty:
+        frames.append(("metrics_by_source", result.metrics_by_source))
+    for key, frame in frames:
         p = out / f"{key}.csv"
         with atomic_path(p) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")
@@ -365,6 +381,8 @@ def write_report(result: EvaluationResult, outdir: str | os.PathLike[str], *, ti
     lines = [f"# Evaluation{': ' + title if title else ''} ({result.split} split)", ""]
     lines += ["## Dynamic-property metrics (median per-protein Pearson r)", "",
               markdown_table(result.metrics), ""]
+    if not result.metrics_by_source.empty:
+        lines += ["## The same metrics per data source", "", markdown_table(result.metrics_by_source), ""]
     lines += ["## Loss per group and property (mean per-protein RMSE)", "", markdown_table(result.losses), ""]
     p = out / "summary.md"
     with atomic_path(p) as tmp:
