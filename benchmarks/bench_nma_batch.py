@@ -1,8 +1,9 @@
 """Batch normal-mode features: ``features nma`` and ``dataset build`` on the same structures, one engine.
 
-    python benchmarks/bench_nma_batch.py [--structures 30] [--workers 2] [--repeats 3]
+    python benchmarks/bench_nma_batch.py [--structures 30] [--workers 2] [--repeats 3] [--set bioemu|af2]
 
-Times, on the same shared structures (structures/bioemu_reference, sorted, the first N):
+Times, on the same shared structures (the first N, sorted, of structures/bioemu_reference — small domains — or
+of proteingym_single_dev/af2_pdb — 70 to 1,000 residues, where the eigensolver dominates):
 
 * ``seqdance features nma`` with default settings (workers = CPUs, through ``seqdance.parallel``);
 * ``seqdance dataset build --workers W`` (same engine) — what ``features nma`` must be at least as fast as;
@@ -65,10 +66,12 @@ def main() -> None:
     parser.add_argument("--structures", type=int, default=30)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--set", choices=("bioemu", "af2"), default="bioemu")
     args = parser.parse_args()
-    structures = sorted((DATA / "structures" / "bioemu_reference").rglob("*.pdb"))[: args.structures]
+    folder = DATA / "structures" / "bioemu_reference" if args.set == "bioemu" else DATA / "proteingym_single_dev" / "af2_pdb"
+    structures = sorted(folder.rglob("*.pdb"))[: args.structures]
     if len(structures) < args.structures:
-        sys.exit(f"need {args.structures} structures under {DATA / 'structures' / 'bioemu_reference'}")
+        sys.exit(f"need {args.structures} structures under {folder}")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +89,7 @@ def main() -> None:
             "reference: earlier features nma pool": [sys.executable, str(old_pool), "{work}/old",
                                                      str(args.workers), *map(str, structures)],
         }
-        print(f"{len(structures)} structures, {args.workers} workers, {os.cpu_count()} CPUs, best of {args.repeats}")
+        print(f"{len(structures)} structures ({args.set}), {args.workers} workers, {os.cpu_count()} CPUs, best of {args.repeats}")
         for label, command in runs.items():
             seconds = timed(command, args.repeats, env)
             print(f"  {label:<40s} {seconds:7.2f} s   {len(structures) / seconds:6.2f} structures/s")
