@@ -17,6 +17,7 @@ from seqdance.features.coarse_grained import (
     calpha_fluctuations,
     calpha_trace,
     check_chain_continuity,
+    count_bead_frames,
     is_one_bead_per_residue,
     iter_bead_chunks,
     load_bead_topology,
@@ -173,6 +174,7 @@ def test_multiple_chains_and_replicas(tmp_path: Path) -> None:
     dimer[:5].save_dcd(str(dcd_a))
     dimer[5:].save_dcd(str(dcd_b))
     beads = read_bead_trajectory(pdb, [dcd_a, dcd_b])
+    assert count_bead_frames(pdb, [dcd_a, dcd_b]) == trace.n_frames
     assert beads.protein.chain_lengths.tolist() == [100, trace.n_atoms - 100]
     assert ":" in beads.protein.sequence and beads.n_frames == trace.n_frames
     np.testing.assert_allclose(beads.xyz, trace.xyz, atol=1e-6)
