@@ -1,8 +1,9 @@
 """Cost of the coarse-grained path per frame, and the projected CPU time for IDRome.
 
 For a ~100- and a ~300-residue disordered chain: Cα properties straight from the trace, back-mapping (PULCHRA),
-adding hydrogens (OpenMM, Amber ff14SB) and the all-atom MD features (extract_md) of the rebuilt frames, in
-ms per frame on one process. The chains are self-avoiding random walks with CALVADOS geometry (0.38 nm bonds,
+adding hydrogens (OpenMM, Amber ff14SB; hydrogens alone, and with every atom but Cα relaxed, which removes the
+clashes PULCHRA leaves in such chains) and the all-atom MD features (extract_md) of the rebuilt frames, in ms
+per frame on one process. The chains are self-avoiding random walks with CALVADOS geometry (0.38 nm bonds,
 Cα-Cα-Cα angles 85-150°, non-bonded beads ≥ 0.45 nm apart) and an IDR-like composition (rich in S, P, G, E, K,
 Q), each frame an independent conformation, as frames of a long CALVADOS run are nearly decorrelated.
 
@@ -27,7 +28,7 @@ import numpy as np
 from seqdance.features import extract_md
 from seqdance.features.backmapping import Backmapper
 from seqdance.features.coarse_grained import CALVADOS_BOND_NM, bead_topology, calpha_fluctuations
-from seqdance.features.hydrogens import HydrogenAdder
+from seqdance.features.hydrogens import HydrogenAdder, overlapping_atoms
 
 IDROME_CHAINS = 28_058
 IDROME_FRAMES = 1_000
@@ -98,13 +99,23 @@ def measure(n_res: int, n_frames: int, rng: np.random.Generator, folder: Path) -
     heavy = mapper.frames(trace)
     out["backmap_ms"] = (time.perf_counter() - t0) / n_frames * 1000
 
+    bonds = np.array([(a.index, b.index) for a, b in mapper.topology.bonds], dtype=np.int64)
+    out["clashing_frames"] = sum(bool(len(overlapping_atoms(f.astype(np.float64), bonds, 0.1))) for f in heavy)
+
     t0 = time.perf_counter()
     adder = HydrogenAdder(mapper.topology, heavy[0], source="walk")
     out["hydrogens_setup_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    full = adder.frames(heavy)
+    adder.frames(heavy)
     out["hydrogens_ms"] = (time.perf_counter() - t0) / n_frames * 1000
     out["atoms"] = adder.n_atoms
+
+    relaxer = HydrogenAdder(mapper.topology, heavy[0], relax="all_but_calpha", source="walk")
+    t0 = time.perf_counter()
+    full = relaxer.frames(heavy)
+    out["relax_ms"] = (time.perf_counter() - t0) / n_frames * 1000
+    out["clashing_after_relax"] = sum(bool(len(overlapping_atoms(f.astype(np.float64), relaxer.bonds, 0.1)))
+                                      for f in full)
 
     traj = md.Trajectory(full, adder.topology)
     pdb, dcd = folder / f"walk{n_res}.pdb", folder / f"walk{n_res}.dcd"
@@ -125,21 +136,25 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(args.seed)
     print(f"seqdance CG-path cost; {os.cpu_count()} CPUs (shared machine: timings are indicative), "
           f"{args.frames} frames per chain\n")
-    print("| residues | atoms (with H) | Cα props ms/frame | back-map ms/frame | H setup s | H ms/frame | "
-          "features ms/frame | total ms/frame | IDRome CPU-h (1,000 frames) | IDRome CPU-h (stride 10) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| residues | atoms (with H) | Cα props ms/frame | back-map ms/frame | frames with clashes | H setup s | "
+          "H ms/frame | H + relax ms/frame (clashes left) | features ms/frame | total ms/frame | "
+          "IDRome CPU-h (1,000 frames) | IDRome CPU-h (stride 10) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.lengths:
             m = measure(n, args.frames, rng, Path(tmp))
-            per_frame = m["backmap_ms"] + m["hydrogens_ms"] + m["features_ms"]
+            per_frame = m["backmap_ms"] + m["relax_ms"] + m["features_ms"]
             per_chain_s = per_frame / 1000 * IDROME_FRAMES + m["hydrogens_setup_s"]
             total_h = per_chain_s * IDROME_CHAINS / 3600
             strided_h = (per_frame / 1000 * IDROME_FRAMES / 10 + m["hydrogens_setup_s"]) * IDROME_CHAINS / 3600
             print(f"| {n} | {int(m['atoms'])} | {m['calpha_ms']:.2f} | {m['backmap_ms']:.0f} | "
-                  f"{m['hydrogens_setup_s']:.1f} | {m['hydrogens_ms']:.0f} | {m['features_ms']:.0f} | "
+                  f"{m['clashing_frames']}/{args.frames} | {m['hydrogens_setup_s']:.1f} | {m['hydrogens_ms']:.0f} | "
+                  f"{m['relax_ms']:.0f} ({m['clashing_after_relax']}) | {m['features_ms']:.0f} | "
                   f"{per_frame:.0f} | {total_h:,.0f} | {strided_h:,.0f} |", flush=True)
     print(f"\nIDRome: {IDROME_CHAINS:,} chains x {IDROME_FRAMES:,} frames, as if every chain had that length; "
-          "CPU-hours of one core (the work is per frame and per chain, so it spreads over cores).")
+          "CPU-hours of one core (the work is per frame and per chain, so it spreads over cores). Total = back-map "
+          "+ hydrogens with relaxation of all atoms but Cα (clashes: frames with non-bonded atoms < 0.1 nm apart) "
+          "+ features.")
 
 
 if __name__ == "__main__":

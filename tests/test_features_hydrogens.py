@@ -108,3 +108,34 @@ def test_non_finite_frame_is_an_error(golden) -> None:
     xyz[2, 5] = np.nan
     with pytest.raises(InputError, match=r"ens\.pdb: frame 12: non-finite"):
         adder.frames(xyz, first_frame=2, stride=5)
+
+
+def test_relaxing_all_but_calpha_removes_clashes_of_a_backmapped_disordered_chain() -> None:
+    """A self-avoiding Cα walk with CALVADOS geometry back-maps with clashing side chains (PULCHRA); relaxing every
+    atom but Cα removes them and keeps Cα exactly where the trace put them."""
+    pytest.importorskip("pypulchra")
+    from bench_cg_cost import bead_chain, random_sequence, self_avoiding_walk
+
+    from seqdance.features.backmapping import Backmapper
+    from seqdance.features.coarse_grained import bead_topology
+    from seqdance.features.hydrogens import overlapping_atoms
+
+    rng = np.random.default_rng(4)
+    n = 40
+    beads = bead_topology(bead_chain(random_sequence(n, rng)))
+    mapper = Backmapper(beads)
+    clashing = None
+    for _ in range(20):
+        heavy = mapper.frames(self_avoiding_walk(n, rng)[None].astype(np.float32))[0]
+        bonded = mapper.topology.copy()
+        bonds = np.array([(a.index, b.index) for a, b in bonded.bonds], dtype=np.int64)
+        if len(overlapping_atoms(heavy.astype(np.float64), bonds, 0.1)):
+            clashing = heavy
+            break
+    assert clashing is not None, "no back-mapped walk with a clash in 20 tries"
+    adder = HydrogenAdder(mapper.topology, clashing, relax="all_but_calpha")
+    out = adder.frame(clashing)
+    assert len(overlapping_atoms(out.astype(np.float64), adder.bonds, 0.1)) == 0
+    ca = [a.index for a in adder.topology.atoms if a.name == "CA"]
+    ca_in = [a.index for a in mapper.topology.atoms if a.name == "CA"]
+    np.testing.assert_array_equal(out[ca], clashing[ca_in])

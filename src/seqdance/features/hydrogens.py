@@ -31,11 +31,18 @@ import numpy as np
 from seqdance.errors import InputError
 
 HydrogenForceField = Literal["amber14"] | None
+Relax = Literal["hydrogens", "all_but_calpha"]
+RELAX_MODES: tuple[str, ...] = ("hydrogens", "all_but_calpha")
+#: Minimiser iterations: Modeller's 50 for hydrogens alone; more when side chains and backbone move too.
+_ITERATIONS = {"hydrogens": 50, "all_but_calpha": 200}
+#: Closest two atoms that are not bonded may come after relaxation (nm); closer is a failed frame.
+_MIN_NONBONDED_NM = 0.03
 _FORCEFIELD_FILES = {"amber14": ("amber14-all.xml",)}
 #: Modeller.addHydrogens' minimisation settings (tolerance kJ/mol/nm, iterations).
 _MINIMISE_TOLERANCE = 1.0
-_MINIMISE_ITERATIONS = 50
 _H_BOND_NM = 0.1
+#: Minimisations tried per frame, each from freshly jittered start positions, before the frame is an error.
+_ATTEMPTS = 3
 
 
 def _openmm():
@@ -87,11 +94,18 @@ class HydrogenAdder:
     """
 
     def __init__(self, topology: md.Topology, first_frame: np.ndarray, *, ph: float = 7.0,
-                 forcefield: HydrogenForceField = "amber14", cutoff_nm: float = 1.0, threads: int | None = None,
+                 forcefield: HydrogenForceField = "amber14", relax: Relax = "hydrogens",
+                 max_iterations: int | None = None, cutoff_nm: float = 1.0, threads: int | None = None,
                  seed: int = 0, source: str = "structure") -> None:
         openmm, app, unit = _openmm()
         if forcefield is not None and forcefield not in _FORCEFIELD_FILES:
             raise ValueError(f"forcefield must be one of {sorted(_FORCEFIELD_FILES)} or None, got {forcefield!r}")
+        if relax not in RELAX_MODES:
+            raise ValueError(f"relax must be one of {RELAX_MODES}, got {relax!r}")
+        if relax == "all_but_calpha" and forcefield is None:
+            raise ValueError("relax='all_but_calpha' needs a force field (heavy atoms move)")
+        self.relax = relax
+        self.max_iterations = int(max_iterations if max_iterations is not None else _ITERATIONS[relax])
         self.source = source
         first_frame = np.asarray(first_frame, dtype=np.float64)
         if first_frame.shape != (topology.n_atoms, 3):
@@ -120,11 +134,15 @@ class HydrogenAdder:
         if names_in != names_out:  # pragma: no cover - Modeller keeps heavy atoms in order
             raise RuntimeError(f"{source}: OpenMM reordered heavy atoms while adding hydrogens")
         self._start_geometry(protonated, app)
+        self.fixed = self.kept if relax == "hydrogens" else np.array(
+            [a.index for a in protonated.atoms() if a.name == "CA" and a.element == app.element.carbon], dtype=np.int64)
+        self.bonds = np.array([(a.index, b.index) for a, b in protonated.bonds()], dtype=np.int64).reshape(-1, 2)
         if ff is not None:
             system = ff.createSystem(protonated, rigidWater=False, nonbondedMethod=app.CutoffNonPeriodic,
                                      nonbondedCutoff=cutoff_nm * unit.nanometer)
-            for k in self.kept:
+            for k in self.fixed:
                 system.setParticleMass(int(k), 0.0)
+            system.addForce(_hydrogen_wall(openmm, protonated, self.added, system))
         else:
             system = _geometric_system(openmm, app, protonated, self.added)
         platform = openmm.Platform.getPlatformByName("CPU")
@@ -133,6 +151,7 @@ class HydrogenAdder:
             properties["Threads"] = str(int(threads))
         self._context = openmm.Context(system, openmm.VerletIntegrator(0.0), platform, properties)
         self._openmm = openmm
+        self._nanometer = unit.nanometer
         self._rng = np.random.default_rng(seed)
 
     def _start_geometry(self, protonated, app) -> None:
@@ -176,19 +195,70 @@ class HydrogenAdder:
         heavy_xyz = np.asarray(xyz, dtype=np.float64)[self.heavy]
         if not np.isfinite(heavy_xyz).all():
             raise InputError(f"{self.source}: frame {frame_number}: non-finite coordinates")
-        self._context.setPositions(self._initial(heavy_xyz))
-        self._openmm.LocalEnergyMinimizer.minimize(self._context, _MINIMISE_TOLERANCE, _MINIMISE_ITERATIONS)
-        state = self._context.getState(getPositions=True)
-        out = np.asarray(state.getPositions(asNumpy=True)._value, dtype=np.float64)
-        out[self.kept] = heavy_xyz  # heavy atoms are immobile; copy them bit-exactly
-        if not np.isfinite(out).all():
-            raise InputError(f"{self.source}: frame {frame_number}: adding hydrogens gave non-finite coordinates")
-        return out.astype(np.float32)
+        problem = ""
+        for _ in range(_ATTEMPTS):
+            start = self._initial(heavy_xyz)
+            self._context.setPositions(start)
+            try:
+                self._openmm.LocalEnergyMinimizer.minimize(self._context, _MINIMISE_TOLERANCE, self.max_iterations)
+            except self._openmm.OpenMMException as exc:  # a start position on top of an atom: new jitter
+                problem = str(exc).split(".")[0]
+                continue
+            state = self._context.getState(getPositions=True)
+            out = np.asarray(state.getPositions(asNumpy=True).value_in_unit(self._nanometer), dtype=np.float64)
+            if not np.isfinite(out).all():
+                problem = "non-finite positions"
+                continue
+            out[self.fixed] = start[self.fixed]  # immobile atoms: copy them bit-exactly
+            close = overlapping_atoms(out, self.bonds, _MIN_NONBONDED_NM)
+            if len(close):
+                atoms = list(self.topology.atoms)
+                i, j = close[0]
+                problem = f"{atoms[i]} and {atoms[j]} {np.linalg.norm(out[i] - out[j]):.3f} nm apart"
+                continue
+            return out.astype(np.float32)
+        hint = ("heavy atoms of this frame clash; relax='all_but_calpha' lets them move"
+                if self.relax == "hydrogens" else "the frame is too strained to relax")
+        raise InputError(f"{self.source}: frame {frame_number}: adding hydrogens failed {_ATTEMPTS} times "
+                         f"({problem}); {hint}")
 
     def frames(self, xyz: np.ndarray, *, first_frame: int = 0, stride: int = 1) -> np.ndarray:
         """(F, n_atoms_with_H, 3) nm for a chunk ``xyz`` (F, n_atoms, 3) nm (frame k numbered
         ``first_frame + k * stride`` in errors)."""
         return np.stack([self.frame(xyz[k], first_frame + k * stride) for k in range(len(xyz))])
+
+
+def _hydrogen_wall(openmm, topology, added: np.ndarray, system):
+    """A steep, short-ranged wall 4ε(σ/r)¹² (σ = 0.1 nm, ε = 1 kJ/mol) between each added hydrogen that has no
+    Lennard-Jones term and every atom. Amber gives hydroxyl and thiol hydrogens no van der Waals radius, so in a strained
+    frame the minimiser can pull one onto an acceptor (r → 0). The wall is negligible at hydrogen-bond distances
+    (< 0.004 kJ/mol beyond 0.18 nm). It excludes the pairs the force field's nonbonded force excludes (1-2 to
+    1-4; OpenMM requires identical exclusions)."""
+    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    wall = openmm.CustomNonbondedForce("4*(0.1/r)^12")
+    wall.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffNonPeriodic)
+    wall.setCutoffDistance(0.3)
+    for _ in range(topology.getNumAtoms()):
+        wall.addParticle([])
+    for k in range(nonbonded.getNumExceptions()):
+        i, j, *_ = nonbonded.getExceptionParameters(k)
+        wall.addExclusion(i, j)
+    bare = {int(h) for h in added if nonbonded.getParticleParameters(int(h))[2].value_in_unit(
+        openmm.unit.kilojoule_per_mole) == 0.0}  # hydrogens without a Lennard-Jones well
+    wall.addInteractionGroup(bare, set(range(topology.getNumAtoms())))
+    return wall
+
+
+def overlapping_atoms(xyz: np.ndarray, bonds: np.ndarray, min_distance_nm: float) -> np.ndarray:
+    """(k, 2) pairs of atoms closer than ``min_distance_nm`` that are not bonded (clashes, collapsed atoms)."""
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(xyz).query_pairs(min_distance_nm, output_type="ndarray")
+    if not len(pairs) or not len(bonds):
+        return pairs.reshape(-1, 2)
+    n = len(xyz)
+    bonded = np.union1d(bonds[:, 0] * n + bonds[:, 1], bonds[:, 1] * n + bonds[:, 0])
+    return pairs[~np.isin(pairs[:, 0] * n + pairs[:, 1], bonded)]
 
 
 def _is_hydrogen(atom: md.core.topology.Atom) -> bool:
@@ -197,9 +267,10 @@ def _is_hydrogen(atom: md.core.topology.Atom) -> bool:
 
 
 def add_hydrogens(traj: md.Trajectory, *, ph: float = 7.0, forcefield: HydrogenForceField = "amber14",
-                  threads: int | None = None, source: str = "structure") -> md.Trajectory:
+                  relax: Relax = "hydrogens", threads: int | None = None, source: str = "structure") -> md.Trajectory:
     """``traj`` with hydrogens added to every frame (protonation states from its first frame, pH ``ph``)."""
-    adder = HydrogenAdder(traj.topology, traj.xyz[0], ph=ph, forcefield=forcefield, threads=threads, source=source)
+    adder = HydrogenAdder(traj.topology, traj.xyz[0], ph=ph, forcefield=forcefield, relax=relax, threads=threads,
+                          source=source)
     out = md.Trajectory(adder.frames(traj.xyz), adder.topology)
     out.unitcell_vectors = traj.unitcell_vectors
     return out
