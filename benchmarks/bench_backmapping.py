@@ -21,6 +21,7 @@ Back-mapping engines: ``pulchra`` (C PULCHRA via pypulchra) on every selected fr
 ``pulchra-python`` (pure-Python port) and CGBack (diffusion model, via its command line, when installed).
 
 Run: PYTHONPATH=src python benchmarks/bench_backmapping.py [--systems 2hba adk 3tvj] [--frames 50] [--subset 5]
+     [--relax hydrogens|all_but_calpha] [--slow-engines pulchra-python cgback] [--skip-reprotonation]
 Prints markdown tables (docs/coarse_grained.md holds one run's output).
 """
 
@@ -179,7 +180,8 @@ def fmt(x: float, digits: int = 2) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def run_backmapping(system: System, n_frames: int, engines: list[str], folder: Path) -> list[tuple[str, int, dict, dict]]:
+def run_backmapping(system: System, n_frames: int, engines: list[str], folder: Path, relax: str = "hydrogens"
+                    ) -> list[tuple[str, int, dict, dict]]:
     traj, protein = load_protein(system, n_frames)
     rows = protein.residue_rows
     ref = extract_md(system.topology, system.trajectory, stride=system.stride,
@@ -196,7 +198,7 @@ def run_backmapping(system: System, n_frames: int, engines: list[str], folder: P
         has_h = any(a.element.symbol == "H" for a in heavy.topology.atoms)
         if not has_h:
             t0 = time.perf_counter()
-            adder = HydrogenAdder(heavy.topology, heavy.xyz[0], source=engine)
+            adder = HydrogenAdder(heavy.topology, heavy.xyz[0], relax=relax, source=engine)
             setup = time.perf_counter() - t0
             t0 = time.perf_counter()
             allh = md.Trajectory(adder.frames(heavy.xyz), adder.topology)
@@ -288,19 +290,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subset", type=int, default=5, help="frames for the slow engines (pulchra-python, cgback)")
     parser.add_argument("--slow-engines", nargs="*", default=["pulchra-python", "cgback"])
     parser.add_argument("--skip-reprotonation", action="store_true")
+    parser.add_argument("--relax", choices=["hydrogens", "all_but_calpha"], nargs="+", default=["hydrogens"],
+                        help="what moves when hydrogens are added to back-mapped frames (several: side by side)")
     args = parser.parse_args(argv)
     available = systems()
     slow = [e for e in args.slow_engines if e != "cgback" or shutil.which("cgback")]
-    print(f"seqdance back-mapping fidelity; {os.cpu_count()} CPUs (shared machine: timings are indicative)")
+    print(f"seqdance back-mapping fidelity; {os.cpu_count()} CPUs (shared machine: timings are indicative); "
+          f"hydrogens added to back-mapped frames with relax={args.relax}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for key in args.systems:
             system = available[key]
             print(f"\n### {system.name}", flush=True)
-            results = run_backmapping(system, args.frames, ["pulchra"], folder)
+            results = []
+            for relax in args.relax:
+                rows = run_backmapping(system, args.frames, ["pulchra"], folder, relax=relax)
+                label = "pulchra" if len(args.relax) == 1 else f"pulchra, relax={relax}"
+                results.extend((label, *row[1:]) for row in rows)
             print_backmapping(f"{system.name}: {results[0][1]} frames", results)
             if slow and args.subset:
-                sub = run_backmapping(system, args.subset, ["pulchra", *slow], folder)
+                sub = run_backmapping(system, args.subset, ["pulchra", *slow], folder, relax=args.relax[0])
                 print_backmapping(f"{system.name}: engines side by side on the first {args.subset} frames", sub)
             if not args.skip_reprotonation:
                 n = min(args.frames, 20)

@@ -8,7 +8,8 @@ asks Modeller once, on the first frame, for the protonated topology and the resi
 minimisation system once (the force field's ``createSystem`` with the heavy atoms made immobile, as Modeller
 does), and for every frame only sets the positions and minimises: the hydrogen start positions follow
 Modeller's rule (0.1 nm from the parent, away from its heavy neighbours, slightly jittered, here with a seeded
-generator so that results are reproducible) and the minimiser settings are Modeller's (tolerance 1 kJ/mol/nm,
+generator so that results are reproducible; hydrogens sharing a parent start spread apart rather than on one
+line) and the minimiser settings are Modeller's (tolerance 1 kJ/mol/nm,
 50 iterations).
 
 Force field: Amber ff14SB (``amber14-all.xml``, shipped with OpenMM) by default. Its electrostatics turn polar
@@ -172,6 +173,13 @@ class HydrogenAdder:
             mates = neighbours.get(int(p), [])
             table[row, :len(mates)] = mates
         self.parent_neighbours = table
+        # Hydrogens sharing a parent (CH2, CH3, NH3+): their rank among the siblings and the sibling count.
+        order = np.argsort(self.parent, kind="stable")
+        _, first, counts = np.unique(self.parent[order], return_index=True, return_counts=True)
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order)) - np.repeat(first, counts)
+        self.sibling_rank = rank
+        self.sibling_count = np.repeat(counts, counts)[np.argsort(order, kind="stable")]
 
     @property
     def n_atoms(self) -> int:
@@ -185,6 +193,16 @@ class HydrogenAdder:
         norm = np.linalg.norm(direction, axis=1, keepdims=True)
         random_dir = self._rng.random(direction.shape)
         direction = np.where(norm > 1e-9, direction / np.maximum(norm, 1e-12), random_dir)
+        # Unlike Modeller, which starts all hydrogens of one parent on the same line (a strained frame may then not
+        # separate them in 50 iterations), siblings start spread around that line at the tetrahedral 70.5°.
+        axis = np.where(np.abs(direction[:, :1]) < 0.9, np.array([[1.0, 0.0, 0.0]]), np.array([[0.0, 1.0, 0.0]]))
+        u = np.cross(direction, axis)
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        v = np.cross(direction, u)
+        turn = 2 * np.pi * self.sibling_rank / self.sibling_count
+        tilt = np.where(self.sibling_count > 1, np.tan(np.deg2rad(70.5)), 0.0)[:, None]
+        direction = direction + tilt * (np.cos(turn)[:, None] * u + np.sin(turn)[:, None] * v)
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         direction = direction + 0.5 * self._rng.random(direction.shape)  # Modeller: + 0.05 nm jitter on 0.1 nm
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         positions[self.added] = p + _H_BOND_NM * direction
