@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subset", type=int, default=5, help="frames for the slow engines (pulchra-python, cgback)")
     parser.add_argument("--slow-engines", nargs="*", default=["pulchra-python", "cgback"])
     parser.add_argument("--skip-reprotonation", action="store_true")
+    parser.add_argument("--only-reprotonation", action="store_true")
     parser.add_argument("--relax", choices=["hydrogens", "all_but_calpha"], nargs="+", default=["hydrogens"],
                         help="what moves when hydrogens are added to back-mapped frames (several: side by side)")
     args = parser.parse_args(argv)
@@ -302,6 +303,10 @@ def main(argv: list[str] | None = None) -> None:
         for key in args.systems:
             system = available[key]
             print(f"\n### {system.name}", flush=True)
+            if args.only_reprotonation:
+                n = min(args.frames, 20)
+                print_reprotonation(system.name, n, run_reprotonation(system, n, folder))
+                continue
             results = []
             for relax in args.relax:
                 rows = run_backmapping(system, args.frames, ["pulchra"], folder, relax=relax)
