@@ -7,7 +7,7 @@ Three configurations run on the same random ESM2-35M-shaped weights (saved once,
 
 * ``reference``: the straightforward formulation (``benchmarks/reference_model.py``: transformers ``EsmModel``
   with eager attention, the pair head materialising the (T, T, 2d) concatenation), residue + pair outputs;
-* ``seqdance``: ``seqdance.model.predict`` of one sequence, residue + pair, results as numpy arrays;
+* ``seqdance``: ``seqdance.inference.predict`` of one sequence, residue + pair, results as numpy arrays;
 * ``residue-only``: ``predict(..., pairs=False)`` (SDPA attention, no attention maps, no pair head).
 
 L counts tokens, ``<cls>`` and ``<eos>`` included (L = 1,024 is 1,022 residues: one full window, so every
@@ -97,7 +97,7 @@ def _runner(config: str, weights: Path):
 
         return call
     model = _load_ours(weights)
-    from seqdance.model.predict import predict
+    from seqdance.inference.predict import predict
 
     pairs = config == "seqdance"
     return lambda seq: predict(model, [seq], pairs=pairs, window=None)

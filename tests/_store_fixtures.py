@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from seqdance.schema import properties_of_kind
-from seqdance.store.transforms import raw_feature_key
 
 DATA_ENV_HINT = "set SEQDANCE_SHARED_DATA"
 #: NMA structures of the fixture store: the first few of each folder (sorted), small enough to build in seconds.
@@ -35,7 +34,7 @@ def synthetic_features(sequence: str, kind: str, seed: int = 0, *, frequency: st
     n = len(residues)
     out: dict = {"sequence": sequence}
     for prop in properties_of_kind(kind):  # type: ignore[arg-type]
-        key = raw_feature_key(prop)
+        key = prop.raw_key
         if prop.level == "residue":
             if prop.activation == "softmax":
                 values = rng.dirichlet(np.ones(prop.width), size=n)
@@ -142,4 +141,23 @@ def small_real_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory
     if report.failed:
         raise RuntimeError(f"small_real_store: {report.failed} protein(s) failed: {report.failures}")
     split_store(store, seed=0, clusters_out=folder / "clusters.tsv")
+    return store
+
+
+@pytest.fixture(scope="session")
+def md_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small store for the attention analysis: 3tvj_I (ATLAS), mdCATH 2hbaA00 and the neopetrosiamide NMR
+    ensemble (idr) labelled test, two NMA structures labelled train (built in-process, ~10 s)."""
+    from seqdance.store.builder import build_store
+
+    rows = [r for r in md_rows(shared_data) if r["name"] != "adk_psf_dcd"] + nma_rows(shared_data, 2, 0)
+    if len([r for r in rows if r.get("topology")]) < 2:
+        pytest.skip(f"shared MD data absent ({DATA_ENV_HINT})")
+    for row in rows:
+        row["label"] = "test" if row.get("topology") else "train"
+    folder = tmp_path_factory.mktemp("md_store")
+    store = folder / "md.h5"
+    report = build_store(write_manifest(folder / "manifest.csv", rows), store, workers=0)
+    if report.failed:
+        raise RuntimeError(f"md_store: {report.failed} protein(s) failed: {report.failures}")
     return store

@@ -39,6 +39,9 @@ def test_writes_npz_with_all_features(tmp_path, golden, capsys):
         assert z["residue_ids"]["resSeq"][0] == 1
         assert list(z["frames"]) == [0, -1, 2]
         assert list(z["source_trajectories"]) == [str(dcd)]
+        # DESIGN §10.3 conformational properties of the one chain over the 5 frames
+        assert z["conformation_n_frames"].tolist() == [5] and z["conformation_n_residues"].tolist() == [38]
+        assert 0.5 < z["conformation_rg_mean"][0] < 2.0 and 0 < z["conformation_asphericity_mean"][0] < 1
     assert [p.name for p in out.parent.iterdir()] == ["3tvj.npz"]  # atomic write leaves no temporary file
 
 
@@ -48,6 +51,22 @@ def test_replicas_and_defaults(golden):
     assert args.trajectory == [str(dcd), str(dcd)]
     assert args.frequency == "reference" and args.stride == 1 and args.start == 0 and args.stop is None
     assert args.missing_hydrogens == "error"
+    assert args.sasa == "auto" and args.device is None and args.threads is None
+
+
+def test_sasa_engine_options(tmp_path, golden):
+    pdb, dcd = golden
+    outputs = {}
+    for engine in ("auto", "mdtraj"):
+        out = tmp_path / f"{engine}.npz"
+        args = _parse(["md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--stop", "3", "--sasa", engine,
+                       "--threads", "1", "--device", "cpu", "--no-progress"])
+        assert args.func(args) == 0
+        with np.load(out) as z:
+            outputs[engine] = z["sasa_mean"]
+    np.testing.assert_allclose(outputs["auto"], outputs["mdtraj"], rtol=0, atol=1e-5)
+    with pytest.raises(SystemExit):
+        _parse(["md", "-t", str(pdb), "-o", "x.npz", "--sasa", "fast"])
 
 
 def test_user_errors_raise_clear_exceptions(tmp_path, golden):

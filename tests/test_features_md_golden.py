@@ -19,6 +19,7 @@ from seqdance.features import extract_md
 from seqdance.features.contact_geometry import atom_labels, build_contact_model
 from seqdance.features.interactions import detect_contacts
 from seqdance.features.md_topology import build_protein_topology
+from seqdance.features.results import MdFeatures, property_keys
 from seqdance.features.trajectory_io import load_topology
 from seqdance.schema import INTERACTION_NAMES, PAIR_PROPERTIES, SS_DSSP_CODES, properties_of_kind
 
@@ -56,9 +57,11 @@ def pair_table(golden) -> np.ndarray:
     return np.load(golden["npz"])["array"]
 
 
-def test_keys_follow_the_schema(features):
-    """Every MD property of the schema, raw: RMSF under "rmsf" (not normalised), per the interface contract."""
+def test_keys_follow_the_schema_and_the_declared_type(features):
+    """Every MD property of the schema, raw: RMSF under "rmsf" (not normalised); exactly the keys of MdFeatures."""
     expected = {"rmsf" if p.name == "rmsf_nor" else p.name for p in properties_of_kind("md")}
+    assert expected == set(property_keys("md"))
+    assert set(features) == set(MdFeatures.__required_keys__)
     assert expected <= set(features)
     assert {"sequence", "residue_ids", "chain_lengths", "chain_breaks", "n_frames", "frequency"} <= set(features)
 
@@ -72,7 +75,7 @@ def test_sequence_and_ids(features, residue_table):
 
 
 def test_sasa_matches_reference(features, residue_table):
-    # Computed one frame per MDTraj call (see md_properties.sasa_per_residue), SASA reproduces MDTraj 1.9.9 to
+    # seqdance's Shrake-Rupley kernel (bit-identical to MDTraj's single-frame call) reproduces MDTraj 1.9.9 to
     # float32 precision; MDTraj 1.11's batched call would be up to 2.6e-3 nm² off.
     np.testing.assert_allclose(features["sasa_mean"], residue_table["sasa_mean"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(features["sasa_std"], residue_table["sasa_std"], rtol=0, atol=1e-6)

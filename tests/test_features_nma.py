@@ -10,6 +10,7 @@ import scipy.linalg
 from conftest import require
 
 from seqdance.features import extract_nma, nma
+from seqdance.features.results import NmaFeatures
 from seqdance.features.structure import read_calpha_structure
 from seqdance.schema import properties_of_kind
 
@@ -59,6 +60,7 @@ def test_golden_2g3r(shared_data: Path, zero_modes: str) -> None:
     assert tuple(features["gnm_range_sizes"]) == (18, 41, 59)  # 118 GNM modes
     assert tuple(features["anm_range_sizes"]) == (15, 87, 249)  # 351 ANM modes
     assert len(features["sequence"]) == 119 and features["skipped_residues"] == []
+    assert set(features) == set(NmaFeatures.__required_keys__)  # exactly the declared keys
 
 
 # --- ProDy (the reference's engine) on other structures -----------------------------------------

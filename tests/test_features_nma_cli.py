@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _processes import HAS_PROC, spawned_workers
 from conftest import require
 
 from seqdance.cli import features_nma
@@ -77,5 +84,38 @@ def test_user_errors(inputs: Path, tmp_path: Path) -> None:
         _run([str(inputs / "2g3r.pdb"), str(twin / "2g3r.pdb"), "-o", str(tmp_path / "o")])
     with pytest.raises(FileNotFoundError, match=r"absent\.pdb"):
         _run([str(tmp_path / "absent.pdb"), "-o", str(tmp_path / "o")])
-    with pytest.raises(ValueError, match="--workers"):
+    with pytest.raises(SystemExit) as stop:  # a range checked while parsing: a usage error
         _run([str(inputs / "2g3r.pdb"), "-o", str(tmp_path / "o"), "--workers", "0"])
+    assert stop.value.code == 2
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="needs Linux /proc")
+def test_a_killed_worker_costs_no_other_structure(shared_data: Path, tmp_path: Path) -> None:
+    """kill -9 of one worker mid-run (as the OOM killer would): the structures in flight are re-run one at a
+    time, every other structure completes, and the run ends normally."""
+    folder = require(shared_data / "structures" / "bioemu_reference")
+    structures = sorted(folder.rglob("*.pdb"))[:16]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqdance.cli.main", "features", "nma", *map(str, structures), "-o", str(out),
+         "--workers", "2", "--quiet"],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    victim = None
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            workers = spawned_workers(proc.pid)
+            if len(workers) == 2 and len(list(out.glob("*.npz"))) >= 2:
+                victim = workers[0]
+                os.kill(victim, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert victim is not None, "the run finished before a worker could be killed"
+    assert proc.returncode == 0, err
+    assert f"{len(structures)} computed" in err and "0 failed" in err
+    assert len(list(out.glob("*.npz"))) == len(structures)

@@ -17,6 +17,7 @@ from reference_model import ReferenceDynamics
 from safetensors.torch import load_file
 
 import seqdance
+from seqdance.errors import UnsafeFileError
 from seqdance.model import (
     CheckpointError,
     DynamicsModel,
@@ -301,5 +302,23 @@ def test_seqdance_training_checkpoint_records_its_architecture(tmp_path) -> None
     import datetime  # arbitrary pickled objects are refused (weights-only loading)
 
     torch.save({"model": model.state_dict(), "extra": datetime.date(2024, 1, 1)}, tmp_path / "update_1.pt")
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(UnsafeFileError, match=r"refused: the file holds Python objects \(datetime.date\)"):
         load_model(tmp_path / "update_1.pt", model_select="esmdance")
+
+
+def test_from_pretrained_builds_the_calling_class(tmp_path):
+    class TaggedDynamics(DynamicsModel):
+        pass
+
+    class TaggedLM(EsmMaskedLM):
+        pass
+
+    directory = write_released_checkpoint(tmp_path / "released", "tiny", "seqdance", seed=4)
+    model = TaggedDynamics.from_pretrained(str(directory))
+    assert type(model) is TaggedDynamics
+    reference = load_model(str(directory))
+    assert type(reference) is DynamicsModel
+    for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name
+    lm = TaggedLM.from_pretrained(str(write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=2)))
+    assert type(lm) is TaggedLM

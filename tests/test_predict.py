@@ -7,10 +7,10 @@ import pytest
 import torch
 from _checkpoints import random_dynamics_model
 
+from seqdance.inference.batching import PAIR_CELLS_PER_TOKEN, plan_batches
+from seqdance.inference.predict import predict
+from seqdance.inference.windows import split_windows, window_starts
 from seqdance.model import DynamicsModel
-from seqdance.model.batching import PAIR_CELLS_PER_TOKEN, plan_batches
-from seqdance.model.predict import predict
-from seqdance.model.windows import split_windows, window_starts
 from seqdance.schema import PAIR_PROPERTIES, PROPERTIES, RESIDUE_PROPERTIES
 from seqdance.tokenizer import CLS_ID, EOS_ID, SequenceError, encode, pad_batch
 
@@ -238,15 +238,14 @@ def test_plan_batches_respects_budgets():
         plan_batches([3], 0)
 
 
-def test_method_and_top_level_entry_points(tmp_path):
+def test_top_level_entry_points_take_a_model_or_a_source(tmp_path):
     from _checkpoints import write_released_checkpoint
 
     import seqdance
-    from seqdance.model import load_model
 
     checkpoint = write_released_checkpoint(tmp_path / "tiny", "tiny", "esmdance", seed=5)
-    via_method = load_model(str(checkpoint)).predict(["MKVLA", "GGSW"], pairs=False)
+    via_model = seqdance.predict(seqdance.load_model(str(checkpoint)), ["MKVLA", "GGSW"], pairs=False)
     via_source = seqdance.predict(str(checkpoint), ["MKVLA", "GGSW"], pairs=False)
     assert [p.id for p in via_source] == ["seq0", "seq1"]
-    for a, b in zip(via_method, via_source):
+    for a, b in zip(via_model, via_source):
         np.testing.assert_array_equal(a["ss"], b["ss"])

@@ -68,7 +68,7 @@ def test_score_saturation_fasta_offset_heatmap(checkpoints, tmp_path, capsys):
     args = ["score", "--model", str(dyn), "--fasta", str(fasta), "--saturation", "-o", str(out), "--offset", "24",
             "--properties", "sasa_mean", "psi", "--heatmap", str(png), "--no-progress"]
     assert main(args) == 1
-    assert "holds 2 records; choose one with --fasta-id" in capsys.readouterr().err
+    assert "scoring several proteins writes a folder" in capsys.readouterr().err
     assert main([*args, "--fasta-id", "b"]) == 0
     table = pd.read_csv(out)
     assert len(table) == 19 * 10 and table["mutant"].iloc[0] == "M24A" and table["mutant"].iloc[-1] == "R33Y"
@@ -86,8 +86,10 @@ def test_score_argument_errors(checkpoints, tmp_path, capsys):
     assert "unknown property name(s) ['sasa']" in capsys.readouterr().err
     assert main(["score", "--model", str(dyn), "--sequence", "MK:TA", "--saturation", "-o", out]) == 1
     assert "multi-chain" in capsys.readouterr().err
-    assert main(["score", "--model", str(dyn), "--sequence", WT, "--saturation", "-o", out, "--window", "5000"]) == 1
-    assert "--window must be between 1 and 1022" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a range checked while parsing: a usage error (status 2)
+        main(["score", "--model", str(dyn), "--sequence", WT, "--saturation", "-o", out, "--window", "5000"])
+    assert stop.value.code == 2
+    assert "--window: must be between 1 and 1022, got 5000" in capsys.readouterr().err
 
 
 def test_score_long_protein_window_and_too_wide_multi_mutant(checkpoints, tmp_path, capsys):

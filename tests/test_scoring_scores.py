@@ -90,7 +90,7 @@ def test_changes_match_formula_on_raw_outputs(model64, region):
 
 def test_residue_region_matches_formula_on_predict_outputs(model64):
     """From ``predict`` (residue-aligned, special tokens stripped) the formula gives the ``residues`` region."""
-    from seqdance.model.predict import predict
+    from seqdance.inference.predict import predict
 
     variants = parse_mutants(["K2A", "T3G:Q9W", "Y5F:A7C:R10D"], WT).variants
     table = score_dynamics(model64, WT, variants, region="residues")

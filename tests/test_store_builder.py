@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from _processes import HAS_PROC, children, spawned_workers
 from _store_fixtures import md_rows, nma_rows, write_manifest
 
 from seqdance.cli.dataset import main as dataset_main
@@ -94,19 +95,7 @@ def test_kill_9_mid_build_then_resume_gives_identical_store(kill_manifest, refer
     assert_stores_identical(store, reference_build)
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="needs Linux /proc")
 def test_workers_exit_when_only_the_builder_is_killed(kill_manifest, tmp_path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "seqdance.cli.dataset", "build", str(kill_manifest), "-o", str(tmp_path / "s.h5"),
@@ -114,9 +103,9 @@ def test_workers_exit_when_only_the_builder_is_killed(kill_manifest, tmp_path) -
     )
     try:
         deadline = time.time() + 60
-        while time.time() < deadline and len(_children(proc.pid)) < 2 and proc.poll() is None:
+        while time.time() < deadline and len(children(proc.pid)) < 2 and proc.poll() is None:
             time.sleep(0.05)
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         assert len(workers) >= 2 and proc.poll() is None
         os.kill(proc.pid, signal.SIGKILL)  # the builder alone: its workers must not linger as orphans
         proc.wait()
@@ -129,7 +118,7 @@ def test_workers_exit_when_only_the_builder_is_killed(kill_manifest, tmp_path) -
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="needs Linux /proc")
 def test_a_killed_worker_is_replaced_and_its_protein_retried(kill_manifest, reference_build, tmp_path) -> None:
     import threading
 
@@ -142,8 +131,7 @@ def test_a_killed_worker_is_replaced_and_its_protein_retried(kill_manifest, refe
     deadline = time.time() + 120
     victim = None
     while time.time() < deadline and thread.is_alive():
-        spawned = [c for c in _children(os.getpid())
-                   if "spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+        spawned = spawned_workers(os.getpid())
         if spawned and journal.is_dir() and len(list(journal.glob("*.npz"))) >= 3:
             victim = spawned[0]
             os.kill(victim, signal.SIGKILL)  # as the OOM killer would
@@ -165,7 +153,7 @@ def test_crash_during_fold_then_resume_gives_identical_store(kill_manifest, refe
     # put every protein back into the journal, as if the fold had not finished
     journal = journal_dir(store)
     journal.mkdir()
-    from seqdance.store.builder import Journal
+    from seqdance.store.journal import Journal
 
     with DynamicsStore.open(store) as s:
         for name in s.names:

@@ -10,7 +10,7 @@ from conftest import require
 
 from seqdance import tokenizer
 from seqdance.schema import MASK_VALUE, PROPERTY_BY_NAME, stored_width
-from seqdance.store.transforms import features_to_targets, raw_feature_key, targets_to_features
+from seqdance.store.transforms import features_to_targets, targets_to_features
 
 
 @pytest.mark.parametrize("kind", ["md", "nma"])
@@ -115,7 +115,7 @@ def test_reference_golden_features_transform(shared_data) -> None:
         features[name] = table[[f"{name}_{i}" for i in range(12)]].to_numpy()
     for prop_name in ("vdw", "hbbb", "hbsb", "hbss", "hp", "sb", "pc", "ps", "ts", "corr"):
         prop = PROPERTY_BY_NAME[prop_name]
-        features[raw_feature_key(prop)] = pair_ref[:, :, prop.start]
+        features[prop.raw_key] = pair_ref[:, :, prop.start]
     residue, pair = features_to_targets(features, "md", name="3tvj_I")
     rows = tokenizer.encode(sequence).residue_index
     res = residue[rows]

@@ -147,3 +147,31 @@ def test_loss_weights_and_evaluate_commands(store_path: Path, tmp_path: Path, ca
     with pytest.raises(ValueError, match="no proteins with split label 'nope'"):
         _run(["evaluate", "--model", str(model_dir), "--store", str(store_path), "-o", str(tmp_path / "ev2"),
               "--split", "nope", "--device", "cpu", "-q"])
+
+
+def test_metrics_per_data_source(store_path: Path, tmp_path: Path) -> None:
+    store = DynamicsStore.open(store_path)
+    result = evaluate_model(OracleModel(store), [store], split="test", batch_size=2)
+    assert result is not None
+    sources = dict(zip(store.index["name"], store.index["source"]))
+    assert result.per_protein["source"].tolist() == [sources[n] for n in result.per_protein["name"]]
+    by_source = result.metrics_by_source
+    assert set(zip(by_source["group"], by_source["source"])) == set(
+        zip(result.per_protein["group"], result.per_protein["source"]))
+    # the breakdown is the group median restricted to each source (random per-protein r values here)
+    from seqdance.train.evaluate import summarise
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"group": "md", "source": ["ATLAS"] * 5 + ["mdCATH"] * 4, "name": [f"p{k}" for k in range(9)],
+                         "r_rmsf_nor": rng.uniform(-1, 1, 9), "r_corr": rng.uniform(-1, 1, 9)})
+    for prop in schema.group_properties("md"):
+        rows[f"rmse/{prop.name}"] = 0.1
+    summary = summarise(rows)
+    table = summary.metrics_by_source.set_index(["source", "property"])
+    for source in ("ATLAS", "mdCATH"):
+        part = rows[rows["source"] == source]
+        assert table.loc[(source, "rmsf_nor"), "median_r"] == pytest.approx(part["r_rmsf_nor"].median())
+        assert table.loc[(source, "corr"), "median_r"] == pytest.approx(part["r_corr"].median())
+        assert table.loc[(source, "corr"), "n_proteins"] == len(part)
+    paths = write_report(summary, tmp_path / "by_source")
+    assert "metrics_by_source" in paths and "per data source" in paths["summary"].read_text()

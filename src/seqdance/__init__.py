@@ -9,7 +9,7 @@ from seqdance.schema import PROPERTIES, PROPERTY_NAMES
 __all__ = ["PROPERTIES", "PROPERTY_NAMES", "__version__", "load_model", "predict"]
 
 #: Public names imported on first use (so ``import seqdance`` does not import torch): name -> module.
-_LAZY = {"load_model": "seqdance.model.loading", "predict": "seqdance.model.predict"}
+_LAZY = {"load_model": "seqdance.model.loading", "predict": "seqdance.inference.predict"}
 
 
 def __getattr__(name: str) -> object:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from seqdance.errors import InputError
 
 Level = Literal["residue", "pair"]
 Activation = Literal["softplus", "sigmoid", "softmax", "signed_sigmoid"]
@@ -28,10 +30,17 @@ SOFTPLUS_THRESHOLD = 2.0
 #: Fill value for masked entries in stored targets (special tokens, padding, undefined angles, linkers).
 MASK_VALUE = -1.0
 
+#: Tokens an ESM2 encoder was trained on at most (its context), and the residues that fit between <cls> and
+#: <eos>. Prediction windows, mutation-scoring windows and evaluation crops default to these (DESIGN §7, §10.1).
+ESM2_MAX_TOKENS = 1024
+ESM2_MAX_RESIDUES = ESM2_MAX_TOKENS - 2
+
 #: DSSP 8-class order of the ``ss`` channels. ``coil`` collects MDTraj's ' ' (loop/irregular) code.
 SS_CLASSES: tuple[str, ...] = ("B", "E", "H", "I", "G", "S", "T", "coil")
 #: MDTraj ``compute_dssp(simplified=False)`` codes in the same order.
 SS_DSSP_CODES: tuple[str, ...] = ("B", "E", "H", "I", "G", "S", "T", " ")
+#: Suffix of properties stored divided by the protein's own maximum; their raw values drop it (``rmsf``).
+_NORMALISED_SUFFIX = "_nor"
 #: Dihedral histograms: 12 bins of 30° over [-180°, 180°).
 ANGLE_BINS = 12
 ANGLE_RANGE_DEG: tuple[float, float] = (-180.0, 180.0)
@@ -55,6 +64,14 @@ class Property:
     def channels(self) -> slice:
         """Channels in the model output tensor of this property's level."""
         return slice(self.start, self.start + self.width)
+
+    @property
+    def raw_key(self) -> str:
+        """Key of this property in a raw feature dict (``extract_md`` / ``extract_nma``): the name, except that a
+        max-normalised property is returned raw under its name without ``_nor`` (``rmsf_nor`` -> ``rmsf``)."""
+        if self.transform == "max_normalise":
+            return self.name.removesuffix(_NORMALISED_SUFFIX)
+        return self.name
 
     @property
     def store_offset(self) -> int:
@@ -166,7 +183,7 @@ def kind_of_stored_width(level: Level, width: int) -> FeatureKind:
     for kind in ("md", "nma"):
         if stored_width(level, kind) == width:
             return kind  # type: ignore[return-value]
-    raise ValueError(
+    raise InputError(
         f"a stored {level} tensor has {width} channels; expected {stored_width(level, 'md')} (MD) "
         f"or {stored_width(level, 'nma')} (NMA)"
     )
@@ -183,7 +200,7 @@ def get_properties(names: Iterable[str] | None = None) -> tuple[Property, ...]:
     wanted = list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in PROPERTY_BY_NAME]
     if unknown:
-        raise ValueError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
+        raise InputError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
     return tuple(p for p in PROPERTIES if p.name in wanted)
 
 
@@ -216,7 +233,7 @@ def source_group(source: str, *, explicit: str | None = None) -> str:
     """
     if explicit is not None:
         if explicit not in GROUP_KIND:
-            raise ValueError(f"source group {explicit!r} for source {source!r} is not one of {SOURCE_GROUPS}")
+            raise InputError(f"source group {explicit!r} for source {source!r} is not one of {SOURCE_GROUPS}")
         return explicit
     lowered = {k.lower(): v for k, v in KNOWN_SOURCES.items()}
     if source.lower() in lowered:
@@ -224,7 +241,7 @@ def source_group(source: str, *, explicit: str | None = None) -> str:
     prefix, sep, _ = source.partition(":")
     if sep and prefix in GROUP_KIND:
         return prefix
-    raise ValueError(
+    raise InputError(
         f"unknown data source {source!r}: use one of {sorted(KNOWN_SOURCES)}, or write it as "
         f"'<group>:{source}' with group one of {SOURCE_GROUPS}"
     )
@@ -233,7 +250,7 @@ def source_group(source: str, *, explicit: str | None = None) -> str:
 def group_properties(group: str) -> tuple[Property, ...]:
     """The properties a source group trains (MD groups: residue 0-46 and pair 0-9; NMA: the six NMA ones)."""
     if group not in GROUP_KIND:
-        raise ValueError(f"unknown source group {group!r}; expected one of {SOURCE_GROUPS}")
+        raise InputError(f"unknown source group {group!r}; expected one of {SOURCE_GROUPS}")
     return properties_of_kind(GROUP_KIND[group])
 
 
@@ -244,3 +261,40 @@ def as_channel_list(props: Sequence[Property], level: Level) -> list[int]:
         if p.level == level:
             out.extend(range(p.start, p.start + p.width))
     return out
+
+
+def property_of_channel(level: Level, channel: int, kind: FeatureKind | None = None) -> Property:
+    """The property a channel belongs to: a model-layout channel (``kind`` None) or a stored channel of ``kind``."""
+    offset = 0 if kind is None else _KIND_OFFSETS[(level, kind)]
+    for prop in PROPERTIES:
+        if prop.level == level and (kind is None or prop.kind == kind) and prop.start <= channel + offset < prop.start + prop.width:
+            return prop
+    raise InputError(f"no {level} property at channel {channel}" + (f" of the {kind} block" if kind else ""))
+
+
+def nonfinite_summary(values: Any, level: Level, kind: FeatureKind | None = None, *, limit: int = 3) -> str | None:
+    """``None`` when every value of ``values`` (channels last: model layout, or stored layout of ``kind``) is
+    finite; otherwise which properties hold NaN/infinite values, how many and where the first one is (token
+    index, or token pair), e.g. ``"rmsf_nor: 2 NaN/inf value(s), first at token 7"``."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
+    per_channel = bad.reshape(-1, arr.shape[-1]).sum(axis=0)
+    counts: dict[str, int] = {}
+    first: dict[str, tuple[int, ...]] = {}
+    for channel in np.flatnonzero(per_channel):
+        prop = property_of_channel(level, int(channel), kind)
+        counts[prop.name] = counts.get(prop.name, 0) + int(per_channel[channel])
+        where = tuple(int(v) for v in np.argwhere(bad[..., channel])[0])
+        first[prop.name] = min(first.get(prop.name, where), where)
+    parts = []
+    for name, count in list(counts.items())[:limit]:
+        pos = first[name]
+        at = f"token {pos[0]}" if len(pos) == 1 else f"token pair ({', '.join(map(str, pos))})"
+        parts.append(f"{name}: {count} NaN/inf value(s), first at {at}")
+    if len(counts) > limit:
+        parts.append(f"and {len(counts) - limit} more propert{'y' if len(counts) - limit == 1 else 'ies'}")
+    return "; ".join(parts)

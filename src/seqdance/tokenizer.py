@@ -3,6 +3,12 @@
 Written by hand because the transformers tokenizer maps unknown or lower-case characters silently to
 ``<unk>``; here lower case is read as upper case and anything else outside the vocabulary is an error naming
 the sequence and position. Multi-chain input joins chains with ``<eos><cls>`` (DESIGN §2).
+
+Special tokens typed inside a sequence: ``<mask>`` and ``<unk>`` stand for one residue each (for programmatic
+masking; every output stays aligned with them); the literal linker ``<eos><cls>`` (the released ``modify_seq``
+form) separates chains like ``:``. Any other structural token (``<cls>``, ``<pad>``, ``<eos>``, ``<null_1>``) is an
+error naming the sequence and position: it would shift every residue after it. FASTA files accept none of them
+(:func:`seqdance.io_utils.read_fasta`).
 """
 
 from __future__ import annotations
@@ -10,11 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from seqdance.errors import SeqdanceError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading a store needs no torch
+    import torch
 
 #: The 33-token ESM2 vocabulary, in id order (identical for every ESM2 size).
 ESM2_VOCAB: tuple[str, ...] = (
@@ -39,6 +48,10 @@ LINKER: tuple[int, int] = (EOS_ID, CLS_ID)
 #: Single-character residue tokens accepted in sequences.
 _RESIDUE_CHARS = frozenset(t for t in ESM2_VOCAB if len(t) == 1)
 _SPECIAL_IN_TEXT = re.compile(r"<[a-z_0-9]+>")
+#: Special tokens that may stand for a residue inside a sequence.
+RESIDUE_SPECIAL_TOKENS: tuple[str, ...] = ("<mask>", "<unk>")
+#: The released ``modify_seq`` chain linker, read as the chain separator.
+LINKER_TEXT = "<eos><cls>"
 
 
 class SequenceError(SeqdanceError, ValueError):
@@ -61,7 +74,7 @@ class Encoded:
 def split_chains(sequence: str | Sequence[str]) -> list[str]:
     """Chains of a sequence given as a list or as one string joined by ``:``."""
     if isinstance(sequence, str):
-        return sequence.split(CHAIN_SEPARATOR)
+        return sequence.replace(LINKER_TEXT, CHAIN_SEPARATOR).split(CHAIN_SEPARATOR)
     return list(sequence)
 
 
@@ -77,6 +90,12 @@ def _chain_ids(chain: str, seq_id: str, offset: int) -> list[int]:
                 raise SequenceError(
                     f"sequence {seq_id!r}: unknown token starting at residue {offset + len(ids) + 1}: "
                     f"{text[pos:pos + 10]!r}"
+                )
+            if m.group(0) not in RESIDUE_SPECIAL_TOKENS:
+                raise SequenceError(
+                    f"sequence {seq_id!r}: special token {m.group(0)!r} at residue {offset + len(ids) + 1} is not a "
+                    f"residue; a sequence may hold {' and '.join(RESIDUE_SPECIAL_TOKENS)} only (join chains with "
+                    f"'{CHAIN_SEPARATOR}')"
                 )
             ids.append(TOKEN_TO_ID[m.group(0)])
             pos = m.end()
@@ -137,10 +156,12 @@ def pad_batch(encoded: Sequence[Encoded] | Sequence[np.ndarray]) -> tuple[torch.
     for row, a in enumerate(arrays):
         ids[row, : a.shape[0]] = a
         mask[row, : a.shape[0]] = 1
+    import torch
+
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def residue_token_mask(ids: np.ndarray | torch.Tensor) -> np.ndarray:
     """Boolean mask of token positions that hold residues (not special tokens or padding)."""
-    arr = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    arr = ids.cpu().numpy() if hasattr(ids, "cpu") else np.asarray(ids)
     return ~np.isin(arr, list(SPECIAL_IDS - {MASK_ID, UNK_ID}))

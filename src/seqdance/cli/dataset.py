@@ -1,4 +1,4 @@
-"""``seqdance dataset build|merge|split|check|homology``: the dynamics dataset store."""
+"""``seqdance dataset build|merge|split|check|homology|labels``: the dynamics dataset store."""
 
 from __future__ import annotations
 
@@ -7,20 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from seqdance.store.split import DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
+from seqdance.cli.options import fraction, int_at_least
+from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
+from seqdance.store.split import CLUSTER_METHODS, DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
 
 
 def _compression(text: str) -> str | None:
     if text not in ("auto", "gzip", "lzf", "none"):
         raise argparse.ArgumentTypeError("compression must be auto, gzip, lzf or none")
     return None if text == "none" else text
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -42,9 +37,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from seqdance.store.builder import merge_stores
+    from seqdance.store.merge import merge_stores
 
-    n = merge_stores(args.stores, args.output, compression=args.compression, progress=not args.quiet)
+    n = merge_stores(args.stores, args.output, compression=args.compression, progress=not args.quiet,
+                     overwrite=args.overwrite)
     print(f"{args.output}: {n} proteins from {len(args.stores)} store(s)")
     return 0
 
@@ -114,18 +110,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        description="Build (or resume) a store from a manifest CSV; see docs/dataset.md.")
     p.add_argument("manifest", help="CSV: name, source, structure | topology + trajectory (';'-separated)")
     p.add_argument("-o", "--output", required=True, help="store file (HDF5) to create or extend")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (0 = in this process; default 1)")
+    p.add_argument("--workers", type=int_at_least(0), default=1, help="local worker processes (0 = in this process; default 1)")
     p.add_argument("--shard", help="i/N: build only shard i of N (0-based) into its own store; combine with merge")
     p.add_argument("--scheduler", help="dask.distributed scheduler address or scheduler file (instead of --workers)")
-    p.add_argument("--frequency", choices=("reference", "fraction"), default="reference",
+    p.add_argument("--frequency", choices=FREQUENCIES, default="reference",
                    help="MD interaction frequency mode (default reference, as the released data)")
-    p.add_argument("--max-residues", type=int, help="skip (as failures) proteins longer than this")
-    p.add_argument("--missing-hydrogens", choices=("error", "skip"), default="error",
+    p.add_argument("--max-residues", type=int_at_least(1), help="skip (as failures) proteins longer than this")
+    p.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
                    help="MD without hydrogens: fail (default) or store masked H-bond maps")
     p.add_argument("--compression", type=_compression, default="auto",
                    help="auto (default: gzip level 1 where it saves ≥25%%), gzip, lzf or none")
-    p.add_argument("--threads-per-worker", type=int, help="BLAS/OpenMP threads per worker (default cores/workers)")
-    p.add_argument("--fold-every", type=int, default=0,
+    p.add_argument("--threads-per-worker", type=int_at_least(1), help="BLAS/OpenMP threads per worker (default cores/workers)")
+    p.add_argument("--fold-every", type=int_at_least(0), default=0,
                    help="fold the journal into the store every N computed proteins (default: only at the end)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any protein failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -134,6 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("merge", help="combine stores (e.g. shards) into one")
     p.add_argument("stores", nargs="+", help="input stores")
     p.add_argument("-o", "--output", required=True, help="merged store (new file)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it already exists")
     p.add_argument("--compression", type=_compression, default="auto",
                    help="auto (default: gzip level 1 where it saves ≥25%%), gzip, lzf or none")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -141,15 +138,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("split", help="cluster by sequence identity and label proteins train/test by cluster")
     p.add_argument("store")
-    p.add_argument("--identity", type=_fraction, default=DEFAULT_IDENTITY, help="minimum identity (default 0.5)")
-    p.add_argument("--coverage", type=_fraction, default=DEFAULT_COVERAGE,
+    p.add_argument("--identity", type=fraction, default=DEFAULT_IDENTITY, help="minimum identity (default 0.5)")
+    p.add_argument("--coverage", type=fraction, default=DEFAULT_COVERAGE,
                    help="minimum alignment coverage of both sequences (default 0.8)")
-    p.add_argument("--test-fraction", type=_fraction, default=DEFAULT_TEST_FRACTION,
+    p.add_argument("--test-fraction", type=fraction, default=DEFAULT_TEST_FRACTION,
                    help="fraction of clusters in test (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cluster shuffle (default 0)")
-    p.add_argument("--method", choices=("auto", "mmseqs", "python"), default="auto",
+    p.add_argument("--method", choices=CLUSTER_METHODS, default="auto",
                    help="clustering back-end (auto: MMseqs2 when installed)")
-    p.add_argument("--threads", type=int, default=1, help="MMseqs2 threads")
+    p.add_argument("--threads", type=int_at_least(1), default=1, help="MMseqs2 threads")
     p.add_argument("--clusters", help="write name, cluster, label, group as TSV here")
     p.add_argument("--stats", help="write the cluster statistics as JSON here")
     p.set_defaults(func=_cmd_split)
@@ -158,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("store")
     p.add_argument("--index", help="index CSV for a released-layout file (default: STORE.csv beside it)")
     p.add_argument("--names", nargs="*", help="check only these proteins")
-    p.add_argument("--max-report", type=int, default=200, help="print at most this many problems")
+    p.add_argument("--max-report", type=int_at_least(0), default=200, help="print at most this many problems")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_check)
 
@@ -167,12 +164,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store", required=True, help="store whose proteins are the targets")
     p.add_argument("--index", help="index CSV for a released-layout file")
     p.add_argument("--label", default="train", help="compare against proteins with this label, or 'all'")
-    p.add_argument("--identity", type=_fraction, default=DEFAULT_IDENTITY)
-    p.add_argument("--coverage", type=_fraction, default=DEFAULT_COVERAGE)
-    p.add_argument("--method", choices=("auto", "mmseqs", "python"), default="auto")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--identity", type=fraction, default=DEFAULT_IDENTITY)
+    p.add_argument("--coverage", type=fraction, default=DEFAULT_COVERAGE)
+    p.add_argument("--method", choices=CLUSTER_METHODS, default="auto")
+    p.add_argument("--threads", type=int_at_least(1), default=1)
     p.add_argument("-o", "--output", help="write the per-query table (CSV) here")
     p.set_defaults(func=_cmd_homology)
+
+    from seqdance.cli import dataset_labels
+
+    dataset_labels.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,11 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seqdance")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["dataset", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"seqdance dataset: error: {exc}", file=sys.stderr)
-        return 1
+    from seqdance.cli.main import run_command
+
+    return run_command(args.func, args, "seqdance dataset")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""``seqdance features md``: dynamic features of one MD system (one or more replica trajectories) to an .npz."""
+"""``seqdance features md``: dynamic features of one MD system (one or more replica trajectories) to an .npz.
+
+The output records the SHA-256 of every input file and the options that shape the values (``provenance``); a
+re-run whose output is intact and records the same inputs and options does nothing, anything else recomputes.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from seqdance.cli.options import int_at_least
+from seqdance.errors import InputError
+from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS, SASA_ENGINES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,28 +33,76 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="trajectory (DCD, XTC, TRR, NetCDF, multi-model PDB, mdCATH .h5[#T[/R]]); repeat for "
                              "replicas; omit to use the topology file's own frames")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.npz", help="output .npz file")
-    parser.add_argument("--frequency", choices=("reference", "fraction"), default="reference",
+    parser.add_argument("--frequency", choices=FREQUENCIES, default="reference",
                         help="interaction frequency: 'reference' = atom-pair records per frame, asymmetric (as the "
                              "released data); 'fraction' = fraction of frames with a contact, symmetric "
                              "(default: reference)")
-    parser.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1)")
-    parser.add_argument("--start", type=int, default=0, help="first frame of each trajectory (0-based, default 0)")
-    parser.add_argument("--stop", type=int, default=None, help="frame index to stop before (default: end)")
-    parser.add_argument("--chunk-frames", type=int, default=100,
+    parser.add_argument("--stride", type=int_at_least(1), default=1, help="use every N-th frame (default 1)")
+    parser.add_argument("--start", type=int_at_least(0), default=0, help="first frame of each trajectory (0-based, default 0)")
+    parser.add_argument("--stop", type=int_at_least(1), default=None, help="frame index to stop before (default: end)")
+    parser.add_argument("--chunk-frames", type=int_at_least(1), default=100,
                         help="frames held in memory at once (default 100)")
-    parser.add_argument("--missing-hydrogens", choices=("error", "skip"), default="error",
+    parser.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
                         help="without hydrogens: 'error' (default) or 'skip' = write NaN H-bond maps")
+    parser.add_argument("--sasa", choices=SASA_ENGINES, default="auto",
+                        help="SASA implementation (same numbers): 'auto' (default) = compiled kernel on CPU, torch on "
+                             "a GPU --device; 'mdtraj' = MDTraj's shrake_rupley one frame per call (previous path)")
+    parser.add_argument("--device", default=None,
+                        help="device for the SASA: cpu (default), cuda, cuda:N or auto (GPU when available)")
+    parser.add_argument("--threads", type=int_at_least(1), default=None,
+                        help="CPU threads computing SASA frames in parallel (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute even when OUT.npz records the same input files and options")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
+def md_provenance(args: argparse.Namespace) -> dict:
+    """Input content (SHA-256 of each file) and the options that shape the values (resume by content)."""
+    from seqdance.features.trajectory_io import split_selector
+    from seqdance.io_utils import sha256_file
+
+    def entry(role: str, spec: str) -> dict:
+        path, selector = split_selector(spec)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{role} file not found: {path}")
+        return {"role": role, "selector": selector, "sha256": sha256_file(path)}
+
+    inputs = [entry("topology", str(args.topology))]
+    inputs += [entry("trajectory", str(t)) for t in (args.trajectory or [])]
+    options = {"frequency": args.frequency, "stride": args.stride, "start": args.start, "stop": args.stop,
+               "missing_hydrogens": args.missing_hydrogens}
+    return {"inputs": inputs, "options": options}
+
+
+def stored_provenance(path: Path) -> dict | None:
+    """The provenance an existing output records; None when it has none or cannot be read (then: recompute)."""
+    import json
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "provenance" not in data.files:
+                return None
+            return json.loads(str(data["provenance"]))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from seqdance.features.md import extract_md
     from seqdance.io_utils import atomic_path
 
     output = Path(args.output)
     if output.suffix != ".npz":
-        raise ValueError(f"output must be an .npz file, got {output}")
+        raise InputError(f"output must be an .npz file, got {output}")
+    provenance = md_provenance(args)
+    if output.exists() and not args.overwrite:
+        if stored_provenance(output) == json.loads(json.dumps(provenance)):
+            print(f"{output} is up to date (same input files and options); --overwrite recomputes it")
+            return 0
     began = time.perf_counter()
     features = extract_md(
         args.topology,
@@ -58,13 +114,18 @@ def run(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
         progress=not args.no_progress,
         missing_hydrogens=args.missing_hydrogens,
+        sasa=args.sasa,
+        device=args.device,
+        threads=args.threads,
     )
     arrays = {key: np.asarray(value) for key, value in features.items()}
     arrays["source_topology"] = np.asarray(str(args.topology))
     arrays["source_trajectories"] = np.asarray([str(t) for t in (args.trajectory or [])], dtype=str)
     arrays["frames"] = np.asarray([args.start, -1 if args.stop is None else args.stop, args.stride])
+    arrays["provenance"] = np.asarray(json.dumps(provenance, sort_keys=True))
     with atomic_path(output) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
+    rg = ", ".join(f"{v:.2f}" for v in features["conformation_rg_mean"])
     print(f"wrote {output}: {len(features['residue_ids'])} residues, {features['n_frames']} frames, "
-          f"{features['frequency']} frequencies ({time.perf_counter() - began:.1f} s)")
+          f"{features['frequency']} frequencies, mean Rg {rg} nm ({time.perf_counter() - began:.1f} s)")
     return 0

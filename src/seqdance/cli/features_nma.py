@@ -1,21 +1,24 @@
 """``seqdance features nma``: normal-mode features of many structures, in parallel worker processes.
 
-One ``OUTDIR/<stem>.npz`` per structure, written atomically; structures whose output is already complete are
-skipped, so an interrupted run continues where it stopped. A structure that fails is reported (and listed
-in ``OUTDIR/nma_failures.tsv``) without stopping the others.
+One ``OUTDIR/<stem>.npz`` per structure, written atomically; each records the SHA-256 of its input file and the
+options that shape its values. A re-run skips a structure only when its output is intact and records the same
+input content and options: a changed structure file or option, a truncated or damaged output is recomputed. A
+structure that fails is reported (and listed in ``OUTDIR/nma_failures.tsv``) without stopping the others.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+
+from seqdance.cli.options import int_at_least
+from seqdance.errors import InputError
+from seqdance.features.options import DISCONNECTED, ZERO_MODES
 
 FAILURE_LOG = "nma_failures.tsv"
 
@@ -30,6 +33,7 @@ class NmaJob:
     disconnected: str
     float32: bool
     compress: bool
+    provenance: dict | None = None  # input SHA-256 and options, stored in the output (resume by content)
 
 
 @dataclass(frozen=True)
@@ -57,18 +61,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--out-dir", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--chains", default=None, help="comma-separated chain ids to use, e.g. A,B (default: all)")
-    parser.add_argument("--model", type=int, default=0, help="model index for multi-model files (0-based)")
+    parser.add_argument("--model", type=int_at_least(0), default=0, help="model index for multi-model files (0-based)")
     parser.add_argument(
-        "--workers", type=int, default=None,
+        "--workers", type=int_at_least(1), default=None,
         help="parallel worker processes (default: number of CPUs; 1 runs in this process)",
     )
     parser.add_argument(
-        "--zero-modes", choices=("rigid", "reference"), default="rigid",
+        "--zero-modes", choices=ZERO_MODES, default="rigid",
         help="'rigid': remove exactly the rigid-body modes (default); 'reference': drop eigenvalues < 1e-6 "
         "like ProDy/the reference (also drops genuine soft modes of floppy models)",
     )
     parser.add_argument(
-        "--disconnected", choices=("error", "split"), default="error",
+        "--disconnected", choices=DISCONNECTED, default="error",
         help="structures whose residues fall into separate pieces (no Cα pair within 15 Å between them): fail "
         "(default) or analyse each piece on its own, with zero correlation between pieces",
     )
@@ -89,7 +93,7 @@ def collect_structures(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.is_file() and is_structure_file(p))
             if not inside:
-                raise ValueError(f"directory {path} contains no structure files (.pdb/.cif/.ent, optionally .gz)")
+                raise InputError(f"directory {path} contains no structure files (.pdb/.cif/.ent, optionally .gz)")
             found.extend(inside)
         elif path.is_file():
             found.append(path)
@@ -106,11 +110,23 @@ def plan_outputs(structures: list[Path], out_dir: Path) -> dict[Path, Path]:
     owner: dict[str, Path] = {}
     for path in structures:
         stem = structure_stem(path)
-        if stem in owner:
-            raise ValueError(f"{owner[stem]} and {path} would both write {out_dir / (stem + '.npz')}; rename one")
-        owner[stem] = path
+        if stem.lower() in owner:  # case-insensitive file systems (macOS, Windows) would merge them too
+            raise InputError(f"{owner[stem.lower()]} and {path} would both write {out_dir / (stem + '.npz')}; "
+                             "rename one")
+        owner[stem.lower()] = path
         outputs[path] = out_dir / f"{stem}.npz"
     return outputs
+
+
+def job_provenance(structure: Path, args: argparse.Namespace) -> dict:
+    """What determines one output's values: the input's content (SHA-256) and the options (resume by content)."""
+    from seqdance.io_utils import sha256_file
+
+    return {
+        "input_sha256": sha256_file(structure),
+        "options": {"chains": args.chains, "model": args.model, "zero_modes": args.zero_modes,
+                    "disconnected": args.disconnected, "float32": bool(args.float32)},
+    }
 
 
 def process_structure(job: NmaJob) -> NmaOutcome:
@@ -126,7 +142,8 @@ def process_structure(job: NmaJob) -> NmaOutcome:
             zero_modes=job.zero_modes, disconnected=job.disconnected,  # type: ignore[arg-type]
         )
         save_nma_features(
-            job.output, features, dtype=np.float32 if job.float32 else np.float64, compress=job.compress
+            job.output, features, dtype=np.float32 if job.float32 else np.float64, compress=job.compress,
+            provenance=job.provenance,
         )
     except (ValueError, OSError) as exc:
         return NmaOutcome(job.structure, False, str(exc), seconds=time.perf_counter() - start)
@@ -138,41 +155,23 @@ def process_structure(job: NmaJob) -> NmaOutcome:
     return NmaOutcome(job.structure, True, note, n, time.perf_counter() - start)
 
 
-_THREAD_LIMIT = None
-
-
-def _init_worker(blas_threads: int) -> None:
-    from threadpoolctl import threadpool_limits
-
-    global _THREAD_LIMIT
-    _THREAD_LIMIT = threadpool_limits(limits=blas_threads)
+def _crashed(job: NmaJob, message: str) -> NmaOutcome:
+    return NmaOutcome(job.structure, False, f"worker failed: {message}")
 
 
 def _run_jobs(jobs: list[NmaJob], workers: int, progress: bool) -> list[NmaOutcome]:
-    from tqdm import tqdm
+    """Every job through the shared engine: ``workers`` 1 runs in this process, more use worker processes
+    (one dead worker fails only its own structure; each worker's BLAS is single-threaded by default)."""
+    from tqdm.auto import tqdm
+
+    from seqdance.parallel import run_jobs
 
     outcomes: list[NmaOutcome] = []
-    bar = tqdm(total=len(jobs), unit="structure", disable=not progress, file=sys.stderr)
-    try:
-        if workers <= 1:
-            for job in jobs:
-                outcomes.append(process_structure(job))
-                bar.update()
-        else:
-            blas_threads = max(1, (os.cpu_count() or 1) // workers)
-            context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked BLAS thread state
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(blas_threads,)) as pool:
-                futures = {pool.submit(process_structure, job): job for job in jobs}
-                for future in as_completed(futures):
-                    try:
-                        outcomes.append(future.result())
-                    except Exception as exc:  # a crashed worker (killed, out of memory) fails its file only
-                        job = futures[future]
-                        outcomes.append(NmaOutcome(job.structure, False, f"worker failed: {type(exc).__name__}: {exc}"))
-                    bar.update()
-    finally:
-        bar.close()
+    with tqdm(total=len(jobs), unit="structure", desc="features nma", disable=not progress) as bar:
+        for _, outcome in run_jobs(process_structure, jobs, workers=0 if workers <= 1 else workers,
+                                   on_failure=_crashed):
+            outcomes.append(outcome)
+            bar.update()
     return outcomes
 
 
@@ -193,17 +192,18 @@ def run(args: argparse.Namespace) -> int:
     from seqdance.features.nma import is_complete_nma_file
 
     if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
     if args.model < 0:
-        raise ValueError(f"--model must be 0 or more, got {args.model}")
+        raise InputError(f"--model must be 0 or more, got {args.model}")
     structures = collect_structures(args.structures)
     outputs = plan_outputs(structures, args.out_dir)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in structures if args.overwrite or not is_complete_nma_file(outputs[s])]
+    provenance = {s: job_provenance(s, args) for s in structures}
+    todo = [s for s in structures if args.overwrite or not is_complete_nma_file(outputs[s], provenance[s])]
     todo.sort(key=lambda p: p.stat().st_size, reverse=True)  # large first: better load balance
     jobs = [
         NmaJob(str(s), str(outputs[s]), args.chains, args.model, args.zero_modes, args.disconnected,
-               args.float32, args.compress)
+               args.float32, args.compress, provenance[s])
         for s in todo
     ]
     workers = min(args.workers or os.cpu_count() or 1, max(1, len(jobs)))

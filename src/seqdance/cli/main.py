@@ -6,14 +6,21 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
+from collections.abc import Callable
+
+from seqdance.errors import SeqdanceError
 
 #: Command modules, each with ``register(subparsers)`` adding its sub-command(s) and setting ``func``.
 COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.predict",  # predict, embed
     "seqdance.cli.score",  # score, benchmark-dms
+    "seqdance.cli.merge",  # merge (the shards of a sharded predict / embed / score / benchmark-dms run)
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology
     "seqdance.cli.train",  # train, evaluate, loss-weights
+    "seqdance.cli.analyze",  # analyze attention
+    "seqdance.cli.probe",  # probe
 )
 
 
@@ -32,6 +39,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status of a run that stopped on an unexpected exception (a bug in seqdance): EX_SOFTWARE of sysexits.h,
+#: distinct from 1 (a user error, reported on one line) and 2 (a command-line usage error, from argparse).
+BUG_EXIT_CODE = 70
+BUG_NOTE = "this is a bug in seqdance, please report it (with the command line and the traceback above)"
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, prog: str) -> int:
+    """Run one command: one line for user errors (SeqdanceError, OSError), a traceback plus a bug note for anything
+    else. ``-vv`` shows the traceback of user errors too."""
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (SeqdanceError, OSError) as exc:  # the user's to fix: one clear line, no traceback
+        if getattr(args, "verbose", 0) >= 2:
+            traceback.print_exc()
+        plain_os_error = isinstance(exc, OSError) and not isinstance(exc, SeqdanceError)
+        message = " ".join(str(exc).split("\n")[0].split()) if plain_os_error else str(exc)
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print(f"{prog}: {BUG_NOTE}", file=sys.stderr)
+        return BUG_EXIT_CODE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -40,16 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, OSError) as exc:  # user errors: one clear line, no traceback
-        if args.verbose >= 2:
-            raise
-        print(f"seqdance {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(args.func, args, f"seqdance {args.command}")
 
 
 if __name__ == "__main__":

@@ -11,25 +11,23 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from seqdance.cli.options import int_at_least
+from seqdance.errors import InputError
 from seqdance.io_utils import FastaRecord, read_fasta
+from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 from seqdance.tokenizer import SequenceError, encode
-
-DEFAULT_MODEL = "ChaoHou/ESMDance"
-RESIDUE_CSV = "residues.csv"
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="FASTA file (chains of a complex joined by ':')")
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"Hugging Face repo id or local model directory / checkpoint (default: {DEFAULT_MODEL})",
+        default=DEFAULT_MODEL_SOURCE,
+        help=f"Hugging Face repo id or local model directory / checkpoint (default: {DEFAULT_MODEL_SOURCE})",
     )
     parser.add_argument(
         "--model-select",
-        choices=("esmdance", "seqdance"),
+        choices=MODEL_SELECTS,
         default=None,
         help="model kind; needed for a training checkpoint (update_*.pt), overrides config.json otherwise",
     )
@@ -38,14 +36,21 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cpu)")
     parser.add_argument(
-        "--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per batch (default: 4096)"
+        "--batch-tokens", type=int_at_least(3), default=None, metavar="N", help="padded tokens per batch (default: 4096)"
     )
     parser.add_argument(
         "--skip-invalid",
         action="store_true",
         help="skip records the tokenizer rejects (reported on stderr) instead of stopping before any work",
     )
+    parser.add_argument("--remove-gaps", action="store_true",
+                        help="drop alignment gap characters ('-', '.') from the sequences (default: they are an error)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    parser.add_argument(
+        "--shard", metavar="i/N", default=None,
+        help="compute shard i (0-based) of N, balanced by tokens (SLURM arrays); under torchrun each rank takes "
+        "its own shard; see docs/large_runs.md",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -77,9 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emb.set_defaults(func=run_embed)
 
 
-def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
+def _valid_records(path: Path, skip_invalid: bool, remove_gaps: bool = False) -> list[FastaRecord]:
     """FASTA records that tokenise; bad ones stop the run (listed by id) or are reported and dropped."""
-    records = read_fasta(path)
+    records = read_fasta(path, remove_gaps=remove_gaps)
     good: list[FastaRecord] = []
     bad: list[str] = []
     for record in records:
@@ -91,17 +96,10 @@ def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
             good.append(record)
     if bad and not skip_invalid:
         listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise ValueError(f"{path}: {len(bad)} invalid record(s): {listed} (use --skip-invalid to skip them)")
+        raise InputError(f"{path}: {len(bad)} invalid record(s): {listed} (use --skip-invalid to skip them)")
     for message in bad:
         print(f"skipped invalid record: {message}", file=sys.stderr)
     return good
-
-
-def _predict_options(args: argparse.Namespace) -> dict:
-    options: dict = {"device": args.device, "progress": not args.quiet}
-    if args.batch_tokens is not None:
-        options["max_tokens_per_batch"] = args.batch_tokens
-    return options
 
 
 def _model_name(source: str) -> str:
@@ -112,95 +110,76 @@ def _model_name(source: str) -> str:
 
 def _load(args: argparse.Namespace):
     from seqdance.devices import resolve_device
+    from seqdance.inference.sharding import local_rank
     from seqdance.model import load_model
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, local_rank=local_rank())
     return load_model(args.model, model_select=args.model_select, encoder=args.encoder, device=device)
 
 
-def _is_complete(path: Path, wanted: set[str], model: str) -> bool:
-    """Whether an existing prediction file has every wanted key and came from ``model``."""
-    if not path.exists():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            found_model = str(data["model"]) if "model" in data.files else None
-            complete = wanted <= set(data.files)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} exists but is not a readable prediction file ({exc}); remove it") from exc
-    if found_model is not None and found_model != model:
-        raise ValueError(
-            f"{path} was predicted with model {found_model!r}, not {model!r}; use another output directory "
-            "or --overwrite"
-        )
-    return complete
+def _batch_tokens(args: argparse.Namespace) -> int:
+    from seqdance.inference.predict import DEFAULT_MAX_TOKENS_PER_BATCH
+
+    if args.batch_tokens is None:
+        return DEFAULT_MAX_TOKENS_PER_BATCH
+    if args.batch_tokens < 1:
+        raise InputError(f"--batch-tokens must be positive, got {args.batch_tokens}")
+    return args.batch_tokens
+
+
+def report_run(report, shard, merged_what: str, merge_target: Path) -> None:
+    """The end-of-run lines on stderr: throughput, and for a shard whether the combined output was written."""
+    if report.throughput.sequences:
+        print(f"computed {report.throughput.summary()}", file=sys.stderr)
+    if shard is None:
+        return
+    if report.merged:
+        print(f"shard {shard.label}: all {shard.count} shard(s) finished; {merged_what} written", file=sys.stderr)
+    else:
+        print(f"shard {shard.label}: done; the last shard to finish writes {merged_what} "
+              f"(or run: seqdance merge {merge_target})", file=sys.stderr)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from seqdance.model.predict import iter_predictions
-    from seqdance.model.prediction_io import save_prediction, unique_stems, write_residue_csv
-    from seqdance.schema import PROPERTIES
+    from seqdance.inference.prediction_io import unique_stems
+    from seqdance.inference.runs import RESIDUE_CSV, RunOptions, run_predictions
+    from seqdance.inference.sharding import resolve_shard
 
-    records = _valid_records(args.input, args.skip_invalid)
+    shard = resolve_shard(args.shard)
+    records = _valid_records(args.input, args.skip_invalid, args.remove_gaps)
     stems = unique_stems(r.id for r in records)
-    model_name = _model_name(args.model)
-    out_dir: Path = args.output
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {p.name for p in PROPERTIES if p.is_residue or not args.no_pairs}
-    wanted |= {"embedding"} if args.embeddings else set()
-    wanted |= {"attention"} if args.attention else set()
-    pending = [
-        r for r in records if args.overwrite or not _is_complete(out_dir / f"{stems[r.id]}.npz", wanted, model_name)
-    ]
-    if pending:
-        model = _load(args)
-        results = iter_predictions(
-            model,
-            [r.sequence for r in pending],
-            ids=[r.id for r in pending],
-            pairs=not args.no_pairs,
-            embeddings=args.embeddings,
-            attentions=args.attention,
-            **_predict_options(args),
-        )
-        for _, prediction in results:
-            save_prediction(out_dir / f"{stems[prediction.id]}.npz", prediction, model=model_name)
-    n_rows = write_residue_csv(out_dir / RESIDUE_CSV, (out_dir / f"{stems[r.id]}.npz" for r in records))
-    print(
-        f"{len(pending)} predicted, {len(records) - len(pending)} already done; "
-        f"{len(records)} files and {RESIDUE_CSV} ({n_rows} residues) in {out_dir}",
-        file=sys.stderr,
+    options = RunOptions(pairs=not args.no_pairs, embeddings=args.embeddings, attentions=args.attention,
+                         max_tokens_per_batch=_batch_tokens(args))
+    model = _load(args)
+    report = run_predictions(
+        model, [r.id for r in records], [r.sequence for r in records], args.output, stems,
+        model_name=_model_name(args.model), options=options, shard=shard, overwrite=args.overwrite,
+        progress=not args.quiet,
     )
+    scope = f"shard {shard.label}: " if shard else ""
+    print(f"{scope}{report.n_written} predicted, {report.n_done} already done; {report.n_owned} files"
+          + (f" and {RESIDUE_CSV} ({report.n_rows} residues)" if shard is None else "") + f" in {args.output}",
+          file=sys.stderr)
+    report_run(report, shard, RESIDUE_CSV, args.output)
     return 0
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from seqdance.model.embedding_store import EmbeddingWriter
-    from seqdance.model.predict import iter_predictions
-    from seqdance.model.prediction_io import unique_stems
+    from seqdance.inference.prediction_io import unique_stems
+    from seqdance.inference.runs import run_embeddings
+    from seqdance.inference.sharding import resolve_shard
 
-    records = _valid_records(args.input, args.skip_invalid)
+    shard = resolve_shard(args.shard)
+    records = _valid_records(args.input, args.skip_invalid, args.remove_gaps)
     unique_stems(r.id for r in records)
-    writer = EmbeddingWriter(
-        args.output, model=_model_name(args.model), per_residue=args.per_residue, overwrite=args.overwrite
+    model = _load(args)
+    report = run_embeddings(
+        model, [r.id for r in records], [r.sequence for r in records], args.output,
+        model_name=_model_name(args.model), per_residue=args.per_residue, max_tokens_per_batch=_batch_tokens(args),
+        shard=shard, overwrite=args.overwrite, progress=not args.quiet,
     )
-    pending = [r for r in records if not writer.is_done(r.id)]
-    if pending:
-        model = _load(args)
-        results = iter_predictions(
-            model,
-            [r.sequence for r in pending],
-            ids=[r.id for r in pending],
-            pairs=False,
-            embeddings=True,
-            **_predict_options(args),
-        )
-        try:
-            for _, prediction in results:
-                writer.add(prediction)
-        finally:
-            writer.flush()  # keep what is done, even when interrupted
-    total = writer.close(order=[r.id for r in records])
-    print(f"{len(pending)} embedded, {len(records) - len(pending)} already done; {total} entries in {args.output}",
-          file=sys.stderr)
+    scope = f"shard {shard.label}: " if shard else ""
+    print(f"{scope}{report.n_written} embedded, {report.n_done} already done"
+          + (f"; {report.n_rows} entries in {args.output}" if report.merged else ""), file=sys.stderr)
+    report_run(report, shard, str(args.output), args.output)
     return 0

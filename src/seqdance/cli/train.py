@@ -11,7 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
-from seqdance.schema import SOURCE_GROUPS
+from seqdance.cli.options import int_at_least
+from seqdance.devices import PRECISIONS
+from seqdance.errors import InputError
+from seqdance.model.kinds import MODEL_SELECTS
+from seqdance.schema import ESM2_MAX_TOKENS, SOURCE_GROUPS
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="continue from the latest checkpoint in the output directory (fresh start if none)")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config entry, e.g. --set optim.lr=3e-4 --set data.store=my.h5 (repeatable)")
-    tr.add_argument("--stop-after", type=int, default=None, metavar="N",
+    tr.add_argument("--stop-after", type=int_at_least(1), default=None, metavar="N",
                     help="stop (with a checkpoint) after update N; the schedule still follows total_updates")
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=run_train)
@@ -53,12 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="also report the loss of predicting each channel's training mean (scans the train split)")
     base.add_argument("--baseline-means", type=Path, default=None,
                       help="channel means CSV written by 'seqdance loss-weights' (*_channel_means.csv)")
-    ev.add_argument("--model-select", choices=("seqdance", "esmdance"), default=None,
+    ev.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                     help="needed for update_*.pt state dicts without config")
-    ev.add_argument("--max-tokens", type=int, default=1024, help="N-terminal window per protein (default 1024)")
-    ev.add_argument("--batch-size", type=int, default=4)
+    ev.add_argument("--max-tokens", type=int_at_least(3), default=ESM2_MAX_TOKENS,
+                    help=f"N-terminal window per protein (default {ESM2_MAX_TOKENS})")
+    ev.add_argument("--batch-size", type=int_at_least(1), default=4)
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    ev.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    ev.add_argument("--precision", choices=[p for p in PRECISIONS if p != "auto"], default="fp32")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=run_evaluate)
 
@@ -74,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "source_feature_rmse_weight.csv) to check and rewrite in our layout")
     lw.add_argument("-o", "--output", type=Path, required=True, help="weights CSV to write")
     lw.add_argument("--split", default="train", help="split label the statistics come from (default: train)")
-    lw.add_argument("--max-proteins", type=int, default=None, metavar="N",
+    lw.add_argument("--max-proteins", type=int_at_least(1), default=None, metavar="N",
                     help="estimate from at most N random proteins per group")
     lw.add_argument("--seed", type=int, default=0)
     lw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -90,7 +95,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.append("progress=false")
     config = TrainConfig.from_yaml(args.config, overrides)
     if args.stop_after is not None and args.stop_after < 1:
-        raise ValueError("--stop-after must be ≥ 1")
+        raise InputError("--stop-after must be ≥ 1")
     result = train(config, resume=args.resume, stop_after=args.stop_after)
     import os
 
@@ -110,17 +115,16 @@ def _open_stores(paths: list[Path]) -> list:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import torch
 
     from seqdance import load_model
-    from seqdance.devices import resolve_device
+    from seqdance.devices import autocast_dtype, resolve_device, resolve_precision
     from seqdance.train.evaluate import evaluate_model, write_report
     from seqdance.train.weights import compute_store_statistics, load_loss_weights, read_channel_means
 
     stores = _open_stores(args.store)
     device = resolve_device(args.device, default="auto")
     if args.precision == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs a CUDA device")
+        raise InputError("--precision fp16 needs a CUDA device")
     model = load_model(str(args.model), model_select=args.model_select, device=device)
     weights_path = args.weights
     if weights_path is None:
@@ -136,7 +140,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     elif args.mean_baseline:
         stats = compute_store_statistics(stores, split="train", groups=args.groups, progress=not args.quiet)
         means = {g: {"residue": stats.residue_means[g], "pair": stats.pair_means[g]} for g in stats.residue_means}
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    dtype = autocast_dtype(resolve_precision(args.precision, device))
     result = evaluate_model(
         model, stores, split=args.split, groups=args.groups, weights=weights, channel_means=means,
         max_tokens=args.max_tokens, batch_size=args.batch_size, device=device, autocast_dtype=dtype,
@@ -144,7 +148,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     assert result is not None
     if result.per_protein.empty:
-        raise ValueError(f"no proteins with split label {args.split!r} in {', '.join(map(str, args.store))}")
+        raise InputError(f"no proteins with split label {args.split!r} in {', '.join(map(str, args.store))}")
     paths = write_report(result, args.output, title=str(args.model))
     print((args.output / "summary.md").read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)

@@ -16,16 +16,14 @@ atom whose label ``chain:resname:resid:name`` sorts first as atom 1. Frequencies
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.spatial import cKDTree
 
+from seqdance.errors import InputError
 from seqdance.features.contact_geometry import ContactModel
+from seqdance.features.options import FREQUENCIES, Frequency
 from seqdance.schema import INTERACTION_NAMES
-
-Frequency = Literal["reference", "fraction"]
-FREQUENCIES: tuple[str, ...] = ("reference", "fraction")
 
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(INTERACTION_NAMES)}
 _HB_BY_BACKBONE_COUNT = np.array([TYPE_INDEX["hbss"], TYPE_INDEX["hbsb"], TYPE_INDEX["hbbb"]])
@@ -198,7 +196,7 @@ class ContactFrequencies:
 
     def __init__(self, model: ContactModel, n_residues: int, frequency: Frequency = "reference") -> None:
         if frequency not in FREQUENCIES:
-            raise ValueError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
+            raise InputError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
         self.model = model
         self.n_residues = n_residues
         self.frequency = frequency
@@ -229,5 +227,5 @@ class ContactFrequencies:
     def result(self) -> dict[str, np.ndarray]:
         """Frequency map per interaction type, (N, N) float64."""
         if self.n_frames == 0:
-            raise ValueError("no frames were accumulated")
+            raise InputError("no frames were accumulated")
         return {name: self.counts[k] / self.n_frames for k, name in enumerate(INTERACTION_NAMES)}

@@ -1,10 +1,11 @@
-"""Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md`.
+"""Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md` (returns :class:`~seqdance.features.results.MdFeatures`).
 
 Reads the trajectory in chunks (bounded memory) and, per chunk, makes the protein whole across periodic
 boundaries, finds the nine interaction types natively (:mod:`seqdance.features.interactions`) on the coordinates
-as written, superposes the frames on the first one (Cα), then accumulates the Cα covariance (RMSF, correlation)
-and MDTraj's SASA, DSSP and dihedrals. Several trajectories (replicas of one system) pool their frames. Values are raw: no cube root on interaction frequencies and no RMSF normalisation (the dataset store
-applies the schema transforms).
+as written, superposes the frames on the first one (Cα), then accumulates the Cα covariance (RMSF, correlation),
+the SASA (:mod:`seqdance.features.sasa`: MDTraj's Shrake-Rupley numbers, frames in parallel, or on a GPU),
+MDTraj's DSSP and dihedrals, and the per-chain conformational properties of the Cα trace
+(:mod:`seqdance.features.conformation`). Several trajectories (replicas of one system) pool their frames.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, cast
 
 import mdtraj as md
 import numpy as np
 from tqdm.auto import tqdm
 
+from seqdance.errors import InputError
+from seqdance.features.conformation import ConformationAccumulator, conformation_arrays
 from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
-from seqdance.features.interactions import FREQUENCIES, ContactFrequencies, Frequency, detect_contacts
+from seqdance.features.interactions import ContactFrequencies, detect_contacts
 from seqdance.features.md_properties import (
     DIHEDRAL_FUNCTIONS,
     CoordinateCovariance,
@@ -27,24 +30,28 @@ from seqdance.features.md_properties import (
     RunningMoments,
     dihedral_rows,
     dssp_counts,
-    sasa_per_residue,
 )
 from seqdance.features.md_topology import ProteinTopology, build_protein_topology
+from seqdance.features.options import (
+    FREQUENCIES,
+    MISSING_HYDROGENS,
+    SASA_ENGINES,
+    Frequency,
+    MissingHydrogens,
+    SasaEngine,
+)
 from seqdance.features.periodic import make_whole, spanning_bonds
+from seqdance.features.residue_sasa import ResidueSasa
+from seqdance.features.results import MdFeatures
 from seqdance.features.trajectory_io import FrameChunk, count_frames, load_topology, open_sources
 from seqdance.schema import INTERACTION_NAMES, PROPERTY_BY_NAME, properties_of_kind
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-MissingHydrogens = Literal["error", "skip"]
 
-#: Output key of each MD property: the schema name, except that max-normalised properties are returned raw
-#: under the name without the "_nor" suffix (``rmsf_nor`` -> ``rmsf``).
-MD_FEATURE_KEYS: dict[str, str] = {
-    p.name: (p.name.removesuffix("_nor") if p.transform == "max_normalise" else p.name)
-    for p in properties_of_kind("md")
-}
+#: Output key of each MD property (:attr:`seqdance.schema.Property.raw_key`: ``rmsf_nor`` is returned raw as ``rmsf``).
+MD_FEATURE_KEYS: dict[str, str] = {p.name: p.raw_key for p in properties_of_kind("md")}
 _ANGLES: tuple[str, ...] = tuple(name for name in MD_FEATURE_KEYS if name in DIHEDRAL_FUNCTIONS)
 _HBOND_TYPES: tuple[str, ...] = tuple(n for n in INTERACTION_NAMES if n.startswith("hb"))
 #: A peptide C-N longer than this (nm) in a frame whose first frame had it bonded: protein split by PBC.
@@ -63,26 +70,31 @@ def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | No
 
 
 def _check_options(frequency: str, stride: int, start: int, stop: int | None, chunk_frames: int,
-                   missing_hydrogens: str) -> None:
+                   missing_hydrogens: str, sasa: str, threads: int | None) -> None:
     if frequency not in FREQUENCIES:
-        raise ValueError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
+        raise InputError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
     if int(stride) < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise InputError(f"stride must be >= 1, got {stride}")
     if int(start) < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
+        raise InputError(f"start must be >= 0, got {start}")
     if stop is not None and int(stop) <= int(start):
-        raise ValueError(f"stop ({stop}) must be greater than start ({start})")
+        raise InputError(f"stop ({stop}) must be greater than start ({start})")
     if int(chunk_frames) < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    if missing_hydrogens not in ("error", "skip"):
-        raise ValueError(f"missing_hydrogens must be 'error' or 'skip', got {missing_hydrogens!r}")
+        raise InputError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    if missing_hydrogens not in MISSING_HYDROGENS:
+        raise InputError(f"missing_hydrogens must be one of {MISSING_HYDROGENS}, got {missing_hydrogens!r}")
+    if sasa not in SASA_ENGINES:
+        raise InputError(f"sasa must be one of {SASA_ENGINES}, got {sasa!r}")
+    if threads is not None and int(threads) < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
 
 
 class _Accumulators:
     """Everything extract_md folds frames into; created from the first chunk."""
 
     def __init__(self, protein: ProteinTopology, first: FrameChunk, frequency: Frequency,
-                 criteria: ContactCriteria | None, missing_hydrogens: MissingHydrogens, source: str) -> None:
+                 criteria: ContactCriteria | None, missing_hydrogens: MissingHydrogens, source: str,
+                 sasa: ResidueSasa) -> None:
         self.protein = protein
         n = protein.n_residues
         top = protein.topology
@@ -96,7 +108,7 @@ class _Accumulators:
         coverage = self.contact_model.backbone_hydrogen_coverage()
         self.with_hbonds = coverage >= _MIN_AMIDE_H_COVERAGE
         if not self.with_hbonds and missing_hydrogens == "error":
-            raise ValueError(
+            raise InputError(
                 f"{source}: the protein has no hydrogens (only {coverage:.0%} of backbone N carry one); hydrogen "
                 "bonds need them. Use a topology with hydrogens (e.g. protonate and re-simulate, or the "
                 "simulation's own all-atom topology), or pass missing_hydrogens='skip' (CLI: "
@@ -107,11 +119,13 @@ class _Accumulators:
             self.angle_indices[kind] = dihedral_rows(kind, self.reference, protein.atom_residue, first_frame)
         phi_idx, _ = self.angle_indices.get("phi", (np.zeros((0, 4), dtype=np.int64), None))
         self.peptide_bonds = phi_idx[:, :2]
+        self.sasa_engine = sasa
         self.sasa = RunningMoments()
         self.ss = np.zeros((n, len(PROPERTY_BY_NAME["ss"].labels)), dtype=np.int64)
         self.hist = {kind: DihedralHistogram(n) for kind in _ANGLES}
         self.ca_cov = CoordinateCovariance()
         self.contacts = ContactFrequencies(self.contact_model, n, frequency)
+        self.conformation = ConformationAccumulator(protein.chain_lengths)
         self.n_frames = 0
 
     def whole_trajectory(self, chunk: FrameChunk) -> md.Trajectory:
@@ -129,21 +143,22 @@ class _Accumulators:
         broken = np.flatnonzero((bond > _BROKEN_BOND_NM).any(axis=1))
         if broken.size:
             frame = first_index + int(broken[0]) * stride
-            raise ValueError(
+            raise InputError(
                 f"{source}: frame {frame}: the protein is split across the periodic box (a peptide bond is "
                 f"{bond[broken[0]].max():.2f} nm long); make molecules whole first, e.g. gmx trjconv -pbc mol"
             )
 
-    def add(self, traj: md.Trajectory) -> None:
+    def add(self, traj: md.Trajectory, frame_numbers: np.ndarray, source: str) -> None:
         protein = self.protein
         xyz = traj.xyz
         # Contacts on the coordinates as written (as GetContacts), before superposition rotates them.
         self.contacts.add(detect_contacts(self.contact_model, xyz, with_hbonds=self.with_hbonds), len(xyz))
         traj.superpose(self.reference, 0, atom_indices=self.ca)
         self.ca_cov.add(traj.xyz[:, self.ca])
+        self.conformation.add(traj.xyz[:, self.ca])
         # Shrake-Rupley's fixed sphere-point grid is not rotation invariant: like the reference, use the
         # superposed frames.
-        self.sasa.add(sasa_per_residue(traj, protein.residue_rows))
+        self.sasa.add(self.sasa_engine(traj.xyz, frame_numbers=frame_numbers, where=source))
         self.ss += dssp_counts(traj, protein.residue_rows)
         for kind, (indices, rows) in self.angle_indices.items():
             if len(indices):
@@ -166,6 +181,7 @@ class _Accumulators:
             for name in _HBOND_TYPES:
                 contacts[name] = np.full_like(contacts[name], np.nan)
         out.update({MD_FEATURE_KEYS[name]: contacts[name] for name in INTERACTION_NAMES})
+        out.update(conformation_arrays(self.conformation.result()))
         return out
 
 
@@ -181,8 +197,11 @@ def extract_md(
     progress: bool = False,
     missing_hydrogens: MissingHydrogens = "error",
     criteria: ContactCriteria | None = None,
-) -> dict[str, Any]:
-    """Raw MD features of a protein trajectory (DESIGN §3).
+    sasa: SasaEngine = "auto",
+    device: str | None = None,
+    threads: int | None = None,
+) -> MdFeatures:
+    """Raw MD features of a protein trajectory (DESIGN §3); what it returns is :class:`MdFeatures`.
 
     ``topology``: any topology MDTraj reads (PDB, PSF, GRO, PRMTOP, ...), a GROMACS TPR (via MDAnalysis) or an
     mdCATH HDF5 file. ``trajectory``: one path or a list (replicas, frames pooled); ``None`` uses the frames of
@@ -191,14 +210,21 @@ def extract_md(
     (fraction of frames with a contact, symmetric). Without hydrogens, H-bonds are an error unless
     ``missing_hydrogens="skip"`` (H-bond maps are then NaN).
 
-    Returns per-residue ``sasa_mean``, ``sasa_std`` (nm²), ``rmsf`` (nm), ``ss`` (N, 8), ``chi``/``phi``/``psi``
-    (N, 12; NaN rows where the residue has no such angle), per-pair ``corr`` and the nine interaction maps
-    (N, N), plus ``sequence``, ``residue_ids`` (chain, resSeq, icode), ``residue_names``, ``chain_lengths``,
-    ``chain_breaks``, ``n_frames`` and ``frequency``.
+    SASA (:class:`seqdance.features.residue_sasa.ResidueSasa`): ``sasa="auto"`` computes MDTraj's Shrake-Rupley numbers
+    with the compiled kernel on CPU (frames in parallel on ``threads`` cores, default all) or with torch when
+    ``device`` is a GPU ("cuda", "cuda:1", "auto"); ``"numba"``/``"torch"`` force one; ``"mdtraj"`` calls MDTraj
+    one frame at a time (the previous path, for comparison; same numbers, several times slower).
     """
-    _check_options(frequency, stride, start, stop, chunk_frames, missing_hydrogens)
+    _check_options(frequency, stride, start, stop, chunk_frames, missing_hydrogens, sasa, threads)
+    sasa_device = None
+    if device is not None:
+        from seqdance.devices import resolve_device
+
+        sasa_device = str(resolve_device(device))
     loaded = load_topology(topology)
     protein = build_protein_topology(loaded.topology, loaded.insertion_codes, source=loaded.path)
+    sasa_engine = ResidueSasa(protein.topology, protein.residue_rows, engine=sasa, device=sasa_device,
+                              threads=threads)
     sources = open_sources(loaded, _as_list(trajectory))
     total = count_frames(sources, start, stop, stride)
 
@@ -209,17 +235,18 @@ def extract_md(
             for chunk in source.chunks(protein.atom_indices, start=start, stop=stop, stride=stride,
                                        chunk_frames=chunk_frames):
                 if acc is None:
-                    acc = _Accumulators(protein, chunk, frequency, criteria, missing_hydrogens, loaded.path)
+                    acc = _Accumulators(protein, chunk, frequency, criteria, missing_hydrogens, loaded.path,
+                                        sasa_engine)
                 traj = acc.whole_trajectory(chunk)
                 acc.check_whole(traj.xyz, source.name, start + seen * stride, stride)
-                acc.add(traj)
+                acc.add(traj, start + (seen + np.arange(len(chunk))) * stride, source.name)
                 seen += len(chunk)
                 bar.update(len(chunk))
             if seen == 0:
-                raise ValueError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
+                raise InputError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
     assert acc is not None
     if acc.n_frames < 2:
-        raise ValueError(
+        raise InputError(
             f"{loaded.path}: only {acc.n_frames} frame selected; MD features need at least 2 frames "
             "(fluctuations and frequencies over a trajectory)"
         )
@@ -235,4 +262,4 @@ def extract_md(
         n_frames=int(acc.n_frames),
         frequency=str(frequency),
     )
-    return result
+    return cast(MdFeatures, result)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import mdtraj as md
 import numpy as np
 
+from seqdance.errors import InputError
+
 #: Standard amino acids and their one-letter codes.
 ONE_LETTER: dict[str, str] = {
     "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E", "GLY": "G",
@@ -136,7 +138,7 @@ def build_protein_topology(full: md.Topology, insertion_codes: np.ndarray | None
     protein_atoms = np.array([a.index for a in full.atoms if a.residue.is_protein], dtype=np.int64)
     if protein_atoms.size == 0:
         names = sorted({r.name for r in full.residues})[:10]
-        raise ValueError(f"{source}: no protein residues found (residue names include {names})")
+        raise InputError(f"{source}: no protein residues found (residue names include {names})")
     topology = full.subset(protein_atoms)
     codes = (np.asarray(insertion_codes, dtype=object)[protein_atoms] if insertion_codes is not None
              else np.full(len(protein_atoms), "", dtype=object))
@@ -163,7 +165,7 @@ def build_protein_topology(full: md.Topology, insertion_codes: np.ndarray | None
         if letters:
             letters_by_chain.append(letters)
     if not rows:
-        raise ValueError(f"{source}: the protein atoms contain no residue with a CA atom")
+        raise InputError(f"{source}: the protein atoms contain no residue with a CA atom")
 
     residue_rows = np.asarray(rows, dtype=np.int64)
     row_of_residue = np.full(topology.n_residues, -1, dtype=np.int64)
@@ -189,7 +191,7 @@ def _check_unique_ids(residue_ids: np.ndarray, source: str) -> None:
     if len(set(keys)) != len(keys):
         seen: set[tuple[str, int, str]] = set()
         dup = next(k for k in keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(
+        raise InputError(
             f"{source}: residue {dup[1]}{dup[2]} of chain {dup[0]!r} occurs twice; residues must be unique by "
             "(chain, residue number, insertion code) - give chains distinct IDs or segment names"
         )

@@ -23,10 +23,11 @@ tails, where physical ANM eigenvalues reach 1e-10), which changes the ranges; se
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import cast
 
 import numpy as np
 import scipy.linalg
@@ -34,12 +35,11 @@ from scipy.linalg import blas
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from seqdance.errors import SeqdanceError
+from seqdance.errors import InputError, SeqdanceError
+from seqdance.features.options import Disconnected, ZeroModes
+from seqdance.features.results import NmaFeatures
 from seqdance.features.structure import CalphaStructure, SkippedResidue, read_calpha_structure
 from seqdance.schema import properties_of_kind
-
-ZeroModes = Literal["rigid", "reference"]
-Disconnected = Literal["error", "split"]
 
 #: (outer radius Å, spring constant) shells of the distance-dependent springs, innermost first.
 SPRING_SHELLS: tuple[tuple[float, float], ...] = ((4.0, 10.0), (10.0, 2.0), (15.0, 1.0))
@@ -168,7 +168,7 @@ def rigid_body_basis(coords: np.ndarray, pieces: Sequence[np.ndarray], dim: int)
             basis[idx, col] = 1.0 / np.sqrt(len(idx))
         return basis
     if dim != 3:
-        raise ValueError(f"dim must be 1 (GNM) or 3 (ANM), got {dim}")
+        raise InputError(f"dim must be 1 (GNM) or 3 (ANM), got {dim}")
     basis = np.zeros((n, 3, 6 * len(pieces)))
     for p, idx in enumerate(pieces):
         local = np.zeros((len(idx), 3, 6))
@@ -227,7 +227,7 @@ def nonzero_modes(
         work = np.array(matrix, order="F", copy=not overwrite)
     if zero_modes == "rigid":
         if rigid_basis is None:
-            raise ValueError("zero_modes='rigid' needs the rigid-body basis")
+            raise InputError("zero_modes='rigid' needs the rigid-body basis")
         shift = 2.0 * _max_abs_column_sum(work)
         n_rigid = rigid_basis.shape[1]
         # lower triangle of work += shift * Q Qᵀ, in place (eigh reads the lower triangle only)
@@ -258,7 +258,7 @@ def nonzero_modes(
         if n_zero >= dof:
             raise NmaError("every eigenvalue is below the reference zero threshold 1e-6")
         return Modes(eigvals[n_zero:], np.ascontiguousarray(eigvecs[:, n_zero:].T), n_zero)
-    raise ValueError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
+    raise InputError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
 
 
 # --- frequency ranges and features ----------------------------------------------------------------
@@ -353,9 +353,9 @@ def nma_features(
     """
     coords = _check_coords(coords)
     if zero_modes not in ("rigid", "reference"):
-        raise ValueError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
+        raise InputError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
     if disconnected not in ("error", "split"):
-        raise ValueError(f"disconnected must be 'error' or 'split', got {disconnected!r}")
+        raise InputError(f"disconnected must be 'error' or 'split', got {disconnected!r}")
     _, sq_dist = _axis_differences(coords)
     _raise_on_coincident(sq_dist, labels)
     del sq_dist
@@ -423,10 +423,7 @@ def _connected_features(coords: np.ndarray, zero_modes: ZeroModes) -> NmaResult:
 # --- structures in, feature files out -------------------------------------------------------------
 
 #: Keys of the per-structure metadata stored beside the features.
-METADATA_KEYS: tuple[str, ...] = (
-    "sequence", "residue_ids", "chain_lengths", "skipped_residues", "zero_modes", "disconnected", "n_pieces",
-    "gnm_range_sizes", "anm_range_sizes", "gnm_zero_modes", "anm_zero_modes",
-)
+METADATA_KEYS: tuple[str, ...] = tuple(k for k in NmaFeatures.__annotations__ if k not in RESIDUE_KEYS + PAIR_KEYS)
 
 
 def residue_labels(structure: CalphaStructure) -> list[str]:
@@ -444,17 +441,13 @@ def extract_nma(
     model: int = 0,
     zero_modes: ZeroModes = "rigid",
     disconnected: Disconnected = "error",
-) -> dict[str, object]:
-    """Normal-mode features of a structure file (PDB/mmCIF, optionally gzipped) or a read :class:`CalphaStructure`.
-
-    Returns ``nma_res1..3`` (N,) GNM fluctuations and ``nma_pair1..3`` (N, N) ANM correlations (float64, low
-    / mid / high frequency), ``sequence`` (one-letter, chains joined by ":"), ``residue_ids`` (structured:
-    chain, resseq, icode), ``chain_lengths``, ``skipped_residues`` (protein residues without Cα) and the mode
-    bookkeeping listed in :data:`METADATA_KEYS`. Errors name the file and say what is wrong.
+) -> NmaFeatures:
+    """Normal-mode features of a structure file (PDB/mmCIF, optionally gzipped) or a read :class:`CalphaStructure`;
+    what it returns is :class:`~seqdance.features.results.NmaFeatures`. Errors name the file and say what is wrong.
     """
     if isinstance(structure, CalphaStructure):
         if chains is not None or model != 0:
-            raise ValueError("chains/model select atoms while reading a file; pass them to read_calpha_structure")
+            raise InputError("chains/model select atoms while reading a file; pass them to read_calpha_structure")
         calphas = structure
     else:
         calphas = read_calpha_structure(structure, chains=chains, model=model)
@@ -479,7 +472,7 @@ def extract_nma(
         gnm_zero_modes=result.gnm_zero_modes,
         anm_zero_modes=result.anm_zero_modes,
     )
-    return features
+    return cast(NmaFeatures, features)
 
 
 _SKIPPED_DTYPE = np.dtype([("chain", "U8"), ("resseq", "i4"), ("icode", "U1"), ("resname", "U8"), ("reason", "U64")])
@@ -493,8 +486,13 @@ def save_nma_features(
     *,
     dtype: np.dtype | type = np.float64,
     compress: bool = False,
+    provenance: dict[str, object] | None = None,
 ) -> None:
-    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays)."""
+    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays).
+
+    ``provenance`` (the input's SHA-256 and the options; JSON) is stored as ``provenance`` so that a re-run can
+    tell an up-to-date file from a stale one (:func:`is_complete_nma_file`).
+    """
     from seqdance.io_utils import atomic_path
 
     arrays: dict[str, np.ndarray] = {}
@@ -511,6 +509,8 @@ def save_nma_features(
         [(s.chain, s.resseq, s.icode, s.resname, s.reason) for s in skipped],  # type: ignore[attr-defined]
         dtype=_SKIPPED_DTYPE,
     )
+    if provenance is not None:
+        arrays["provenance"] = np.array(json.dumps(provenance, sort_keys=True))
     writer = np.savez_compressed if compress else np.savez
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
@@ -522,7 +522,7 @@ def load_nma_features(path: str | os.PathLike[str]) -> dict[str, object]:
     with np.load(path, allow_pickle=False) as data:
         missing = [k for k in RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS if k not in data.files]
         if missing:
-            raise ValueError(f"{path}: not a seqdance NMA feature file (missing {missing})")
+            raise InputError(f"{path}: not a seqdance NMA feature file (missing {missing})")
         features: dict[str, object] = {key: data[key] for key in data.files}
     for key in _STRING_KEYS:
         features[key] = str(features[key])
@@ -535,13 +535,23 @@ def load_nma_features(path: str | os.PathLike[str]) -> dict[str, object]:
     return features
 
 
-def is_complete_nma_file(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a readable NMA feature file with every key (files are written atomically)."""
+def is_complete_nma_file(path: str | os.PathLike[str], provenance: dict[str, object] | None = None) -> bool:
+    """True when ``path`` is an intact NMA feature file with every key (every member's CRC checked, so a truncated
+    or damaged file is not complete) and, when ``provenance`` is given, was computed from that same input with
+    those same options (the ``provenance`` it stores equals it)."""
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as archive:
             names = {name.removesuffix(".npy") for name in archive.namelist()}
-    except (OSError, zipfile.BadZipFile):
+            if not set(RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS) <= names or archive.testzip() is not None:
+                return False
+            if provenance is None:
+                return True
+            if "provenance" not in names:
+                return False
+            with np.load(path, allow_pickle=False) as data:
+                stored = json.loads(str(data["provenance"]))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile):
         return False
-    return set(RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS) <= names
+    return stored == json.loads(json.dumps(provenance, sort_keys=True))

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdance.errors import InputError
+
 #: File endings recognised as structure files when a directory is given to the CLI.
 STRUCTURE_SUFFIXES: tuple[str, ...] = (".pdb", ".ent", ".cif", ".mmcif", ".pdbx", ".json")
 
@@ -106,8 +108,29 @@ def _normalise_chains(chains: str | Iterable[str] | None) -> list[str] | None:
         chains = chains.split(",")
     wanted = [c.strip() for c in chains if c.strip()]
     if not wanted:
-        raise ValueError("empty chain selection; give chain ids such as 'A' or 'A,B', or None for all chains")
+        raise InputError("empty chain selection; give chain ids such as 'A' or 'A,B', or None for all chains")
     return list(dict.fromkeys(wanted))
+
+
+def _check_unique_residues(model: object, path: Path, gemmi: object) -> None:
+    """Raise naming chain and residue when a chain numbers two protein residues alike (without alternate
+    locations telling them apart): gemmi would merge them and one residue would silently disappear."""
+    for chain in model:
+        seen: dict[tuple[int, str], str] = {}
+        for residue in chain:
+            if not _is_protein_residue(residue, gemmi.find_tabulated_residue(residue.name)):
+                continue
+            key = (residue.seqid.num, residue.seqid.icode.strip())
+            label = f"{residue.name}{key[0]}{key[1]}"
+            alternate = any(atom.has_altloc() for atom in residue)
+            plain_ca = sum(1 for atom in residue if atom.name == "CA" and not atom.has_altloc())
+            if plain_ca > 1 or (key in seen and not alternate):
+                first = seen.get(key, label)
+                raise InputError(
+                    f"{path}: chain {chain.name} has residue number {key[0]}{key[1]} twice ({first} and {label}); "
+                    "one would be silently dropped: renumber the residues (or give insertion codes)"
+                )
+            seen[key] = label
 
 
 def read_calpha_structure(
@@ -124,14 +147,18 @@ def read_calpha_structure(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"structure file not found: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty")
     try:
         structure = gemmi.read_structure(str(path), format=gemmi.CoorFormat.Detect)
-    except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read as a PDB/mmCIF structure: {exc}") from exc
+    except (RuntimeError, ValueError, OSError) as exc:
+        detail = " ".join(str(exc).replace(str(path), "").split()).strip(": ")
+        raise InputError(f"{path}: cannot read as a PDB/mmCIF structure ({detail or type(exc).__name__})") from None
     if len(structure) == 0:
-        raise ValueError(f"{path}: no atoms (no model) in the file")
+        raise InputError(f"{path}: no atoms (no model) in the file")
     if not 0 <= model < len(structure):
-        raise ValueError(f"{path}: model {model} requested but the file has {len(structure)} model(s) (0-based)")
+        raise InputError(f"{path}: model {model} requested but the file has {len(structure)} model(s) (0-based)")
+    _check_unique_residues(structure[model], path, gemmi)
     structure.remove_alternative_conformations()
     gemmi_model = structure[model]
 
@@ -140,7 +167,7 @@ def read_calpha_structure(
     if wanted is not None:
         missing = [c for c in wanted if c not in present]
         if missing:
-            raise ValueError(f"{path}: chain(s) {missing} not found; the file has chains {present}")
+            raise InputError(f"{path}: chain(s) {missing} not found; the file has chains {present}")
 
     coords: list[tuple[float, float, float]] = []
     ids: list[tuple[str, int, str]] = []
@@ -173,7 +200,7 @@ def read_calpha_structure(
 
     if not coords:
         which = "the selected chains" if wanted is not None else "any chain"
-        raise ValueError(f"{path}: no protein Cα atoms in {which} of model {model}")
+        raise InputError(f"{path}: no protein Cα atoms in {which} of model {model}")
     width = max(len(c) for c in chain_ids)
     return CalphaStructure(
         source=str(path),

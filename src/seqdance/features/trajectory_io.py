@@ -20,7 +20,9 @@ Supported inputs
 from __future__ import annotations
 
 import io
+import logging
 import os
+import struct
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,6 +31,10 @@ from pathlib import Path
 
 import mdtraj as md
 import numpy as np
+
+from seqdance.errors import InputError
+
+log = logging.getLogger(__name__)
 
 MDTRAJ_TOPOLOGY_SUFFIXES = (".pdb", ".pdb.gz", ".ent", ".cif", ".pdbx", ".psf", ".gro", ".prmtop", ".parm7",
                             ".prm7", ".mol2", ".hoomdxml", ".arc", ".h5", ".lh5")
@@ -72,7 +78,9 @@ def _require_file(path: str, role: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{role} file not found: {path}")
     if os.path.isdir(path):
-        raise ValueError(f"{role} path is a directory, not a file: {path}")
+        raise InputError(f"{role} path is a directory, not a file: {path}")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{role} file {path} is empty")
 
 
 def is_mdcath_file(path: str) -> bool:
@@ -126,13 +134,13 @@ def _topology_from_mdanalysis(path: str) -> LoadedTopology:
     try:
         import MDAnalysis as mda
     except ImportError as exc:  # pragma: no cover - MDAnalysis is an optional dependency
-        raise ValueError(f"{path}: reading this topology format needs MDAnalysis (pip install MDAnalysis)") from exc
+        raise InputError(f"{path}: reading this topology format needs MDAnalysis (pip install MDAnalysis)") from exc
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             universe = mda.Universe(path)
     except Exception as exc:
-        raise ValueError(f"{path}: cannot read topology ({type(exc).__name__}: {exc})") from exc
+        raise InputError(f"{path}: cannot read topology ({type(exc).__name__}: {exc})") from exc
     atoms = universe.atoms
     names = [str(n) for n in atoms.names]
     symbols = [str(e) for e in atoms.elements] if hasattr(atoms, "elements") else [""] * len(atoms)
@@ -164,7 +172,7 @@ def _mdcath_domain(h5) -> str:
 
     domains = [k for k in h5 if isinstance(h5[k], h5py.Group) and "pdbProteinAtoms" in h5[k]]
     if len(domains) != 1:
-        raise ValueError(f"{h5.filename}: expected one mdCATH domain group with 'pdbProteinAtoms', found {domains}")
+        raise InputError(f"{h5.filename}: expected one mdCATH domain group with 'pdbProteinAtoms', found {domains}")
     return domains[0]
 
 
@@ -199,7 +207,7 @@ def load_topology(path: str | os.PathLike[str]) -> LoadedTopology:
                 warnings.simplefilter("ignore")
                 topology = md.load_topology(path)
         except Exception as exc:
-            raise ValueError(f"{path}: cannot read topology ({type(exc).__name__}: {exc})") from exc
+            raise InputError(f"{path}: cannot read topology ({type(exc).__name__}: {exc})") from exc
         icodes = _pdb_insertion_codes(_read_text(path)) if suffix in _PDB_SUFFIXES else None
         if icodes is not None and len(icodes) != topology.n_atoms:
             icodes = None
@@ -232,6 +240,53 @@ class FrameSource:
         raise NotImplementedError
 
 
+def _dcd_int(data: bytes, offset: int, endian: str) -> int:
+    return int(struct.unpack_from(endian + "i", data, offset)[0])
+
+
+def check_dcd_complete(path: str) -> None:
+    """Raise naming the file and frame counts when a DCD ends inside a frame (a truncated copy or a disk that
+    filled up); MDTraj would silently read only the whole frames. A header that announces more frames than the
+    file holds whole is only logged (trimmed trajectories often keep the original count, e.g. MDAnalysis's adk
+    test file). Files with fixed atoms, or that do not parse as DCD, are left to the reader."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if len(head) < 100:
+        raise InputError(f"trajectory {path}: only {size} bytes, too short to be a DCD file (truncated?)")
+    endian = "<" if _dcd_int(head, 0, "<") == 84 else ">" if _dcd_int(head, 0, ">") == 84 else None
+    if endian is None or head[4:8] != b"CORD":
+        return  # not a standard DCD header: MDTraj's reader reports what is wrong
+    control = struct.unpack_from(endian + "20i", head, 8)
+    n_set, n_fixed, has_cell, four_dims, charmm = control[0], control[8], control[10], control[11], control[19]
+    if n_fixed:
+        return
+    offset = 4 + 84 + 4
+    title_bytes = _dcd_int(head, offset, endian)
+    offset += 4 + title_bytes + 4
+    if offset + 12 > len(head):
+        return
+    n_atoms = _dcd_int(head, offset + 4, endian)
+    offset += 12
+    if n_atoms <= 0:
+        return
+    frame = 3 * (4 * n_atoms + 8)
+    if charmm and has_cell:
+        frame += 48 + 8
+    if charmm and four_dims:
+        frame += 4 * n_atoms + 8
+    whole, extra = divmod(size - offset, frame)
+    if extra:
+        raise InputError(
+            f"trajectory {path} is truncated: it ends inside frame {whole + 1} (its header announces {n_set} "
+            f"frame(s); {whole} whole frame(s) of {n_atoms} atoms, then {extra} stray byte(s)); copy or write it "
+            "again"
+        )
+    if n_set > whole:
+        log.warning("trajectory %s: its header announces %d frames but the file holds %d; using those %d",
+                    path, n_set, whole, whole)
+
+
 def _selected_count(n_total: int | None, start: int, stop: int | None, stride: int) -> int | None:
     if n_total is None:
         return None
@@ -252,6 +307,8 @@ class MDTrajSource(FrameSource):
     def _check_atom_count(self) -> None:
         if _suffix(self.path) not in _COUNTABLE_SUFFIXES:
             return
+        if _suffix(self.path) == ".dcd":
+            check_dcd_complete(self.path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -263,15 +320,15 @@ class MDTrajSource(FrameSource):
                     except (NotImplementedError, TypeError):
                         self._n_frames = None
         except Exception as exc:
-            raise ValueError(f"cannot read trajectory {self.path} ({type(exc).__name__}: {exc})") from exc
+            raise InputError(f"cannot read trajectory {self.path} ({type(exc).__name__}: {exc})") from exc
         n_atoms = int(np.shape(xyz)[1]) if np.ndim(xyz) == 3 else None
         if n_atoms is not None and n_atoms != self.topology.topology.n_atoms:
-            raise ValueError(
+            raise InputError(
                 f"trajectory {self.path} has {n_atoms} atoms per frame but topology {self.topology.path} has "
                 f"{self.topology.topology.n_atoms}: they do not describe the same system"
             )
         if n_atoms is not None and len(np.shape(xyz)) == 3 and np.shape(xyz)[0] == 0:
-            raise ValueError(f"trajectory {self.path} contains no frames")
+            raise InputError(f"trajectory {self.path} contains no frames")
 
     def n_frames(self) -> int | None:
         return self._n_frames
@@ -299,7 +356,7 @@ class MDTrajSource(FrameSource):
                     if remaining == 0:
                         return
         except (ValueError, OSError, IndexError, RuntimeError, TypeError) as exc:
-            raise ValueError(
+            raise InputError(
                 f"reading trajectory {self.path} with topology {self.topology.path} failed near frame {frame} "
                 f"({type(exc).__name__}: {exc}); are the files truncated or from different systems?"
             ) from exc
@@ -316,12 +373,12 @@ class MdcathSource(FrameSource):
         with h5py.File(path, "r") as h5:
             group = h5[_mdcath_domain(h5)][temperature][replica]
             if "coords" not in group:
-                raise ValueError(f"{self.name}: no 'coords' dataset")
+                raise InputError(f"{self.name}: no 'coords' dataset")
             shape = group["coords"].shape
         if len(shape) != 3 or shape[2] != 3:
-            raise ValueError(f"{self.name}: 'coords' has shape {shape}, expected (frames, atoms, 3)")
+            raise InputError(f"{self.name}: 'coords' has shape {shape}, expected (frames, atoms, 3)")
         if shape[1] != topology.topology.n_atoms:
-            raise ValueError(
+            raise InputError(
                 f"trajectory {self.name} has {shape[1]} atoms per frame but topology {topology.path} has "
                 f"{topology.topology.n_atoms}: they do not describe the same system"
             )
@@ -357,15 +414,15 @@ def mdcath_groups(path: str, selector: str | None) -> list[tuple[str, str]]:
         domain = h5[_mdcath_domain(h5)]
         temps = sorted((k for k in domain if isinstance(domain[k], h5py.Group)), key=_numeric_key)
         if not temps:
-            raise ValueError(f"{path}: the mdCATH domain group has no temperature groups")
+            raise InputError(f"{path}: the mdCATH domain group has no temperature groups")
         if selector:
             temp, _, replica = selector.partition("/")
             if temp not in domain:
-                raise ValueError(f"{path}: no temperature group {temp!r}; available: {temps}")
+                raise InputError(f"{path}: no temperature group {temp!r}; available: {temps}")
             replicas = sorted(domain[temp], key=_numeric_key)
             if replica:
                 if replica not in domain[temp]:
-                    raise ValueError(f"{path}: no replica {replica!r} at {temp}; available: {replicas}")
+                    raise InputError(f"{path}: no replica {replica!r} at {temp}; available: {replicas}")
                 return [(temp, replica)]
             return [(temp, r) for r in replicas]
         temp = temps[0]

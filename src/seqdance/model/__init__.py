@@ -1,40 +1,37 @@
-"""seqdance.model: the ESM2 encoder, the dynamics heads, loading and saving."""
+"""seqdance.model: the ESM2 encoder, the dynamics heads, and their files (loading and saving).
+
+Prediction from sequences is one layer up, in :mod:`seqdance.inference` (``seqdance.predict``). Public names
+are imported on first use, so ``import seqdance.model.kinds`` (and the command-line help) needs no torch.
+"""
 
 from __future__ import annotations
 
-from seqdance.model.config import ENCODER_PRESETS, ESM2_HUB_IDS, EncoderConfig, resolve_encoder_config
-from seqdance.model.dynamics import MODEL_SELECTS, DynamicsModel, DynamicsOutput
-from seqdance.model.encoder import Esm2Encoder, seqdance_init_
-from seqdance.model.esm_lm import EsmMaskedLM
-from seqdance.model.heads import activate
-from seqdance.model.loading import (
-    CheckpointError,
-    ModelSourceError,
-    build_esmdance_from_esm2,
-    load_esm2_masked_lm,
-    load_model,
-)
-from seqdance.model.predict import iter_predictions, predict
-from seqdance.model.prediction import Prediction
+import importlib
+from typing import Any
 
-__all__ = [
-    "ENCODER_PRESETS",
-    "ESM2_HUB_IDS",
-    "MODEL_SELECTS",
-    "CheckpointError",
-    "DynamicsModel",
-    "DynamicsOutput",
-    "EncoderConfig",
-    "Esm2Encoder",
-    "EsmMaskedLM",
-    "ModelSourceError",
-    "Prediction",
-    "activate",
-    "build_esmdance_from_esm2",
-    "iter_predictions",
-    "load_esm2_masked_lm",
-    "load_model",
-    "predict",
-    "resolve_encoder_config",
-    "seqdance_init_",
-]
+_LAZY = {
+    "ENCODER_PRESETS": "seqdance.model.config",
+    "ESM2_HUB_IDS": "seqdance.model.config",
+    "EncoderConfig": "seqdance.model.config",
+    "resolve_encoder_config": "seqdance.model.config",
+    "MODEL_SELECTS": "seqdance.model.kinds",
+    "DynamicsModel": "seqdance.model.dynamics",
+    "DynamicsOutput": "seqdance.model.dynamics",
+    "Esm2Encoder": "seqdance.model.encoder",
+    "seqdance_init_": "seqdance.model.encoder",
+    "EsmMaskedLM": "seqdance.model.esm_lm",
+    "activate": "seqdance.model.heads",
+    "CheckpointError": "seqdance.model.files",
+    "ModelSourceError": "seqdance.model.files",
+    "build_esmdance_from_esm2": "seqdance.model.loading",
+    "load_esm2_masked_lm": "seqdance.model.loading",
+    "load_model": "seqdance.model.loading",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'seqdance.model' has no attribute {name!r}")

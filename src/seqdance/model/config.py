@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from seqdance.errors import InputError
 from seqdance.tokenizer import ESM2_VOCAB, MASK_ID, PAD_ID
 
 #: Base of the rotary position embedding of every ESM2 model.
@@ -38,17 +39,17 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_heads", "intermediate_size", "vocab_size"):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"EncoderConfig.{name} must be positive, got {getattr(self, name)!r}")
+                raise InputError(f"EncoderConfig.{name} must be positive, got {getattr(self, name)!r}")
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            raise InputError(
                 f"EncoderConfig: hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
             )
         if self.head_dim % 2:
-            raise ValueError(f"EncoderConfig: rotary embeddings need an even head size, got {self.head_dim}")
+            raise InputError(f"EncoderConfig: rotary embeddings need an even head size, got {self.head_dim}")
         for name in ("hidden_dropout", "attention_dropout"):
             p = float(getattr(self, name))
             if not 0.0 <= p < 1.0:
-                raise ValueError(f"EncoderConfig.{name} must be in [0, 1), got {p}")
+                raise InputError(f"EncoderConfig.{name} must be in [0, 1), got {p}")
 
     @property
     def head_dim(self) -> int:
@@ -82,7 +83,7 @@ class EncoderConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
-            raise ValueError(f"unknown encoder config field(s) {unknown}; known: {sorted(fields)}")
+            raise InputError(f"unknown encoder config field(s) {unknown}; known: {sorted(fields)}")
         return cls(**dict(data))
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -114,18 +115,18 @@ class EncoderConfig:
     def from_hf_dict(cls, data: Mapping[str, Any]) -> EncoderConfig:
         """Read a Hugging Face ESM ``config.json``; refuse architectures this encoder does not implement."""
         if data.get("model_type", "esm") != "esm":
-            raise ValueError(f"config.json describes a {data.get('model_type')!r} model, not an ESM model")
+            raise InputError(f"config.json describes a {data.get('model_type')!r} model, not an ESM model")
         if data.get("position_embedding_type", "rotary") != "rotary":
-            raise ValueError(
+            raise InputError(
                 "only ESM2-style encoders with rotary position embeddings are supported; this config has "
                 f"position_embedding_type={data.get('position_embedding_type')!r} (ESM-1b?)"
             )
         if data.get("emb_layer_norm_before"):
-            raise ValueError("configs with emb_layer_norm_before=True (ESM-1b) are not supported; ESM2 has False")
+            raise InputError("configs with emb_layer_norm_before=True (ESM-1b) are not supported; ESM2 has False")
         if data.get("is_folding_model"):
-            raise ValueError("ESMFold configs are not supported; use an ESM2 language-model checkpoint")
+            raise InputError("ESMFold configs are not supported; use an ESM2 language-model checkpoint")
         if data.get("hidden_act", "gelu") != "gelu":
-            raise ValueError(f"unsupported hidden_act {data.get('hidden_act')!r}; ESM2 uses 'gelu'")
+            raise InputError(f"unsupported hidden_act {data.get('hidden_act')!r}; ESM2 uses 'gelu'")
         try:
             return cls(
                 num_layers=int(data["num_hidden_layers"]),
@@ -142,7 +143,7 @@ class EncoderConfig:
                 attention_dropout=float(data.get("attention_probs_dropout_prob", 0.0)),
             )
         except KeyError as exc:
-            raise ValueError(f"ESM config.json lacks the field {exc.args[0]!r}") from None
+            raise InputError(f"ESM config.json lacks the field {exc.args[0]!r}") from None
 
 
 def _preset(layers: int, hidden: int, heads: int) -> EncoderConfig:
@@ -190,12 +191,12 @@ def resolve_encoder_config(spec: str | Mapping[str, Any] | EncoderConfig) -> Enc
         key = match.group(2)
         preset = ENCODER_PRESETS.get(key)
         if preset is None or preset.num_layers != int(match.group(1)):
-            raise ValueError(f"unknown ESM2 model {spec!r}; known: {', '.join(ESM2_HUB_IDS.values())}")
+            raise InputError(f"unknown ESM2 model {spec!r}; known: {', '.join(ESM2_HUB_IDS.values())}")
         return preset
     for name, preset in ENCODER_PRESETS.items():
         if key.lower() == name.lower():
             return preset
-    raise ValueError(
+    raise InputError(
         f"unknown encoder {spec!r}; use one of the presets {', '.join(ENCODER_PRESETS)}, 'model_35M', "
         "an ESM2 name such as 'facebook/esm2_t12_35M_UR50D', a dict or an EncoderConfig"
     )

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqdance.errors import InputError
 from seqdance.model.config import ROTARY_BASE, EncoderConfig
 
 #: Fraction of tokens ESM2 replaced by <mask> during its training (15% selected × 80% masked).
@@ -244,7 +245,7 @@ class Esm2Encoder(nn.Module):
         (B, layers×heads, T, T) stack ever existing.
         """
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, tokens), got {tuple(input_ids.shape)}")
+            raise InputError(f"input_ids must have shape (batch, tokens), got {tuple(input_ids.shape)}")
         hidden = self.embeddings(input_ids, attention_mask)
         length = input_ids.shape[1]
         cos, sin = rotary_cos_sin(length, self.config.head_dim, hidden.device, hidden.dtype)

@@ -7,15 +7,22 @@ Parameter names follow transformers' ``EsmForMaskedLM`` (``esm.*`` without poole
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqdance.model import files
 from seqdance.model.config import EncoderConfig, resolve_encoder_config
 from seqdance.model.encoder import Esm2Encoder, gelu
+from seqdance.model.kinds import DEFAULT_ESM2_SOURCE
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class EsmLMHead(nn.Module):
@@ -49,7 +56,35 @@ class EsmMaskedLM(nn.Module):
         return self.lm_head(hidden, self.esm.embeddings.word_embeddings.weight)
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write the ``facebook/esm2_*`` layout: HF ``config.json`` + ``model.safetensors``."""
-        from seqdance.model.loading import save_esm2_masked_lm
+        """Write the ``facebook/esm2_*`` layout: HF ``config.json`` + ``model.safetensors`` (``esm.*`` and
+        ``lm_head.*``; the decoder is tied to the word embeddings, so not written)."""
+        config = self.encoder_config
+        state = files.cpu_state(self)
+        state.update(files.legacy_encoder_tensors("esm.", config, self.esm.embeddings.word_embeddings.weight.dtype))
+        files.write_checkpoint(Path(directory), config.to_hf_dict(), state)
 
-        save_esm2_masked_lm(self, directory)
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike[str] = DEFAULT_ESM2_SOURCE,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        revision: str | None = None,
+    ) -> Self:
+        """ESM2 with its language-model head from a ``facebook/esm2_*`` repo id (or a preset name such as "650M")
+        or a local directory in that layout (HF ``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
+        description, config, state = files.read_esm2_checkpoint(source, revision)
+        model = files.build_without_init(lambda: cls(config))
+        decoder = state.pop("lm_head.decoder.weight", None)
+        if decoder is not None:
+            embeddings = state.get("esm.embeddings.word_embeddings.weight")
+            if embeddings is None or decoder.shape != embeddings.shape or not torch.equal(decoder, embeddings):
+                raise files.CheckpointError(
+                    f"{description}: lm_head.decoder.weight is not tied to the word embeddings, as ESM2's must be"
+                )
+        files.load_into(
+            model, state, source=description, encoder_prefix="esm.", config=config,
+            ignore=re.compile(r"^esm\.pooler\."),
+        )
+        return files.place(model, device, dtype)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from seqdance.errors import InputError
 from seqdance.schema import (
     PAIR_PROPERTIES,
     RESIDUE_PROPERTIES,
@@ -69,7 +70,7 @@ def _apply(x: torch.Tensor, activation: str) -> torch.Tensor:
         return torch.softmax(x, dim=-1)
     if activation == "signed_sigmoid":
         return torch.sigmoid(x) * 2 - 1.0
-    raise ValueError(f"unknown activation {activation!r}")
+    raise InputError(f"unknown activation {activation!r}")
 
 
 def _activate_level(logits: torch.Tensor, runs: list[tuple[slice, str]], inplace: bool) -> torch.Tensor:
@@ -195,7 +196,7 @@ def pair_logits_factorised(
         diff_k = diff_k - middle_linear.bias
     rows = block_rows if block_rows is not None else auto_block_rows(batch, maps, length, hidden)
     if rows < 1:
-        raise ValueError(f"pair_block_rows must be at least 1, got {rows}")
+        raise InputError(f"pair_block_rows must be at least 1, got {rows}")
 
     def add_rest(block: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         block = block.transpose(2, 3)  # (B, rows, T, O)

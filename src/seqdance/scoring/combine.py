@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from seqdance.errors import InputError
+
 #: Added inside the logarithm of the geometric mean (reference value).
 GEOMETRIC_MEAN_EPS = 1e-8
 
@@ -24,9 +26,9 @@ def quantile_normalise(values: np.ndarray) -> np.ndarray:
     """Quantile-normalise the columns of an ``(n, p)`` matrix to their common mean distribution."""
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"quantile_normalise expects a 2-D (variants x properties) matrix, got shape {x.shape}")
+        raise InputError(f"quantile_normalise expects a 2-D (variants x properties) matrix, got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("quantile_normalise: the matrix holds NaN or infinite values")
+        raise InputError("quantile_normalise: the matrix holds NaN or infinite values")
     n = x.shape[0]
     if n == 0:
         return x.copy()

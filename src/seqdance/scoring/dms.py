@@ -18,6 +18,12 @@ Output folder layout::
     summary.csv                  median of each metric over assays, per predictor
     summary_by_<column>.csv      the same medians per category value
     failures.csv                 assays that failed in the last run and why
+    keys/<assay>.json            what an assay's results were computed from (content key, model fingerprints)
+    shards/                      manifests of a sharded run (``shard``; :mod:`seqdance.inference.sharding`)
+
+An assay's results are reused only when its content key matches: the assay file and wild type, the settings
+and the fingerprints of the models. A sharded run deals the assays out by cost (variants × window tokens);
+the shard that finishes last writes the tables over all assays (:func:`merge_benchmark` does it on demand).
 """
 
 from __future__ import annotations
@@ -33,12 +39,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqdance.io_utils import atomic_path, read_fasta
+from seqdance.errors import InputError
+from seqdance.inference.fingerprint import module_fingerprint
+from seqdance.inference.sharding import (
+    Shard,
+    ShardError,
+    complete_run,
+    content_key,
+    input_cost,
+    merged_items,
+    partition,
+    run_is_complete,
+    write_manifest,
+)
+from seqdance.io_utils import atomic_path, read_csv_table, read_fasta, sha256_file
+from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
 from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics
-from seqdance.scoring.mutations import check_wild_type, invalid_summary, parse_mutants
+from seqdance.scoring.mutations import check_table_fields, check_wild_type, invalid_summary, parse_mutants
 from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
-from seqdance.scoring.windows import MAX_RESIDUES, drop_unscorable
+from seqdance.scoring.windows import drop_unscorable
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +89,9 @@ class BenchmarkResult:
 def _read_reference(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"reference CSV not found: {path}")
-    ref = pd.read_csv(path)
+    ref = read_csv_table(path)
     if "DMS_id" not in ref.columns:
-        raise ValueError(f"{path}: a reference CSV needs a 'DMS_id' column (ProteinGym reference file layout)")
+        raise InputError(f"{path}: a reference CSV needs a 'DMS_id' column (ProteinGym reference file layout)")
     return ref
 
 
@@ -88,19 +108,25 @@ def discover_assays(
     table_dir = root / "mutant" if (root / "mutant").is_dir() else root
     tables = sorted(table_dir.glob("*.csv"))
     if not tables:
-        raise ValueError(f"{root}: no assay CSV files (expected mutant/<assay>.csv or <assay>.csv)")
+        raise InputError(f"{root}: no assay CSV files (expected mutant/<assay>.csv or <assay>.csv)")
+    folded: dict[str, Path] = {}
+    for table in tables:  # outputs are named by assay: names equal but for case would overwrite each other
+        if table.stem.lower() in folded:
+            raise InputError(f"assays {folded[table.stem.lower()].name} and {table.name} differ only in case; their "
+                             "result files would collide on case-insensitive file systems: rename one")
+        folded[table.stem.lower()] = table
     ref_rows: dict[str, pd.Series] = {}
     if reference_csv is not None:
         ref = _read_reference(Path(reference_csv))
         missing = [c for c in category_columns if c not in ref.columns]
         if missing:
-            raise ValueError(f"{reference_csv}: category column(s) {missing} not found; columns: {list(ref.columns)}")
+            raise InputError(f"{reference_csv}: category column(s) {missing} not found; columns: {list(ref.columns)}")
         for _, row in ref.iterrows():
             ref_rows[str(row["DMS_id"])] = row
             if "DMS_filename" in ref.columns and isinstance(row["DMS_filename"], str):
                 ref_rows.setdefault(Path(row["DMS_filename"]).stem, row)
     elif category_columns:
-        raise ValueError("category columns come from the reference CSV: give --reference-csv too")
+        raise InputError("category columns come from the reference CSV: give --reference-csv too")
     assays: list[Assay] = []
     for table in tables:
         name = table.stem
@@ -156,21 +182,22 @@ def metrics_table(scores: pd.DataFrame, assay: str) -> pd.DataFrame:
 
 
 def load_assay_variants(
-    assay: Assay, *, skip_invalid: bool, max_variants: int | None, seed: int, window: int = MAX_RESIDUES
+    assay: Assay, *, skip_invalid: bool, max_variants: int | None, seed: int, window: int = ESM2_MAX_RESIDUES
 ) -> tuple[str, list, pd.DataFrame, str]:
     """Wild type, validated variants and their table rows (mutant, DMS_score[, DMS_score_bin]) of one assay.
 
     Also returns a note on rows dropped (missing scores, invalid mutants skipped, subsampling).
     """
     if assay.wild_type is None:
-        raise ValueError(assay.problem or "no wild-type sequence")
+        raise InputError(assay.problem or "no wild-type sequence")
     wild_type = check_wild_type(assay.wild_type, f"{assay.name} wild type")
-    table = pd.read_csv(assay.table_path, dtype={"mutant": str}, keep_default_na=True)
+    check_table_fields(assay.table_path.read_text(encoding="utf-8-sig"), ",", assay.table_path)
+    table = read_csv_table(assay.table_path, dtype={"mutant": str}, keep_default_na=True)
     if "mutant" not in table.columns:
-        raise ValueError(f"{assay.table_path}: no 'mutant' column (columns: {list(table.columns)})")
+        raise InputError(f"{assay.table_path}: no 'mutant' column (columns: {list(table.columns)})")
     score_col = next((c for c in DMS_SCORE_COLUMNS if c in table.columns), None)
     if score_col is None:
-        raise ValueError(f"{assay.table_path}: no measured-fitness column ({' or '.join(DMS_SCORE_COLUMNS)})")
+        raise InputError(f"{assay.table_path}: no measured-fitness column ({' or '.join(DMS_SCORE_COLUMNS)})")
     notes = []
     frame = pd.DataFrame({"mutant": table["mutant"], "DMS_score": pd.to_numeric(table[score_col], errors="coerce")})
     if "DMS_score_bin" in table.columns:
@@ -180,7 +207,7 @@ def load_assay_variants(
     checked = drop_unscorable(checked, len(wild_type), size=window)
     if checked.invalid:
         if not skip_invalid:
-            raise ValueError(invalid_summary(checked.invalid, str(assay.table_path)))
+            raise InputError(invalid_summary(checked.invalid, str(assay.table_path)))
         notes.append(f"{len(checked.invalid)} invalid mutant(s) skipped")
     keep = np.asarray(checked.rows, dtype=np.int64) - 1
     variants = list(checked.variants)
@@ -189,7 +216,7 @@ def load_assay_variants(
         notes.append(f"{int((~measured).sum())} row(s) without a measured score dropped")
         keep, variants = keep[measured], [v for v, m in zip(variants, measured) if m]
     if len(variants) < 2:
-        raise ValueError(f"{assay.table_path}: fewer than 2 scored variants to evaluate")
+        raise InputError(f"{assay.table_path}: fewer than 2 scored variants to evaluate")
     if max_variants is not None and len(variants) > max_variants:
         chosen = np.sort(np.random.default_rng(seed).choice(len(variants), size=max_variants, replace=False))
         keep, variants = keep[chosen], [variants[i] for i in chosen]
@@ -203,7 +230,7 @@ def _check_run_settings(out_dir: Path, settings: dict, restart: bool) -> None:
         previous = json.loads(path.read_text())
         if previous != settings:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise ValueError(
+            raise InputError(
                 f"{out_dir} holds results of a run with other settings (differing: {', '.join(changed)}); "
                 "use another output folder, or --restart to recompute every assay"
             )
@@ -241,7 +268,7 @@ def run_benchmark(
     region: str = "reference",
     local_radius: int = DEFAULT_LOCAL_RADIUS,
     batch_size: int | None = None,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     max_variants: int | None = None,
     seed: int = 0,
     skip_invalid: bool = False,
@@ -249,8 +276,10 @@ def run_benchmark(
     category_columns: Sequence[str] = (),
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    shard: Shard | None = None,
 ) -> BenchmarkResult:
-    """Score and evaluate every assay; finished assays (their metrics file exists) are not recomputed.
+    """Score and evaluate every assay (or this ``shard``'s); finished assays whose content key matches are not
+    recomputed.
 
     ``settings`` (model sources etc.) are recorded in ``run.json`` together with the scoring options; a
     resumed run must match them. Failures are reported per assay and do not stop the run.
@@ -271,6 +300,20 @@ def run_benchmark(
     _check_run_settings(out, run_settings, restart)
     (out / "scores").mkdir(exist_ok=True)
     (out / "metrics").mkdir(exist_ok=True)
+    fingerprints = {"model": module_fingerprint(model) if model is not None else None,
+                    "esm2": module_fingerprint(esm_model) if esm_model is not None else None}
+    keys = {a.name: assay_content_key(a, run_settings, fingerprints) for a in assays}
+    all_assays = list(assays)
+    if shard is not None:
+        costs = [assay_cost(a, run_settings, with_esm=esm_model is not None) for a in all_assays]
+        owned = partition(costs, [a.name for a in all_assays], shard.count)[shard.index]
+        assays = [all_assays[i] for i in owned]
+        run = {"command": "benchmark-dms", "assays": content_key(sorted(keys.items())), **fingerprints,
+               "settings": run_settings, "n_shards": shard.count}
+        run_key = content_key(run)
+        items = [(i, all_assays[i].name) for i in owned]
+        write_manifest(out / SHARDS_DIR, shard, command="benchmark-dms", run_key=run_key, run=run, items=items,
+                       n_items=len(all_assays), complete=False)
 
     failures: list[dict[str, str]] = []
     skipped: list[str] = []
@@ -281,7 +324,7 @@ def run_benchmark(
         iterator = tqdm(assays, desc="assays", unit="assay")
     for assay in iterator:
         metrics_path = out / "metrics" / f"{assay.name}.csv"
-        if metrics_path.is_file() and not restart:
+        if metrics_path.is_file() and not restart and _stored_assay_key(out, assay.name) == keys[assay.name]:
             skipped.append(assay.name)
             continue
         try:
@@ -295,18 +338,43 @@ def run_benchmark(
             table = pd.concat([rows, scores], axis=1)
             _write_csv(table, out / "scores" / f"{assay.name}.csv")
             _write_csv(metrics_table(table, assay.name), metrics_path)
+            _write_assay_key(out, assay.name, keys[assay.name], fingerprints)
             say(f"{assay.name}: {len(variants)} variants" + (f" ({note})" if note else ""))
         except Exception as exc:  # one assay's failure is reported and must not stop the others
             message = " ".join(str(exc).split()) or type(exc).__name__
             failures.append({"assay": assay.name, "error": message})
             say(f"{assay.name}: FAILED: {message}")
-    _write_csv(pd.DataFrame(failures, columns=["assay", "error"]), out / "failures.csv")
-
-    frames = [pd.read_csv(out / "metrics" / f"{a.name}.csv") for a in assays if (out / "metrics" / f"{a.name}.csv").is_file()]
+    failures_frame = pd.DataFrame(failures, columns=["assay", "error"])
+    categories = {a.name: dict(a.categories) for a in assays}
+    if shard is None:
+        per_assay, summary = write_summaries(out, [a.name for a in assays], categories, category_columns, failures)
+        return BenchmarkResult(per_assay, summary, failures_frame, skipped)
+    write_manifest(out / SHARDS_DIR, shard, command="benchmark-dms", run_key=run_key, run=run, items=items,
+                   n_items=len(all_assays), complete=True,
+                   extra={"failures": failures, "categories": categories, "category_columns": list(category_columns),
+                          "content_keys": {a.name: keys[a.name] for a in assays}})
+    if run_is_complete(out / SHARDS_DIR, run_key, shard.count):
+        merged = merge_benchmark(out)
+        return BenchmarkResult(merged.per_assay, merged.summary, failures_frame, skipped)
+    frames = [pd.read_csv(out / "metrics" / f"{a.name}.csv") for a in assays
+              if (out / "metrics" / f"{a.name}.csv").is_file()]
     per_assay = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["assay", "predictor"])
-    by_name = {a.name: a for a in assays}
+    return BenchmarkResult(per_assay, pd.DataFrame(), failures_frame, skipped)
+
+
+def write_summaries(
+    out: Path,
+    names: Sequence[str],
+    categories: dict[str, dict[str, str]],
+    category_columns: Sequence[str],
+    failures: Sequence[dict[str, str]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write failures.csv, per_assay.csv, summary.csv and summary_by_<column>.csv over the assays ``names``."""
+    _write_csv(pd.DataFrame(list(failures), columns=["assay", "error"]), out / "failures.csv")
+    frames = [pd.read_csv(out / "metrics" / f"{n}.csv") for n in names if (out / "metrics" / f"{n}.csv").is_file()]
+    per_assay = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["assay", "predictor"])
     for column in category_columns:
-        per_assay[column] = [by_name[a].categories.get(column, "unknown") for a in per_assay["assay"]]
+        per_assay[column] = [categories.get(a, {}).get(column, "unknown") for a in per_assay["assay"]]
     _write_csv(per_assay, out / "per_assay.csv")
     summary = summarise(per_assay) if len(per_assay) else pd.DataFrame()
     _write_csv(summary, out / "summary.csv")
@@ -314,4 +382,76 @@ def run_benchmark(
         if len(per_assay):
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in column)
             _write_csv(summarise(per_assay, column), out / f"summary_by_{safe}.csv")
-    return BenchmarkResult(per_assay, summary, pd.DataFrame(failures, columns=["assay", "error"]), skipped)
+    return per_assay, summary
+
+
+SHARDS_DIR = "shards"
+KEYS_DIR = "keys"
+
+
+def assay_content_key(assay: Assay, run_settings: dict, fingerprints: dict) -> str:
+    """What an assay's results depend on: its table file, wild type, the run settings and the model fingerprints."""
+    table = sha256_file(assay.table_path) if assay.table_path.is_file() else None
+    return content_key({"table": table, "wild_type": assay.wild_type, "settings": run_settings, **fingerprints})
+
+
+def assay_cost(assay: Assay, run_settings: dict, *, with_esm: bool) -> float:
+    """Estimated compute of one assay: its rows (at most max_variants) × the cost of one window."""
+    if assay.wild_type is None or not assay.table_path.is_file():
+        return 0.0
+    with open(assay.table_path, "rb") as fh:
+        rows = max(0, sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b"")) - 1)
+    if run_settings.get("max_variants"):
+        rows = min(rows, int(run_settings["max_variants"]))
+    properties = run_settings.get("properties")
+    pairs = any(p.is_pair for p in get_properties(None if properties == "all" else properties))
+    tokens = min(len(assay.wild_type), int(run_settings["window"])) + 2
+    cost = (rows + 1) * input_cost(tokens, quadratic=pairs)
+    if with_esm:
+        cost += min(rows, tokens) * input_cost(tokens, quadratic=False)
+    return cost
+
+
+def _write_assay_key(out: Path, name: str, key: str, fingerprints: dict) -> None:
+    with atomic_path(out / KEYS_DIR / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps({"assay": name, "content_key": key, **fingerprints}, indent=1, sort_keys=True) + "\n")
+
+
+def _stored_assay_key(out: Path, name: str) -> str | None:
+    try:
+        return json.loads((out / KEYS_DIR / f"{name}.json").read_text()).get("content_key")
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class MergedBenchmark:
+    per_assay: pd.DataFrame
+    summary: pd.DataFrame
+    failures: pd.DataFrame
+
+
+def merge_benchmark(out_dir: str | os.PathLike[str]) -> MergedBenchmark:
+    """Check the shards of a benchmark run in ``out_dir`` and write the tables over all assays.
+
+    Every shard must be finished and of the same run, and every assay that did not fail must have results with
+    that run's content key (a ShardError names the first that does not).
+    """
+    out = Path(out_dir)
+    manifests = complete_run(out / SHARDS_DIR, "benchmark-dms")
+    names = merged_items(manifests)
+    failures = [f for m in manifests for f in m.get("failures", [])]
+    failed = {f["assay"] for f in failures}
+    categories: dict[str, dict[str, str]] = {}
+    keys: dict[str, str] = {}
+    for m in manifests:
+        categories.update(m.get("categories", {}))
+        keys.update(m.get("content_keys", {}))
+    for name in names:
+        if name not in failed and _stored_assay_key(out, name) != keys.get(name):
+            raise ShardError(f"{out / 'metrics' / (name + '.csv')} is missing or comes from another run (other "
+                             "assay files, models or settings than the shards' manifests); rerun its shard")
+    columns = manifests[0].get("category_columns", [])
+    failures.sort(key=lambda f: names.index(f["assay"]) if f["assay"] in names else len(names))
+    per_assay, summary = write_summaries(out, names, categories, columns, failures)
+    return MergedBenchmark(per_assay, summary, pd.DataFrame(failures, columns=["assay", "error"]))

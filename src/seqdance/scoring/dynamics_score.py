@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqdance.devices import model_device
-from seqdance.schema import N_PAIR_CHANNELS, Property, as_channel_list, get_properties
+from seqdance.devices import eval_mode, model_device
+from seqdance.errors import InputError
+from seqdance.schema import ESM2_MAX_RESIDUES, N_PAIR_CHANNELS, Property, as_channel_list, get_properties
 from seqdance.scoring.mutations import Variant
-from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
+from seqdance.scoring.windows import mutation_window
 from seqdance.tokenizer import TOKEN_TO_ID, encode
 
 #: The reference's epsilon in the denominator of the relative change.
@@ -105,7 +106,7 @@ class ChangeReducer:
         self.inv_res = 1.0 / (self.wt_res.abs() + eps)
         if self.pair_props:
             if wt_pair is None:
-                raise ValueError("pair properties requested but the wild-type prediction has no pair outputs")
+                raise InputError("pair properties requested but the wild-type prediction has no pair outputs")
             self.wt_pair = wt_pair[..., self.pair_channels].to(work)
             self.inv_pair = 1.0 / (self.wt_pair.abs() + eps)
         # Output column of each property in the order given.
@@ -139,7 +140,7 @@ class ChangeReducer:
             out[:, self.res_cols] = (sums @ self.res_group) / (count[:, None] * self.res_width)
         if self.pair_props:
             if pair is None:
-                raise ValueError("pair properties requested but the model returned no pair outputs")
+                raise InputError("pair properties requested but the model returned no pair outputs")
             rel = (pair[..., self.pair_channels].to(self.dtype) - self.wt_pair).abs_().mul_(self.inv_pair)
             if pair_weights is None:
                 sums = rel.sum(dim=(1, 2), dtype=torch.float64)
@@ -182,7 +183,7 @@ def region_weights(
                 near[b] |= (offsets - site).abs() <= local_radius
         selected = near.double() * residue
     else:
-        raise ValueError(f"unknown score region {region!r}; expected one of {REGIONS}")
+        raise InputError(f"unknown score region {region!r}; expected one of {REGIONS}")
     if not pairs:
         return selected, None
     both = residue[:, :, None] * residue[:, None, :]
@@ -208,7 +209,7 @@ def score_dynamics(
     local_radius: int = DEFAULT_LOCAL_RADIUS,
     eps: float = SCORE_EPSILON,
     batch_size: int | None = None,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     window_step: int | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -217,9 +218,9 @@ def score_dynamics(
     ``model`` is a :class:`seqdance.model.DynamicsModel` (any module with its ``forward`` contract).
     """
     if region not in REGIONS:
-        raise ValueError(f"unknown score region {region!r}; expected one of {REGIONS}")
+        raise InputError(f"unknown score region {region!r}; expected one of {REGIONS}")
     if local_radius < 0:
-        raise ValueError(f"local_radius must be >= 0, got {local_radius}")
+        raise InputError(f"local_radius must be >= 0, got {local_radius}")
     props = get_properties(properties)
     columns = [change_column(p.name) for p in props]
     result = np.zeros((len(variants), len(props)), dtype=np.float64)
@@ -242,15 +243,13 @@ def score_dynamics(
         by_window.setdefault(span, []).append(i)
 
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(first_of), desc="dynamics", unit="variant")
     try:
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             for (start, stop), members in by_window.items():
                 wt_ids = torch.from_numpy(encode(wild_type[start:stop], "wild type").ids).to(device)
                 wt_out = model(wt_ids[None], None, pairs=need_pairs)
@@ -283,7 +282,6 @@ def score_dynamics(
     finally:
         if bar is not None:
             bar.close()
-        model.train(was_training)
     dup = (owner >= 0) & (owner != np.arange(len(variants)))
     result[dup] = result[owner[dup]]
     return pd.DataFrame(result, columns=columns)

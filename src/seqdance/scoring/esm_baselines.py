@@ -19,9 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from seqdance.devices import model_device
+from seqdance.devices import eval_mode, model_device
+from seqdance.schema import ESM2_MAX_RESIDUES
 from seqdance.scoring.mutations import Variant
-from seqdance.scoring.windows import MAX_RESIDUES, mutation_window
+from seqdance.scoring.windows import mutation_window
 from seqdance.tokenizer import MASK_ID, TOKEN_TO_ID, encode
 
 #: Tokens per batch of masked forwards.
@@ -62,25 +63,20 @@ def wt_marginal_scores(
     wild_type: str,
     variants: Sequence[Variant],
     *,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     window_step: int | None = None,
 ) -> np.ndarray:
     """Wild-type-marginal log-likelihood ratio of each variant (higher = more like the wild type's context)."""
     spans = _plan(wild_type, variants, window, window_step)
     device = model_device(model)
     log_probs: dict[tuple[Span, int], np.ndarray] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for span in sorted({s for s in spans if s is not None}):
-                start, stop = span
-                ids = torch.from_numpy(encode(wild_type[start:stop], "wild type").ids).to(device)
-                rows = _log_softmax(model(ids[None], None)[0])
-                for index in range(start, stop):
-                    log_probs[(span, index)] = rows[index - start + 1]
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for span in sorted({s for s in spans if s is not None}):
+            start, stop = span
+            ids = torch.from_numpy(encode(wild_type[start:stop], "wild type").ids).to(device)
+            rows = _log_softmax(model(ids[None], None)[0])
+            for index in range(start, stop):
+                log_probs[(span, index)] = rows[index - start + 1]
     return _sum_ratios(variants, spans, log_probs)
 
 
@@ -90,7 +86,7 @@ def masked_marginal_scores(
     variants: Sequence[Variant],
     *,
     batch_size: int | None = None,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     window_step: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
@@ -107,10 +103,8 @@ def masked_marginal_scores(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(len(s) for s in sites.values()), desc="esm2 masked marginal", unit="site")
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             for span in sorted(sites):
                 start, stop = span
                 wt_ids = torch.from_numpy(encode(wild_type[start:stop], "wild type").ids).to(device)
@@ -131,5 +125,4 @@ def masked_marginal_scores(
     finally:
         if bar is not None:
             bar.close()
-        model.train(was_training)
     return _sum_ratios(variants, spans, log_probs)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
 from seqdance.scoring.mutations import Variant
 from seqdance.tokenizer import AMINO_ACIDS
@@ -47,7 +48,7 @@ def plot_score_heatmap(
     grid = score_grid(wild_type, variants, values)
     drawn = int(np.isfinite(grid).sum())
     if drawn == 0:
-        raise ValueError("no single substitutions to draw in the heat map (it shows single mutants only)")
+        raise InputError("no single substitutions to draw in the heat map (it shows single mutants only)")
     length = len(wild_type)
     width = float(min(2.5 + 0.12 * length, 120.0))
     fig = Figure(figsize=(width, 4.2))

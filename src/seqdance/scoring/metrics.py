@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
+from seqdance.errors import InputError
+
 #: ProteinGym's top share (percent) for NDCG and the top-decile metrics.
 TOP_PERCENT = 10.0
 
@@ -30,7 +32,7 @@ def _clean(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndar
     t = np.asarray(y_true, dtype=np.float64)
     s = np.asarray(y_score, dtype=np.float64)
     if t.shape != s.shape or t.ndim != 1:
-        raise ValueError(f"metric inputs must be two 1-D arrays of one length, got {t.shape} and {s.shape}")
+        raise InputError(f"metric inputs must be two 1-D arrays of one length, got {t.shape} and {s.shape}")
     keep = np.isfinite(t) & np.isfinite(s)
     return t[keep], s[keep]
 

@@ -9,6 +9,7 @@ substitution is checked against the wild type; problems are reported with the ro
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import os
 import re
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from seqdance.errors import SeqdanceError
+from seqdance.errors import InputError, SeqdanceError
+from seqdance.io_utils import open_text_lines
 from seqdance.tokenizer import AMINO_ACIDS
 
 #: Separator of the substitutions of one multi-mutant (ProteinGym).
@@ -106,12 +108,12 @@ def check_wild_type(sequence: str, name: str = "wild type") -> str:
     """Upper-cased single-chain wild-type sequence; errors name the first bad character."""
     seq = "".join(sequence.split()).upper()
     if not seq:
-        raise ValueError(f"{name}: the sequence is empty")
+        raise InputError(f"{name}: the sequence is empty")
     if ":" in seq:
-        raise ValueError(f"{name}: multi-chain sequences (':') are not supported for mutation scoring")
+        raise InputError(f"{name}: multi-chain sequences (':') are not supported for mutation scoring")
     for i, ch in enumerate(seq):
         if not ch.isalpha():
-            raise ValueError(f"{name}: character {ch!r} at residue {i + 1} is not an amino-acid letter")
+            raise InputError(f"{name}: character {ch!r} at residue {i + 1} is not an amino-acid letter")
     return seq
 
 
@@ -198,30 +200,55 @@ def invalid_summary(invalid: Sequence[InvalidMutant], source: str, *, limit: int
     return "\n".join(lines)
 
 
+def check_table_fields(text: str, sep: str, source: str | os.PathLike[str], *, first_line: int = 1) -> None:
+    """Raise :class:`MutationError` naming the first line of a delimited table (header first) whose number of
+    fields differs from the header's: an unquoted separator inside a value shifts the columns (pandas would
+    silently take the extra leading field as the row index)."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    header = next(reader, None)
+    if header is None:
+        return
+    for row in reader:
+        if row and len(row) != len(header):
+            lineno = first_line - 1 + reader.line_num
+            raise MutationError(
+                f"{source}: line {lineno} has {len(row)} fields but the header (line {first_line}) has "
+                f"{len(header)}: a value holding an unquoted {'tab' if sep == chr(9) else repr(sep)} shifts the "
+                "columns; quote such values or join the substitutions of a multi-mutant with ':' (A1G:L2P)"
+            )
+
+
 def read_mutations(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read mutants from a CSV/TSV with a ``mutant`` column (other columns kept) or a plain list.
 
     A plain list has one mutant per line; blank lines and lines starting with ``#`` are ignored. A file is
-    read as a table when its first non-comment line contains a ``mutant`` column header.
+    read as a table when its first non-comment line contains a ``mutant`` column header. Every row of a table
+    must have as many fields as the header: an unquoted separator inside a value (``A1G,L2P`` in a CSV) would
+    shift the columns, so it is an error naming the line. Files may be gzip'd; they must be UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mutation file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        lines = [ln.rstrip("\n\r") for ln in fh]
-    content = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    numbered = [(n, ln.rstrip("\n\r")) for n, ln in open_text_lines(path)]
+    content = [(n, ln) for n, ln in numbered if ln.strip() and not ln.lstrip().startswith("#")]
     if not content:
-        raise ValueError(f"{path}: no mutants found")
-    header = content[0]
+        raise MutationError(f"{path}: no mutants found")
+    header_line, header = content[0]
     sep = "\t" if "\t" in header or path.suffix.lower() == ".tsv" else ","
     fields = [f.strip().strip('"').strip("'") for f in next(csv.reader([header], delimiter=sep))]
     if "mutant" in fields:
-        table = pd.read_csv(path, sep=sep, comment=None, dtype={"mutant": str}, keep_default_na=False)
+        text = "\n".join(ln for _, ln in numbered[header_line - 1:])
+        check_table_fields(text, sep, path, first_line=header_line)
+        try:
+            table = pd.read_csv(io.StringIO(text), sep=sep, comment=None, dtype={"mutant": str},
+                                keep_default_na=False)
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise MutationError(f"{path}: not a readable table ({' '.join(str(exc).split())})") from None
         table.columns = [str(c).strip() for c in table.columns]
         return table
     if len(fields) > 1 and sep in header:
-        raise ValueError(
+        raise MutationError(
             f"{path}: looks like a table (columns {fields[:6]}) but has no 'mutant' column; "
             "name the column with the mutants 'mutant'"
         )
-    return pd.DataFrame({"mutant": [ln.strip() for ln in content]})
+    return pd.DataFrame({"mutant": [ln.strip() for _, ln in content]})

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seqdance.errors import InputError, NonFiniteError
+from seqdance.schema import ESM2_MAX_RESIDUES
 from seqdance.scoring.combine import combined_change
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, score_dynamics
 from seqdance.scoring.esm_baselines import masked_marginal_scores, wt_marginal_scores
 from seqdance.scoring.mutations import Variant
-from seqdance.scoring.windows import MAX_RESIDUES
 
 SCORE_COLUMN = "score"
 MASKED_MARGINAL_COLUMN = "esm2_masked_marginal"
@@ -53,7 +54,7 @@ def score_variants(
     local_radius: int = DEFAULT_LOCAL_RADIUS,
     batch_size: int | None = None,
     esm_batch_size: int | None = None,
-    window: int = MAX_RESIDUES,
+    window: int = ESM2_MAX_RESIDUES,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Score variants of ``wild_type`` with a dynamics model and/or an ESM2 masked LM (one row each).
@@ -62,13 +63,14 @@ def score_variants(
     each variant's sites (:mod:`seqdance.scoring.windows`).
     """
     if model is None and esm_model is None:
-        raise ValueError("nothing to score with: give a dynamics model, an ESM2 model or both")
+        raise InputError("nothing to score with: give a dynamics model, an ESM2 model or both")
     table = pd.DataFrame(index=range(len(variants)))
     if model is not None:
         changes = score_dynamics(
             model, wild_type, variants, properties=properties, region=region, local_radius=local_radius,
             batch_size=batch_size, window=window, progress=progress,
         )
+        check_finite_scores(changes, variants, "the dynamics model")
         table[SCORE_COLUMN] = combined_scores(changes, variants)
         for column in changes.columns:
             table[column] = changes[column].to_numpy()
@@ -77,4 +79,16 @@ def score_variants(
             esm_model, wild_type, variants, batch_size=esm_batch_size, window=window, progress=progress
         )
         table[WT_MARGINAL_COLUMN] = wt_marginal_scores(esm_model, wild_type, variants, window=window)
+        check_finite_scores(table[[MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN]], variants, "the ESM2 model")
     return table
+
+
+def check_finite_scores(frame: pd.DataFrame, variants: Sequence[Variant], source: str) -> None:
+    """Refuse NaN or infinite scores, naming the column and the first variant (nothing is reported as done)."""
+    bad = ~np.isfinite(frame.to_numpy(dtype=np.float64))
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise NonFiniteError(
+            f"{source} gives a non-finite {frame.columns[col]} for variant {variants[row].mutant!r} "
+            f"({int(bad.sum())} non-finite value(s) in all): its weights are broken or its precision overflows"
+        )

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from seqdance.errors import InputError
+from seqdance.schema import ESM2_MAX_RESIDUES
 from seqdance.scoring.mutations import InvalidMutant, MutantSet
 
-#: Residues an ESM2 encoder sees at once (1,024 tokens minus <cls> and <eos>).
-MAX_RESIDUES = 1022
 #: Window starts lie on a grid of ``size // WINDOW_GRID_DIVISOR`` residues.
 WINDOW_GRID_DIVISOR = 16
 
@@ -27,7 +27,7 @@ def default_step(size: int) -> int:
 
 
 def mutation_window(
-    indices: Sequence[int], length: int, *, size: int = MAX_RESIDUES, step: int | None = None
+    indices: Sequence[int], length: int, *, size: int = ESM2_MAX_RESIDUES, step: int | None = None
 ) -> tuple[int, int]:
     """``(start, stop)`` residue range (0-based, stop exclusive) to score a variant mutated at ``indices``.
 
@@ -35,14 +35,14 @@ def mutation_window(
     """
     step = default_step(size) if step is None else step
     if size < 1 or step < 1:
-        raise ValueError(f"window size and step must be positive, got size={size}, step={step}")
+        raise InputError(f"window size and step must be positive, got size={size}, step={step}")
     if length <= size:
         return 0, length
     if not indices:
         indices = (length // 2,)
     lo, hi = min(indices), max(indices)
     if hi - lo + 1 > size:
-        raise ValueError(
+        raise InputError(
             f"the mutated sites span {hi - lo + 1} residues (positions {lo + 1}..{hi + 1}), more than the "
             f"{size}-residue window the model can see"
         )
@@ -60,7 +60,7 @@ def mutation_window(
     return start, start + size
 
 
-def drop_unscorable(checked: MutantSet, length: int, *, size: int = MAX_RESIDUES) -> MutantSet:
+def drop_unscorable(checked: MutantSet, length: int, *, size: int = ESM2_MAX_RESIDUES) -> MutantSet:
     """Move variants whose sites span more than ``size`` residues to the invalid list (with the reason)."""
     if length <= size:
         return checked

@@ -10,7 +10,7 @@ from seqdance.store.transforms import features_to_targets, targets_to_features
 
 _LAZY = {
     "build_store": "seqdance.store.builder",
-    "merge_stores": "seqdance.store.builder",
+    "merge_stores": "seqdance.store.merge",
     "read_manifest": "seqdance.store.manifest",
     "check_store": "seqdance.store.check",
     "split_store": "seqdance.store.split",

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqdance.errors import InputError
+
 #: BLOSUM62 alphabet (B, Z, X ambiguity codes; any other letter is scored as X).
 ALPHABET = "ARNDCQEGHILKMFPSTWYVBZX"
 _BLOSUM62_ROWS = """
@@ -224,16 +226,16 @@ def align_pairs(
     Pairs are grouped by length so that padding is small; each group is one vectorised DP.
     """
     if len(a_sequences) != len(b_sequences):
-        raise ValueError("align_pairs needs as many first as second sequences")
+        raise InputError("align_pairs needs as many first as second sequences")
     a_codes = [s if isinstance(s, np.ndarray) else encode(s) for s in a_sequences]
     b_codes = [s if isinstance(s, np.ndarray) else encode(s) for s in b_sequences]
     n = len(a_codes)
     la = np.array([len(a) for a in a_codes], dtype=np.int64)
     lb = np.array([len(b) for b in b_codes], dtype=np.int64)
     if n and (la.min() == 0 or lb.min() == 0):
-        raise ValueError("cannot align an empty sequence")
+        raise InputError("cannot align an empty sequence")
     if n and max(la.max(), lb.max()) > MAX_LENGTH:
-        raise ValueError(f"sequences longer than {MAX_LENGTH} residues cannot be aligned here")
+        raise InputError(f"sequences longer than {MAX_LENGTH} residues cannot be aligned here")
     out = np.zeros((n, 7), dtype=np.int64)
     order = np.lexsort((lb, la))
     start = 0

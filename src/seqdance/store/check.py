@@ -9,6 +9,9 @@ target may hold) and transform:
 * softmax groups (DSSP classes, dihedral histograms) are ≥ 0 and sum to 1 per residue;
 * signed-sigmoid targets (correlations) lie in [−1, 1], are symmetric with a unit diagonal.
 
+NaN or infinite values are reported with the property and position; a protein whose data cannot be read (a
+damaged chunk: Fletcher-32 checksum or decompression error) is reported and the check goes on with the others.
+
 A residue (or residue pair) may be masked: all channels of a property equal to MASK_VALUE there. Every special
 token row/column (<cls>, <eos>, chain linkers) must be fully masked.
 """
@@ -27,6 +30,7 @@ from seqdance.schema import (
     MASK_VALUE,
     Property,
     kind_of_stored_width,
+    nonfinite_summary,
     properties_of_kind,
     stored_width,
 )
@@ -171,12 +175,10 @@ def check_protein(
             f"{n_tokens} tokens) needs {want_res} and {want_pair}",
         ))
         return out
-    for label, arr in (("residue", residue), ("pair", pair)):
-        finite = np.isfinite(arr)
-        if not finite.all():
-            out.append(Problem(name, "nan", f"{label} dataset has {int((~finite).sum())} NaN/inf value(s), first at "
-                                            f"token index ({_first(~finite, base=0)})"))
-            return out
+    found = [t for t in (nonfinite_summary(residue, "residue", kind), nonfinite_summary(pair, "pair", kind)) if t]
+    if found:
+        out.append(Problem(name, "nan", "non-finite target values: " + "; ".join(found)))
+        return out
     special = np.ones(n_tokens, dtype=bool)
     special[residue_index] = False
     if (residue[special] != MASK_VALUE).any() or (pair[special] != MASK_VALUE).any() or (pair[:, special] != MASK_VALUE).any():
@@ -188,6 +190,10 @@ def check_protein(
     for prop in properties_of_kind(kind, "pair"):
         _check_pair_property(prop, block[:, :, prop.store_channels.start], name, frequency, out)
     return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def check_store(
@@ -224,7 +230,13 @@ def check_store(
             if rk not in keys or pk not in keys:
                 report.problems.append(Problem(name, "missing", f"dataset {rk if rk not in keys else pk!r} is missing"))
                 continue
-            residue, pair = store.read_arrays(name)
+            try:
+                residue, pair = store.read_arrays(name)
+            except (OSError, ValueError) as exc:  # a damaged chunk (checksum or decompression error): go on
+                report.problems.append(Problem(name, "read", f"its data cannot be read ({_one_line(exc)}): the "
+                                                             "file is damaged here; rebuild this protein"))
+                report.n_checked += 1
+                continue
             length = int(row["length"]) if "length" in row else None
             report.problems.extend(check_protein(
                 name, str(row["modify_seq"]), str(row["group"]), residue, pair, frequency=frequency, length=length,

@@ -9,7 +9,9 @@ Layout (DESIGN §5), readable by the reference training code unchanged::
                             provenance (JSON: input files + SHA-256, feature options, per-protein scales)
 
 Feature datasets are chunked (64×64 tokens for pairs) and compressed, so reading one protein — or one crop of
-it — touches only that protein's chunks. The released dataset itself (no ``/seqdance`` group, unchunked
+it — touches only that protein's chunks. Every chunk carries a Fletcher-32 checksum that HDF5 verifies on each
+read, so damaged bytes are an error (found by ``dataset check``) instead of silently wrong targets, compressed or
+not. Non-finite targets are never written. The released dataset itself (no ``/seqdance`` group, unchunked
 datasets, index in a separate CSV with ``name, modify_seq, source, label``) is read through the same class.
 Files are only ever written whole, into a temporary file that is renamed into place (:class:`StoreWriter`), so
 a killed writer never leaves a store that looks complete.
@@ -19,20 +21,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
 import pandas as pd
 
 from seqdance import tokenizer
-from seqdance.io_utils import atomic_path
-from seqdance.schema import GROUP_KIND, kind_of_stored_width, source_group, stored_width
+from seqdance.errors import InputError, NonFiniteError, NotFoundError, SeqdanceError
+from seqdance.io_utils import atomic_path, read_csv_table
+from seqdance.schema import GROUP_KIND, kind_of_stored_width, nonfinite_summary, source_group, stored_width
+
+T = TypeVar("T")
 
 FORMAT_NAME = "seqdance-store"
 FORMAT_VERSION = 1
@@ -51,7 +57,7 @@ COMPRESSIONS: tuple[str | None, ...] = ("auto", "gzip", "lzf", None)
 AUTO_MIN_SAVING = 0.25
 AUTO_SAMPLE_VALUES = 1 << 18
 RESIDUE_CHUNK = 1024
-LINKER_TEXT = "<eos><cls>"
+LINKER_TEXT = tokenizer.LINKER_TEXT
 
 
 def res_key(name: str) -> str:
@@ -77,10 +83,19 @@ def index_csv_path(store_path: str | os.PathLike[str]) -> Path:
     return Path(store_path).with_suffix(".csv")
 
 
+def check_finite_targets(name: str, residue: np.ndarray, pair: np.ndarray, kind: str) -> None:
+    """Refuse stored targets with NaN or infinite values, naming the protein and the properties (they would train
+    a NaN model: a store never holds them)."""
+    found = [t for t in (nonfinite_summary(residue, "residue", kind),  # type: ignore[arg-type]
+                         nonfinite_summary(pair, "pair", kind)) if t]  # type: ignore[arg-type]
+    if found:
+        raise NonFiniteError(f"protein {name!r}: non-finite target values ({'; '.join(found)}); not stored")
+
+
 def check_name(name: str) -> str:
     """A protein name usable as an HDF5 dataset prefix (non-empty, no '/', no surrounding whitespace)."""
     if not isinstance(name, str) or not name or name != name.strip() or "/" in name:
-        raise ValueError(f"protein name {name!r} is not usable: it must be non-empty, without '/' or surrounding spaces")
+        raise InputError(f"protein name {name!r} is not usable: it must be non-empty, without '/' or surrounding spaces")
     return name
 
 
@@ -125,23 +140,23 @@ def _read_index_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"index CSV not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv_table(path, dtype=str, keep_default_na=False)
     missing = [c for c in ("name", "modify_seq", "source") if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: index CSV lacks column(s) {missing}; it needs name, modify_seq, source (and label)")
+        raise InputError(f"{path}: index CSV lacks column(s) {missing}; it needs name, modify_seq, source (and label)")
     if "label" not in df.columns:
         df["label"] = DEFAULT_LABEL
     df["label"] = df["label"].replace("", DEFAULT_LABEL)
     dup = df["name"][df["name"].duplicated()]
     if len(dup):
-        raise ValueError(f"{path}: duplicate protein name(s) in the index: {sorted(set(dup))[:5]}")
+        raise InputError(f"{path}: duplicate protein name(s) in the index: {sorted(set(dup))[:5]}")
     if "group" not in df.columns:
         groups = []
         for row, (name, source) in enumerate(zip(df["name"], df["source"])):
             try:
                 groups.append(source_group(source))
             except ValueError as exc:
-                raise ValueError(f"{path}: row {row + 2} ({name}): {exc}") from None
+                raise InputError(f"{path}: row {row + 2} ({name}): {exc}") from None
         df["group"] = groups
     if "kind" not in df.columns:
         df["kind"] = [GROUP_KIND[g] for g in df["group"]]
@@ -163,7 +178,7 @@ class DynamicsStore:
         try:
             fh = self._file
         except OSError as exc:
-            raise ValueError(f"{self.path} is not a readable HDF5 file ({exc})") from None
+            raise InputError(f"{self.path} is not a readable HDF5 file ({exc})") from None
         self.released = META_GROUP not in fh
         if isinstance(index, pd.DataFrame):
             self._index = index.reset_index(drop=True).copy()
@@ -174,7 +189,7 @@ class DynamicsStore:
         else:
             sibling = index_csv_path(self.path)
             if not sibling.is_file():
-                raise ValueError(
+                raise InputError(
                     f"{self.path} has no seqdance index: give the released index CSV (name, modify_seq, source, "
                     f"label) with index=..., or place it beside the store as {sibling.name}"
                 )
@@ -190,7 +205,7 @@ class DynamicsStore:
     ) -> DynamicsStore:
         """Open a store for reading (``mode="r"``; stores are written with :class:`StoreWriter`)."""
         if mode != "r":
-            raise ValueError(f"DynamicsStore.open supports mode='r' only (got {mode!r}); write stores with StoreWriter")
+            raise InputError(f"DynamicsStore.open supports mode='r' only (got {mode!r}); write stores with StoreWriter")
         return cls(path, index=index)
 
     @property
@@ -271,7 +286,7 @@ class DynamicsStore:
     def row(self, name: str) -> Mapping[str, Any]:
         """The index row of one protein (a dict; built once, so per-protein lookups stay cheap)."""
         if name not in self._row:
-            raise KeyError(f"protein {name!r} is not in store {self.path}")
+            raise NotFoundError(f"protein {name!r} is not in store {self.path}")
         if self._records is None:
             self._records = self._index.to_dict("records")
         return self._records[self._row[name]]
@@ -297,7 +312,7 @@ class DynamicsStore:
         rk, pk = self.dataset_names(name)
         if rk not in fh or pk not in fh:
             missing = rk if rk not in fh else pk
-            raise KeyError(f"store {self.path} has no dataset {missing!r} for protein {name!r}")
+            raise NotFoundError(f"store {self.path} has no dataset {missing!r} for protein {name!r}")
         sel = slice(None) if window is None else slice(int(window[0]), int(window[1]))
         residue = fh[rk][sel]
         pair = fh[pk][sel, sel]
@@ -354,6 +369,45 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
+class StoreWriteError(SeqdanceError, OSError):
+    """Writing a store failed (disk full, file too large, I/O error); the previous store file is unchanged."""
+
+
+_NATIVE_ERROR = re.compile(r"error message = '([^']+)'|\[Errno \d+\] ([^\n(]+)")
+
+
+def write_isolated(output: str | os.PathLike[str], func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``func(*args, **kwargs)`` — a function that writes the store ``output`` with :class:`StoreWriter` — in
+    a child process, so that HDF5 failing on a full disk (it may crash instead of raising) costs a clear
+    :class:`StoreWriteError` instead of a segfault. Half-written temporary files are removed; ``output`` stays the
+    previous complete store (or absent). User errors (:class:`SeqdanceError`) raised by ``func`` pass through."""
+    import shutil
+
+    from seqdance.parallel import call_in_child
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    log_path = output.with_name(f".{output.name}.writer.log")
+    try:
+        return call_in_child(func, *args, log_path=log_path, **kwargs)
+    except SeqdanceError:
+        raise
+    except (OSError, RuntimeError, MemoryError) as exc:
+        for tmp in output.parent.glob(f".{output.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+        found = _NATIVE_ERROR.search(text + "\n" + str(exc))
+        reason = next((g for g in found.groups() if g), "").strip() if found else ""
+        free = shutil.disk_usage(output.parent).free
+        raise StoreWriteError(
+            f"writing {output} failed ({reason or ' '.join(str(exc).split()) or type(exc).__name__}; "
+            f"{free / 1e6:.1f} MB free on its disk); nothing was half-written: {output} is the previous complete "
+            "store (or absent). Free some space and run the command again: finished work is kept"
+        ) from None
+    finally:
+        log_path.unlink(missing_ok=True)
+
+
 class StoreWriter:
     """Write a new store file whole: into a temporary file, renamed onto ``path`` by :meth:`close`.
 
@@ -375,7 +429,7 @@ class StoreWriter:
     ):
         self.path = Path(path)
         if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
+            raise InputError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
         self._auto = compression == "auto"
         self._filters: dict[str, Any] = {}
         if compression in ("gzip", "auto"):
@@ -417,11 +471,13 @@ class StoreWriter:
 
     def _create(self, key: str, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data, dtype=np.float32)
-        self._fh.create_dataset(key, data=data, chunks=self._chunks(data.shape), **self._filters_for(data))
+        # fletcher32: a checksum per chunk, verified on every read, so flipped bytes are found (dataset check)
+        self._fh.create_dataset(key, data=data, chunks=self._chunks(data.shape), fletcher32=True,
+                                **self._filters_for(data))
 
     def _raw_copy_ok(self, ds: h5py.Dataset) -> bool:
         """Whether a source dataset's chunks can be copied as they are (same dtype, chunks and filters)."""
-        if ds.dtype != np.float32 or ds.chunks != self._chunks(ds.shape) or ds.shuffle:
+        if ds.dtype != np.float32 or ds.chunks != self._chunks(ds.shape) or ds.shuffle or not ds.fletcher32:
             return False
         gzip1 = ds.compression == "gzip" and ds.compression_opts == self._filters.get("compression_opts")
         if self._auto:
@@ -433,7 +489,7 @@ class StoreWriter:
     def _check_new(self, name: str) -> None:
         check_name(name)
         if name in self._names:
-            raise ValueError(f"protein {name!r} is written twice to {self.path}")
+            raise InputError(f"protein {name!r} is written twice to {self.path}")
 
     def add(
         self,
@@ -448,24 +504,37 @@ class StoreWriter:
         want_res = (n_tokens, stored_width("residue", protein.kind))  # type: ignore[arg-type]
         want_pair = (n_tokens, n_tokens, stored_width("pair", protein.kind))  # type: ignore[arg-type]
         if protein.residue.shape != want_res or protein.pair.shape != want_pair:
-            raise ValueError(
+            raise InputError(
                 f"protein {protein.name!r}: targets have shapes {protein.residue.shape}/{protein.pair.shape}; "
                 f"the sequence ({n_tokens} tokens, kind {protein.kind}) needs {want_res}/{want_pair}"
             )
+        check_finite_targets(protein.name, protein.residue, protein.pair, protein.kind)
         self._create(res_key(protein.name), protein.residue)
         self._create(pair_key(protein.name), protein.pair)
         self._append_row(protein, order, provenance if provenance is not None else protein.provenance)
 
-    def copy_from(self, store: DynamicsStore, name: str, *, order: int | None = None, label: str | None = None) -> None:
-        """Copy one protein from another store; chunks are copied raw when their layout already matches."""
+    def copy_from(self, store: DynamicsStore, name: str, *, order: int | None = None, label: str | None = None,
+                  verify: bool = False) -> None:
+        """Copy one protein from another store; chunks are copied raw when their layout already matches.
+
+        ``verify`` reads the values first (checksums verified where the source has them) and refuses non-finite
+        ones (:class:`~seqdance.errors.NonFiniteError`); unreadable data raises ``OSError``. Nothing of the
+        protein is written then.
+        """
         self._check_new(name)
         src = store._file
-        for key in store.dataset_names(name):
+        keys = store.dataset_names(name)
+        values: dict[str, np.ndarray] = {}
+        if verify:
+            values = {key: src[key][()] for key in keys}
+            check_finite_targets(name, values[keys[0]], values[keys[1]],
+                                 kind_of_stored_width("residue", values[keys[0]].shape[-1]))
+        for key in keys:
             ds = src[key]
             if self._raw_copy_ok(ds):
                 src.copy(ds, self._fh, name=key)
             else:
-                self._create(key, ds[()])
+                self._create(key, values[key] if key in values else ds[()])
         row = store.row(name)
         protein = StoredProtein(
             name=name, sequence=from_modify_seq(str(row["modify_seq"])), source=str(row["source"]),
@@ -480,9 +549,9 @@ class StoreWriter:
     def _append_row(self, protein: StoredProtein, order: int | None, provenance: Mapping[str, Any]) -> None:
         label = protein.label or DEFAULT_LABEL
         if len(label.encode("utf-8")) > LABEL_WIDTH:
-            raise ValueError(f"protein {protein.name!r}: label {label!r} is longer than {LABEL_WIDTH} bytes")
+            raise InputError(f"protein {protein.name!r}: label {label!r} is longer than {LABEL_WIDTH} bytes")
         if protein.group not in GROUP_KIND:
-            raise ValueError(f"protein {protein.name!r}: unknown source group {protein.group!r}")
+            raise InputError(f"protein {protein.name!r}: unknown source group {protein.group!r}")
         self._names.add(protein.name)
         self._rows.append({
             "name": protein.name,

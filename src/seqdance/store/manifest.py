@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from seqdance.errors import SeqdanceError
+from seqdance.errors import InputError, SeqdanceError
 from seqdance.schema import GROUP_KIND, source_group
 from seqdance.store.hdf5 import LABEL_WIDTH, check_name
 
@@ -94,6 +94,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
     base = path.resolve().parent
     entries: list[ManifestEntry] = []
     seen: dict[str, int] = {}
+    folded: dict[str, str] = {}
     for k, raw in enumerate(df.to_dict("records")):
         line = k + 2  # header is line 1
         where = f"{path}: row {line}"
@@ -106,7 +107,11 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
         where = f"{path}: row {line} ({name})"
         if name in seen:
             raise ManifestError(f"{where}: duplicate name (first on row {seen[name]})")
+        if name.lower() in folded:
+            raise ManifestError(f"{where}: the name differs only in case from {folded[name.lower()]!r}; their "
+                                "build files would collide on case-insensitive file systems; rename one")
         seen[name] = line
+        folded[name.lower()] = name
         if not rec["source"]:
             raise ManifestError(f"{where}: empty 'source'")
         try:
@@ -166,7 +171,7 @@ def parse_shard(text: str) -> tuple[int, int]:
         left, right = text.split("/")
         i, n = int(left), int(right)
     except ValueError:
-        raise ValueError(f"shard must be written i/N (e.g. 0/8), got {text!r}") from None
+        raise InputError(f"shard must be written i/N (e.g. 0/8), got {text!r}") from None
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"shard {text!r}: need N ≥ 1 and 0 ≤ i < N")
+        raise InputError(f"shard {text!r}: need N ≥ 1 and 0 ≤ i < N")
     return i, n

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from seqdance.errors import InputError, SeqdanceError
 from seqdance.store.align import ALPHABET, align_pairs, encode
+
+
+class ClusteringError(SeqdanceError, RuntimeError):
+    """The external clustering tool (MMseqs2) failed; the message gives its exit status and last output."""
+
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +50,18 @@ DEFAULT_TEST_FRACTION = 0.05
 PYTHON_BACKEND_SOFT_LIMIT = 3000
 
 
+#: How sequences are clustered: MMseqs2 when on PATH ("auto"), MMseqs2, or the pure-Python fallback.
+CLUSTER_METHODS: tuple[str, ...] = ("auto", "mmseqs", "python")
+
+
 def mmseqs_binary() -> str | None:
     """Path of the ``mmseqs`` executable, or None ($SEQDANCE_MMSEQS overrides the PATH lookup)."""
     return os.environ.get("SEQDANCE_MMSEQS") or shutil.which("mmseqs")
 
 
 def _resolve_method(method: str) -> str:
-    if method not in ("auto", "mmseqs", "python"):
-        raise ValueError(f"clustering method must be auto, mmseqs or python, not {method!r}")
+    if method not in CLUSTER_METHODS:
+        raise InputError(f"clustering method must be one of {CLUSTER_METHODS}, not {method!r}")
     if method == "auto":
         return "mmseqs" if mmseqs_binary() else "python"
     if method == "mmseqs" and not mmseqs_binary():
@@ -61,12 +71,12 @@ def _resolve_method(method: str) -> str:
 
 def _check_inputs(names: Sequence[str], sequences: Sequence[str]) -> None:
     if len(names) != len(sequences):
-        raise ValueError("need one sequence per name")
+        raise InputError("need one sequence per name")
     if len(set(names)) != len(names):
-        raise ValueError("sequence names must be unique")
+        raise InputError("sequence names must be unique")
     for name, seq in zip(names, sequences):
         if not seq.replace(":", ""):
-            raise ValueError(f"sequence {name!r} is empty")
+            raise InputError(f"sequence {name!r} is empty")
 
 
 def _write_fasta(path: Path, names: Sequence[str], sequences: Sequence[str], prefix: str = "") -> None:
@@ -80,7 +90,7 @@ def _run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}): {' | '.join(tail)}")
+        raise ClusteringError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}): {' | '.join(tail)}")
 
 
 def _mmseqs_options(identity: float, coverage: float, threads: int) -> list[str]:
@@ -104,7 +114,7 @@ def _mmseqs_representatives(
     rep_of = dict(zip(table["member"].astype(int), table["rep"].astype(int)))
     missing = [names[k] for k in range(len(names)) if k not in rep_of]
     if missing:
-        raise RuntimeError(f"mmseqs did not assign {len(missing)} sequence(s) to a cluster, e.g. {missing[:3]}")
+        raise ClusteringError(f"mmseqs did not assign {len(missing)} sequence(s) to a cluster, e.g. {missing[:3]}")
     return [names[rep_of[k]] for k in range(len(names))]
 
 
@@ -195,7 +205,7 @@ def cluster_sequences(
     """Cluster sequences; returns a frame with columns ``name, cluster`` (cluster = representative's name)."""
     _check_inputs(names, sequences)
     if not 0 < identity <= 1 or not 0 <= coverage <= 1:
-        raise ValueError(f"identity must be in (0, 1] and coverage in [0, 1] (got {identity}, {coverage})")
+        raise InputError(f"identity must be in (0, 1] and coverage in [0, 1] (got {identity}, {coverage})")
     used = _resolve_method(method)
     if not names:
         reps: list[str] = []
@@ -212,7 +222,7 @@ def assign_split(clusters: pd.DataFrame, *, test_fraction: float = DEFAULT_TEST_
     """``train``/``test`` label per row: a seeded shuffle of the clusters, the first ``test_fraction`` of them
     (at least one when there are two or more clusters) to test. Depends only on the cluster membership."""
     if not 0 <= test_fraction < 1:
-        raise ValueError(f"test fraction must be in [0, 1), got {test_fraction}")
+        raise InputError(f"test fraction must be in [0, 1), got {test_fraction}")
     ids = sorted(set(clusters["cluster"]))
     n_test = round(test_fraction * len(ids))
     if test_fraction > 0 and len(ids) >= 2:
@@ -298,7 +308,7 @@ def split_store(
 
     with DynamicsStore.open(store_path) as store:
         if store.released:
-            raise ValueError(f"{store_path} is a released-layout file: its split lives in its index CSV")
+            raise InputError(f"{store_path} is a released-layout file: its split lives in its index CSV")
         index = store.index.copy()
     sequences = [s.replace("<eos><cls>", ":") for s in index["modify_seq"]]
     result = split_sequences(

@@ -5,9 +5,8 @@ RMSF divided by the protein's own maximum, undefined dihedral histograms (NaN ro
 :data:`~seqdance.schema.MASK_VALUE`, and alignment to the ESM token sequence ``<cls> residues <eos>``
 (chains joined by ``<eos><cls>``), with the mask value at every special-token row and column.
 
-Feature dictionaries follow the contract of :func:`seqdance.features.extract_md` /
-:func:`seqdance.features.extract_nma`: one array per property of the kind, keyed by the property name,
-except that a max-normalised property is keyed by its raw name (``rmsf`` for ``rmsf_nor``).
+Feature dictionaries are those of :func:`seqdance.features.extract_md` / :func:`seqdance.features.extract_nma`
+(:mod:`seqdance.features.results`).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from seqdance import tokenizer
+from seqdance.errors import InputError, NonFiniteError
 from seqdance.schema import (
     MASK_VALUE,
     FeatureKind,
@@ -25,15 +25,6 @@ from seqdance.schema import (
     properties_of_kind,
     stored_width,
 )
-
-_NORMALISED_SUFFIX = "_nor"
-
-
-def raw_feature_key(prop: Property) -> str:
-    """Key of a property in a raw feature dict: the name, without ``_nor`` for max-normalised ones."""
-    if prop.transform == "max_normalise":
-        return prop.name.removesuffix(_NORMALISED_SUFFIX)
-    return prop.name
 
 
 def token_layout(sequence: str) -> tuple[int, np.ndarray]:
@@ -45,35 +36,35 @@ def token_layout(sequence: str) -> tuple[int, np.ndarray]:
 def _as_sequence(features: Mapping[str, Any]) -> str:
     seq = features.get("sequence")
     if not isinstance(seq, str) or not seq:
-        raise ValueError("features have no 'sequence' string (one-letter codes, chains joined by ':')")
+        raise InputError("features have no 'sequence' string (one-letter codes, chains joined by ':')")
     return seq
 
 
 def _checked(features: Mapping[str, Any], key: str, shape: tuple[int, ...], label: str) -> np.ndarray:
     if key not in features:
-        raise ValueError(f"{label}: feature {key!r} is missing")
+        raise InputError(f"{label}: feature {key!r} is missing")
     arr = np.array(features[key], dtype=np.float64)  # a copy: the caller's arrays are never modified
     if arr.shape != shape:
-        raise ValueError(f"{label}: feature {key!r} has shape {arr.shape}, expected {shape}")
+        raise InputError(f"{label}: feature {key!r} has shape {arr.shape}, expected {shape}")
     return arr
 
 
 def _transform(prop: Property, raw: np.ndarray, label: str) -> np.ndarray:
     """Apply the schema transform of one property to its raw (residue-aligned) values."""
-    key = raw_feature_key(prop)
+    key = prop.raw_key
     finite = raw[np.isfinite(raw)]
     if prop.transform == "cube_root":
         if finite.size and finite.min() < 0:
-            raise ValueError(f"{label}: interaction frequency {key!r} has negative values (min {finite.min():g})")
+            raise InputError(f"{label}: interaction frequency {key!r} has negative values (min {finite.min():g})")
         return np.cbrt(raw)
     if prop.transform == "max_normalise":
         if finite.size != raw.size:
-            raise ValueError(f"{label}: {key!r} has NaN/inf values")
+            raise NonFiniteError(f"{label}: {key!r} has NaN/inf values")
         peak = float(raw.max()) if raw.size else 0.0
         if not peak > 0:
-            raise ValueError(f"{label}: {key!r} has no positive value to normalise by (max {peak:g})")
+            raise InputError(f"{label}: {key!r} has no positive value to normalise by (max {peak:g})")
         if raw.min() < 0:
-            raise ValueError(f"{label}: {key!r} has negative values (min {raw.min():g})")
+            raise InputError(f"{label}: {key!r} has negative values (min {raw.min():g})")
         return raw / peak
     return raw
 
@@ -89,7 +80,7 @@ def features_to_targets(
     and property.
     """
     if kind not in ("md", "nma"):
-        raise ValueError(f"feature kind must be 'md' or 'nma', not {kind!r}")
+        raise InputError(f"feature kind must be 'md' or 'nma', not {kind!r}")
     label = f"protein {name!r}" if name else "features"
     sequence = _as_sequence(features)
     n_tokens, residue_index = token_layout(sequence)
@@ -99,7 +90,7 @@ def features_to_targets(
     block = np.full((n, residue.shape[1]), MASK_VALUE, dtype=np.float64)
     for prop in properties_of_kind(kind, "residue"):
         shape = (n,) if prop.width == 1 else (n, prop.width)
-        raw = _checked(features, raw_feature_key(prop), shape, label).reshape(n, prop.width)
+        raw = _checked(features, prop.raw_key, shape, label).reshape(n, prop.width)
         if prop.activation == "softmax":
             undefined = np.isnan(raw).any(axis=1)  # a residue without this angle has no histogram
             raw = np.where(undefined[:, None], 0.0, raw)
@@ -107,7 +98,7 @@ def features_to_targets(
             undefined = np.zeros(n, dtype=bool)
         if not np.isfinite(raw).all():
             bad = int(np.flatnonzero(~np.isfinite(raw).all(axis=1))[0])
-            raise ValueError(f"{label}: {raw_feature_key(prop)!r} is NaN/inf at residue {bad + 1}")
+            raise NonFiniteError(f"{label}: property {prop.name!r} is NaN/inf at residue {bad + 1}")
         values = _transform(prop, raw, label)
         values[undefined] = MASK_VALUE
         block[:, prop.store_channels] = values
@@ -116,13 +107,13 @@ def features_to_targets(
     pair = np.full((n_tokens, n_tokens, stored_width("pair", kind)), MASK_VALUE, dtype=np.float32)
     pair_block = np.empty((n, n, pair.shape[2]), dtype=np.float32)
     for prop in properties_of_kind(kind, "pair"):
-        raw = _checked(features, raw_feature_key(prop), (n, n), label)
+        raw = _checked(features, prop.raw_key, (n, n), label)
         if np.isnan(raw).all():  # a property the input cannot define (H-bonds without hydrogens): masked
             pair_block[:, :, prop.store_channels.start] = MASK_VALUE
             continue
         if not np.isfinite(raw).all():
             i, j = np.argwhere(~np.isfinite(raw))[0]
-            raise ValueError(f"{label}: {raw_feature_key(prop)!r} is NaN/inf at residue pair ({i + 1}, {j + 1})")
+            raise NonFiniteError(f"{label}: property {prop.name!r} is NaN/inf at residue pair ({i + 1}, {j + 1})")
         pair_block[:, :, prop.store_channels.start] = _transform(prop, raw, label)
     pair[np.ix_(residue_index, residue_index)] = pair_block
     return residue, pair
@@ -132,7 +123,7 @@ def rmsf_scale(features: Mapping[str, Any]) -> dict[str, float]:
     """The per-protein scales that max normalisation divides by (``{"rmsf": max}``), for provenance/inverse."""
     out: dict[str, float] = {}
     for prop in properties_of_kind("md"):
-        key = raw_feature_key(prop)
+        key = prop.raw_key
         if prop.transform == "max_normalise" and key in features:
             out[key] = float(np.max(np.asarray(features[key], dtype=np.float64)))
     return out
@@ -160,9 +151,9 @@ def targets_to_features(
         kind = kind_of_stored_width("residue", residue.shape[-1])
     n_tokens, residue_index = token_layout(sequence.replace("<eos><cls>", tokenizer.CHAIN_SEPARATOR))
     if residue.shape != (n_tokens, stored_width("residue", kind)):
-        raise ValueError(f"residue targets have shape {residue.shape}; expected {(n_tokens, stored_width('residue', kind))}")
+        raise InputError(f"residue targets have shape {residue.shape}; expected {(n_tokens, stored_width('residue', kind))}")
     if pair.shape != (n_tokens, n_tokens, stored_width("pair", kind)):
-        raise ValueError(f"pair targets have shape {pair.shape}; expected {(n_tokens, n_tokens, stored_width('pair', kind))}")
+        raise InputError(f"pair targets have shape {pair.shape}; expected {(n_tokens, n_tokens, stored_width('pair', kind))}")
     res = residue[residue_index].astype(np.float64)
     prs = pair[np.ix_(residue_index, residue_index)].astype(np.float64)
     out: dict[str, Any] = {"sequence": sequence.replace("<eos><cls>", tokenizer.CHAIN_SEPARATOR)}
@@ -172,13 +163,13 @@ def targets_to_features(
             values = np.where((values == MASK_VALUE).all(axis=1, keepdims=True), np.nan, values)
         values = values[:, 0] if prop.width == 1 else values
         key = prop.name
-        if prop.transform == "max_normalise" and scales and raw_feature_key(prop) in scales:
-            key = raw_feature_key(prop)
+        if prop.transform == "max_normalise" and scales and prop.raw_key in scales:
+            key = prop.raw_key
             values = values * float(scales[key])
         out[key] = values
     for prop in properties_of_kind(kind, "pair"):
         values = prs[:, :, prop.store_channels.start]
         if prop.transform == "cube_root":
             values = np.where(values == MASK_VALUE, np.nan, values**3)  # no frequency is negative: masked
-        out[raw_feature_key(prop)] = values
+        out[prop.raw_key] = values
     return out

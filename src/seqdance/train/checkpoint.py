@@ -5,6 +5,11 @@ model, optimiser, LR-scheduler and grad-scaler states, the data-sampler state, t
 numpy and torch (CPU and CUDA) of *every* rank, the loss-weight table and the config. It is written to a
 temporary file and renamed, then ``checkpoints/latest`` (a one-line text file) is replaced the same way, so
 an interrupted write never leaves a checkpoint that looks finished.
+
+Reading is safe with hostile files: checkpoints load with ``torch.load(weights_only=True)`` (tensors, plain
+containers and numpy arrays; a pickle that would run code is refused), ``latest`` may only name a checkpoint file
+of its own folder, and a latest checkpoint that cannot be read (truncated by a full disk, damaged) is skipped,
+with a warning, for the newest one that can.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqdance.errors import InputError, NonFiniteError
 from seqdance.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -72,17 +78,78 @@ def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[tuple[int, Path
     return sorted(found)
 
 
-def latest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
-    """The checkpoint named by ``latest`` (falling back to the highest update number), or None."""
-    folder = Path(output_dir) / CHECKPOINT_DIR
+def _pointed_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint ``latest`` names, when it names a checkpoint file of ``folder`` itself (else a warning)."""
     pointer = folder / LATEST
-    if pointer.is_file():
-        target = folder / pointer.read_text().strip()
-        if target.is_file():
-            return target
+    if not pointer.is_file():
+        return None
+    try:
+        text = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("%s is unreadable (%s); using the newest checkpoint file", pointer, exc)
+        return None
+    if not _NAME.match(text):
+        log.warning("%s names %r, which is not a checkpoint file of this folder (update_N.pt); ignored, using the "
+                    "newest checkpoint file", pointer, text[:200])
+        return None
+    target = folder / text
+    if not target.is_file():
         log.warning("%s names %s, which does not exist; using the newest checkpoint file", pointer, target)
-    found = list_checkpoints(output_dir)
-    return found[-1][1] if found else None
+        return None
+    if not _inside(target, folder):
+        log.warning("%s names %s, which leads outside %s (a link?); ignored", pointer, target, folder)
+        return None
+    return target
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().parent == folder.resolve()
+
+
+def latest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint named by ``latest`` (falling back to the highest update number), or None.
+
+    ``latest`` may only name a checkpoint file inside the run's own ``checkpoints/`` folder.
+    """
+    candidates = resume_candidates(output_dir)
+    return candidates[0] if candidates else None
+
+
+def resume_candidates(output_dir: str | os.PathLike[str]) -> list[Path]:
+    """Checkpoints to resume from, in order of preference: the one ``latest`` names, then newest first."""
+    folder = Path(output_dir) / CHECKPOINT_DIR
+    found = [p for _, p in reversed(list_checkpoints(output_dir)) if _inside(p, folder)]
+    pointed = _pointed_checkpoint(folder)
+    if pointed is not None:
+        found = [pointed, *(p for p in found if p != pointed)]
+    return found
+
+
+def load_latest_checkpoint(output_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
+    """(path, state) of the newest usable checkpoint of a run, or None when it has none.
+
+    A checkpoint that cannot be read (truncated, damaged, with non-finite weights) is skipped with a warning for
+    the previous one; a file that would run code is refused (:class:`~seqdance.errors.UnsafeFileError`), never
+    skipped silently.
+    """
+    from seqdance.model.files import CheckpointError
+
+    skipped: list[str] = []
+    for path in resume_candidates(output_dir):
+        try:
+            state = load_checkpoint(path)
+        except (CheckpointError, NonFiniteError, InputError) as exc:  # UnsafeFileError is none of these
+            log.warning("cannot resume from %s (%s); trying the previous checkpoint", path, exc)
+            skipped.append(f"{path.name}: {exc}")
+            continue
+        if skipped:
+            log.warning("resuming from %s: the newer checkpoint(s) %s could not be used", path,
+                        ", ".join(s.split(":")[0] for s in skipped))
+        return path, state
+    if skipped:
+        raise InputError(f"{Path(output_dir) / CHECKPOINT_DIR}: no usable checkpoint to resume from ("
+                         + "; ".join(skipped) + ")")
+    return None
 
 
 def save_checkpoint(state: dict[str, Any], output_dir: str | os.PathLike[str], update: int, *, keep: int = 3) -> Path:
@@ -100,17 +167,28 @@ def save_checkpoint(state: dict[str, Any], output_dir: str | os.PathLike[str], u
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (on CPU)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (on CPU), without running any code from it.
+
+    Raises :class:`~seqdance.errors.UnsafeFileError` for a file holding other Python objects than tensors, plain
+    containers and numpy arrays, ``CheckpointError`` for an unreadable one and
+    :class:`~seqdance.errors.NonFiniteError` when the saved model weights are not all finite.
+    """
+    from seqdance.model.files import CheckpointError, torch_load_safe
+
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: say which
-        raise ValueError(f"{path}: not a readable training checkpoint ({exc})") from None
+    state = torch_load_safe(p)
     if not isinstance(state, dict) or "update" not in state or "model" not in state:
-        raise ValueError(f"{path}: not a seqdance training checkpoint (no 'update'/'model' entries)")
+        raise CheckpointError(f"{path}: not a seqdance training checkpoint (no 'update'/'model' entries)")
     if state.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state['format_version']} is newer than this seqdance "
-                         f"understands ({FORMAT_VERSION})")
+        raise CheckpointError(f"{path}: checkpoint format {state['format_version']} is newer than this seqdance "
+                              f"understands ({FORMAT_VERSION})")
+    model = state["model"]
+    if isinstance(model, dict):
+        bad = [k for k, v in model.items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise NonFiniteError(f"{path}: the saved model has NaN or infinite values in {len(bad)} tensor(s), "
+                                 f"e.g. {bad[0]}")
     return state

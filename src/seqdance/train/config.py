@@ -19,11 +19,14 @@ from typing import Any, get_type_hints
 import yaml
 
 from seqdance import schema
+from seqdance.devices import PRECISIONS
+from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
-from seqdance.model.dynamics import MODEL_SELECTS
+from seqdance.model.kinds import DEFAULT_ESM2_SOURCE, MODEL_SELECTS
 from seqdance.train.loss import MASK_MODES
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: What the trainer does with an update whose loss, targets or gradients are not finite.
+NONFINITE_POLICIES: tuple[str, ...] = ("error", "skip")
 
 
 @dataclass
@@ -49,7 +52,7 @@ class DataConfig:
     curriculum: list[CurriculumStage] = field(
         default_factory=lambda: [CurriculumStage(0.8, 256, 16), CurriculumStage(1.0, 1024, 2)]
     )
-    eval_max_tokens: int = 1024
+    eval_max_tokens: int = schema.ESM2_MAX_TOKENS
     eval_batch_size: int = 4
     num_workers: int = 2  # data-loading processes per rank (0: load in the training process)
     loss_mask: str = "entry"  # "entry" (DESIGN) or "reference" (released code: channel-0 validity)
@@ -73,7 +76,7 @@ class TrainConfig:
     model_select: str = "seqdance"
     encoder: str | dict[str, Any] = "35M"  # preset key, ESM2 name, or a dict of EncoderConfig fields
     dropout: float = 0.1
-    esm2_weights: str | None = "facebook/esm2_t12_35M_UR50D"  # ESMDance: pretrained encoder (None: random)
+    esm2_weights: str | None = DEFAULT_ESM2_SOURCE  # ESMDance: pretrained encoder (None: random)
     init_from: str | None = None  # start from a trained model (seqdance.load_model source) to fine-tune
     total_updates: int = 200_000
     seed: int = 42
@@ -91,6 +94,7 @@ class TrainConfig:
     progress: bool = True
     pair_block_rows: int | None = None  # forwarded to the model (memory/speed trade-off of the pair head)
     checkpoint_pair_blocks: bool = False  # recompute pair-head blocks in backward (less memory, more time)
+    on_nonfinite: str = "error"  # a NaN/inf loss, target or gradient: "error" (stop, naming it) or "skip" the update
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -115,12 +119,14 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         def bad(msg: str) -> None:
-            raise ValueError(f"training config: {msg}")
+            raise InputError(f"training config: {msg}")
 
         if self.model_select not in MODEL_SELECTS:
             bad(f"model_select must be one of {MODEL_SELECTS}, got {self.model_select!r}")
         if self.precision not in PRECISIONS:
             bad(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.on_nonfinite not in NONFINITE_POLICIES:
+            bad(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {self.on_nonfinite!r}")
         if self.total_updates < 1:
             bad("total_updates must be ≥ 1")
         if not 0.0 <= self.dropout < 1.0:
@@ -186,9 +192,9 @@ class TrainConfig:
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+            raise InputError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: the top level of a training config must be a mapping")
+            raise InputError(f"{path}: the top level of a training config must be a mapping")
         apply_overrides(data, overrides)
         return cls.from_dict(data, origin=str(path))
 
@@ -198,13 +204,13 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"override {item!r} is not of the form key=value (e.g. optim.lr=3e-4)")
+            raise InputError(f"override {item!r} is not of the form key=value (e.g. optim.lr=3e-4)")
         parts = key.strip().split(".")
         node = data
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section")
+                raise InputError(f"override {item!r}: {part!r} is not a section")
         node[parts[-1]] = yaml.safe_load(value)
     return data
 
@@ -218,7 +224,7 @@ def _coerce(hint: Any, value: Any, origin: str, path: str) -> Any:
     if value is None:
         if optional:
             return None
-        raise ValueError(f"{origin}: {path} may not be null")
+        raise InputError(f"{origin}: {path} may not be null")
     if isinstance(value, dict) and any((typing.get_origin(b) or b) is dict for b in bases):
         return value
     base = typing.get_origin(bases[0]) or bases[0]
@@ -252,18 +258,18 @@ def _coerce(hint: Any, value: Any, origin: str, path: str) -> Any:
                 return [str(v) for v in value]
             return value
     except (TypeError, ValueError):
-        raise ValueError(f"{origin}: {path} = {value!r} is not a valid {getattr(base, '__name__', base)}") from None
+        raise InputError(f"{origin}: {path} = {value!r} is not a valid {getattr(base, '__name__', base)}") from None
     return value
 
 
 def _build(cls: type, data: Any, origin: str, where: str = "") -> Any:
     if not isinstance(data, dict):
-        raise ValueError(f"{origin}: {where or 'top level'} must be a mapping, got {type(data).__name__}")
+        raise InputError(f"{origin}: {where or 'top level'} must be a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{origin}: unknown key(s) {unknown}{' in ' + where if where else ''}; "
+        raise InputError(f"{origin}: unknown key(s) {unknown}{' in ' + where if where else ''}; "
                          f"known: {sorted(names)}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -273,7 +279,7 @@ def _build(cls: type, data: Any, origin: str, where: str = "") -> Any:
             kwargs[key] = _build(hint, value, origin, path)
         elif key == "curriculum":
             if not isinstance(value, list):
-                raise ValueError(f"{origin}: {path} must be a list of stages")
+                raise InputError(f"{origin}: {path} must be a list of stages")
             kwargs[key] = [_build(CurriculumStage, v, origin, f"{path}[{i}]") for i, v in enumerate(value)]
         elif key in ("store", "index") and value is not None:
             kwargs[key] = [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
@@ -282,4 +288,4 @@ def _build(cls: type, data: Any, origin: str, where: str = "") -> Any:
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        raise ValueError(f"{origin}: {where or 'config'}: {exc}") from None
+        raise InputError(f"{origin}: {where or 'config'}: {exc}") from None

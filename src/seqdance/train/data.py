@@ -20,7 +20,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from seqdance import schema, tokenizer
+from seqdance.errors import InputError
 from seqdance.train.weights import index_groups
 
 _CROP_SALT = 0x5EC0DA  # separates crop draws from permutation draws
@@ -95,7 +96,7 @@ class GroupStream:
 
     def __init__(self, members: np.ndarray, seed: int, group_id: int) -> None:
         if len(members) == 0:
-            raise ValueError("a group stream needs at least one protein")
+            raise InputError("a group stream needs at least one protein")
         self.members = np.asarray(members, dtype=np.int64)
         self.seed = int(seed)
         self.group_id = int(group_id)
@@ -167,7 +168,7 @@ class TrainPlan:
         micro_batch_at: Any,
     ) -> None:
         if sequences_per_group % world_size:
-            raise ValueError(
+            raise InputError(
                 f"sequences_per_group ({sequences_per_group}) must be divisible by the number of ranks "
                 f"({world_size}) so every rank trains on the same number of proteins"
             )
@@ -185,7 +186,7 @@ class TrainPlan:
                 self.groups.append(g)
                 self.streams[g] = GroupStream(members, seed, schema.SOURCE_GROUPS.index(g))
         if not self.groups:
-            raise ValueError(f"no training proteins (split label {label!r}) in any of the groups {list(groups)}")
+            raise InputError(f"no training proteins (split label {label!r}) in any of the groups {list(groups)}")
 
     @property
     def per_rank(self) -> int:
@@ -230,6 +231,7 @@ class Sample:
     ids: np.ndarray  # (t,) int64
     residue: np.ndarray  # (t, C) float32
     pair: np.ndarray  # (t, t, C') float32
+    problem: str | None = None  # non-finite targets: which property, where (the caller decides what to do)
 
 
 @dataclass
@@ -245,6 +247,7 @@ class Batch:
     update: int = 0
     micro: int = 0
     n_micro: int = 1
+    problems: list[str] = field(default_factory=list)  # "protein: what is not finite" (trainer/evaluate refuse)
 
     @property
     def n_tokens(self) -> int:
@@ -257,13 +260,14 @@ class Batch:
             self.attention_mask.to(device, non_blocking=non_blocking),
             self.residue_target.to(device, non_blocking=non_blocking),
             self.pair_target.to(device, non_blocking=non_blocking),
-            self.update, self.micro, self.n_micro,
+            self.update, self.micro, self.n_micro, self.problems,
         )
 
     def pin_memory(self) -> Batch:
         return Batch(
             self.group, self.names, self.input_ids.pin_memory(), self.attention_mask.pin_memory(),
             self.residue_target.pin_memory(), self.pair_target.pin_memory(), self.update, self.micro, self.n_micro,
+            self.problems,
         )
 
 
@@ -277,22 +281,30 @@ def load_sample(store: Any, name: str, start: int, stop: int | None, *,
     if window is not None:
         ids = ids[start:stop]
     if residue.shape[0] != len(ids) or pair.shape[:2] != (len(ids), len(ids)):
-        raise ValueError(
+        raise InputError(
             f"store {getattr(store, 'path', '')}: protein {name!r}: targets have {residue.shape[0]} rows "
             f"(pair {pair.shape[:2]}) but its sequence gives {len(ids)} tokens"
             + (f" in window [{start}, {stop})" if window is not None else "")
         )
+    problem = None
+    if not (np.isfinite(residue).all() and np.isfinite(pair).all()):  # a corrupt store: named, never trained on
+        kind = prot.kind  # type: ignore[assignment]
+        found = [t for t in (schema.nonfinite_summary(residue, "residue", kind),  # type: ignore[arg-type]
+                             schema.nonfinite_summary(pair, "pair", kind)) if t]  # type: ignore[arg-type]
+        where = f" (window [{start}, {stop}))" if window is not None else ""
+        problem = (f"store {getattr(store, 'path', '')}: protein {name!r}{where} has non-finite targets: "
+                   f"{'; '.join(found)} (run 'seqdance dataset check' on the store)")
     if target_clamp is not None:
         lo, hi = float(target_clamp[0]), float(target_clamp[1])
         residue = np.where(residue == schema.MASK_VALUE, residue, np.clip(residue, lo, hi))
         pair = np.where(pair == schema.MASK_VALUE, pair, np.clip(pair, lo, hi))
-    return Sample(name, ids, residue, pair)
+    return Sample(name, ids, residue, pair, problem)
 
 
 def collate(samples: Sequence[Sample], group: str) -> Batch:
     """Pad a list of samples of one group into a :class:`Batch`."""
     if not samples:
-        raise ValueError("cannot collate an empty micro-batch")
+        raise InputError("cannot collate an empty micro-batch")
     kind = schema.GROUP_KIND[group]
     c_res, c_pair = schema.stored_width("residue", kind), schema.stored_width("pair", kind)
     width = max(len(s.ids) for s in samples)
@@ -304,7 +316,7 @@ def collate(samples: Sequence[Sample], group: str) -> Batch:
     for i, s in enumerate(samples):
         t = len(s.ids)
         if s.residue.shape[-1] != c_res or s.pair.shape[-1] != c_pair:
-            raise ValueError(
+            raise InputError(
                 f"protein {s.name!r} has {s.residue.shape[-1]}/{s.pair.shape[-1]} residue/pair target channels, "
                 f"but group {group!r} trains the {kind} block ({c_res}/{c_pair})"
             )
@@ -313,7 +325,8 @@ def collate(samples: Sequence[Sample], group: str) -> Batch:
         res[i, :t] = s.residue
         pair[i, :t, :t] = s.pair
     return Batch(group, [s.name for s in samples], torch.from_numpy(ids), torch.from_numpy(mask),
-                 torch.from_numpy(res), torch.from_numpy(pair))
+                 torch.from_numpy(res), torch.from_numpy(pair),
+                 problems=[s.problem for s in samples if s.problem])
 
 
 class StoreSet:

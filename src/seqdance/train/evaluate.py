@@ -7,7 +7,8 @@
 * **Movement correlation**: per-protein Pearson r of ``corr`` (MD groups) or ``nma_pair1..3`` (NMA) over
   pairs i < j with j − i > 5 (both triangles carry the same information), valid entries only.
   Metrics are reported as the median (and mean) over proteins; a protein whose target or prediction is
-  constant over the selected entries has no r and is left out of the median.
+  constant over the selected entries has no r and is left out of the median. They are reported per source
+  group and, within each group, per data source (ATLAS, mdCATH, IDRome, ... as the store's index names them).
 * **Mean baseline** (optional): the same loss for a predictor that outputs, for every entry, the training
   mean of that channel; a useful model must beat it.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ import pandas as pd
 import torch
 
 from seqdance import schema
-from seqdance.io_utils import atomic_path
+from seqdance.devices import eval_mode
+from seqdance.errors import NonFiniteError
+from seqdance.io_utils import atomic_path, markdown_table
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
 from seqdance.train.loss import group_layout, per_protein_rmse
@@ -105,10 +108,11 @@ def constant_predictions(
 class EvaluationResult:
     """Per-protein rows and the summary tables of one evaluation."""
 
-    per_protein: pd.DataFrame  # group, name, tokens, rmse/<property>..., r_<property>...
+    per_protein: pd.DataFrame  # group, source, name, tokens, rmse/<property>..., r_<property>...
     losses: pd.DataFrame  # group, property, n_proteins, rmse, weight, weighted (+ baseline_rmse)
     metrics: pd.DataFrame  # group, metric, property, n_proteins, median_r, mean_r
     split: str = "test"
+    metrics_by_source: pd.DataFrame = field(default_factory=pd.DataFrame)  # group, source, metric, property, ...
 
     def group_losses(self) -> dict[str, float]:
         """Weighted test loss of each group."""
@@ -135,7 +139,7 @@ def evaluate_model(
     groups: Iterable[str] | None = None,
     weights: Mapping[str, Mapping[str, float]] | None = None,
     channel_means: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-    max_tokens: int = 1024,
+    max_tokens: int = schema.ESM2_MAX_TOKENS,
     batch_size: int = 4,
     device: torch.device | str | None = None,
     mask_mode: str = "entry",
@@ -156,51 +160,55 @@ def evaluate_model(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     wanted = list(groups) if groups is not None else list(schema.SOURCE_GROUPS)
     dataset = MicroBatchDataset(stores, catalog)
-    was_training = model.training
-    model.eval()
+    source_of = _sources(stores)
     rows: list[dict[str, Any]] = []
     specs = {g: eval_samples(catalog, g, split, max_tokens, rank=info.rank, world_size=info.world_size)
              for g in wanted}
+    check_finite_parameters(model)
     bar = None
     if progress and info.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(len(s) for s in specs.values()), desc=f"evaluate {split}", unit="protein")
     try:
-        for group in wanted:
-            if not specs[group]:
-                continue
-            kind = schema.GROUP_KIND[group]
-            names = group_layout(group).property_names
-            for batch in eval_batches(dataset, specs[group], group, batch_size):
-                b = batch.to(dev)
-                with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
-                                    enabled=autocast_dtype is not None):
-                    out = model(b.input_ids, b.attention_mask, pairs=True, pair_block_rows=pair_block_rows)
-                res_pred, pair_pred = out.residue.float(), out.pair.float()
-                rmse, valid = per_protein_rmse(res_pred, pair_pred, b.residue_target, b.pair_target, group,
-                                               mask_mode=mask_mode)
-                metrics = protein_metrics(res_pred, pair_pred, b.residue_target, b.pair_target, kind)
-                base_rmse = base_valid = None
-                if channel_means is not None and group in channel_means:
-                    cr, cp = constant_predictions(channel_means[group], group, *b.input_ids.shape, device=dev)
-                    base_rmse, base_valid = per_protein_rmse(cr, cp, b.residue_target, b.pair_target, group,
-                                                             mask_mode=mask_mode)
-                for i, name in enumerate(batch.names):
-                    row: dict[str, Any] = {"group": group, "name": name, "tokens": int(batch.attention_mask[i].sum())}
-                    for j, prop in enumerate(names):
-                        row[f"rmse/{prop}"] = float(rmse[i, j]) if valid[i, j] else float("nan")
-                        if base_rmse is not None:
-                            row[f"baseline/{prop}"] = float(base_rmse[i, j]) if base_valid[i, j] else float("nan")
-                    for key, values in metrics.items():
-                        row[key] = float(values[i])
-                    rows.append(row)
-                if bar is not None:
-                    bar.update(len(batch.names))
+        with eval_mode(model):
+            for group in wanted:
+                if not specs[group]:
+                    continue
+                kind = schema.GROUP_KIND[group]
+                names = group_layout(group).property_names
+                for batch in eval_batches(dataset, specs[group], group, batch_size):
+                    if batch.problems:  # NaN targets: the protein cannot be evaluated, and is never dropped silently
+                        raise NonFiniteError("; ".join(batch.problems))
+                    b = batch.to(dev)
+                    with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
+                                        enabled=autocast_dtype is not None):
+                        out = model(b.input_ids, b.attention_mask, pairs=True, pair_block_rows=pair_block_rows)
+                    res_pred, pair_pred = out.residue.float(), out.pair.float()
+                    check_finite_predictions(res_pred, pair_pred, b.attention_mask, batch.names)
+                    rmse, valid = per_protein_rmse(res_pred, pair_pred, b.residue_target, b.pair_target, group,
+                                                   mask_mode=mask_mode)
+                    metrics = protein_metrics(res_pred, pair_pred, b.residue_target, b.pair_target, kind)
+                    base_rmse = base_valid = None
+                    if channel_means is not None and group in channel_means:
+                        cr, cp = constant_predictions(channel_means[group], group, *b.input_ids.shape, device=dev)
+                        base_rmse, base_valid = per_protein_rmse(cr, cp, b.residue_target, b.pair_target, group,
+                                                                 mask_mode=mask_mode)
+                    for i, name in enumerate(batch.names):
+                        row: dict[str, Any] = {"group": group, "source": source_of.get(name, ""), "name": name,
+                                               "tokens": int(batch.attention_mask[i].sum())}
+                        for j, prop in enumerate(names):
+                            row[f"rmse/{prop}"] = float(rmse[i, j]) if valid[i, j] else float("nan")
+                            if base_rmse is not None:
+                                row[f"baseline/{prop}"] = float(base_rmse[i, j]) if base_valid[i, j] else float("nan")
+                        for key, values in metrics.items():
+                            row[key] = float(values[i])
+                        rows.append(row)
+                    if bar is not None:
+                        bar.update(len(batch.names))
     finally:
         if bar is not None:
             bar.close()
-        model.train(was_training)
     gathered = gather_objects(rows, info)
     if gathered is None:
         return None
@@ -211,16 +219,69 @@ def evaluate_model(
     return summarise(per_protein, weights=weights, split=split)
 
 
+def check_finite_parameters(model: torch.nn.Module) -> None:
+    """Refuse a model with NaN or infinite weights (it would give non-finite predictions), naming the parameter."""
+    for name, param in model.named_parameters():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            raise NonFiniteError(f"the model's parameter {name} holds NaN or infinite values: the model is broken "
+                                 "(a diverged training run?); nothing was evaluated")
+
+
+def check_finite_predictions(residue: torch.Tensor, pair: torch.Tensor, attention_mask: torch.Tensor,
+                             names: Sequence[str]) -> None:
+    """Refuse non-finite predictions at real tokens (padding may hold anything), naming protein and property."""
+    real = attention_mask.bool()
+    pair_real = real[:, :, None] & real[:, None, :]
+    res_ok = torch.isfinite(residue).all(-1) | ~real
+    pair_ok = torch.isfinite(pair).all(-1) | ~pair_real
+    if bool(res_ok.all()) and bool(pair_ok.all()):
+        return
+    for i, name in enumerate(names):
+        n = int(real[i].sum())
+        found = [t for t in (schema.nonfinite_summary(residue[i, :n].cpu().numpy(), "residue"),
+                             schema.nonfinite_summary(pair[i, :n, :n].cpu().numpy(), "pair")) if t]
+        if found:
+            raise NonFiniteError(f"the model predicts non-finite values for protein {name!r}: {'; '.join(found)}; "
+                                 "nothing was evaluated")
+
+
+def _sources(stores: Sequence[Any]) -> dict[str, str]:
+    """Protein name -> data source (``source`` column of the stores' indexes)."""
+    out: dict[str, str] = {}
+    for store in stores:
+        index = getattr(store, "index", None)
+        if index is not None and "source" in index.columns:
+            out.update(zip(index["name"].astype(str), index["source"].astype(str)))
+    return out
+
+
+def _metric_rows(frame: pd.DataFrame, kind: str, keys: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Median and mean per-protein r of each fluctuation / correlation property over the rows of ``frame``."""
+    rows = []
+    for metric, props in (("residue fluctuation", fluctuation_properties(kind)),
+                          ("movement correlation", correlation_properties(kind))):
+        for p in props:
+            r = frame[f"r_{p.name}"].dropna() if f"r_{p.name}" in frame.columns else pd.Series(dtype=float)
+            rows.append({
+                **keys, "metric": metric, "property": p.name, "n_proteins": len(r),
+                "median_r": float(r.median()) if len(r) else float("nan"),
+                "mean_r": float(r.mean()) if len(r) else float("nan"),
+            })
+    return rows
+
+
 def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, float]] | None = None,
               split: str = "test") -> EvaluationResult:
     """Loss and metric tables from per-protein rows."""
     loss_rows: list[dict[str, Any]] = []
     metric_rows: list[dict[str, Any]] = []
+    source_rows: list[dict[str, Any]] = []
     groups = [g for g in schema.SOURCE_GROUPS if not per_protein.empty and g in set(per_protein["group"])]
     for group in groups:
         sub = per_protein[per_protein["group"] == group]
         w = weights.get(group, {}) if weights is not None else {}
         total = base_total = 0.0
+        n_total = n_base = 0  # properties that contribute to the totals
         has_base = any(c.startswith("baseline/") for c in sub.columns)
         for prop in group_layout(group).property_names:
             vals = sub[f"rmse/{prop}"].dropna()
@@ -230,44 +291,31 @@ def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, f
                    "weighted": weight * mean}
             if len(vals):
                 total += weight * mean
+                n_total += 1
             if has_base:
                 bvals = sub[f"baseline/{prop}"].dropna()
                 row["baseline_rmse"] = float(bvals.mean()) if len(bvals) else float("nan")
                 if len(bvals):
                     base_total += weight * row["baseline_rmse"]
+                    n_base += 1
             loss_rows.append(row)
+        if not n_total:  # no property had a valid entry: there is no loss to report (never 0.0)
+            total = float("nan")
         total_row = {"group": group, "property": TOTAL, "n_proteins": len(sub), "rmse": total,
                      "weight": float("nan"), "weighted": total}
         if has_base:
-            total_row["baseline_rmse"] = base_total
+            total_row["baseline_rmse"] = base_total if n_base else float("nan")
         loss_rows.append(total_row)
         kind = schema.GROUP_KIND[group]
-        for metric, props in (("residue fluctuation", fluctuation_properties(kind)),
-                              ("movement correlation", correlation_properties(kind))):
-            for p in props:
-                r = sub[f"r_{p.name}"].dropna()
-                metric_rows.append({
-                    "group": group, "metric": metric, "property": p.name, "n_proteins": len(r),
-                    "median_r": float(r.median()) if len(r) else float("nan"),
-                    "mean_r": float(r.mean()) if len(r) else float("nan"),
-                })
-    return EvaluationResult(per_protein, pd.DataFrame(loss_rows), pd.DataFrame(metric_rows), split)
+        metric_rows.extend(_metric_rows(sub, kind, {"group": group}))
+        if "source" in sub.columns:
+            for source, part in sub.groupby("source", sort=True):
+                source_rows.extend(_metric_rows(part, kind, {"group": group, "source": source}))
+    return EvaluationResult(per_protein, pd.DataFrame(loss_rows), pd.DataFrame(metric_rows), split,
+                            pd.DataFrame(source_rows))
 
 
 # --- report -----------------------------------------------------------------------------------------
-
-
-def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    def cell(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "–" if not np.isfinite(v) else float_format.format(v)
-        return str(v)
-
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
@@ -322,7 +370,10 @@ def write_report(result: EvaluationResult, outdir: str | os.PathLike[str], *, ti
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for key, frame in (("per_protein", result.per_protein), ("losses", result.losses), ("metrics", result.metrics)):
+    frames = [("per_protein", result.per_protein), ("losses", result.losses), ("metrics", result.metrics)]
+    if not result.metrics_by_source.empty:
+        frames.append(("metrics_by_source", result.metrics_by_source))
+    for key, frame in frames:
         p = out / f"{key}.csv"
         with atomic_path(p) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")
@@ -330,6 +381,8 @@ def write_report(result: EvaluationResult, outdir: str | os.PathLike[str], *, ti
     lines = [f"# Evaluation{': ' + title if title else ''} ({result.split} split)", ""]
     lines += ["## Dynamic-property metrics (median per-protein Pearson r)", "",
               markdown_table(result.metrics), ""]
+    if not result.metrics_by_source.empty:
+        lines += ["## The same metrics per data source", "", markdown_table(result.metrics_by_source), ""]
     lines += ["## Loss per group and property (mean per-protein RMSE)", "", markdown_table(result.losses), ""]
     p = out / "summary.md"
     with atomic_path(p) as tmp:

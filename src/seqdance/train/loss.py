@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 
 from seqdance import schema
+from seqdance.errors import InputError
 
 MaskMode = Literal["entry", "reference"]
 MASK_MODES: tuple[str, ...] = ("entry", "reference")
@@ -57,7 +58,7 @@ def group_layout(group: str) -> GroupLayout:
     """Channel bookkeeping of one source group, derived from the schema."""
     kind = schema.GROUP_KIND.get(group)
     if kind is None:
-        raise ValueError(f"unknown source group {group!r}; expected one of {schema.SOURCE_GROUPS}")
+        raise InputError(f"unknown source group {group!r}; expected one of {schema.SOURCE_GROUPS}")
     props = schema.group_properties(group)
     assign = {}
     for level in ("residue", "pair"):
@@ -83,7 +84,7 @@ def _valid_mask(target: torch.Tensor, mask_mode: str) -> torch.Tensor:
         return target != schema.MASK_VALUE
     if mask_mode == "reference":
         return (target[..., :1] != schema.MASK_VALUE).expand_as(target)
-    raise ValueError(f"unknown loss mask mode {mask_mode!r}; expected one of {MASK_MODES}")
+    raise InputError(f"unknown loss mask mode {mask_mode!r}; expected one of {MASK_MODES}")
 
 
 def _masked_channel_sums(
@@ -109,12 +110,12 @@ def _level_sums(
     """Per-protein, per-property squared-error sums and valid counts of one level (residue or pair)."""
     token_dims = 1 if level == "residue" else 2
     if target.shape[-1] != channels.stop - channels.start:
-        raise ValueError(
+        raise InputError(
             f"group {group!r}: {level} targets have {target.shape[-1]} channels, expected "
             f"{channels.stop - channels.start} ({kind} block)"
         )
     if pred.shape[: 1 + token_dims] != target.shape[: 1 + token_dims]:
-        raise ValueError(f"{level} prediction {tuple(pred.shape)} and target "
+        raise InputError(f"{level} prediction {tuple(pred.shape)} and target "
                          f"{tuple(target.shape)} differ in batch/token size")
     sq, cnt = _masked_channel_sums(pred[..., channels], target, mask_mode, tuple(range(1, 1 + token_dims)))
     assign = assign.to(sq.device)
@@ -160,7 +161,7 @@ def weight_vector(weights: Mapping[str, float], group: str, device: torch.device
     names = group_layout(group).property_names
     missing = [n for n in names if n not in weights]
     if missing:
-        raise ValueError(f"loss weights of group {group!r} lack properties {missing}")
+        raise InputError(f"loss weights of group {group!r} lack properties {missing}")
     return torch.tensor([float(weights[n]) for n in names], dtype=torch.float32, device=device)
 
 

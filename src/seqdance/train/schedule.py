@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from seqdance.errors import InputError
+
 
 @dataclass
 class WarmupLinearDecay:
@@ -29,15 +31,15 @@ class WarmupLinearDecay:
 
     def __post_init__(self) -> None:
         if self.total_updates < 1:
-            raise ValueError(f"total_updates must be ≥ 1, got {self.total_updates}")
+            raise InputError(f"total_updates must be ≥ 1, got {self.total_updates}")
         if not 0.0 < self.decay_end_fraction <= 1.0:
-            raise ValueError(f"decay_end_fraction must lie in (0, 1], got {self.decay_end_fraction}")
+            raise InputError(f"decay_end_fraction must lie in (0, 1], got {self.decay_end_fraction}")
         if not 0.0 <= self.final_fraction <= 1.0:
-            raise ValueError(f"final_fraction must lie in [0, 1], got {self.final_fraction}")
+            raise InputError(f"final_fraction must lie in [0, 1], got {self.final_fraction}")
         if self.warmup_updates < 0:
-            raise ValueError(f"warmup_updates must be ≥ 0, got {self.warmup_updates}")
+            raise InputError(f"warmup_updates must be ≥ 0, got {self.warmup_updates}")
         if self.warmup_updates > self.decay_end:
-            raise ValueError(
+            raise InputError(
                 f"warm-up ({self.warmup_updates} updates) is longer than the decay phase end "
                 f"({self.decay_end} = {self.decay_end_fraction} × {self.total_updates} updates); lower "
                 "warmup_updates or raise total_updates"
@@ -73,7 +75,7 @@ def build_optimizer(
     """AdamW over the trainable parameters (frozen ones are left out)."""
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
-        raise ValueError("the model has no trainable parameters")
+        raise InputError("the model has no trainable parameters")
     kwargs = {"fused": fused} if fused is not None else {}
     return torch.optim.AdamW(trainable, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, **kwargs)
 

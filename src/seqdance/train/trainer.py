@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from seqdance import schema
+from seqdance.devices import autocast_dtype, resolve_precision
+from seqdance.errors import InputError, NonFiniteError
 from seqdance.io_utils import atomic_path
 from seqdance.train import checkpoint as ckpt
 from seqdance.train.config import TrainConfig
@@ -58,20 +60,6 @@ log = logging.getLogger(__name__)
 #: Fields whose change makes a resumed run a different experiment.
 _RESUME_MUST_MATCH = ("model_select", "encoder")
 _RESUME_SHOULD_MATCH = ("seed", "total_updates", "data.sequences_per_group", "data.curriculum", "optim")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU."""
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
-    return precision
-
-
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def set_dropout(model: nn.Module, p: float, *, include_encoder: bool) -> None:
@@ -139,6 +127,7 @@ class StepStats:
     seconds: float
     max_tokens: int
     grad_scale: float | None = None
+    nonfinite_skipped: int | None = None  # updates skipped so far for non-finite values (on_nonfinite: skip)
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"update": self.update, "lr": self.lr, "loss": self.loss}
@@ -151,6 +140,8 @@ class StepStats:
                     "seconds": self.seconds, "max_tokens": self.max_tokens})
         if self.grad_scale is not None:
             rec["grad_scale"] = self.grad_scale
+        if self.nonfinite_skipped is not None:
+            rec["nonfinite_skipped"] = self.nonfinite_skipped
         return rec
 
 
@@ -170,7 +161,7 @@ class Trainer:
         self.dist = dist_info or init_distributed(config.device)
         self.device = self.dist.device
         self.precision = resolve_precision(config.precision, self.device)
-        self.autocast_dtype = _DTYPES[self.precision]
+        self.autocast_dtype = autocast_dtype(self.precision)
         self.out_dir = Path(config.output_dir)
         self._stop_requested = False
 
@@ -218,6 +209,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, self.rule)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.update = 0  # completed updates
+        self.nonfinite_skipped = 0  # updates skipped for non-finite values (on_nonfinite: skip)
         ckpt.seed_everything(config.seed + 1000 * self.dist.rank)  # per-rank dropout streams
 
     # --- set-up helpers ------------------------------------------------------------------------------
@@ -266,6 +258,7 @@ class Trainer:
             "loss_weights": self.weights.to_dict(),
             "config": self.config.to_dict(),
             "world_size": self.dist.world_size,
+            "nonfinite_skipped": self.nonfinite_skipped,
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -273,6 +266,7 @@ class Trainer:
         rngs = gather_objects(ckpt.rng_state(), self.dist)
         path = None
         if self.is_main:
+            self.check_finite_weights()
             state = self.state_dict()
             state["rng"] = rngs
             path = ckpt.save_checkpoint(state, self.out_dir, self.update, keep=self.config.keep_checkpoints)
@@ -283,10 +277,14 @@ class Trainer:
 
     def resume(self, path: str | Path | None = None) -> bool:
         """Load the latest (or the given) checkpoint; return False when there is none to resume from."""
-        target = Path(path) if path is not None else ckpt.latest_checkpoint(self.out_dir)
-        if target is None:
-            return False
-        state = ckpt.load_checkpoint(target)
+        if path is not None:
+            target = Path(path)
+            state = ckpt.load_checkpoint(target)
+        else:
+            found = ckpt.load_latest_checkpoint(self.out_dir)
+            if found is None:
+                return False
+            target, state = found
         self._check_resume_config(state.get("config", {}), target)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -295,6 +293,7 @@ class Trainer:
         self.weights = LossWeights(state["loss_weights"], origin=f"checkpoint {target.name}")
         self.weight_vectors = {g: weight_vector(self.weights.for_group(g), g, self.device) for g in self.groups}
         self.update = int(state["update"])
+        self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         if self.is_main:
             _truncate_log(self.out_dir / self.config.log_file, self.update)
         rngs = state.get("rng") or []
@@ -319,16 +318,24 @@ class Trainer:
 
         for key in _RESUME_MUST_MATCH:
             if get(saved, key) != get(now, key):
-                raise ValueError(f"cannot resume from {path}: it was trained with {key}={get(saved, key)!r}, "
+                raise InputError(f"cannot resume from {path}: it was trained with {key}={get(saved, key)!r}, "
                                  f"the config says {get(now, key)!r}")
         for key in _RESUME_SHOULD_MATCH:
             if get(saved, key) != get(now, key):
                 log.warning("resuming from %s with a different %s (%r -> %r): the run no longer continues "
                             "exactly", path, key, get(saved, key), get(now, key))
 
+    def check_finite_weights(self) -> None:
+        """Refuse to save a model with NaN or infinite weights (naming the first such parameter)."""
+        for name, param in self.model.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise NonFiniteError(f"update {self.update}: parameter {name} holds NaN or infinite values; the "
+                                     "model is not saved (lower the learning rate or resume from a checkpoint)")
+
     def save_model(self, directory: str | Path) -> Path:
         """``save_pretrained`` of the bare model (readable by ``seqdance.load_model``)."""
         directory = Path(directory)
+        self.check_finite_weights()
         self.model.save_pretrained(directory)
         return directory
 
@@ -337,8 +344,11 @@ class Trainer:
     def forward_backward(self, update: int, batches: Iterator[Batch]) -> tuple[dict[str, torch.Tensor], int]:
         """Accumulate the gradients of update ``update`` (all groups, all micro-batches of this rank).
 
-        Returns the per-group RMSE sums (P,) of this rank and its number of tokens.
+        Returns the per-group RMSE sums (P,) of this rank and its number of tokens. What each micro-batch was
+        (group, proteins, non-finite targets) and whether its loss was finite is kept in ``self._micro`` for
+        :meth:`nonfinite_problem` (checked once per update, not per micro-batch: no extra device syncs).
         """
+        self._micro: list[tuple[str, list[str], list[str], torch.Tensor]] = []
         s = float(self.config.data.sequences_per_group)
         scale = float(self.dist.world_size)
         n_total = sum(self.plan.n_micro(update) for _ in self.groups)
@@ -367,6 +377,8 @@ class Trainer:
                         mask_mode=self.config.data.loss_mask, denominator=s,
                     )
                     self.scaler.scale(loss.total * scale).backward()
+                self._micro.append((group, list(batch.names), list(batch.problems),
+                                    torch.isfinite(loss.total.detach())))
                 acc += loss.rmse_sum.detach().double()
             sums[group] = acc
         return sums, tokens
@@ -381,11 +393,58 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def nonfinite_problem(self, update: int) -> str | None:
+        """After :meth:`forward_backward`: what is not finite in this update on any rank (a loss, a target, a
+        gradient), naming update, group and proteins; None when all is finite. All ranks get the same answer
+        (one small all-reduce), so they stop or skip together."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        check_grads = not self.scaler.is_enabled() and bool(grads)  # fp16: the GradScaler handles overflow
+        losses_ok = torch.stack([flag for *_, flag in self._micro]) if self._micro else torch.ones(0, dtype=torch.bool)
+        n_targets = sum(1 for _, _, problems, _ in self._micro if problems)
+        grad_ok = torch.isfinite(_total_norm(grads)) if check_grads else torch.ones((), dtype=torch.bool,
+                                                                                   device=self.device)
+        counts = torch.stack([(~losses_ok).sum().to(self.device, torch.float64) + n_targets,
+                              (~grad_ok).to(self.device, torch.float64)])
+        all_reduce_sum(counts, self.dist)
+        bad_loss, bad_grad = (float(v) for v in counts.cpu())
+        if bad_loss == 0 and bad_grad == 0:
+            return None
+        local: list[str] = []
+        for (group, names, problems, _), ok in zip(self._micro, losses_ok.cpu().tolist()):
+            if problems:
+                local.append(f"group {group}, proteins {names}: " + "; ".join(problems))
+            elif not ok:
+                local.append(f"group {group}, proteins {names}: the loss is NaN or infinite")
+        found = gather_objects(local, self.dist)
+        lines = [line for part in (found or [local]) for line in part]
+        if not lines and bad_grad:
+            name = next((n for n, p in self.model.named_parameters()
+                         if p.grad is not None and not bool(torch.isfinite(p.grad).all())), "?")
+            lines.append(f"the gradient of {name} is NaN or infinite (all losses of the update were finite; the "
+                         "learning rate may be too high)")
+        if not lines:
+            lines.append("another rank saw a non-finite loss")
+        return f"update {update}: " + " | ".join(lines)
+
     def train_update(self, update: int, batches: Iterator[Batch]) -> StepStats:
         t0 = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         sums, tokens = self.forward_backward(update, batches)
-        self.optimizer_step()
+        problem = self.nonfinite_problem(update)
+        skipped = False
+        if problem is not None:
+            if self.config.on_nonfinite != "skip":
+                raise NonFiniteError(
+                    f"training stopped: {problem}. Nothing of this update was applied; the last checkpoint holds "
+                    "the model before it (on_nonfinite: skip would skip such updates instead)"
+                )
+            self.nonfinite_skipped += 1
+            skipped = True
+            log.warning("skipped (on_nonfinite: skip; %d so far): %s", self.nonfinite_skipped, problem)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()  # the learning-rate schedule follows the update count
+        else:
+            self.optimizer_step()
         flat = torch.cat([sums[g] for g in self.groups] + [torch.tensor([float(tokens)], dtype=torch.float64,
                                                                          device=self.device)])
         all_reduce_sum(flat, self.dist)
@@ -407,6 +466,7 @@ class Trainer:
             property_rmse=prop_rmse, tokens=int(flat[-1]), seconds=time.perf_counter() - t0,
             max_tokens=self.config.stage_at(update).max_tokens,
             grad_scale=float(self.scaler.get_scale()) if self.scaler.is_enabled() else None,
+            nonfinite_skipped=self.nonfinite_skipped if (skipped or self.nonfinite_skipped) else None,
         )
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -447,8 +507,6 @@ class Trainer:
             for update in range(self.update + 1, last + 1):
                 stats = self.train_update(update, batches)
                 rec = stats.record()
-                if not math.isfinite(stats.loss):
-                    log.warning("update %d: non-finite loss %s", update, stats.loss)
                 result.history.append(rec)
                 result.last_update = update
                 if writer is not None and (update % cfg.log_interval == 0 or update == last):
@@ -524,7 +582,7 @@ class _Logger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
-                raise ValueError("tensorboard: true needs the tensorboard package "
+                raise InputError("tensorboard: true needs the tensorboard package "
                                  "(pip install 'seqdance[tensorboard]')") from exc
             self.tb = SummaryWriter(str(path.parent / "tensorboard"))
 
@@ -543,6 +601,14 @@ class _Logger:
             self.tb.close()
 
 
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """2-norm of all gradients together (NaN or inf when any entry is); one fused pass where torch has one."""
+    get_total_norm = getattr(nn.utils, "get_total_norm", None)
+    if get_total_norm is not None:
+        return get_total_norm(grads, norm_type=2.0)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (np.floating, np.integer)):
         v = v.item()
@@ -555,8 +621,15 @@ def _truncate_log(path: Path, update: int) -> None:
     """Drop log records written after ``update`` (by a run that died after its last checkpoint)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("update", 0) <= update]
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:  # a line cut short by a killed run
+            log.warning("%s: dropping an unreadable log line (%s...)", path, line[:60])
+            continue
+        if isinstance(record, dict) and record.get("update", 0) <= update:
+            kept.append(line)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
@@ -574,7 +647,7 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
     """
     existing = ckpt.latest_checkpoint(config.output_dir)
     if not resume and existing is not None:
-        raise ValueError(f"{config.output_dir} already holds a training run ({existing.name}): pass --resume to "
+        raise InputError(f"{config.output_dir} already holds a training run ({existing.name}): pass --resume to "
                          "continue it, or choose another output_dir")
     trainer = Trainer(config)
     try:

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from seqdance import schema
-from seqdance.io_utils import atomic_path
+from seqdance.errors import InputError, NonFiniteError
+from seqdance.io_utils import atomic_path, read_csv_table
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def target_shares(group: str) -> dict[str, float]:
     """Share of the group's weighted baseline loss each property should carry (sums to 1)."""
     kind = schema.GROUP_KIND.get(group)
     if kind is None:
-        raise ValueError(f"unknown source group {group!r}; expected one of {schema.SOURCE_GROUPS}")
+        raise InputError(f"unknown source group {group!r}; expected one of {schema.SOURCE_GROUPS}")
     residue = schema.properties_of_kind(kind, "residue")
     pair = schema.properties_of_kind(kind, "pair")
     pair_total = PAIR_TO_RESIDUE / (1.0 + PAIR_TO_RESIDUE)
@@ -71,7 +72,7 @@ def target_shares(group: str) -> dict[str, float]:
             shares[p.name] = (pair_total - inter_total) / len(others)
     else:
         if len(residue) != len(pair):
-            raise ValueError("NMA properties must come in residue/pair pairs, one per frequency range")
+            raise InputError("NMA properties must come in residue/pair pairs, one per frequency range")
         per_range = 1.0 / len(residue)
         for res_p, pair_p in zip(residue, pair):
             shares[res_p.name] = per_range * (1.0 - pair_total)
@@ -92,13 +93,13 @@ class LossWeights:
     def for_group(self, group: str) -> dict[str, float]:
         """Weights of every property the group trains (raises naming what is missing)."""
         if group not in self.table:
-            raise ValueError(f"loss weights{self._from()} have no column for source group {group!r} "
+            raise InputError(f"loss weights{self._from()} have no column for source group {group!r} "
                              f"(groups present: {sorted(self.table)})")
         row = self.table[group]
         names = [p.name for p in schema.group_properties(group)]
         missing = [n for n in names if n not in row]
         if missing:
-            raise ValueError(f"loss weights{self._from()} for group {group!r} lack properties {missing}")
+            raise InputError(f"loss weights{self._from()} for group {group!r} lack properties {missing}")
         return {n: float(row[n]) for n in names}
 
     def _from(self) -> str:
@@ -177,7 +178,7 @@ def group_of_label(label: str) -> str:
         groups |= hits
     if len(groups) == 1:
         return groups.pop()
-    raise ValueError(
+    raise InputError(
         f"cannot tell which source group the weight-table column {label!r} belongs to; use one of "
         f"{schema.SOURCE_GROUPS} or source names such as {sorted(schema.KNOWN_SOURCES)}"
     )
@@ -187,17 +188,17 @@ def _wide_to_table(frame: pd.DataFrame, origin: str) -> dict[str, dict[str, floa
     """Rows = properties, columns = group labels."""
     unknown = [str(i) for i in frame.index if str(i) not in schema.PROPERTY_BY_NAME]
     if unknown:
-        raise ValueError(f"{origin}: unknown property name(s) {unknown} in the weight table; known: "
+        raise InputError(f"{origin}: unknown property name(s) {unknown} in the weight table; known: "
                          f"{', '.join(schema.PROPERTY_NAMES)}")
     table: dict[str, dict[str, float]] = {}
     for col in frame.columns:
         group = group_of_label(col)
         if group in table:
-            raise ValueError(f"{origin}: two columns map to source group {group!r}")
+            raise InputError(f"{origin}: two columns map to source group {group!r}")
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = [str(i) for i, v in values.items() if not np.isfinite(v)]
         if bad:
-            raise ValueError(f"{origin}: column {col!r} has non-numeric weights for {bad}")
+            raise InputError(f"{origin}: column {col!r} has non-numeric weights for {bad}")
         trained = {p.name for p in schema.group_properties(group)}
         stray = [str(i) for i, v in values.items() if str(i) not in trained and v != 0]
         if stray:
@@ -212,9 +213,9 @@ def load_loss_weights(path: str | os.PathLike[str]) -> LossWeights:
     origin = str(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f"loss weight table not found: {path}")
-    raw = pd.read_csv(path)
+    raw = read_csv_table(path)
     if raw.empty:
-        raise ValueError(f"{origin}: the weight table is empty")
+        raise InputError(f"{origin}: the weight table is empty")
     lower = {str(c).lower(): c for c in raw.columns}
     if {"group", "property", "weight"} <= set(lower):
         long = raw.rename(columns={lower["group"]: "group", lower["property"]: "property",
@@ -233,7 +234,7 @@ def load_loss_weights(path: str | os.PathLike[str]) -> LossWeights:
     for group, row in table.items():
         missing = [p.name for p in schema.group_properties(group) if p.name not in row]
         if missing:
-            raise ValueError(f"{origin}: group {group!r} (column) lacks weights for {missing}")
+            raise InputError(f"{origin}: group {group!r} (column) lacks weights for {missing}")
     return LossWeights(table, origin=origin)
 
 
@@ -354,7 +355,7 @@ def select_names(
     frame = index
     if split is not None:
         if "label" not in frame.columns:
-            raise ValueError("the store index has no 'label' column, so split {split!r} cannot be selected")
+            raise InputError("the store index has no 'label' column, so split {split!r} cannot be selected")
         frame = frame[frame["label"].astype(str) == split]
     grp = index_groups(frame)
     wanted = list(groups) if groups is not None else list(schema.SOURCE_GROUPS)
@@ -399,6 +400,12 @@ def compute_store_statistics(
         iterator = tqdm(todo, desc="loss-weight statistics", unit="protein")
     for group, sid, name in iterator:
         prot = store_list[sid].read(name)
+        from seqdance.store.hdf5 import check_finite_targets
+
+        try:  # a NaN target would silently drop the protein from the baselines and poison the means
+            check_finite_targets(name, prot.residue, prot.pair, prot.kind)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"store {store_list[sid].path}: {exc} (run 'seqdance dataset check')") from None
         acc[group].add(np.asarray(prot.residue), None if prot.pair is None else np.asarray(prot.pair),
                        schema.GROUP_KIND[group])
     baselines: dict[str, dict[str, float]] = {}
@@ -422,7 +429,7 @@ def compute_store_statistics(
             else:
                 store_to[group] = np.where(n > 0, s / np.maximum(n, 1), np.nan)
     if not baselines:
-        raise ValueError(f"no proteins with split label {split!r} in the store(s) for groups {wanted}")
+        raise InputError(f"no proteins with split label {split!r} in the store(s) for groups {wanted}")
     return StoreStatistics(baselines, counts, res_means, pair_means)
 
 
@@ -441,10 +448,10 @@ def write_statistics(stats: StoreStatistics, path: str | os.PathLike[str]) -> di
 
 def read_channel_means(path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray]]:
     """Read a ``*_channel_means.csv`` back: group -> {"residue": (C,), "pair": (C',)} in store layout."""
-    frame = pd.read_csv(path)
+    frame = read_csv_table(path)
     need = {"group", "level", "channel", "mean"}
     if not need <= set(frame.columns):
-        raise ValueError(f"{path}: a channel-means table needs columns {sorted(need)}")
+        raise InputError(f"{path}: a channel-means table needs columns {sorted(need)}")
     out: dict[str, dict[str, np.ndarray]] = {}
     for (group, level), sub in frame.groupby(["group", "level"]):
         kind = schema.GROUP_KIND[str(group)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from seqdance.errors import InputError
+
 #: Pair cells allowed per batch for each token of the token budget (4,096 tokens -> one 1,024² map).
 PAIR_CELLS_PER_TOKEN = 256
 
@@ -20,7 +22,7 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, *, quadratic: bool = F
     ``B*T*T <= max_tokens * PAIR_CELLS_PER_TOKEN``. An input larger than the budget forms a batch alone.
     """
     if max_tokens < 1:
-        raise ValueError(f"max_tokens_per_batch must be positive, got {max_tokens}")
+        raise InputError(f"max_tokens_per_batch must be positive, got {max_tokens}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     pair_budget = max_tokens * PAIR_CELLS_PER_TOKEN
     batches: list[list[int]] = []

@@ -1,8 +1,8 @@
 """Predict dynamic properties from sequences: tokenise, batch by length, run the model, strip special tokens.
 
 The pipeline is: encode every sequence (errors name the sequence id before anything runs) -> cut sequences
-longer than ``window`` residues into overlapping windows (:mod:`seqdance.model.windows`) -> batch inputs of
-similar length under a token budget (:mod:`seqdance.model.batching`) -> forward under ``torch.inference_mode``
+longer than ``window`` residues into overlapping windows (:mod:`seqdance.inference.windows`) -> batch inputs of
+similar length under a token budget (:mod:`seqdance.inference.batching`) -> forward under ``torch.inference_mode``
 -> keep the residue rows/columns only (``<cls>``, ``<eos>``, chain linkers and padding dropped) -> split the
 50 residue and 13 pair channels into the schema's properties.
 
@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from seqdance.devices import model_device
-from seqdance.model.batching import plan_batches
-from seqdance.model.prediction import Prediction
-from seqdance.model.windows import Window, WindowMerger, split_windows
-from seqdance.schema import PAIR_PROPERTIES, RESIDUE_PROPERTIES
+from seqdance.devices import eval_mode, model_device
+from seqdance.errors import InputError, NonFiniteError
+from seqdance.inference.batching import plan_batches
+from seqdance.inference.prediction import Prediction
+from seqdance.inference.windows import Window, WindowMerger, split_windows
+from seqdance.schema import ESM2_MAX_RESIDUES, PAIR_PROPERTIES, RESIDUE_PROPERTIES, nonfinite_summary
 from seqdance.tokenizer import Encoded, decode, encode, pad_batch
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 SequenceInput = str | Sequence[str]
 
 #: Residues per window: ESM2 was trained on at most 1,024 tokens, i.e. <cls> + 1,022 residues + <eos>.
-DEFAULT_WINDOW = 1022
+DEFAULT_WINDOW = ESM2_MAX_RESIDUES
 DEFAULT_MAX_TOKENS_PER_BATCH = 4096
 
 
@@ -54,16 +54,6 @@ def _as_sequence_list(sequences: SequenceInput | Sequence[SequenceInput]) -> lis
     if isinstance(sequences, str):
         return [sequences]
     return list(sequences)
-
-
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _split_properties(residue: np.ndarray, pair: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -103,7 +93,7 @@ def _prepare_jobs(
     sequences: list[SequenceInput], ids: Sequence[str] | None, window: int | None, overlap: int | None
 ) -> list[_Job]:
     if ids is not None and len(ids) != len(sequences):
-        raise ValueError(f"got {len(ids)} ids for {len(sequences)} sequences")
+        raise InputError(f"got {len(ids)} ids for {len(sequences)} sequences")
     if window is not None and overlap is None:
         overlap = window // 2
     jobs = []
@@ -112,6 +102,82 @@ def _prepare_jobs(
         encoded = encode(seq, seq_id)
         jobs.append(_Job(i, seq_id, encoded, split_windows(encoded, window, overlap or 0)))
     return jobs
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    """One unit of work of a prediction run: a batch of sequences that fit one window each, or one long
+    sequence (all its windows). ``inputs`` are the token lengths of its model inputs."""
+
+    members: tuple[int, ...]  # input indices, in batch order
+    inputs: tuple[int, ...]
+    windowed: bool = False
+
+    @property
+    def tokens(self) -> int:
+        """Model tokens, padding excluded."""
+        return int(sum(self.inputs))
+
+    def cost(self, *, quadratic: bool) -> float:
+        """Estimated compute (:func:`seqdance.inference.sharding.input_cost`), padding included."""
+        from seqdance.inference.sharding import input_cost
+
+        if self.windowed:
+            return sum(input_cost(t, quadratic=quadratic) for t in self.inputs)
+        return len(self.inputs) * input_cost(max(self.inputs), quadratic=quadratic)
+
+
+def _plan_jobs(jobs: list[_Job], max_tokens: int, quadratic: bool) -> list[PlannedBatch]:
+    short = [job for job in jobs if len(job.windows) == 1]
+    lengths = [job.windows[0].ids.shape[0] for job in short]
+    plan = [
+        PlannedBatch(tuple(short[k].index for k in batch), tuple(lengths[k] for k in batch))
+        for batch in plan_batches(lengths, max_tokens, quadratic=quadratic)
+    ]
+    for job in jobs:
+        if len(job.windows) > 1:
+            plan.append(PlannedBatch((job.index,), tuple(w.ids.shape[0] for w in job.windows), windowed=True))
+    return plan
+
+
+def plan_prediction_batches(
+    sequences: SequenceInput | Sequence[SequenceInput],
+    *,
+    ids: Sequence[str] | None = None,
+    pairs: bool = True,
+    attentions: bool = False,
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
+    window: int | None = DEFAULT_WINDOW,
+    window_overlap: int | None = None,
+) -> list[PlannedBatch]:
+    """The batches :func:`iter_predictions` runs for these arguments, in the order it runs them.
+
+    Sequences that fit one window are batched by length (:mod:`seqdance.inference.batching`); each longer
+    sequence is a unit of its own. Pass a subset of the plan's ``members`` lists as ``batches`` to
+    :func:`iter_predictions` to compute exactly those batches (a shard of a run): every sequence is then computed
+    in the same batch, with the same padding, as in a run over all of them.
+    """
+    jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
+    return _plan_jobs(jobs, max_tokens_per_batch, pairs or attentions)
+
+
+def _check_batches(batches: Sequence[Sequence[int]], jobs: list[_Job]) -> list[list[int]]:
+    seen: set[int] = set()
+    checked = []
+    for batch in batches:
+        members = [int(i) for i in batch]
+        for i in members:
+            if not 0 <= i < len(jobs):
+                raise InputError(f"batch member {i} is not an input index (0..{len(jobs) - 1})")
+            if i in seen:
+                raise InputError(f"input {i} ({jobs[i].id!r}) appears in more than one batch")
+            seen.add(i)
+            if len(jobs[i].windows) > 1 and len(members) > 1:
+                raise InputError(f"sequence {jobs[i].id!r} needs {len(jobs[i].windows)} windows: it must be a batch "
+                                 "of its own")
+        if members:
+            checked.append(members)
+    return checked
 
 
 def iter_predictions(
@@ -128,24 +194,36 @@ def iter_predictions(
     window: int | None = DEFAULT_WINDOW,
     window_overlap: int | None = None,
     pair_block_rows: int | None = None,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> Iterator[tuple[int, Prediction]]:
     """Yield ``(input index, Prediction)`` as soon as each result is complete (batches run longest first).
 
     Same arguments as :func:`predict`; use this to write results out without holding all of them in memory.
+    ``batches``: run exactly these batches of input indices, in this order, instead of planning them (see
+    :func:`plan_prediction_batches`); inputs in no batch are not computed.
     """
     jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
+    quadratic = pairs or attentions
+    if batches is None:
+        batches = [list(unit.members) for unit in _plan_jobs(jobs, max_tokens_per_batch, quadratic)]
+    else:
+        batches = _check_batches(batches, jobs)
     if device is not None:
         model.to(device)
     dev = model_device(model)
-    quadratic = pairs or attentions
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), unit="seq", desc="predict", disable=not progress, dynamic_ncols=True)
+    n_total = sum(len(batch) for batch in batches)
+    bar = tqdm(total=n_total, unit="seq", desc="predict", disable=not progress, dynamic_ncols=True)
 
-    def run(windows: list[Window]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Forward the given windows in length-sorted batches; yield (position in ``windows``, arrays)."""
-        for batch in plan_batches([w.ids.shape[0] for w in windows], max_tokens_per_batch, quadratic=quadratic):
+    def run(windows: list[Window], names: list[str], planned: bool = True
+            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Forward the given windows (in length-sorted batches, or as one batch when not ``planned``); yield
+        (position in ``windows``, arrays). ``names`` name each window in errors."""
+        lengths = [w.ids.shape[0] for w in windows]
+        plan = plan_batches(lengths, max_tokens_per_batch, quadratic=quadratic) if planned else [range(len(windows))]
+        for batch in plan:
             input_ids, attention_mask = pad_batch([windows[k].ids for k in batch])
             out = model(
                 input_ids.to(dev),
@@ -164,6 +242,7 @@ def iter_predictions(
                     arrays["embedding"] = _select(out.embeddings[row], index, square=False)
                 if attentions:
                     arrays["attention"] = _select(out.attentions[row], index, square=True)
+                check_finite_outputs(arrays, names[k])
                 yield k, arrays
             del out
 
@@ -180,19 +259,41 @@ def iter_predictions(
         )
 
     try:
-        with _eval_mode(model), torch.inference_mode():
-            short = [job for job in jobs if len(job.windows) == 1]
-            for k, arrays in run([job.windows[0] for job in short]):
-                yield short[k].index, finish(short[k], arrays)
-            for job in (job for job in jobs if len(job.windows) > 1):
+        with eval_mode(model), torch.inference_mode():
+            for batch in batches:
+                if len(jobs[batch[0]].windows) == 1:
+                    members = [jobs[i] for i in batch]
+                    for k, arrays in run([job.windows[0] for job in members], [job.id for job in members],
+                                         planned=False):
+                        yield members[k].index, finish(members[k], arrays)
+                    continue
+                job = jobs[batch[0]]
                 merger = WindowMerger(job.encoded.n_residues)
-                for k, arrays in run(job.windows):
+                names = [f"{job.id} (window {w + 1} of {len(job.windows)})" for w in range(len(job.windows))]
+                for k, arrays in run(job.windows, names):
                     residue_level = {n: a for n, a in arrays.items() if n in ("residue", "embedding")}
                     pair_level = {n: a for n, a in arrays.items() if n in ("pair", "attention")}
                     merger.add(job.windows[k], residue_level, pair_level)
                 yield job.index, finish(job, {**merger.residue, **merger.pair})
     finally:
         bar.close()
+
+
+def check_finite_outputs(arrays: dict[str, np.ndarray], name: str) -> None:
+    """Refuse NaN or infinite model outputs of one sequence, naming it and the property (never written out)."""
+    for key, values in arrays.items():
+        if np.isfinite(values).all():
+            continue
+        if key == "residue":
+            where = nonfinite_summary(values, "residue")
+        elif key == "pair":  # channels first here
+            where = nonfinite_summary(np.moveaxis(values, 0, -1), "pair")
+        else:
+            where = f"{key}: {int((~np.isfinite(values)).sum())} NaN/inf value(s)"
+        raise NonFiniteError(
+            f"sequence {name!r}: the model predicts non-finite values ({where}); nothing was written for it "
+            "(broken weights, or float16 overflow: use float32)"
+        )
 
 
 def predict(
@@ -225,7 +326,7 @@ def predict(
         progress: show a tqdm bar over sequences.
         window: residues (tokens between ``<cls>`` and ``<eos>``) per model input; longer sequences are
             predicted in overlapping windows merged by the most-central-window rule
-            (:mod:`seqdance.model.windows`). ``None`` never cuts (beyond 1,022 this extrapolates).
+            (:mod:`seqdance.inference.windows`). ``None`` never cuts (beyond 1,022 this extrapolates).
         window_overlap: tokens shared by consecutive windows (default ``window // 2``); pairs up to this far
             apart always share a window, farther pairs may be NaN.
         pair_block_rows: rows of the pair map computed at a time (bounds the memory of the pair head;

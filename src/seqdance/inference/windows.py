@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.tokenizer import CLS_ID, EOS_ID, Encoded
 
 #: Context value of a residue whose window edges on both sides are true sequence ends.
@@ -42,9 +43,9 @@ class Window:
 def window_starts(n_inner: int, window: int, overlap: int) -> list[int]:
     """Start offsets (in inner-token coordinates) of the windows covering ``n_inner`` tokens."""
     if window < 1:
-        raise ValueError(f"window must be at least 1 token, got {window}")
+        raise InputError(f"window must be at least 1 token, got {window}")
     if not 0 <= overlap < window:
-        raise ValueError(f"window_overlap must be in [0, window={window}), got {overlap}")
+        raise InputError(f"window_overlap must be in [0, window={window}), got {overlap}")
     if n_inner <= window:
         return [0]
     stride = window - overlap

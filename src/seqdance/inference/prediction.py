@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from seqdance.errors import NotFoundError
 from seqdance.schema import PROPERTY_BY_NAME
 
 
@@ -17,7 +18,7 @@ class Prediction(Mapping[str, np.ndarray]):
     ``prediction[name]`` is residue-aligned (special tokens and chain linkers removed): residue properties are
     ``(L,)`` or ``(L, C)`` (ss ``(L, 8)``, chi/phi/psi ``(L, 12)``), pair properties ``(L, L)`` with row i,
     column j. Only the properties that were predicted are keys (no pair properties with ``pairs=False``).
-    Pairs of a long sequence that shared no window are NaN (see :mod:`seqdance.model.windows`).
+    Pairs of a long sequence that shared no window are NaN (see :mod:`seqdance.inference.windows`).
     """
 
     id: str
@@ -38,8 +39,8 @@ class Prediction(Mapping[str, np.ndarray]):
             return self.values[name]
         except KeyError:
             if name in PROPERTY_BY_NAME:
-                raise KeyError(f"{name!r} was not predicted (pair properties need pairs=True)") from None
-            raise KeyError(f"{name!r} is not a property name; predicted: {', '.join(self.values)}") from None
+                raise NotFoundError(f"{name!r} was not predicted (pair properties need pairs=True)") from None
+            raise NotFoundError(f"{name!r} is not a property name; predicted: {', '.join(self.values)}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.values)

@@ -1,0 +1,287 @@
+"""The probe as a job: read a label table, embed with each model (cached), fit, write tables and figures.
+
+Label table (CSV): ``name``, ``sequence`` (chains joined by ':'), one or more numeric label columns, and
+optionally ``split_*`` columns holding ``train``/``test``; ``info_*`` columns are ignored. Every problem is reported as one line naming the
+file, column and row: missing columns, duplicate names, empty or non-numeric labels, unknown label columns,
+sequences the tokenizer rejects, split values other than train/test, a split without test proteins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqdance.analysis.embeddings import DEFAULT_POOLING, pooled_embeddings
+from seqdance.analysis.probe import (
+    COMPOSITION_BASELINE,
+    DEFAULT_PCA,
+    ESTIMATORS,
+    LENGTH_BASELINE,
+    ProbeSplit,
+    composition_features,
+    length_features,
+    run_probe,
+    splits_by_clustering,
+    splits_from_columns,
+    summarise_probe,
+)
+from seqdance.errors import InputError
+from seqdance.io_utils import atomic_path, markdown_table
+from seqdance.tokenizer import SequenceError, encode
+
+#: Columns with this prefix are carried along (e.g. the source of each protein) and never probed.
+INFO_PREFIX = "info_"
+
+
+@dataclass
+class LabelTable:
+    """Proteins, their sequences, numeric labels and the splits given in the file (if any)."""
+
+    path: str
+    names: list[str]
+    sequences: list[str]
+    labels: dict[str, np.ndarray]
+    splits: list[ProbeSplit] = field(default_factory=list)
+
+
+def read_label_table(path: str | os.PathLike[str], label_columns: Sequence[str] | None = None) -> LabelTable:
+    """Read and validate a label CSV (see the module docstring); ``label_columns`` selects labels (default: all)."""
+    source = str(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputError(f"label file not found: {source}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source}: not a readable CSV ({str(exc).strip().splitlines()[0]})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in ("name", "sequence") if c not in table.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)} (a label table needs name, sequence and "
+                         "numeric label columns)")
+    if table.empty:
+        raise InputError(f"{source}: no rows")
+    table["name"] = table["name"].str.strip()
+    empty = table["name"] == ""
+    if empty.any():
+        raise InputError(f"{source}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 2} has no name")
+    duplicated = table["name"][table["name"].duplicated()]
+    if len(duplicated):
+        raise InputError(f"{source}: duplicate name(s) {', '.join(sorted(set(duplicated))[:5])}")
+    sequences = [s.strip() for s in table["sequence"]]
+    for row, (name, seq) in enumerate(zip(table["name"], sequences)):
+        if not seq:
+            raise InputError(f"{source}: row {row + 2} ({name}) has no sequence")
+        try:
+            encode(seq, name)
+        except SequenceError as exc:
+            raise InputError(f"{source}: row {row + 2}: {exc}") from None
+    candidates = [c for c in table.columns
+                  if c not in ("name", "sequence") and not c.startswith(("split_", INFO_PREFIX))]
+    if label_columns:
+        unknown = [c for c in label_columns if c not in candidates]
+        if unknown:
+            raise InputError(f"{source}: unknown label column(s) {', '.join(unknown)} (label columns in the file: "
+                             f"{', '.join(candidates) or 'none'})")
+        chosen = list(label_columns)
+    else:
+        chosen = candidates
+    if not chosen:
+        raise InputError(f"{source}: no label column besides name, sequence and split_* columns")
+    labels: dict[str, np.ndarray] = {}
+    for column in chosen:
+        text = table[column].str.strip()
+        blank = text == ""
+        if blank.any():
+            row = int(np.flatnonzero(blank.to_numpy())[0])
+            raise InputError(f"{source}: label {column!r} is missing at row {row + 2} ({table['name'].iloc[row]}); "
+                             "every protein needs every label (drop the row or the column)")
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{source}: label {column!r} at row {row + 2} ({table['name'].iloc[row]}) is "
+                             f"{table[column].iloc[row]!r}, not a finite number")
+        labels[column] = values
+    splits = splits_from_columns(table, source=source)
+    return LabelTable(source, list(table["name"]), sequences, labels, splits)
+
+
+@dataclass
+class ProbeResult:
+    per_split: pd.DataFrame
+    summary: pd.DataFrame
+    predictions: pd.DataFrame
+    embedding_stats: pd.DataFrame  # model, fingerprint, computed, cached, truncated
+    split_source: str
+
+
+def probe_models(
+    models: Sequence[tuple[str, object]],
+    table: LabelTable,
+    *,
+    pooling: str = DEFAULT_POOLING,
+    pca: int | None = DEFAULT_PCA,
+    estimators: Sequence[str] = ESTIMATORS,
+    splits: Sequence[ProbeSplit] | None = None,
+    n_splits: int = 20,
+    identity: float = 0.2,
+    coverage: float = 0.5,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    cluster_method: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> ProbeResult:
+    """Probe every label with each model's pooled embeddings and both baselines on the same splits.
+
+    ``models``: (display name, loaded model) pairs. Splits: ``splits`` if given, else the table's ``split_*``
+    columns, else ``n_splits`` clustered splits.
+    """
+    if splits is None:
+        splits = table.splits
+    split_source = "split_* columns"
+    if not splits:
+        splits, _ = splits_by_clustering(table.names, table.sequences, n_splits=n_splits, identity=identity,
+                                         coverage=coverage, test_fraction=test_fraction, seed=seed,
+                                         method=cluster_method)
+        split_source = f"{len(splits)} clustered splits ({identity:.0%} identity, {coverage:.0%} coverage)"
+    names = [n for n, _ in models]
+    if len(set(names)) != len(names):
+        raise InputError(f"model names must be distinct, got {names}")
+    feature_sets: dict[str, np.ndarray] = {}
+    stats = []
+    for name, model in models:
+        pooled = pooled_embeddings(model, table.sequences, pooling=pooling, cache_dir=cache_dir, ids=table.names,
+                                   progress=progress, description=name)
+        feature_sets[name] = pooled.values
+        stats.append({"model": name, "fingerprint": pooled.fingerprint, "computed": pooled.n_computed,
+                      "cached": pooled.n_cached, "truncated": pooled.n_truncated})
+    feature_sets[LENGTH_BASELINE] = length_features(table.sequences)
+    feature_sets[COMPOSITION_BASELINE] = composition_features(table.sequences)
+    per_split, predictions = run_probe(feature_sets, table.labels, splits, names=table.names,
+                                       estimators=estimators, pca=pca)
+    return ProbeResult(per_split, summarise_probe(per_split), predictions, pd.DataFrame(stats), split_source)
+
+
+# --- report ---------------------------------------------------------------------------------------------------
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return markdown_table(frame)
+
+
+def summary_markdown(result: ProbeResult, title: str = "Embedding probe") -> str:
+    """Mean ± sd over splits per label, feature set and estimator, as Markdown."""
+    lines = [f"# {title}", "", f"Splits: {result.split_source}.", ""]
+    for label, frame in result.summary.groupby("label", sort=False):
+        lines += [f"## {label}", ""]
+        shown = pd.DataFrame({
+            "features": frame["features"], "estimator": frame["estimator"], "splits": frame["n_splits"],
+            **{m: [_pm(a, b) for a, b in zip(frame[f"{m}_mean"], frame[f"{m}_sd"])]
+               for m in ("mae", "mse", "pearson", "spearman")},
+        })
+        lines += [_markdown(shown), ""]
+    lines += ["## Embeddings", "", _markdown(result.embedding_stats), ""]
+    return "\n".join(lines)
+
+
+def _pm(mean: float, sd: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{mean:.4g}"
+
+
+def plot_scatter(result: ProbeResult, path: Path, estimator: str = "linear") -> Path:
+    """Predicted vs true (test proteins of every split) for each label (rows) and feature set (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = result.predictions[result.predictions["estimator"] == estimator]
+    labels = list(dict.fromkeys(pred["label"]))
+    sets = list(dict.fromkeys(pred["features"]))
+    fig, axes = plt.subplots(len(labels), len(sets), figsize=(3.2 * len(sets), 3.0 * len(labels)), squeeze=False)
+    for r, label in enumerate(labels):
+        for c, set_name in enumerate(sets):
+            ax = axes[r][c]
+            part = pred[(pred["label"] == label) & (pred["features"] == set_name)]
+            ax.scatter(part["true"], part["predicted"], s=6, alpha=0.4)
+            lo = float(min(part["true"].min(), part["predicted"].min()))
+            hi = float(max(part["true"].max(), part["predicted"].max()))
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+            row = result.summary[(result.summary["label"] == label) & (result.summary["features"] == set_name)
+                                 & (result.summary["estimator"] == estimator)]
+            r_mean = float(row["pearson_mean"].iloc[0]) if len(row) else float("nan")
+            ax.set_title(f"{set_name}\nr = {r_mean:.2f}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"{label}: predicted", fontsize=8)
+            if r == len(labels) - 1:
+                ax.set_xlabel("true", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_bars(result: ProbeResult, path: Path, metric: str = "mae") -> Path:
+    """Mean ± sd over splits of one metric, per label, feature set and estimator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = result.summary
+    labels = list(dict.fromkeys(summary["label"]))
+    n_cols = min(3, len(labels))
+    n_rows = -(-len(labels) // n_cols)
+    bars = summary["features"].nunique() * summary["estimator"].nunique()
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * max(3.5, 0.45 * bars + 1.5), 3.6 * n_rows),
+                             squeeze=False)
+    for ax in axes.flat[len(labels):]:
+        ax.set_visible(False)
+    for ax, label in zip(axes.flat, labels):
+        part = summary[summary["label"] == label]
+        sets = list(dict.fromkeys(part["features"]))
+        estimators = list(dict.fromkeys(part["estimator"]))
+        width = 0.8 / max(1, len(estimators))
+        x = np.arange(len(sets))
+        for k, estimator in enumerate(estimators):
+            rows = part[part["estimator"] == estimator].set_index("features").reindex(sets)
+            ax.bar(x + k * width, rows[f"{metric}_mean"], width, yerr=rows[f"{metric}_sd"], capsize=2,
+                   label=estimator)
+        ax.set_xticks(x + width * (len(estimators) - 1) / 2, sets, rotation=30, ha="right", fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.set_ylabel(f"test {metric.upper()} (mean ± sd over splits)", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_probe_report(result: ProbeResult, outdir: str | os.PathLike[str]) -> dict[str, Path]:
+    """per_split.csv, summary.csv, summary.md, predictions.csv, scatter.png and bars.png in ``outdir``."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for key, frame in (("per_split", result.per_split), ("summary", result.summary),
+                       ("predictions", result.predictions)):
+        target = out / f"{key}.csv"
+        with atomic_path(target) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+        paths[key] = target
+    target = out / "summary.md"
+    with atomic_path(target) as tmp:
+        tmp.write_text(summary_markdown(result))
+    paths["markdown"] = target
+    paths["scatter"] = plot_scatter(result, out / "scatter.png")
+    paths["bars"] = plot_bars(result, out / "bars.png")
+    return paths

@@ -1,0 +1,83 @@
+"""``seqdance analyze attention``: how each attention head agrees with the stored pair properties (DESIGN §10.1)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from seqdance.errors import InputError
+from seqdance.schema import ESM2_MAX_TOKENS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("analyze", help="what a model learned: attention analysis (see also 'probe')")
+    group = parser.add_subparsers(dest="analyze_command", metavar="ANALYSIS")
+    att = group.add_parser(
+        "attention",
+        help="per-head agreement of attention maps with co-movement and interactions of a store's proteins",
+        description=(
+            "For every MD/IDR protein of a split of a dataset store, runs the model on its first 1,024 tokens and "
+            "scores every attention head against the stored pair targets: the released notebook's metrics "
+            "(co-movement top-L ratio, positive/negative Spearman; interaction top-L ratio, AUROC) and the "
+            "paper's (symmetrised attention, |i-j| > 5, Spearman). Writes DIR/per_head.csv (protein x head), "
+            "summary.csv (median per head and group), best_heads.csv, summary.md and a layer x head heat map "
+            "per metric. Works for SeqDance/ESMDance models and plain ESM2 checkpoints. Resumable."
+        ),
+    )
+    att.add_argument("--model", required=True, metavar="SOURCE",
+                     help="SeqDance/ESMDance (hub id, local folder, update_*.pt) or a plain ESM2 (facebook/esm2_* "
+                          "id, preset such as 35M, or a local folder in that layout)")
+    att.add_argument("--model-select", choices=("esmdance", "seqdance"), default=None,
+                     help="model kind of a training checkpoint that does not record it")
+    att.add_argument("--store", required=True, type=Path, metavar="STORE.h5", help="dataset store")
+    att.add_argument("--index", type=Path, default=None, metavar="CSV",
+                     help="index CSV of a released-layout store (default: the CSV beside it)")
+    att.add_argument("--split", default="test",
+                     help="split label of the proteins to analyse, or 'all' (default: test)")
+    att.add_argument("--names", nargs="+", metavar="NAME", help="analyse only these proteins")
+    att.add_argument("--max-tokens", type=int, default=ESM2_MAX_TOKENS,
+                     help=f"tokens per protein (default {ESM2_MAX_TOKENS}, the notebook's)")
+    att.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    att.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
+    att.add_argument("--overwrite", action="store_true", help="discard an earlier run in DIR instead of resuming it")
+    att.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    att.set_defaults(func=run_attention)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def run_attention(args: argparse.Namespace) -> int:
+    from seqdance.analysis.attention_report import write_attention_report
+    from seqdance.analysis.attention_run import (
+        PARTIAL_NAME,
+        STATE_NAME,
+        analyze_attention,
+        finish_resumable,
+    )
+    from seqdance.analysis.models import describe_source, load_analysis_model
+    from seqdance.devices import resolve_device
+    from seqdance.store import DynamicsStore
+
+    if args.max_tokens < 3:
+        raise InputError(f"--max-tokens must be at least 3, got {args.max_tokens}")
+    began = time.perf_counter()
+    device = resolve_device(args.device, default="auto")
+    model = load_analysis_model(args.model, model_select=args.model_select, device=device)
+    store = DynamicsStore.open(args.store, index=args.index)
+    out = Path(args.output)
+    if args.overwrite:
+        for name in (PARTIAL_NAME, STATE_NAME, "per_head.csv"):
+            (out / name).unlink(missing_ok=True)
+    per_head = analyze_attention(
+        model, store, split=None if args.split == "all" else args.split, names=args.names,
+        max_tokens=args.max_tokens, device=device, progress=not args.quiet, description=str(args.model),
+        resume_dir=out,
+    )
+    paths = write_attention_report(per_head, out, title=describe_source(args.model))
+    finish_resumable(out)
+    print((out / "summary.md").read_text())
+    n = per_head["protein"].nunique()
+    print(f"{n} proteins, {len(per_head)} protein x head rows ({time.perf_counter() - began:.1f} s); wrote "
+          f"{len(paths)} files to {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,58 @@
+"""``seqdance dataset labels``: the conformational properties stored per protein, as a label CSV for ``probe``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seqdance.errors import InputError
+from seqdance.features.options import CONFORMATION_PROPERTIES as PROPERTY_NAMES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "labels",
+        help="export the stored conformational properties (Rg, Re, asphericity, scaled Rg, Flory nu) as a label CSV",
+        description=(
+            "One row per chain: name, sequence, the properties (nm; means and sds over frames for MD entries, one "
+            "structure for NMA entries) and info_* columns (with --store-split also split_store). The file "
+            "is ready for 'seqdance probe --labels'. Chains missing a selected property (nu of chains too short "
+            "for the fit) are left out and counted."
+        ),
+    )
+    p.add_argument("store", type=Path, help="dataset store")
+    p.add_argument("--index", type=Path, default=None, help="index CSV for a released-layout file")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="LABELS.csv", help="CSV to write")
+    p.add_argument("--split", default=None, help="only proteins with this split label (default: all)")
+    p.add_argument("--groups", nargs="+", choices=("md", "idr", "nma"), help="only these source groups")
+    p.add_argument("--properties", nargs="+", metavar="NAME", choices=PROPERTY_NAMES,
+                   help=f"properties to export (default: all: {', '.join(PROPERTY_NAMES)})")
+    p.add_argument("--store-split", action="store_true",
+                   help="add a split_store column with the store's train/test labels (probe then uses that split "
+                        "instead of its own clustered splits)")
+    p.set_defaults(func=run_labels)
+
+
+def run_labels(args: argparse.Namespace) -> int:
+    from seqdance.io_utils import atomic_path
+    from seqdance.store import DynamicsStore
+    from seqdance.store.labels import conformation_table
+
+    with DynamicsStore.open(args.store, index=args.index) as store:
+        table, counts = conformation_table(store, split=args.split, groups=args.groups, properties=args.properties,
+                                            store_split=args.store_split)
+    if table.empty:
+        reason = (f"{counts['not_recorded']} protein(s) were built before stores recorded them; rebuild them"
+                  if counts["not_recorded"] else "no protein matches the selection")
+        raise InputError(f"{args.store}: no conformational properties to export ({reason})")
+    with atomic_path(args.output) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    notes = []
+    if counts["incomplete_chains"]:
+        notes.append(f"{counts['incomplete_chains']} chain(s) lacking a property left out")
+    if counts["not_recorded"]:
+        notes.append(f"{counts['not_recorded']} protein(s) without recorded properties (built before; rebuild them)")
+    print(f"wrote {args.output}: {len(table)} chain(s) of {counts['proteins']} protein(s)"
+          + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
+    return 0

@@ -1,0 +1,155 @@
+"""One protein of a build: its input files -> features -> stored targets, in whatever process runs it.
+
+:func:`compute_entry` never raises: a failure (a bad file, a protein without hydrogens, a bug) becomes a failed
+:class:`EntryResult` naming the error, so one protein never stops a build. :func:`compute_to_journal` is the
+local-worker variant that writes the journal entry itself and returns only a small result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqdance.errors import InputError
+from seqdance.features.conformation import chains_from_arrays, conformational_properties
+from seqdance.io_utils import sha256_file
+from seqdance.store.hdf5 import check_finite_targets
+from seqdance.store.journal import Journal
+from seqdance.store.manifest import ManifestEntry
+from seqdance.store.transforms import features_to_targets, rmsf_scale
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Options that shape computed values (recorded in the store) — picklable, sent to every worker."""
+
+    frequency: str = "reference"
+    max_residues: int | None = None
+    missing_hydrogens: str = "error"
+    chunk_frames: int = 100
+
+
+@dataclass
+class EntryResult:
+    name: str
+    ok: bool
+    sequence: str = ""
+    residue: np.ndarray | None = None
+    pair: np.ndarray | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    seconds: float = 0.0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None), dict)) else str(value)
+
+
+def _count_residues(path: Path) -> int | None:
+    """Protein residues in a topology/structure, or None when MDTraj cannot read it cheaply."""
+    try:
+        import mdtraj
+
+        top = mdtraj.load_topology(str(path))
+    except Exception:
+        return None
+    return sum(1 for r in top.residues if r.is_protein)
+
+
+def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
+    """Features -> stored targets for one manifest entry; never raises (errors become a failed result)."""
+    start = time.perf_counter()
+    try:
+        for role, path in entry.inputs:
+            if not path.is_file():
+                raise FileNotFoundError(f"{role} file not found: {path}")
+        if entry.kind == "nma":
+            from seqdance.features.nma import extract_nma
+            from seqdance.features.structure import read_calpha_structure
+
+            structure = read_calpha_structure(
+                entry.structure, chains=entry.options.get("chains"), model=entry.options.get("model", 0)
+            )
+            if settings.max_residues and structure.n_residues > settings.max_residues:
+                raise InputError(f"{structure.n_residues} residues, more than max_residues={settings.max_residues}")
+            features = extract_nma(structure)
+        else:
+            from seqdance.features import extract_md
+
+            if settings.max_residues:
+                n = _count_residues(entry.topology)  # type: ignore[arg-type]
+                if n is not None and n > settings.max_residues:
+                    raise InputError(f"{n} residues, more than max_residues={settings.max_residues}")
+            features = extract_md(
+                entry.topology,  # type: ignore[arg-type]
+                [str(t) for t in entry.trajectories],
+                frequency=settings.frequency,  # type: ignore[arg-type]
+                stride=entry.options.get("stride", 1),
+                start=entry.options.get("start", 0),
+                stop=entry.options.get("stop"),
+                chunk_frames=settings.chunk_frames,
+                missing_hydrogens=settings.missing_hydrogens,  # type: ignore[arg-type]
+            )
+        residue, pair = features_to_targets(features, entry.kind, name=entry.name)  # type: ignore[arg-type]
+        check_finite_targets(entry.name, residue, pair, entry.kind)
+        provenance: dict[str, Any] = {
+            "spec": entry.spec(),
+            "inputs": [
+                {"role": role, "path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+                for role, path in entry.inputs
+            ],
+            "chain_lengths": _jsonable(features.get("chain_lengths", [])),
+        }
+        if entry.kind == "md":
+            provenance.update(frequency=settings.frequency, n_frames=int(features["n_frames"]),
+                              scales=rmsf_scale(features), missing_hydrogens=settings.missing_hydrogens)
+            chains = chains_from_arrays(features)
+        else:
+            skipped = features.get("skipped_residues", [])
+            provenance.update(skipped_residues=[str(s) for s in skipped])  # type: ignore[union-attr]
+            chains = conformational_properties(structure.coords / 10.0, structure.chain_lengths)  # Å -> nm
+        provenance["conformation"] = [c.as_dict() for c in chains]  # DESIGN §10.3, per chain
+        return EntryResult(entry.name, True, str(features["sequence"]), residue, pair, provenance,
+                           seconds=time.perf_counter() - start)
+    except Exception as exc:  # a per-protein failure: reported, never stops the run
+        message = f"{type(exc).__name__}: {exc}".strip()
+        log.debug("%s failed:\n%s", entry.name, traceback.format_exc())
+        return EntryResult(entry.name, False, error=message, seconds=time.perf_counter() - start)
+
+
+def compute_to_journal(entry: ManifestEntry, settings: BuildSettings, directory: str) -> EntryResult:
+    """Local-worker task: compute one protein and write its journal entry here, returning only a small result.
+
+    Large results never travel through the pool's pipe, so a worker killed at any moment (OOM killer) cannot
+    leave a half-sent message that would block the builder; the journal entry is complete or absent.
+    """
+    result = compute_entry(entry, settings)
+    if result.ok:
+        try:
+            Journal(Path(directory)).write(index_record(entry, result), result.residue, result.pair)  # type: ignore[arg-type]
+        except Exception as exc:
+            return EntryResult(entry.name, False, error=f"journal write failed: {type(exc).__name__}: {exc}",
+                               seconds=result.seconds)
+        result.residue = result.pair = None
+    return result
+
+
+def index_record(entry: ManifestEntry, result: EntryResult) -> dict[str, Any]:
+    """The index row a finished protein gets in the journal and then the store."""
+    return {
+        "name": entry.name, "sequence": result.sequence, "source": entry.source, "group": entry.group,
+        "kind": entry.kind, "label": entry.label, "order": entry.row, "provenance": result.provenance,
+    }

@@ -1,0 +1,202 @@
+"""Embedding probe (DESIGN §10.2) on real sequences: the 364 Tsuboyama stability sequences of the shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _checkpoints import random_dynamics_model, random_esm2_mlm
+from conftest import require
+
+from seqdance.analysis.embeddings import EmbeddingCache, pooled_embeddings, sequence_key
+from seqdance.analysis.probe import (
+    COMPOSITION_BASELINE,
+    LENGTH_BASELINE,
+    composition_features,
+    fit_predict,
+    regression_metrics,
+    splits_by_clustering,
+)
+from seqdance.analysis.probe_run import probe_models, read_label_table, write_probe_report
+from seqdance.errors import InputError
+from seqdance.inference.fingerprint import module_fingerprint
+from seqdance.tokenizer import encode
+
+
+@pytest.fixture(scope="module")
+def stability(shared_data) -> pd.DataFrame:
+    table = pd.read_csv(require(shared_data / "stability" / "tsuboyama_bioemu" / "system_info.csv"))
+    assert len(table) > 300
+    return table
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return [("seqdance_tiny", random_dynamics_model("tiny", "seqdance", seed=1)),
+            ("esm2_tiny", random_esm2_mlm("tiny", seed=2))]
+
+
+def _label_file(path: Path, stability: pd.DataFrame, exact: np.ndarray, n_splits: int = 5) -> Path:
+    """name, sequence, labels and split_* columns holding out 20% of the wild-type families each."""
+    rng = np.random.default_rng(0)
+    families = sorted(set(stability["name_wt"]))
+    frame = pd.DataFrame({"name": stability["name"], "sequence": stability["sequence"],
+                          "exact": exact, "shuffled": rng.permutation(exact), "dg": stability["dg_exp"]})
+    for k in range(n_splits):
+        test = set(rng.choice(families, size=len(families) // 5, replace=False))
+        frame[f"split_{k}"] = ["test" if f in test else "train" for f in stability["name_wt"]]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_pooling_matches_a_direct_forward(models, stability, one_torch_thread):
+    _, model = models[0]
+    sequences = [*stability["sequence"][:5], "MKTAYIAK:GSHMLE"]
+    pooled_all = pooled_embeddings(model, sequences, pooling="all").values
+    pooled_res = pooled_embeddings(model, sequences, pooling="residues").values
+    for k, seq in enumerate(sequences):
+        enc = encode(seq)
+        with torch.no_grad():
+            hidden = model(torch.as_tensor(enc.ids)[None], pairs=False, return_embeddings=True).embeddings[0]
+        np.testing.assert_allclose(pooled_all[k], hidden.mean(0).numpy(), atol=2e-5)
+        np.testing.assert_allclose(pooled_res[k], hidden[torch.as_tensor(enc.residue_index)].mean(0).numpy(),
+                                   atol=2e-5)
+
+
+def test_probe_recovers_linear_label_rejects_shuffled_and_reports_baselines(
+        models, stability, tmp_path, one_torch_thread):
+    sequences = list(stability["sequence"])
+    pooled = pooled_embeddings(models[0][1], sequences).values.astype(np.float64)
+    w = np.random.default_rng(3).normal(size=pooled.shape[1])
+    labels = _label_file(tmp_path / "labels.csv", stability, pooled @ w + 3.0)
+    table = read_label_table(labels)
+    assert len(table.splits) == 5 and list(table.labels) == ["exact", "shuffled", "dg"]
+    cache = tmp_path / "cache"
+    result = probe_models(models, table, cache_dir=cache)
+    s = result.summary.set_index(["label", "features", "estimator"])
+    # an exact linear function of model 1's pooled embedding is recovered (PCA to all 32 components + OLS)
+    assert s.loc[("exact", "seqdance_tiny", "linear"), "pearson_mean"] > 0.999
+    assert s.loc[("exact", "seqdance_tiny", "ridge"), "pearson_mean"] > 0.99
+    # a shuffled label is not
+    for model in ("seqdance_tiny", "esm2_tiny"):
+        for estimator in ("linear", "ridge"):
+            r = s.loc[("shuffled", model, estimator), "pearson_mean"]
+            assert abs(r) < 0.2 or np.isnan(r), (model, estimator, r)
+    # both models and both baselines, every label and estimator, 5 splits each
+    for label in ("exact", "shuffled", "dg"):
+        for features in ("seqdance_tiny", "esm2_tiny", LENGTH_BASELINE, COMPOSITION_BASELINE):
+            for estimator in ("linear", "ridge"):
+                assert s.loc[(label, features, estimator), "n_splits"] == 5
+    assert set(result.per_split["split"]) == {f"split_{k}" for k in range(5)}
+    assert (result.per_split["n_test"] > 30).all()
+    assert result.per_split.loc[result.per_split["features"] == "seqdance_tiny", "pca_components"].eq(32).all()
+    assert result.embedding_stats["computed"].tolist() == [len(set(sequences))] * 2
+
+    paths = write_probe_report(result, tmp_path / "out")
+    for key in ("per_split", "summary", "predictions", "markdown", "scatter", "bars"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 100
+    assert "baseline: composition" in paths["markdown"].read_text()
+
+    # another label file with the same sequences costs no forward pass: the cache answers
+    other = tmp_path / "dg_only.csv"
+    pd.read_csv(labels)[["name", "sequence", "dg", "split_0"]].to_csv(other, index=False)
+    calls = []
+    for _, model in models:
+        encoder = model.esm2 if hasattr(model, "esm2") else model.esm
+        encoder.register_forward_hook(lambda *args: calls.append(1))
+    again = probe_models(models, read_label_table(other), cache_dir=cache)
+    assert calls == [] and again.embedding_stats["cached"].tolist() == [len(sequences)] * 2
+    assert again.embedding_stats["computed"].tolist() == [0, 0]
+
+
+def test_cache_is_keyed_by_model_content(models, tmp_path, one_torch_thread):
+    model = random_dynamics_model("tiny", "seqdance", seed=5)
+    fp = module_fingerprint(model)
+    assert fp == module_fingerprint(random_dynamics_model("tiny", "seqdance", seed=5))
+    first = pooled_embeddings(model, ["MKTAYIAKQR"], cache_dir=tmp_path)
+    assert first.n_computed == 1 and (tmp_path / f"{fp}.h5").is_file()
+    with torch.no_grad():
+        model.esm2.encoder.layer[0].intermediate.dense.weight.mul_(1.5)  # changed weights -> another fingerprint
+    assert module_fingerprint(model, refresh=True) != fp
+    second = pooled_embeddings(model, ["MKTAYIAKQR"], cache_dir=tmp_path)
+    assert second.n_computed == 1 and not np.allclose(first.values, second.values)
+    cache = EmbeddingCache(tmp_path, fp)
+    assert sequence_key("MKTAYIAKQR") in cache and len(cache) == 1
+
+
+def test_clustered_splits_keep_families_together(stability):
+    wild = stability[~stability["mutant"]].head(30)
+    mutants = stability[stability["name_wt"].isin(wild["name"]) & stability["mutant"]]
+    frame = pd.concat([wild, mutants])
+    splits, clusters = splits_by_clustering(list(frame["name"]), list(frame["sequence"]), n_splits=4,
+                                            method="python")
+    assert len(splits) == 4 and len({tuple(s.train) for s in splits}) > 1
+    family = dict(zip(frame["name"], frame["name_wt"]))
+    cluster_of = dict(zip(clusters["name"], clusters["cluster"]))
+    for split in splits:
+        assert 0 < split.test.sum() < len(frame)
+        test_clusters = {cluster_of[n] for n, t in zip(frame["name"], split.test) if t}
+        train_clusters = {cluster_of[n] for n, t in zip(frame["name"], split.train) if t}
+        assert not test_clusters & train_clusters
+    # point mutants are near-identical to their wild type: far fewer clusters than sequences
+    assert clusters["cluster"].nunique() <= len({family[n] for n in frame["name"]})
+
+
+def test_baseline_features_and_metrics():
+    comp = composition_features(["AAC", "WY:WY"])
+    assert comp[0, 0] == pytest.approx(2 / 3) and comp[0, 1] == pytest.approx(1 / 3)
+    assert comp[1].sum() == pytest.approx(1.0)
+    m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 2.5]))
+    assert m["mae"] == pytest.approx(1 / 3) and m["mse"] == pytest.approx(0.5 / 3)
+    x = np.random.default_rng(0).normal(size=(50, 5))
+    y = x @ np.arange(5.0)
+    train = np.arange(50) < 40
+    predicted, details = fit_predict(x, y, train, estimator="linear", pca=3)
+    assert details["pca_components"] == 3 and predicted.shape == (10,)
+    predicted, details = fit_predict(x, y, train, estimator="ridge")
+    assert np.isfinite(details["alpha"]) and regression_metrics(y[~train], predicted)["pearson"] > 0.99
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f.assign(dg=f["dg"].astype(object).where(f.index != 3, "")), "label 'dg' is missing at row 5"),
+    (lambda f: f.assign(dg=f["dg"].astype(object).where(f.index != 2, "abc")), r"label 'dg' at row 4 .* 'abc'"),
+    (lambda f: f.drop(columns=["sequence"]), "missing column"),
+    (lambda f: pd.concat([f, f.head(1)]), "duplicate name"),
+    (lambda f: f.assign(split_a="train"), "split 'split_a' has no test proteins"),
+    (lambda f: f.assign(split_a="validation"), "'validation' is not 'train' or 'test'"),
+    (lambda f: f.assign(sequence=f["sequence"].where(f.index != 1, "MK1T")), "row 3: sequence"),
+])
+def test_bad_label_tables_give_one_clear_error(stability, tmp_path, edit, message):
+    frame = pd.DataFrame({"name": stability["name"][:10], "sequence": stability["sequence"][:10],
+                          "dg": stability["dg_exp"][:10]})
+    path = tmp_path / "labels.csv"
+    edit(frame).to_csv(path, index=False)
+    with pytest.raises(InputError, match=message):
+        read_label_table(path)
+
+
+def test_unknown_label_column(stability, tmp_path):
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"name": ["a", "b"], "sequence": ["MKT", "GSH"], "rg": [1.0, 2.0]}).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"unknown label column.*nu.*rg"):
+        read_label_table(path, ["nu"])
+
+
+def test_cache_keeps_old_entries_across_saves(tmp_path, one_torch_thread):
+    model = random_esm2_mlm("tiny", seed=9)
+    fp = module_fingerprint(model)
+    first = pooled_embeddings(model, ["MKTAYIAKQR", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
+    cache = EmbeddingCache(tmp_path, fp, save_every=1)
+    cache.put("extra", {"all": np.ones(3), "residues": np.zeros(3)})  # saved at once: old entries copied over
+    cache = EmbeddingCache(tmp_path, fp)
+    assert len(cache) == 3 and "extra" in cache
+    stored = cache.get_many([sequence_key("GSHMLE"), "extra", "absent"])
+    assert set(stored) == {sequence_key("GSHMLE"), "extra"}
+    np.testing.assert_array_equal(stored[sequence_key("GSHMLE")]["all"], first.values[1])
+    again = pooled_embeddings(model, ["GSHMLE", "MKTAYIAKQR", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
+    assert again.n_computed == 0 and again.n_cached == 3
+    np.testing.assert_array_equal(again.values, first.values[[1, 0, 1]])
