@@ -16,7 +16,7 @@ from seqdance.features.backmapping import Backmapper, BackmappingError, backmap
 from seqdance.features.coarse_grained import bead_topology, calpha_trace
 from seqdance.features.md_topology import build_protein_topology
 
-pytest.importorskip("pypulchra")
+pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; it compiles with a C++ compiler)")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_backmapped_features_reproduce_the_original(golden, rebuilt, tmp_path: P
 
 
 def test_engines_build_the_same_atoms(golden) -> None:
-    pytest.importorskip("pulchra")
+    pytest.importorskip("pulchra", reason="the pure-Python PULCHRA engine needs the PyPI package pulchra (test extra)")
     traj, protein = golden
     trace = calpha_trace(protein, traj.xyz[:1])
     beads = bead_topology(traj.atom_slice(traj.topology.select("name CA")).topology)

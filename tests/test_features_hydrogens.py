@@ -15,7 +15,7 @@ from seqdance.features import extract_md
 from seqdance.features.hydrogens import HydrogenAdder, add_hydrogens
 from seqdance.features.md_topology import build_protein_topology
 
-pytest.importorskip("openmm")
+pytest.importorskip("openmm", reason="adding hydrogens needs OpenMM (pip install 'seqdance[hydrogens]')")
 HBONDS = ("hbbb", "hbsb", "hbss")
 
 
@@ -114,7 +114,7 @@ def test_non_finite_frame_is_an_error(golden) -> None:
 def test_relaxing_all_but_calpha_removes_clashes_of_a_backmapped_disordered_chain() -> None:
     """A self-avoiding Cα walk with CALVADOS geometry back-maps with clashing side chains (PULCHRA); relaxing every
     atom but Cα removes them and keeps Cα exactly where the trace put them."""
-    pytest.importorskip("pypulchra")
+    pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; it compiles with a C++ compiler)")
     from bench_cg_cost import bead_chain, random_sequence, self_avoiding_walk
 
     from seqdance.features.backmapping import Backmapper

@@ -10,7 +10,9 @@ Skolnick 2008), through one of two PyPI packages:
   ~150x slower and not numerically identical (kept to cross-check the C build).
 
 Both optimise the Cα positions slightly (≤ ~0.1 Å) before building, add no hydrogens (see
-:mod:`seqdance.features.hydrogens`) and treat each chain on its own. How faithfully the rebuilt frames reproduce
+:mod:`seqdance.features.hydrogens`) and treat each chain on its own. The C build perturbs with the C library's
+``rand()``; it is seeded before every frame (as the PULCHRA program does per structure), so a frame's rebuilt
+atoms depend on that frame alone and results are reproducible. How faithfully the rebuilt frames reproduce
 each MD property of the original all-atom trajectory is measured by ``benchmarks/bench_backmapping.py`` and
 published in docs/coarse_grained.md. The per-frame work is done by the library; this module only writes the
 trace in the library's input format, checks what comes back (same atoms in every frame, finite coordinates) and
@@ -20,16 +22,15 @@ assembles an MDTraj topology and frames.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
 import mdtraj as md
 import numpy as np
 
 from seqdance.errors import InputError
 from seqdance.features.md_topology import ProteinTopology
+from seqdance.features.options import BACKMAP_ENGINES, BackmapEngine
 
-BackmapEngine = Literal["pulchra", "pulchra-python"]
-BACKMAP_ENGINES: tuple[str, ...] = ("pulchra", "pulchra-python")
+__all__ = ["BACKMAP_ENGINES", "BackmapEngine", "Backmapper", "BackmappingError", "backmap"]
 
 #: The residues PULCHRA has rotamer statistics for.
 STANDARD_RESIDUES = frozenset({
@@ -50,7 +51,7 @@ class BackmappingError(InputError):
 
 def _require_engine(engine: str) -> None:
     if engine not in BACKMAP_ENGINES:
-        raise ValueError(f"back-mapping engine must be one of {BACKMAP_ENGINES}, got {engine!r}")
+        raise InputError(f"back-mapping engine must be one of {BACKMAP_ENGINES}, got {engine!r}")
     module = "pypulchra" if engine == "pulchra" else "pulchra"
     try:
         __import__(module)
@@ -78,9 +79,26 @@ def _parse_atoms(pdb_text: str) -> tuple[list[tuple[int, str]], np.ndarray]:
     return keys, coords.reshape(-1, 3)
 
 
+_LIBC = None
+
+
+def _seed_c_random(seed: int = 0) -> None:
+    """Seed the C library's ``rand()``, which PULCHRA's Cα optimisation draws from (its command line calls
+    ``srand(0)`` before each structure; the Python binding does not, so without this a frame's atoms would depend
+    on every earlier call in the process: measured up to 0.4 nm apart)."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import sys
+
+        _LIBC = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
+    _LIBC.srand(int(seed))
+
+
 def _run_pulchra_c(names: tuple[str, ...], xyz_angstrom: np.ndarray) -> tuple[list[tuple[int, str]], np.ndarray]:
     import pypulchra
 
+    _seed_c_random(0)  # every frame rebuilt as the PULCHRA program rebuilds one structure: reproducibly
     result = pypulchra.run_from_pdb_str(_calpha_pdb(names, xyz_angstrom))
     return _parse_atoms(result.pdb_str)
 
@@ -215,7 +233,7 @@ class Backmapper:
         ``first_frame + k * stride`` in errors."""
         xyz = np.asarray(xyz)
         if xyz.ndim != 3 or xyz.shape[1:] != (self.protein.n_residues, 3):
-            raise ValueError(f"Cα positions must have shape (frames, {self.protein.n_residues}, 3), "
+            raise InputError(f"Cα positions must have shape (frames, {self.protein.n_residues}, 3), "
                              f"got {xyz.shape}")
         return np.stack([self.frame(xyz[k], first_frame + k * stride) for k in range(len(xyz))])
 

@@ -26,10 +26,10 @@ from seqdance.features.md_topology import (
     ONE_LETTER,
     RESIDUE_ID_DTYPE,
     ProteinTopology,
-    _chain_label,
-    _check_unique_ids,
-    _unique_labels,
+    chain_label,
+    check_unique_ids,
     normalise_residue_name,
+    unique_labels,
 )
 from seqdance.features.periodic import make_whole, spanning_bonds
 from seqdance.features.trajectory_io import LoadedTopology, count_frames, load_topology, open_sources
@@ -66,7 +66,7 @@ def bead_topology(full: md.Topology, *, source: str = "topology") -> ProteinTopo
         what = f"residue {multi.name}{multi.resSeq} has {multi.n_atoms} atoms" if multi else "it has no residues"
         raise InputError(f"{source}: not a one-bead-per-residue topology ({what})")
     topology = full.subset(np.arange(full.n_atoms))
-    chain_labels = _unique_labels([_chain_label(c, i) for i, c in enumerate(topology.chains)])
+    chain_labels = unique_labels([chain_label(c, i) for i, c in enumerate(topology.chains)])
     ids: list[tuple[str, int, str]] = []
     names: list[str] = []
     letters_by_chain: list[str] = []
@@ -87,7 +87,7 @@ def bead_topology(full: md.Topology, *, source: str = "topology") -> ProteinTopo
         if letters:
             letters_by_chain.append("".join(letters))
     residue_ids = np.array(ids, dtype=RESIDUE_ID_DTYPE)
-    _check_unique_ids(residue_ids, source)
+    check_unique_ids(residue_ids, source)
     n = topology.n_atoms
     return ProteinTopology(
         topology=topology,
@@ -177,7 +177,7 @@ def load_bead_topology(topology: PathLike | LoadedTopology) -> tuple[LoadedTopol
     return loaded, bead_topology(loaded.topology, source=loaded.path)
 
 
-def iter_bead_chunks(topology: PathLike, trajectory: PathLike | Sequence[PathLike] | None = None, *,
+def iter_bead_chunks(topology: PathLike | LoadedTopology, trajectory: PathLike | Sequence[PathLike] | None = None, *,
                      start: int = 0, stop: int | None = None, stride: int = 1, chunk_frames: int = 1000,
                      max_bond_nm: float = MAX_BEAD_DISTANCE_NM,
                      ) -> Iterator[tuple[ProteinTopology, str, int, np.ndarray]]:
@@ -189,7 +189,8 @@ def iter_bead_chunks(topology: PathLike, trajectory: PathLike | Sequence[PathLik
     """
     found = load_bead_topology(topology)
     if found is None:
-        raise InputError(f"{topology}: not a one-bead-per-residue topology (some residue has several atoms)")
+        where = topology.path if isinstance(topology, LoadedTopology) else topology
+        raise InputError(f"{where}: not a one-bead-per-residue topology (some residue has several atoms)")
     loaded, protein = found
     bonded = _bonded_copy(protein)
     bonds: np.ndarray | None = None
@@ -250,7 +251,7 @@ class CalphaFluctuations:
         """``xyz`` (F, N, 3) Cα positions (nm) of the next frames, made whole."""
         xyz = np.asarray(xyz, dtype=np.float32)
         if xyz.ndim != 3 or xyz.shape[-1] != 3:
-            raise ValueError(f"Cα positions must have shape (frames, residues, 3), got {xyz.shape}")
+            raise InputError(f"Cα positions must have shape (frames, residues, 3), got {xyz.shape}")
         traj = md.Trajectory(xyz.copy(), None)
         if self.reference is None:
             self.reference = md.Trajectory(xyz[:1].copy(), None)
