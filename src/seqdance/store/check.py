@@ -66,6 +66,7 @@ class CheckReport:
     path: str
     n_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    n_with_missing: int = 0  # proteins whose metadata lists missing properties (masked by design)
 
     @property
     def ok(self) -> bool:
@@ -77,10 +78,12 @@ class CheckReport:
         return list(dict.fromkeys(p.name for p in self.problems if p.name))
 
     def summary(self) -> str:
+        missing = (f"; {self.n_with_missing} with missing properties masked as their metadata lists"
+                   if self.n_with_missing else "")
         if self.ok:
-            return f"{self.path}: {self.n_checked} proteins checked, no problems"
+            return f"{self.path}: {self.n_checked} proteins checked, no problems{missing}"
         return (f"{self.path}: {self.n_checked} proteins checked, {len(self.problems)} problem(s) in "
-                f"{len(self.offending)} protein(s)")
+                f"{len(self.offending)} protein(s){missing}")
 
 
 def _first(mask: np.ndarray, base: int = 1) -> str:
@@ -169,7 +172,7 @@ def _check_missing_rule(prop: Property, values: np.ndarray, listed: Collection[s
     if prop.name in listed:
         if not masked.all():
             where = f"residue pair ({_first(~masked)})" if prop.level == "pair" else f"residue {_first(~masked.all(axis=1))}"
-            out.append(Problem(name, "missing", f"{prop.name}: listed as missing in the protein's metadata but holds "
+            out.append(Problem(name, "missing-property", f"{prop.name}: listed as missing in the protein's metadata but holds "
                                                 f"a value at {where}"))
         return True
     if prop.activation == "signed_sigmoid":
@@ -311,6 +314,7 @@ def check_store(
             length = int(row["length"]) if "length" in row else None
             try:
                 missing = listed_missing(row.get("provenance"))
+                report.n_with_missing += bool(missing)
             except (ValueError, TypeError) as exc:
                 report.problems.append(Problem(name, "metadata", f"its provenance is not readable JSON ({exc})"))
                 missing = None
