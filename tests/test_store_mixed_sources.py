@@ -150,10 +150,11 @@ def test_a_changed_option_recomputes_only_that_protein_and_a_bad_input_fails_alo
 
 
 def test_mixed_store_trains_and_evaluates(built, tmp_path: Path) -> None:
+    from test_train_resume import tiny_config
+
     from seqdance.model import DynamicsModel
     from seqdance.train.evaluate import evaluate_model
     from seqdance.train.trainer import Trainer
-    from test_train_resume import tiny_config
 
     store_path, _, _ = built
     config = tiny_config(store_path, tmp_path / "run", **{
