@@ -325,7 +325,7 @@ def test_features_md_command_writes_input_kind_and_missing_properties(atlas, tmp
     pdb, dcd = write_calpha_files(traj, tmp_path, "trace")
     out = tmp_path / "trace.npz"
     assert main(["features", "md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--no-progress"]) == 0
-    assert "(calpha)" in capsys.readouterr().out
+    assert "calpha input (missing: sasa_mean, sasa_std" in capsys.readouterr().out
     with np.load(out) as data:
         assert str(data["input_kind"]) == "calpha"
         assert tuple(data["missing_properties"]) == tuple(n for n in MD_NAMES if n not in CALPHA_PROPERTIES)

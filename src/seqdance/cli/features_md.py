@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         np.savez_compressed(fh, **arrays)
     rg = ", ".join(f"{v:.2f}" for v in features["conformation_rg_mean"])
     missing = features["missing_properties"]
-    print(f"wrote {output}: {len(features['residue_ids'])} residues, {features['n_frames']} frames "
-          f"({features['input_kind']}), {features['frequency']} frequencies, mean Rg {rg} nm"
-          + (f", missing: {', '.join(missing)}" if missing else "") + f" ({time.perf_counter() - began:.1f} s)")
+    print(f"wrote {output}: {len(features['residue_ids'])} residues, {features['n_frames']} frames, "
+          f"{features['frequency']} frequencies, mean Rg {rg} nm, {features['input_kind']} input"
+          + (f" (missing: {', '.join(missing)})" if missing else "") + f" ({time.perf_counter() - began:.1f} s)")
     return 0
