@@ -110,3 +110,67 @@ def test_check_store_names_offenders_and_orphans(tmp_path) -> None:
     checks = {(p.name, p.check) for p in report.problems}
     assert checks == {("stray", "index"), ("p1", "softmax-sum"), ("p2", "missing"), ("p3", "diagonal")}
     assert "4 proteins" not in report.summary() and "problem" in report.summary()
+
+
+ATOM_LEVEL = ("sasa_mean", "sasa_std", "ss", "chi", "phi", "psi", "vdw", "hbbb", "hbsb", "hbss", "hp", "sb", "pc", "ps",
+              "ts")
+
+
+def _calpha_targets(seq: str = SEQ_MD):
+    """Stored targets of a one-bead (Cα) protein: every atom-level property masked (DESIGN §3b)."""
+    features = synthetic_features(seq, "md", seed=5)
+    features["missing_properties"] = ATOM_LEVEL
+    return features_to_targets(features, "md")
+
+
+def test_masks_are_allowed_exactly_where_the_metadata_lists_missing_properties() -> None:
+    residue, pair = _calpha_targets()
+    assert check_protein("cg", SEQ_MD, "idr", residue, pair, missing=ATOM_LEVEL) == []
+    # without metadata (a store built before it existed) the earlier rule holds: masks anywhere
+    assert check_protein("cg", SEQ_MD, "idr", residue, pair) == []
+    # the same masks with metadata that lists nothing: each masked property is reported
+    problems = check_protein("cg", SEQ_MD, "idr", residue, pair, missing=[])
+    assert {p.detail.split(":")[0] for p in problems} == set(ATOM_LEVEL)
+    assert {p.check for p in problems} == {"mask"}
+    # an all-atom protein with a property masked that its metadata does not list
+    full, full_pair = _targets("md", SEQ_MD)
+    assert check_protein("aa", SEQ_MD, "md", full, full_pair, missing=[]) == []  # undefined dihedrals are fine
+    rows = _rows(SEQ_MD)
+    damaged = full.copy()
+    damaged[rows[4], PROPERTY_BY_NAME["sasa_mean"].start] = MASK_VALUE
+    (problem,) = check_protein("aa", SEQ_MD, "md", damaged, full_pair, missing=[])
+    assert (problem.check, problem.detail) == ("mask", "sasa_mean: residue 5 is masked but the protein's metadata "
+                                                       "does not list the property as missing")
+    damaged_pair = full_pair.copy()
+    damaged_pair[rows[2], rows[7], PROPERTY_BY_NAME["hp"].store_channels.start] = MASK_VALUE
+    (problem,) = check_protein("aa", SEQ_MD, "md", full, damaged_pair, missing=[])
+    assert problem.check == "mask" and problem.detail.startswith("hp: residue pair (3, 8) is masked")
+    # a property listed as missing that holds values
+    problems = check_protein("aa", SEQ_MD, "md", full, full_pair, missing=["hbss", "sasa_std"])
+    assert [(p.check, p.detail.split(":")[0]) for p in problems] == [("missing-property", "sasa_std"),
+                                                                      ("missing-property", "hbss")]
+    # an undefined-everywhere dihedral is fine when the sequence defines none (chi of Gly/Ala only)
+    gly, gly_pair = _targets("md", "GAGAGG")
+    assert (gly[_rows("GAGAGG"), PROPERTY_BY_NAME["chi"].store_channels.start] == MASK_VALUE).all()
+    assert check_protein("ga", "GAGAGG", "md", gly, gly_pair, missing=[]) == []
+    # NaN is reported whatever the metadata lists
+    residue[rows[3], PROPERTY_BY_NAME["sasa_mean"].start] = np.nan
+    assert [p.check for p in check_protein("cg", SEQ_MD, "idr", residue, pair, missing=ATOM_LEVEL)] == ["nan"]
+
+
+def test_check_store_reads_the_missing_properties_from_provenance(tmp_path) -> None:
+    path = tmp_path / "mixed.h5"
+    residue, pair = _calpha_targets()
+    full, full_pair = _targets("md", SEQ_MD)
+    with StoreWriter(path, metadata={"frequency": "reference"}) as writer:
+        writer.add(StoredProtein("cg_ok", SEQ_MD, "IDRome", "idr", "train", "md", residue, pair),
+                   provenance={"input_kind": "calpha", "missing_properties": list(ATOM_LEVEL)})
+        writer.add(StoredProtein("cg_unlisted", SEQ_MD, "IDRome", "idr", "train", "md", residue, pair),
+                   provenance={"input_kind": "calpha", "missing_properties": ["sasa_mean"]})
+        writer.add(StoredProtein("aa", SEQ_MD, "ATLAS", "md", "train", "md", full, full_pair),
+                   provenance={"input_kind": "all_atom", "missing_properties": []})
+        writer.add(StoredProtein("old", SEQ_MD, "ATLAS", "md", "train", "md", residue, pair))  # no metadata
+    report = check_store(path)
+    assert report.offending == ["cg_unlisted"]
+    assert len(report.problems) == len(ATOM_LEVEL) - 1
+    assert "2 with missing properties" in report.summary()

@@ -36,6 +36,27 @@ def test_parses_md_and_nma_rows_with_relative_paths(tmp_path) -> None:
     assert b.spec() != a.spec() and b.spec()["options"] == {"stride": 5}
 
 
+def test_back_mapping_and_hydrogen_columns_become_options_without_defaults(tmp_path) -> None:
+    """Per-row input options (DESIGN §3b): only values other than the defaults enter a protein's options (and so its
+    spec), so a column of defaults recomputes nothing and a changed value recomputes that protein; an ensemble
+    may be its own trajectory."""
+    path = _write(tmp_path, (
+        "name,source,topology,trajectory,backmap,backmap_properties,add_hydrogens,hydrogen_ph,hydrogen_forcefield\n"
+        "cg,IDRome,cg.pdb,cg.dcd,,,,,\n"
+        "bm,IDRome,cg.pdb,cg.dcd,pulchra,all,,6.5,\n"
+        "ped,PED,ens.pdb,,none,,yes,7,none\n"
+        "aa,ATLAS,aa.pdb,aa.dcd,,reproduced,no,,amber14\n"
+    ))
+    cg, bm, ped, aa = read_manifest(path)
+    assert cg.options == {} and aa.options == {}
+    assert bm.options == {"backmap": "pulchra", "backmap_properties": "all", "hydrogen_ph": 6.5}
+    assert ped.options == {"add_hydrogens": True, "hydrogen_forcefield": "none"}
+    assert ped.trajectories == () and [role for role, _ in ped.inputs] == ["topology"]
+    plain = _write(tmp_path, "name,source,topology,trajectory\ncg,IDRome,cg.pdb,cg.dcd\n")
+    assert read_manifest(plain)[0].spec() == cg.spec()  # adding empty/default columns changes no spec
+    assert bm.spec()["options"] != cg.spec()["options"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -45,7 +66,15 @@ def test_parses_md_and_nma_rows_with_relative_paths(tmp_path) -> None:
         ("name,source,structure\na,proteinflow_pdb,x.pdb\na,proteinflow_pdb,y.pdb\n", r"row 3 \(a\): duplicate"),
         ("name,source,structure\na,somewhere,x.pdb\n", r"row 2 \(a\): unknown data source"),
         ("name,source,structure,topology\na,proteinflow_pdb,x.pdb,t.pdb\n", "not both"),
-        ("name,source,topology,trajectory\na,ATLAS,t.pdb,\n", "both 'topology' and 'trajectory'"),
+        ("name,source,topology,trajectory\na,ATLAS,,t.dcd\n", "MD entries need a 'topology'"),
+        ("name,source,topology,trajectory,backmap\na,IDRome,t.pdb,t.dcd,cg2all\n", "'backmap' must be one of"),
+        ("name,source,topology,trajectory,backmap_properties\na,IDRome,t.pdb,t.dcd,all\n", "give 'backmap' too"),
+        ("name,source,topology,trajectory,add_hydrogens\na,PED,t.pdb,t.dcd,maybe\n", "'add_hydrogens' must be yes or no"),
+        ("name,source,topology,trajectory,hydrogen_ph\na,PED,t.pdb,t.dcd,6\n", "apply when hydrogens are added"),
+        ("name,source,topology,trajectory,add_hydrogens,hydrogen_ph\na,PED,t.pdb,t.dcd,yes,15\n", r"\[0, 14\]"),
+        ("name,source,topology,trajectory,add_hydrogens,hydrogen_forcefield\na,PED,t.pdb,t.dcd,yes,charmm\n",
+         "'hydrogen_forcefield' must be one of"),
+        ("name,source,structure,add_hydrogens\na,proteinflow_pdb,x.pdb,yes\n", "add_hydrogens apply to MD inputs"),
         ("name,source,topology,trajectory,stride\na,ATLAS,t.pdb,t.dcd,two\n", "'stride' must be an integer"),
         ("name,source,structure\nx/y,proteinflow_pdb,x.pdb\n", "not usable"),
         ("name,source,structure,stride\na,proteinflow_pdb,x.pdb,2\n", "apply to MD"),

@@ -9,7 +9,7 @@ from _store_fixtures import synthetic_features
 from conftest import require
 
 from seqdance import tokenizer
-from seqdance.schema import MASK_VALUE, PROPERTY_BY_NAME, stored_width
+from seqdance.schema import MASK_VALUE, PROPERTY_BY_NAME, properties_of_kind, stored_width
 from seqdance.store.transforms import features_to_targets, targets_to_features
 
 
@@ -125,3 +125,50 @@ def test_reference_golden_features_transform(shared_data) -> None:
     np.testing.assert_allclose(res[:, PROPERTY_BY_NAME["rmsf_nor"].start], table["rmsf"] / table["rmsf"].max(), rtol=1e-6)
     np.testing.assert_allclose(pair[np.ix_(rows, rows)][:, :, :9], np.cbrt(pair_ref[:, :, :9]), rtol=1e-6, atol=1e-7)
     assert pair[np.ix_(rows, rows)][:, :, :9].max() > 1.0  # reference-mode frequencies exceed 1
+
+
+MD_NAMES = tuple(p.name for p in properties_of_kind("md"))
+ATOM_LEVEL = tuple(n for n in MD_NAMES if n not in ("rmsf_nor", "corr"))
+
+
+def test_listed_missing_properties_are_masked_for_the_whole_protein() -> None:
+    """A Cα trace's features (DESIGN §3b): the listed properties are NaN and become MASK_VALUE everywhere; the
+    others are stored as usual."""
+    features = synthetic_features("MKTAYIAK", "md", seed=3)
+    for name in ATOM_LEVEL:
+        features[PROPERTY_BY_NAME[name].raw_key] = np.full_like(np.asarray(features[PROPERTY_BY_NAME[name].raw_key]),
+                                                                np.nan)
+    features["missing_properties"] = np.array(ATOM_LEVEL)  # as read back from a features .npz
+    residue, pair = features_to_targets(features, "md", name="cg")
+    rows = tokenizer.encode("MKTAYIAK").residue_index
+    for name in ATOM_LEVEL:
+        prop = PROPERTY_BY_NAME[name]
+        block = residue[:, prop.store_channels] if prop.level == "residue" else pair[:, :, prop.store_channels]
+        assert (block == MASK_VALUE).all(), name
+    rmsf = residue[rows, PROPERTY_BY_NAME["rmsf_nor"].start]
+    np.testing.assert_allclose(rmsf, features["rmsf"] / features["rmsf"].max(), rtol=1e-6)
+    corr = pair[np.ix_(rows, rows)][:, :, PROPERTY_BY_NAME["corr"].store_channels.start]
+    np.testing.assert_allclose(corr, features["corr"], rtol=1e-6, atol=1e-7)
+    # listed means masked, whatever the values (back-mapped frames compute properties that stay missing)
+    valued = synthetic_features("MKTAYIAK", "md", seed=3)
+    valued["missing_properties"] = ("chi", "hp")
+    residue2, pair2 = features_to_targets(valued, "md")
+    assert (residue2[:, PROPERTY_BY_NAME["chi"].store_channels] == MASK_VALUE).all()
+    assert (pair2[:, :, PROPERTY_BY_NAME["hp"].store_channels.start] == MASK_VALUE).all()
+    assert (residue2[rows, PROPERTY_BY_NAME["sasa_mean"].start] > 0).all()
+
+
+def test_unlisted_nan_is_still_an_error() -> None:
+    features = synthetic_features("MKTAYIAK", "md", seed=3)
+    features["missing_properties"] = ("hbbb", "hbsb", "hbss")
+    for name in ("hbbb", "hbsb", "hbss", "vdw"):
+        features[name] = np.full((8, 8), np.nan)  # vdw NaN although not listed
+    with pytest.raises(ValueError, match=r"protein 'p': property 'vdw' is NaN/inf at residue pair \(1, 1\)"):
+        features_to_targets(features, "md", name="p")
+    features["vdw"] = synthetic_features("MKTAYIAK", "md", seed=3)["vdw"]
+    features["sasa_mean"][2] = np.nan
+    with pytest.raises(ValueError, match=r"property 'sasa_mean' is NaN/inf at residue 3"):
+        features_to_targets(features, "md", name="p")
+    features["missing_properties"] = ("sasa_mean", "nma_res1")
+    with pytest.raises(ValueError, match=r"missing_properties lists \['nma_res1'\], which are not md properties"):
+        features_to_targets(features, "md", name="p")

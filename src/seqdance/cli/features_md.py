@@ -14,7 +14,15 @@ import numpy as np
 
 from seqdance.cli.options import int_at_least
 from seqdance.errors import InputError
-from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS, SASA_ENGINES
+from seqdance.features.options import (
+    BACKMAP_ENGINES,
+    BACKMAP_PROPERTY_SETS,
+    DEFAULT_HYDROGEN_PH,
+    FREQUENCIES,
+    HYDROGEN_FORCEFIELDS,
+    MISSING_HYDROGENS,
+    SASA_ENGINES,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Compute the raw MD features of DESIGN §3 for one system and write them to an .npz file (atomically). "
             "Several --trajectory options (replicas of the same system) pool their frames. Topology: any format "
-            "MDTraj reads, GROMACS .tpr, or an mdCATH .h5 file (select temperature/replica with FILE.h5#348/0)."
+            "MDTraj reads, GROMACS .tpr, or an mdCATH .h5 file (select temperature/replica with FILE.h5#348/0); a "
+            "multi-model PDB/mmCIF ensemble (PED, NMR) may be its own trajectory. A one-bead-per-residue topology "
+            "(CALVADOS, HPS, Cα-only) is detected and gives the Cα properties (RMSF, movement correlation, "
+            "conformation) with the atom-level ones missing, or all of them with --backmap. What an input cannot give "
+            "is written as NaN and listed in 'missing_properties' (docs/coarse_grained.md)."
         ),
     )
     parser.add_argument("--topology", "-t", required=True, metavar="TOP",
@@ -43,7 +55,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chunk-frames", type=int_at_least(1), default=100,
                         help="frames held in memory at once (default 100)")
     parser.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
-                        help="without hydrogens: 'error' (default) or 'skip' = write NaN H-bond maps")
+                        help="without hydrogens (and without --add-hydrogens): 'error' (default) or 'skip' = H-bond "
+                             "maps missing (NaN)")
+    parser.add_argument("--add-hydrogens", action="store_true",
+                        help="add hydrogens (OpenMM) to an all-atom input that has none (PED conformers, X-ray "
+                             "ensembles), so that H-bonds can be computed; an input with hydrogens is used as it is")
+    parser.add_argument("--hydrogen-ph", type=float, default=DEFAULT_HYDROGEN_PH, metavar="PH",
+                        help=f"pH for the protonation states of added hydrogens (default {DEFAULT_HYDROGEN_PH:g})")
+    parser.add_argument("--hydrogen-forcefield", choices=HYDROGEN_FORCEFIELDS, default="amber14",
+                        help="force field placing added hydrogens: amber14 (default, ff14SB) or none (geometric, any "
+                             "residue; loses many side-chain H-bonds)")
+    parser.add_argument("--backmap", choices=BACKMAP_ENGINES, default=None,
+                        help="rebuild all-atom frames from a one-bead-per-residue trace with PULCHRA (C++ 'pulchra' or "
+                             "the pure-Python port 'pulchra-python'), add hydrogens and relax; RMSF and correlation "
+                             "still come from the trace")
+    parser.add_argument("--backmap-properties", choices=BACKMAP_PROPERTY_SETS, default="reproduced",
+                        help="with --backmap: 'reproduced' (default) keeps the properties back-mapping reproduces "
+                             "(SASA, DSSP, vdW, backbone H-bonds) and leaves the others missing; 'all' computes every "
+                             "property from the rebuilt frames, as the reference did")
     parser.add_argument("--sasa", choices=SASA_ENGINES, default="auto",
                         help="SASA implementation (same numbers): 'auto' (default) = compiled kernel on CPU, torch on "
                              "a GPU --device; 'mdtraj' = MDTraj's shrake_rupley one frame per call (previous path)")
@@ -71,7 +100,9 @@ def md_provenance(args: argparse.Namespace) -> dict:
     inputs = [entry("topology", str(args.topology))]
     inputs += [entry("trajectory", str(t)) for t in (args.trajectory or [])]
     options = {"frequency": args.frequency, "stride": args.stride, "start": args.start, "stop": args.stop,
-               "missing_hydrogens": args.missing_hydrogens}
+               "missing_hydrogens": args.missing_hydrogens, "add_hydrogens": args.add_hydrogens,
+               "hydrogen_ph": args.hydrogen_ph, "hydrogen_forcefield": args.hydrogen_forcefield,
+               "backmap": args.backmap, "backmap_properties": args.backmap_properties}
     return {"inputs": inputs, "options": options}
 
 
@@ -117,8 +148,14 @@ def run(args: argparse.Namespace) -> int:
         sasa=args.sasa,
         device=args.device,
         threads=args.threads,
+        backmap=args.backmap,
+        backmap_properties=args.backmap_properties,
+        add_hydrogens=args.add_hydrogens,
+        hydrogen_ph=args.hydrogen_ph,
+        hydrogen_forcefield=args.hydrogen_forcefield,
     )
     arrays = {key: np.asarray(value) for key, value in features.items()}
+    arrays["missing_properties"] = np.asarray(features["missing_properties"], dtype=str)  # (0,) when none
     arrays["source_topology"] = np.asarray(str(args.topology))
     arrays["source_trajectories"] = np.asarray([str(t) for t in (args.trajectory or [])], dtype=str)
     arrays["frames"] = np.asarray([args.start, -1 if args.stop is None else args.stop, args.stride])
@@ -126,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(output) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     rg = ", ".join(f"{v:.2f}" for v in features["conformation_rg_mean"])
+    missing = features["missing_properties"]
     print(f"wrote {output}: {len(features['residue_ids'])} residues, {features['n_frames']} frames, "
-          f"{features['frequency']} frequencies, mean Rg {rg} nm ({time.perf_counter() - began:.1f} s)")
+          f"{features['frequency']} frequencies, mean Rg {rg} nm, {features['input_kind']} input"
+          + (f" (missing: {', '.join(missing)})" if missing else "") + f" ({time.perf_counter() - began:.1f} s)")
     return 0

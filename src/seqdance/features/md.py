@@ -1,11 +1,14 @@
 """Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md` (returns :class:`~seqdance.features.results.MdFeatures`).
 
-Reads the trajectory in chunks (bounded memory) and, per chunk, makes the protein whole across periodic
-boundaries, finds the nine interaction types natively (:mod:`seqdance.features.interactions`) on the coordinates
-as written, superposes the frames on the first one (Cα), then accumulates the Cα covariance (RMSF, correlation),
-the SASA (:mod:`seqdance.features.sasa`: MDTraj's Shrake-Rupley numbers, frames in parallel, or on a GPU),
-MDTraj's DSSP and dihedrals, and the per-chain conformational properties of the Cα trace
-(:mod:`seqdance.features.conformation`). Several trajectories (replicas of one system) pool their frames.
+Reads the trajectory in chunks (bounded memory; the frames of each input kind come from
+:mod:`seqdance.features.md_frames`: made whole across periodic boundaries, and for hydrogen-less or one-bead
+inputs given hydrogens or back-mapped) and, per chunk, finds the nine interaction types natively
+(:mod:`seqdance.features.interactions`) on the coordinates as written, superposes the frames on the first one
+(Cα), then accumulates the Cα covariance (RMSF, correlation), the SASA (:mod:`seqdance.features.sasa`: MDTraj's
+Shrake-Rupley numbers, frames in parallel, or on a GPU), MDTraj's DSSP and dihedrals, and the per-chain
+conformational properties of the Cα trace (:mod:`seqdance.features.conformation`). Several trajectories
+(replicas of one system) pool their frames. A one-bead (Cα) trace gives its own RMSF, correlation and
+conformation; what an input cannot give is missing (NaN, listed), never zero (DESIGN §3b).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seqdance.errors import InputError
+from seqdance.features.coarse_grained import CalphaFluctuations, bead_topology, is_one_bead_per_residue
 from seqdance.features.conformation import ConformationAccumulator, conformation_arrays
 from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
 from seqdance.features.interactions import ContactFrequencies, detect_contacts
+from seqdance.features.md_frames import MIN_AMIDE_H_COVERAGE, AllAtomFrames, HydrogenOptions, TraceFrames
 from seqdance.features.md_properties import (
     DIHEDRAL_FUNCTIONS,
     CoordinateCovariance,
@@ -33,17 +38,25 @@ from seqdance.features.md_properties import (
 )
 from seqdance.features.md_topology import ProteinTopology, build_protein_topology
 from seqdance.features.options import (
+    BACKMAP_ENGINES,
+    BACKMAP_PROPERTY_SETS,
+    BACKMAP_REPRODUCED,
+    CALPHA_PROPERTIES,
+    DEFAULT_HYDROGEN_PH,
     FREQUENCIES,
     MISSING_HYDROGENS,
     SASA_ENGINES,
+    BackmapEngine,
+    BackmapProperties,
     Frequency,
+    HydrogenForceFieldName,
     MissingHydrogens,
     SasaEngine,
 )
-from seqdance.features.periodic import make_whole, spanning_bonds
 from seqdance.features.residue_sasa import ResidueSasa
+from seqdance.features.residue_sasa import resolve_engine as resolve_sasa_engine
 from seqdance.features.results import MdFeatures
-from seqdance.features.trajectory_io import FrameChunk, count_frames, load_topology, open_sources
+from seqdance.features.trajectory_io import count_frames, load_topology, open_sources
 from seqdance.schema import INTERACTION_NAMES, PROPERTY_BY_NAME, properties_of_kind
 
 log = logging.getLogger(__name__)
@@ -54,10 +67,6 @@ PathLike = str | os.PathLike[str]
 MD_FEATURE_KEYS: dict[str, str] = {p.name: p.raw_key for p in properties_of_kind("md")}
 _ANGLES: tuple[str, ...] = tuple(name for name in MD_FEATURE_KEYS if name in DIHEDRAL_FUNCTIONS)
 _HBOND_TYPES: tuple[str, ...] = tuple(n for n in INTERACTION_NAMES if n.startswith("hb"))
-#: A peptide C-N longer than this (nm) in a frame whose first frame had it bonded: protein split by PBC.
-_BROKEN_BOND_NM = 0.5
-#: Minimum fraction of non-proline backbone N carrying a hydrogen for H-bonds to be computed.
-_MIN_AMIDE_H_COVERAGE = 0.5
 
 
 def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | None:
@@ -90,35 +99,30 @@ def _check_options(frequency: str, stride: int, start: int, stop: int | None, ch
 
 
 class _Accumulators:
-    """Everything extract_md folds frames into; created from the first chunk."""
+    """Everything extract_md folds all-atom frames into; created from the first (whole) frame."""
 
-    def __init__(self, protein: ProteinTopology, first: FrameChunk, frequency: Frequency,
+    def __init__(self, protein: ProteinTopology, first_frame: np.ndarray, frequency: Frequency,
                  criteria: ContactCriteria | None, missing_hydrogens: MissingHydrogens, source: str,
                  sasa: ResidueSasa) -> None:
         self.protein = protein
         n = protein.n_residues
         top = protein.topology
-        self.whole_bonds = spanning_bonds(top, first.xyz[0])
-        first_box = None if first.box is None else first.box[:1]
-        first_frame = self.whole_trajectory(FrameChunk(first.xyz[:1].copy(), first_box)).xyz[0]
         self.reference = md.Trajectory(first_frame[None].copy(), top)
         self.ca = np.array([next(a.index for a in top.residue(int(r)).atoms if a.name == "CA")
                             for r in protein.residue_rows], dtype=np.int64)
         self.contact_model = build_contact_model(protein, first_frame, criteria)
         coverage = self.contact_model.backbone_hydrogen_coverage()
-        self.with_hbonds = coverage >= _MIN_AMIDE_H_COVERAGE
+        self.with_hbonds = coverage >= MIN_AMIDE_H_COVERAGE
         if not self.with_hbonds and missing_hydrogens == "error":
             raise InputError(
                 f"{source}: the protein has no hydrogens (only {coverage:.0%} of backbone N carry one); hydrogen "
-                "bonds need them. Use a topology with hydrogens (e.g. protonate and re-simulate, or the "
-                "simulation's own all-atom topology), or pass missing_hydrogens='skip' (CLI: "
-                "--missing-hydrogens skip) to return NaN H-bond maps"
+                "bonds need them. Add them (add_hydrogens=True; CLI: --add-hydrogens, OpenMM at pH 7), use a "
+                "topology with hydrogens (the simulation's own all-atom topology), or pass "
+                "missing_hydrogens='skip' (CLI: --missing-hydrogens skip) to leave the H-bond maps missing"
             )
         self.angle_indices = {}
         for kind in _ANGLES:
             self.angle_indices[kind] = dihedral_rows(kind, self.reference, protein.atom_residue, first_frame)
-        phi_idx, _ = self.angle_indices.get("phi", (np.zeros((0, 4), dtype=np.int64), None))
-        self.peptide_bonds = phi_idx[:, :2]
         self.sasa_engine = sasa
         self.sasa = RunningMoments()
         self.ss = np.zeros((n, len(PROPERTY_BY_NAME["ss"].labels)), dtype=np.int64)
@@ -127,26 +131,6 @@ class _Accumulators:
         self.contacts = ContactFrequencies(self.contact_model, n, frequency)
         self.conformation = ConformationAccumulator(protein.chain_lengths)
         self.n_frames = 0
-
-    def whole_trajectory(self, chunk: FrameChunk) -> md.Trajectory:
-        """The chunk as an MDTraj trajectory with the protein made whole across periodic boundaries."""
-        traj = md.Trajectory(chunk.xyz, self.protein.topology)
-        if chunk.box is not None:
-            traj.unitcell_vectors = chunk.box
-            make_whole(traj, self.whole_bonds)
-        return traj
-
-    def check_whole(self, xyz: np.ndarray, source: str, first_index: int, stride: int) -> None:
-        if not len(self.peptide_bonds):
-            return
-        bond = np.linalg.norm(xyz[:, self.peptide_bonds[:, 0]] - xyz[:, self.peptide_bonds[:, 1]], axis=-1)
-        broken = np.flatnonzero((bond > _BROKEN_BOND_NM).any(axis=1))
-        if broken.size:
-            frame = first_index + int(broken[0]) * stride
-            raise InputError(
-                f"{source}: frame {frame}: the protein is split across the periodic box (a peptide bond is "
-                f"{bond[broken[0]].max():.2f} nm long); make molecules whole first, e.g. gmx trjconv -pbc mol"
-            )
 
     def add(self, traj: md.Trajectory, frame_numbers: np.ndarray, source: str) -> None:
         protein = self.protein
@@ -184,6 +168,55 @@ class _Accumulators:
         out.update(conformation_arrays(self.conformation.result()))
         return out
 
+    def missing(self) -> set[str]:
+        """Schema names of the properties these frames cannot give (H-bonds without hydrogens)."""
+        return set() if self.with_hbonds else set(_HBOND_TYPES)
+
+
+class _TraceAccumulators:
+    """What a one-bead (Cα) trace gives: RMSF, movement correlation, conformational properties."""
+
+    def __init__(self, beads: ProteinTopology) -> None:
+        self.fluctuations = CalphaFluctuations()
+        self.conformation = ConformationAccumulator(beads.chain_lengths)
+
+    def add(self, trace: np.ndarray) -> None:
+        self.fluctuations.add(trace)  # superposed on the first frame by all beads (= Cα), as extract_md
+        self.conformation.add(trace)  # rotation and translation invariant
+
+    @property
+    def n_frames(self) -> int:
+        return self.fluctuations.n_frames
+
+    def result(self) -> dict[str, np.ndarray]:
+        out = self.fluctuations.result()
+        out.update(conformation_arrays(self.conformation.result()))
+        return out
+
+
+def missing_arrays(n_residues: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """NaN arrays of the usual shapes for the MD properties ``names`` (schema names), keyed by raw key."""
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        prop = PROPERTY_BY_NAME[name]
+        if prop.level == "pair":
+            shape: tuple[int, ...] = (n_residues, n_residues)
+        else:
+            shape = (n_residues,) if prop.width == 1 else (n_residues, prop.width)
+        out[prop.raw_key] = np.full(shape, np.nan)
+    return out
+
+
+def _check_input_options(backmap: str | None, backmap_properties: str, add_hydrogens: bool) -> None:
+    if backmap is not None and backmap not in BACKMAP_ENGINES:
+        raise InputError(f"backmap must be one of {BACKMAP_ENGINES} (or None), got {backmap!r}")
+    if backmap_properties not in BACKMAP_PROPERTY_SETS:
+        raise InputError(f"backmap_properties must be one of {BACKMAP_PROPERTY_SETS}, got {backmap_properties!r}")
+    if backmap is None and backmap_properties != "reproduced":
+        raise InputError("backmap_properties applies to back-mapped frames; give backmap='pulchra' too")
+    if not isinstance(add_hydrogens, (bool, np.bool_)):
+        raise InputError(f"add_hydrogens must be True or False, got {add_hydrogens!r}")
+
 
 def extract_md(
     topology: PathLike,
@@ -200,15 +233,36 @@ def extract_md(
     sasa: SasaEngine = "auto",
     device: str | None = None,
     threads: int | None = None,
+    backmap: BackmapEngine | None = None,
+    backmap_properties: BackmapProperties = "reproduced",
+    add_hydrogens: bool = False,
+    hydrogen_ph: float = DEFAULT_HYDROGEN_PH,
+    hydrogen_forcefield: HydrogenForceFieldName = "amber14",
 ) -> MdFeatures:
-    """Raw MD features of a protein trajectory (DESIGN §3); what it returns is :class:`MdFeatures`.
+    """Raw MD features of a protein trajectory (DESIGN §3, §3b); what it returns is :class:`MdFeatures`.
 
     ``topology``: any topology MDTraj reads (PDB, PSF, GRO, PRMTOP, ...), a GROMACS TPR (via MDAnalysis) or an
     mdCATH HDF5 file. ``trajectory``: one path or a list (replicas, frames pooled); ``None`` uses the frames of
-    the topology file itself (multi-model PDB, mdCATH file). Frames ``start:stop:stride`` of every trajectory
-    are used. ``frequency``: "reference" (atom-pair records per frame, as the released data) or "fraction"
-    (fraction of frames with a contact, symmetric). Without hydrogens, H-bonds are an error unless
-    ``missing_hydrogens="skip"`` (H-bond maps are then NaN).
+    the topology file itself (multi-model PDB/mmCIF ensemble, mdCATH file). Frames ``start:stop:stride`` of every
+    trajectory are used. ``frequency``: "reference" (atom-pair records per frame, as the released data) or
+    "fraction" (fraction of frames with a contact, symmetric).
+
+    Input kinds (``input_kind`` of the result; a property an input cannot give is NaN with its usual shape and
+    listed by schema name in ``missing_properties``, never zero):
+
+    * ``"all_atom"``: as given. Without hydrogens, H-bonds are an error unless ``missing_hydrogens="skip"``
+      (hbbb/hbsb/hbss missing) or ``add_hydrogens=True``;
+    * ``"all_atom_protonated"``: ``add_hydrogens=True`` on an input without hydrogens (PED conformers, X-ray
+      ensembles): OpenMM adds them at ``hydrogen_ph`` with ``hydrogen_forcefield`` ("amber14", or "none" for
+      geometric placement), heavy atoms untouched. An input that has hydrogens is used as it is;
+    * ``"calpha"``: a one-bead-per-residue topology (detected: every residue holds one atom, named by its 3-letter
+      code; CALVADOS, HPS, Cα-only models): RMSF, movement correlation and the conformational properties from
+      the trace; every atom-level property missing;
+    * ``"backmapped"``: the same with ``backmap="pulchra"`` (or "pulchra-python"): every frame rebuilt to all
+      atoms, given hydrogens and relaxed (every atom but Cα); RMSF, correlation and conformation still from the
+      trace. ``backmap_properties="reproduced"`` keeps what back-mapping reproduces (SASA, DSSP, vdW, backbone
+      H-bonds; docs/coarse_grained.md) and leaves the rest missing; ``"all"`` computes every property from the
+      rebuilt frames, as the reference did.
 
     SASA (:class:`seqdance.features.residue_sasa.ResidueSasa`): ``sasa="auto"`` computes MDTraj's Shrake-Rupley numbers
     with the compiled kernel on CPU (frames in parallel on ``threads`` cores, default all) or with torch when
@@ -216,50 +270,91 @@ def extract_md(
     one frame at a time (the previous path, for comparison; same numbers, several times slower).
     """
     _check_options(frequency, stride, start, stop, chunk_frames, missing_hydrogens, sasa, threads)
+    _check_input_options(backmap, backmap_properties, add_hydrogens)
+    try:
+        ph = float(hydrogen_ph)
+    except (TypeError, ValueError):
+        raise InputError(f"hydrogen_ph must be a number, got {hydrogen_ph!r}") from None
+    hydrogens = HydrogenOptions(ph=ph, forcefield=hydrogen_forcefield)  # one OpenMM thread: reproducible
     sasa_device = None
     if device is not None:
         from seqdance.devices import resolve_device
 
         sasa_device = str(resolve_device(device))
+    resolve_sasa_engine(sasa, sasa_device)  # a bad engine/device pair fails before any frame is read
     loaded = load_topology(topology)
-    protein = build_protein_topology(loaded.topology, loaded.insertion_codes, source=loaded.path)
-    sasa_engine = ResidueSasa(protein.topology, protein.residue_rows, engine=sasa, device=sasa_device,
-                              threads=threads)
-    sources = open_sources(loaded, _as_list(trajectory))
+    trajectories = _as_list(trajectory)
+    stream: AllAtomFrames | TraceFrames
+    if is_one_bead_per_residue(loaded.topology):
+        protein = bead_topology(loaded.topology, source=loaded.path)
+        if add_hydrogens and backmap is None:
+            raise InputError(f"{loaded.path}: a one-bead-per-residue topology has no atoms to add hydrogens to; "
+                             "back-map it first (backmap='pulchra'; CLI: --backmap pulchra), which adds them")
+        stream = TraceFrames(loaded, protein, trajectories, start=start, stop=stop, stride=stride,
+                             chunk_frames=chunk_frames, backmap=backmap, hydrogens=hydrogens)
+        sources = open_sources(loaded, trajectories)
+    else:
+        if backmap is not None:
+            multi = next(r for r in loaded.topology.residues if r.n_atoms != 1)
+            raise InputError(f"{loaded.path}: back-mapping rebuilds atoms from a one-bead-per-residue (Cα) trace, but "
+                             f"this topology has all atoms (residue {multi.name}{multi.resSeq} has {multi.n_atoms})")
+        protein = build_protein_topology(loaded.topology, loaded.insertion_codes, source=loaded.path)
+        sources = open_sources(loaded, trajectories)
+        stream = AllAtomFrames(loaded, protein, sources, start=start, stop=stop, stride=stride,
+                               chunk_frames=chunk_frames, hydrogens=hydrogens if add_hydrogens else None)
     total = count_frames(sources, start, stop, stride)
 
     acc: _Accumulators | None = None
-    with tqdm(total=total, disable=not progress, unit="frame", desc="md features") as bar:
-        for source in sources:
-            seen = 0
-            for chunk in source.chunks(protein.atom_indices, start=start, stop=stop, stride=stride,
-                                       chunk_frames=chunk_frames):
+    trace = _TraceAccumulators(protein) if isinstance(stream, TraceFrames) else None
+    with tqdm(total=total, disable=not progress, unit="frame", desc=f"md features ({stream.input_kind})") as bar:
+        for batch in stream:
+            if trace is not None and batch.trace is not None:
+                trace.add(batch.trace)
+            if batch.frames is not None:
                 if acc is None:
-                    acc = _Accumulators(protein, chunk, frequency, criteria, missing_hydrogens, loaded.path,
-                                        sasa_engine)
-                traj = acc.whole_trajectory(chunk)
-                acc.check_whole(traj.xyz, source.name, start + seen * stride, stride)
-                acc.add(traj, start + (seen + np.arange(len(chunk))) * stride, source.name)
-                seen += len(chunk)
-                bar.update(len(chunk))
-            if seen == 0:
-                raise InputError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
-    assert acc is not None
-    if acc.n_frames < 2:
+                    atoms = stream.atoms
+                    assert atoms is not None
+                    sasa_engine = ResidueSasa(atoms.topology, atoms.residue_rows, engine=sasa, device=sasa_device,
+                                              threads=threads)
+                    acc = _Accumulators(atoms, batch.frames.xyz[0], frequency, criteria, missing_hydrogens,
+                                        loaded.path, sasa_engine)
+                acc.add(batch.frames, batch.frame_numbers, batch.source)
+            bar.update(len(batch))
+    n_frames = trace.n_frames if trace is not None else (acc.n_frames if acc is not None else 0)
+    if n_frames < 2:
         raise InputError(
-            f"{loaded.path}: only {acc.n_frames} frame selected; MD features need at least 2 frames "
+            f"{loaded.path}: only {n_frames} frame selected; MD features need at least 2 frames "
             "(fluctuations and frequencies over a trajectory)"
         )
-    log.info("%s: %d residues, %d frames from %d trajectories", loaded.path, protein.n_residues, acc.n_frames,
-             len(sources))
-    result: dict[str, Any] = acc.result()
+    log.info("%s: %d residues, %d frames from %d trajectories (%s)", loaded.path, protein.n_residues, n_frames,
+             len(sources), stream.input_kind)
+    missing = _missing_properties(stream.input_kind, backmap_properties, acc)
+    result: dict[str, Any] = acc.result() if acc is not None else {}
+    if trace is not None:
+        result.update(trace.result())  # RMSF, correlation and conformation always from the trace itself
+    result.update(missing_arrays(protein.n_residues, missing))
     result.update(
         sequence=protein.sequence,
         residue_ids=protein.residue_ids,
         residue_names=np.array(protein.residue_names),
         chain_lengths=protein.chain_lengths,
         chain_breaks=protein.chain_breaks,
-        n_frames=int(acc.n_frames),
+        n_frames=int(n_frames),
         frequency=str(frequency),
+        input_kind=stream.input_kind,
+        missing_properties=tuple(missing),
     )
     return cast(MdFeatures, result)
+
+
+def _missing_properties(input_kind: str, backmap_properties: str, acc: _Accumulators | None) -> list[str]:
+    """Schema names (schema order) of the MD properties an input kind cannot give (DESIGN §3b)."""
+    if input_kind == "calpha":
+        keep = set(CALPHA_PROPERTIES)
+    elif input_kind == "backmapped" and backmap_properties == "reproduced":
+        keep = set(BACKMAP_REPRODUCED)
+    else:
+        keep = set(MD_FEATURE_KEYS)
+    if acc is not None:
+        keep -= acc.missing()
+    return [name for name in MD_FEATURE_KEYS if name not in keep]

@@ -109,7 +109,8 @@ def _standardise_terminal_oxygens(topology: md.Topology) -> None:
                 atoms[alias].name = standard
 
 
-def _chain_label(chain: md.core.topology.Chain, position: int) -> str:
+def chain_label(chain: md.core.topology.Chain, position: int) -> str:
+    """The label residue ids use for a chain: its chain ID, else its segment name, else A, B, ... by position."""
     label = (getattr(chain, "chain_id", None) or "").strip()
     if not label:
         segment = next((r.segment_id for r in chain.residues if (r.segment_id or "").strip()), "")
@@ -119,7 +120,7 @@ def _chain_label(chain: md.core.topology.Chain, position: int) -> str:
     return label[:8]
 
 
-def _unique_labels(labels: list[str]) -> tuple[str, ...]:
+def unique_labels(labels: list[str]) -> tuple[str, ...]:
     """Chains sharing a label (e.g. two GRO molecules without chain IDs) get their position appended."""
     counts = {label: labels.count(label) for label in labels}
     return tuple(label if counts[label] == 1 else f"{label}{i}" for i, label in enumerate(labels))
@@ -148,7 +149,7 @@ def build_protein_topology(full: md.Topology, insertion_codes: np.ndarray | None
     for atom, code in zip(topology.atoms, codes):
         residue_icode.setdefault(atom.residue.index, str(code or "").strip())
 
-    chain_labels = _unique_labels([_chain_label(c, i) for i, c in enumerate(topology.chains)])
+    chain_labels = unique_labels([chain_label(c, i) for i, c in enumerate(topology.chains)])
     rows: list[int] = []
     ids: list[tuple[str, int, str]] = []
     names: list[str] = []
@@ -172,7 +173,7 @@ def build_protein_topology(full: md.Topology, insertion_codes: np.ndarray | None
     row_of_residue[residue_rows] = np.arange(len(residue_rows))
     atom_residue = row_of_residue[np.array([a.residue.index for a in topology.atoms], dtype=np.int64)]
     residue_ids = np.array(ids, dtype=RESIDUE_ID_DTYPE)
-    _check_unique_ids(residue_ids, source)
+    check_unique_ids(residue_ids, source)
     return ProteinTopology(
         topology=topology,
         atom_indices=protein_atoms,
@@ -186,7 +187,8 @@ def build_protein_topology(full: md.Topology, insertion_codes: np.ndarray | None
     )
 
 
-def _check_unique_ids(residue_ids: np.ndarray, source: str) -> None:
+def check_unique_ids(residue_ids: np.ndarray, source: str) -> None:
+    """Raise :class:`InputError` naming ``source`` and the residue when two residues share (chain, number, icode)."""
     keys = [(str(r["chain"]), int(r["resSeq"]), str(r["icode"])) for r in residue_ids]
     if len(set(keys)) != len(keys):
         seen: set[tuple[str, int, str]] = set()

@@ -30,3 +30,30 @@ DISCONNECTED: tuple[str, ...] = ("error", "split")
 CONFORMATION_PROPERTIES: tuple[str, ...] = (
     "rg_mean", "rg_std", "ree_mean", "ree_std", "asphericity_mean", "asphericity_std", "scaled_rg", "nu", "r0",
 )
+
+#: Back-mapping engines for one-bead-per-residue traces (seqdance.features.backmapping): PULCHRA's C++ code
+#: ("pulchra", PyPI pypulchra) or its pure-Python port ("pulchra-python", PyPI pulchra).
+BackmapEngine = Literal["pulchra", "pulchra-python"]
+BACKMAP_ENGINES: tuple[str, ...] = ("pulchra", "pulchra-python")
+
+#: Which properties of back-mapped frames are kept: those back-mapping reproduces (docs/coarse_grained.md,
+#: fidelity decision; the others are missing) or every property, as the reference computed them.
+BackmapProperties = Literal["reproduced", "all"]
+BACKMAP_PROPERTY_SETS: tuple[str, ...] = ("reproduced", "all")
+#: Schema names of the MD properties back-mapped frames reproduce usefully (RMSF and the movement correlation come
+#: from the trace itself); measured by benchmarks/bench_backmapping.py, decision in docs/coarse_grained.md.
+BACKMAP_REPRODUCED: tuple[str, ...] = ("sasa_mean", "sasa_std", "rmsf_nor", "ss", "vdw", "hbbb", "corr")
+#: Schema names of the MD properties a Cα trace defines by itself (DESIGN §3b).
+CALPHA_PROPERTIES: tuple[str, ...] = ("rmsf_nor", "corr")
+
+#: Force fields for adding hydrogens (seqdance.features.hydrogens): Amber ff14SB, or "none" for Modeller's
+#: force-field-free geometric placement (accepts any residue; loses many side-chain H-bonds).
+HydrogenForceFieldName = Literal["amber14", "none"]
+HYDROGEN_FORCEFIELDS: tuple[str, ...] = ("amber14", "none")
+#: pH at which protonation states are chosen when hydrogens are added.
+DEFAULT_HYDROGEN_PH = 7.0
+
+#: What kind of input an MD feature set came from (MdFeatures["input_kind"]): an all-atom trajectory as given,
+#: an all-atom trajectory given hydrogens here, a one-bead-per-residue (Cα) trace, or such a trace back-mapped.
+InputKind = Literal["all_atom", "all_atom_protonated", "calpha", "backmapped"]
+INPUT_KINDS: tuple[str, ...] = ("all_atom", "all_atom_protonated", "calpha", "backmapped")

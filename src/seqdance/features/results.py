@@ -39,7 +39,7 @@ class MdFeatures(ChainLayout):
     psi: np.ndarray  # (N, 12) psi histogram / frames; NaN rows where undefined (chain ends)
     vdw: np.ndarray  # (N, N) interaction frequencies of the nine types (frequency mode below);
     hbbb: np.ndarray  # H-bond maps are NaN everywhere when the input has no hydrogens and
-    hbsb: np.ndarray  # missing_hydrogens="skip"
+    hbsb: np.ndarray  # missing_hydrogens="skip" (every property in missing_properties is NaN)
     hbss: np.ndarray
     hp: np.ndarray
     sb: np.ndarray
@@ -68,6 +68,12 @@ class MdFeatures(ChainLayout):
     n_frames: int
     #: "reference" (atom-pair records per frame, as the released data) or "fraction" (frames with a contact).
     frequency: str
+    #: What the input was (seqdance.features.options.INPUT_KINDS): "all_atom", "all_atom_protonated" (hydrogens
+    #: added here), "calpha" (one bead per residue) or "backmapped" (a one-bead trace rebuilt to all atoms).
+    input_kind: str
+    #: Schema names of the properties this input cannot give (DESIGN §3b), schema order: their arrays above are
+    #: NaN with their usual shapes (never zero), and the store masks them for this protein.
+    missing_properties: tuple[str, ...]
 
 
 class NmaFeatures(ChainLayout):

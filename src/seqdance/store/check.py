@@ -14,12 +14,20 @@ damaged chunk: Fletcher-32 checksum or decompression error) is reported and the 
 
 A residue (or residue pair) may be masked: all channels of a property equal to MASK_VALUE there. Every special
 token row/column (<cls>, <eos>, chain linkers) must be fully masked.
+
+**Missing properties** (DESIGN §3b). A protein whose metadata (provenance) lists ``missing_properties`` — an
+input that cannot give them, such as a Cα trace — must hold those properties fully masked, and may hold masks
+nowhere else except where a dihedral is undefined (chi of Gly/Ala, phi/psi at chain ends): a masked SASA, RMSF,
+DSSP or interaction entry, or a dihedral histogram masked at every residue although the sequence defines it,
+is reported, as is a listed property that holds values. Proteins without that metadata (stores built before it
+existed, the released dataset) are held to the earlier rule: masks anywhere.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +66,7 @@ class CheckReport:
     path: str
     n_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    n_with_missing: int = 0  # proteins whose metadata lists missing properties (masked by design)
 
     @property
     def ok(self) -> bool:
@@ -69,10 +78,12 @@ class CheckReport:
         return list(dict.fromkeys(p.name for p in self.problems if p.name))
 
     def summary(self) -> str:
+        missing = (f"; {self.n_with_missing} with missing properties masked as their metadata lists"
+                   if self.n_with_missing else "")
         if self.ok:
-            return f"{self.path}: {self.n_checked} proteins checked, no problems"
+            return f"{self.path}: {self.n_checked} proteins checked, no problems{missing}"
         return (f"{self.path}: {self.n_checked} proteins checked, {len(self.problems)} problem(s) in "
-                f"{len(self.offending)} protein(s)")
+                f"{len(self.offending)} protein(s){missing}")
 
 
 def _first(mask: np.ndarray, base: int = 1) -> str:
@@ -141,6 +152,45 @@ def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequenc
             out.append(Problem(name, "symmetry", f"{prop.name}: not symmetric at residue pair ({_first(asym)}) in fraction mode"))
 
 
+#: Residues without a chi1 angle (the dihedral histogram a protein may leave masked everywhere).
+_NO_CHI1 = frozenset("GA")
+
+
+def _defines_angle(prop: Property, sequence: str) -> bool:
+    """Whether a ``:``-joined sequence has at least one residue that defines the dihedral ``prop`` (chi/phi/psi)."""
+    chains = [c for c in sequence.split(tokenizer.CHAIN_SEPARATOR) if c]
+    if prop.name == "chi":
+        return any(letter not in _NO_CHI1 and letter != "X" for c in chains for letter in c)
+    return any(len(c) >= 2 for c in chains)  # phi and psi: every residue but a chain's first / last
+
+
+def _check_missing_rule(prop: Property, values: np.ndarray, listed: Collection[str], sequence: str, name: str,
+                        out: list[Problem]) -> bool:
+    """The missing-property rule for one property (``values``: (L, width) or (L, L)); True when the property is
+    listed as missing (and so has nothing else to check)."""
+    masked = values == MASK_VALUE
+    if prop.name in listed:
+        if not masked.all():
+            where = f"residue pair ({_first(~masked)})" if prop.level == "pair" else f"residue {_first(~masked.all(axis=1))}"
+            out.append(Problem(name, "missing-property", f"{prop.name}: listed as missing in the protein's metadata but holds "
+                                                f"a value at {where}"))
+        return True
+    if prop.activation == "signed_sigmoid":
+        return False  # -1 is also a valid correlation: a full mask shows up as a diagonal problem
+    unlisted = " but the protein's metadata does not list the property as missing"
+    if prop.level == "pair":
+        if masked.any():
+            out.append(Problem(name, "mask", f"{prop.name}: residue pair ({_first(masked)}) is masked{unlisted}"))
+        return False
+    rows = masked.all(axis=1)
+    if prop.name in ("chi", "phi", "psi"):  # undefined angles are masked per residue; all of them only if none exist
+        if rows.all() and _defines_angle(prop, sequence):
+            out.append(Problem(name, "mask", f"{prop.name}: masked at every residue{unlisted}"))
+    elif rows.any():
+        out.append(Problem(name, "mask", f"{prop.name}: residue {_first(rows)} is masked{unlisted}"))
+    return False
+
+
 def check_protein(
     name: str,
     sequence: str,
@@ -150,8 +200,12 @@ def check_protein(
     *,
     frequency: str | None = None,
     length: int | None = None,
+    missing: Collection[str] | None = None,
 ) -> list[Problem]:
-    """All problems of one protein's stored targets (``sequence`` ``:``-joined or released ``modify_seq``)."""
+    """All problems of one protein's stored targets (``sequence`` ``:``-joined or released ``modify_seq``).
+
+    ``missing``: the schema names its metadata lists as missing (module doc); ``None`` when it has no such record.
+    """
     out: list[Problem] = []
     try:
         enc = tokenizer.encode(from_modify_seq(sequence), name)
@@ -183,13 +237,33 @@ def check_protein(
     special[residue_index] = False
     if (residue[special] != MASK_VALUE).any() or (pair[special] != MASK_VALUE).any() or (pair[:, special] != MASK_VALUE).any():
         out.append(Problem(name, "special-mask", f"special-token rows/columns are not all {MASK_VALUE:g}"))
+    if missing is not None:
+        unknown = sorted(set(missing) - {p.name for p in properties_of_kind(kind)})
+        if unknown:
+            out.append(Problem(name, "metadata", f"missing_properties lists {unknown}, not {kind} properties"))
+    plain = from_modify_seq(sequence)
     res = residue[residue_index]
     for prop in properties_of_kind(kind, "residue"):
-        _check_residue_property(prop, res[:, prop.store_channels], name, out)
+        values = res[:, prop.store_channels]
+        if missing is not None and _check_missing_rule(prop, values, missing, plain, name, out):
+            continue
+        _check_residue_property(prop, values, name, out)
     block = pair[np.ix_(residue_index, residue_index)]
     for prop in properties_of_kind(kind, "pair"):
-        _check_pair_property(prop, block[:, :, prop.store_channels.start], name, frequency, out)
+        values = block[:, :, prop.store_channels.start]
+        if missing is not None and _check_missing_rule(prop, values, missing, plain, name, out):
+            continue
+        _check_pair_property(prop, values, name, frequency, out)
     return out
+
+
+def listed_missing(provenance: str | dict | None) -> list[str] | None:
+    """``missing_properties`` of a protein's provenance (JSON text or dict); None when it records none."""
+    if not provenance:
+        return None
+    record = json.loads(provenance) if isinstance(provenance, str) else provenance
+    value = record.get("missing_properties") if isinstance(record, dict) else None
+    return None if value is None else [str(v) for v in value]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -238,8 +312,15 @@ def check_store(
                 report.n_checked += 1
                 continue
             length = int(row["length"]) if "length" in row else None
+            try:
+                missing = listed_missing(row.get("provenance"))
+                report.n_with_missing += bool(missing)
+            except (ValueError, TypeError) as exc:
+                report.problems.append(Problem(name, "metadata", f"its provenance is not readable JSON ({exc})"))
+                missing = None
             report.problems.extend(check_protein(
                 name, str(row["modify_seq"]), str(row["group"]), residue, pair, frequency=frequency, length=length,
+                missing=missing,
             ))
             report.n_checked += 1
     return report

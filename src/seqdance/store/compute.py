@@ -21,7 +21,7 @@ from seqdance.features.conformation import chains_from_arrays, conformational_pr
 from seqdance.io_utils import sha256_file
 from seqdance.store.hdf5 import check_finite_targets
 from seqdance.store.journal import Journal
-from seqdance.store.manifest import ManifestEntry
+from seqdance.store.manifest import MD_INPUT_COLUMNS, ManifestEntry
 from seqdance.store.transforms import features_to_targets, rmsf_scale
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
                 stop=entry.options.get("stop"),
                 chunk_frames=settings.chunk_frames,
                 missing_hydrogens=settings.missing_hydrogens,  # type: ignore[arg-type]
+                **{k: entry.options[k] for k in MD_INPUT_COLUMNS if k in entry.options},
             )
         residue, pair = features_to_targets(features, entry.kind, name=entry.name)  # type: ignore[arg-type]
         check_finite_targets(entry.name, residue, pair, entry.kind)
@@ -114,12 +115,17 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
             "chain_lengths": _jsonable(features.get("chain_lengths", [])),
         }
         if entry.kind == "md":
+            # input_kind and missing_properties: the properties masked for this protein (DESIGN §3b); dataset
+            # check, the loss-weight statistics and training read them from here.
             provenance.update(frequency=settings.frequency, n_frames=int(features["n_frames"]),
-                              scales=rmsf_scale(features), missing_hydrogens=settings.missing_hydrogens)
+                              scales=rmsf_scale(features), missing_hydrogens=settings.missing_hydrogens,
+                              input_kind=str(features["input_kind"]),
+                              missing_properties=list(features["missing_properties"]))
             chains = chains_from_arrays(features)
         else:
             skipped = features.get("skipped_residues", [])
-            provenance.update(skipped_residues=[str(s) for s in skipped])  # type: ignore[union-attr]
+            provenance.update(skipped_residues=[str(s) for s in skipped],  # type: ignore[union-attr]
+                              missing_properties=[])
             chains = conformational_properties(structure.coords / 10.0, structure.chain_lengths)  # Å -> nm
         provenance["conformation"] = [c.as_dict() for c in chains]  # DESIGN §10.3, per chain
         return EntryResult(entry.name, True, str(features["sequence"]), residue, pair, provenance,

@@ -7,9 +7,17 @@ Columns (header required, order free):
   ``group:label`` such as ``md:my_sims`` / ``idr:cg_runs``), mapped to a source group by
   :func:`seqdance.schema.source_group`; an optional ``group`` column (md | idr | nma) labels user sources instead;
 * ``structure`` (NMA) **or** ``topology`` + ``trajectory`` (MD; several trajectories of one system, pooled,
-  separated by ``;``). Relative paths are relative to the manifest's folder;
+  separated by ``;``; an empty ``trajectory`` uses the topology file's own frames: a multi-model PDB/mmCIF
+  ensemble such as PED's). Relative paths are relative to the manifest's folder;
 * optional: ``label`` (train/test; otherwise kept from an existing store, else ``train``), ``stride``, ``start``,
-  ``stop`` (MD frame selection), ``chains`` (NMA chain ids, e.g. ``A`` or ``A,B``), ``model`` (NMA model index).
+  ``stop`` (MD frame selection), ``chains`` (NMA chain ids, e.g. ``A`` or ``A,B``), ``model`` (NMA model index);
+* optional, MD inputs that are not all-atom trajectories with hydrogens (DESIGN §3b, docs/coarse_grained.md):
+  ``backmap`` (``pulchra`` / ``pulchra-python``: rebuild a one-bead-per-residue trace to all atoms; empty or
+  ``none``: a one-bead trace gives its Cα properties only), ``backmap_properties`` (``reproduced``, the default,
+  or ``all``), ``add_hydrogens`` (yes/no: protonate an all-atom input without hydrogens), ``hydrogen_ph``
+  (default 7) and ``hydrogen_forcefield`` (``amber14``, the default, or ``none``). Only values other than the
+  defaults enter a protein's options, so adding a column of defaults recomputes nothing; changing a value
+  recomputes that protein.
 """
 
 from __future__ import annotations
@@ -22,12 +30,22 @@ from typing import Any
 import pandas as pd
 
 from seqdance.errors import InputError, SeqdanceError
+from seqdance.features.options import (
+    BACKMAP_ENGINES,
+    BACKMAP_PROPERTY_SETS,
+    DEFAULT_HYDROGEN_PH,
+    HYDROGEN_FORCEFIELDS,
+)
 from seqdance.schema import GROUP_KIND, source_group
 from seqdance.store.hdf5 import LABEL_WIDTH, check_name
 
 _PATH_COLUMNS = ("structure", "topology", "trajectory")
 _INT_COLUMNS = ("stride", "start", "stop", "model")
-KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_INT_COLUMNS, "chains")
+#: Per-row input options of MD entries (back-mapping, hydrogens), as extract_md's keyword arguments.
+MD_INPUT_COLUMNS = ("backmap", "backmap_properties", "add_hydrogens", "hydrogen_ph", "hydrogen_forcefield")
+KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_INT_COLUMNS, "chains", *MD_INPUT_COLUMNS)
+_TRUE = ("1", "yes", "true", "y")
+_FALSE = ("", "0", "no", "false", "n")
 
 
 @dataclass(frozen=True)
@@ -43,7 +61,7 @@ class ManifestEntry:
     structure: Path | None = None
     topology: Path | None = None
     trajectories: tuple[Path, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)  # stride/start/stop (MD), chains/model (NMA)
+    options: dict[str, Any] = field(default_factory=dict)  # stride/start/stop + MD_INPUT_COLUMNS (MD), chains/model (NMA)
 
     @property
     def inputs(self) -> list[tuple[str, Path]]:
@@ -73,6 +91,49 @@ def _clean(value: Any) -> str:
 def _resolve(base: Path, text: str) -> Path:
     path = Path(os.path.expanduser(text))
     return path if path.is_absolute() else (base / path)
+
+
+def md_input_options(rec: dict[str, str], where: str) -> dict[str, Any]:
+    """The back-mapping and hydrogen options of one row (``MD_INPUT_COLUMNS``), defaults left out."""
+    out: dict[str, Any] = {}
+    backmap = rec["backmap"].lower()
+    if backmap not in ("", "none"):
+        if backmap not in BACKMAP_ENGINES:
+            raise ManifestError(f"{where}: column 'backmap' must be one of {BACKMAP_ENGINES} or empty, got {rec['backmap']!r}")
+        out["backmap"] = backmap
+    properties = rec["backmap_properties"].lower()
+    if properties not in ("", "reproduced"):
+        if properties not in BACKMAP_PROPERTY_SETS:
+            raise ManifestError(f"{where}: column 'backmap_properties' must be one of {BACKMAP_PROPERTY_SETS}, got "
+                                f"{rec['backmap_properties']!r}")
+        if "backmap" not in out:
+            raise ManifestError(f"{where}: 'backmap_properties' applies to back-mapped frames; give 'backmap' too")
+        out["backmap_properties"] = properties
+    flag = rec["add_hydrogens"].lower()
+    if flag not in _TRUE + _FALSE:
+        raise ManifestError(f"{where}: column 'add_hydrogens' must be yes or no, got {rec['add_hydrogens']!r}")
+    if flag in _TRUE:
+        out["add_hydrogens"] = True
+    protonates = "backmap" in out or out.get("add_hydrogens", False)
+    if rec["hydrogen_ph"]:
+        try:
+            ph = float(rec["hydrogen_ph"])
+        except ValueError:
+            raise ManifestError(f"{where}: column 'hydrogen_ph' must be a number, got {rec['hydrogen_ph']!r}") from None
+        if not 0.0 <= ph <= 14.0:
+            raise ManifestError(f"{where}: column 'hydrogen_ph' must lie in [0, 14], got {ph:g}")
+        if ph != DEFAULT_HYDROGEN_PH:
+            out["hydrogen_ph"] = ph
+    forcefield = rec["hydrogen_forcefield"].lower()
+    if forcefield not in ("", "amber14"):
+        if forcefield not in HYDROGEN_FORCEFIELDS:
+            raise ManifestError(f"{where}: column 'hydrogen_forcefield' must be one of {HYDROGEN_FORCEFIELDS}, got "
+                                f"{rec['hydrogen_forcefield']!r}")
+        out["hydrogen_forcefield"] = forcefield
+    if not protonates and ("hydrogen_ph" in out or "hydrogen_forcefield" in out):
+        raise ManifestError(f"{where}: 'hydrogen_ph'/'hydrogen_forcefield' apply when hydrogens are added; set "
+                            "'add_hydrogens' (or 'backmap') too")
+    return out
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
@@ -140,6 +201,11 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
             raise ManifestError(f"{where}: stride/start/stop apply to MD trajectories, not to a structure")
         if kind == "md" and ("model" in options or rec["chains"]):
             raise ManifestError(f"{where}: chains/model apply to NMA structures, not to MD")
+        given = [c for c in MD_INPUT_COLUMNS if rec[c] and rec[c].lower() not in ("none", "no", "0", "false", "n")]
+        if kind == "nma" and given:
+            raise ManifestError(f"{where}: {'/'.join(given)} apply to MD inputs, not to a structure")
+        if kind == "md":
+            options.update(md_input_options(rec, where))
         if rec["chains"]:
             options["chains"] = [c.strip() for c in rec["chains"].replace(";", ",").split(",") if c.strip()]
         label = rec["label"] or None
@@ -149,8 +215,9 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
             entries.append(ManifestEntry(k, name, rec["source"], group, kind, label,
                                          structure=_resolve(base, rec["structure"]), options=options))
             continue
-        if not rec["topology"] or not rec["trajectory"]:
-            raise ManifestError(f"{where}: MD entries need both 'topology' and 'trajectory'")
+        if not rec["topology"]:
+            raise ManifestError(f"{where}: MD entries need a 'topology' (and a 'trajectory', unless the topology "
+                                "file's own models are the frames)")
         trajectories = tuple(_resolve(base, t.strip()) for t in rec["trajectory"].split(";") if t.strip())
         entries.append(ManifestEntry(k, name, rec["source"], group, kind, label,
                                      topology=_resolve(base, rec["topology"]), trajectories=trajectories,

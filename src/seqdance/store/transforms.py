@@ -69,19 +69,37 @@ def _transform(prop: Property, raw: np.ndarray, label: str) -> np.ndarray:
     return raw
 
 
+def missing_properties(features: Mapping[str, Any], kind: FeatureKind, label: str = "features") -> frozenset[str] | None:
+    """The schema names a feature dict lists as missing (``missing_properties``, DESIGN §3b), checked against the
+    schema; ``None`` when the dict has no such key (features written before the key existed)."""
+    if "missing_properties" not in features:
+        return None
+    raw = features["missing_properties"]
+    names = [raw] if isinstance(raw, str) else [str(v) for v in np.asarray(raw, dtype=object).ravel()]
+    known = {p.name for p in properties_of_kind(kind)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise InputError(f"{label}: missing_properties lists {unknown}, which are not {kind} properties of the schema "
+                         f"({', '.join(sorted(known))})")
+    return frozenset(names)
+
+
 def features_to_targets(
     features: Mapping[str, Any], kind: FeatureKind, *, name: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stored targets ``(residue (T, 47|3), pair (T, T, 10|3))`` float32 from raw features, ``T = L + 2 (+2 per linker)``.
 
-    NaN is allowed only where a property's histogram is undefined (a dihedral a residue does not have) and
-    for a pair property that is NaN everywhere (H-bonds of a trajectory without hydrogens); those entries, and
-    every special-token row/column, hold :data:`MASK_VALUE`. Any other NaN/inf is an error naming the protein
-    and property.
+    A property the features list in ``missing_properties`` (an input that cannot give it: a Cα trace, a trajectory
+    without hydrogens; DESIGN §3b) is masked for the whole protein, whatever its values. Otherwise NaN is allowed
+    only where a property's histogram is undefined (a dihedral a residue does not have); those entries, and every
+    special-token row/column, hold :data:`MASK_VALUE`. Any other NaN/inf is an error naming the protein and
+    property. (Features without a ``missing_properties`` key, written before it existed, keep the old rule: a
+    pair property NaN everywhere, H-bonds without hydrogens, is masked.)
     """
     if kind not in ("md", "nma"):
         raise InputError(f"feature kind must be 'md' or 'nma', not {kind!r}")
     label = f"protein {name!r}" if name else "features"
+    missing = missing_properties(features, kind, label)
     sequence = _as_sequence(features)
     n_tokens, residue_index = token_layout(sequence)
     n = residue_index.shape[0]
@@ -90,6 +108,8 @@ def features_to_targets(
     block = np.full((n, residue.shape[1]), MASK_VALUE, dtype=np.float64)
     for prop in properties_of_kind(kind, "residue"):
         shape = (n,) if prop.width == 1 else (n, prop.width)
+        if missing is not None and prop.name in missing:
+            continue  # masked for this protein (block is MASK_VALUE already)
         raw = _checked(features, prop.raw_key, shape, label).reshape(n, prop.width)
         if prop.activation == "softmax":
             undefined = np.isnan(raw).any(axis=1)  # a residue without this angle has no histogram
@@ -107,8 +127,11 @@ def features_to_targets(
     pair = np.full((n_tokens, n_tokens, stored_width("pair", kind)), MASK_VALUE, dtype=np.float32)
     pair_block = np.empty((n, n, pair.shape[2]), dtype=np.float32)
     for prop in properties_of_kind(kind, "pair"):
+        if missing is not None and prop.name in missing:
+            pair_block[:, :, prop.store_channels.start] = MASK_VALUE
+            continue
         raw = _checked(features, prop.raw_key, (n, n), label)
-        if np.isnan(raw).all():  # a property the input cannot define (H-bonds without hydrogens): masked
+        if missing is None and np.isnan(raw).all():  # old features: H-bonds without hydrogens, masked
             pair_block[:, :, prop.store_channels.start] = MASK_VALUE
             continue
         if not np.isfinite(raw).all():
@@ -122,9 +145,10 @@ def features_to_targets(
 def rmsf_scale(features: Mapping[str, Any]) -> dict[str, float]:
     """The per-protein scales that max normalisation divides by (``{"rmsf": max}``), for provenance/inverse."""
     out: dict[str, float] = {}
+    missing = missing_properties(features, "md") or frozenset()
     for prop in properties_of_kind("md"):
         key = prop.raw_key
-        if prop.transform == "max_normalise" and key in features:
+        if prop.transform == "max_normalise" and key in features and prop.name not in missing:
             out[key] = float(np.max(np.asarray(features[key], dtype=np.float64)))
     return out
 

@@ -16,6 +16,7 @@ longest member (ids with <pad>, targets with -1 so padding is masked out of the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import OrderedDict
@@ -47,19 +48,38 @@ def token_counts(sequences: pd.Series) -> np.ndarray:
     return (2 + specials + plain.str.len() + colons).to_numpy(dtype=np.int64)
 
 
+def missing_matrix(index: pd.DataFrame) -> np.ndarray:
+    """(rows, len(schema.PROPERTY_NAMES)) bool: which properties each protein of a store index lists as missing
+    (``missing_properties`` of its provenance, DESIGN §3b; rows without it have none)."""
+    out = np.zeros((len(index), len(schema.PROPERTY_NAMES)), dtype=bool)
+    if "provenance" not in index.columns:
+        return out
+    column = {name: k for k, name in enumerate(schema.PROPERTY_NAMES)}
+    for row, text in enumerate(index["provenance"].astype(str)):
+        if '"missing_properties"' not in text:  # cheap filter: most proteins miss nothing
+            continue
+        for name in json.loads(text).get("missing_properties") or ():
+            if name in column:
+                out[row, column[name]] = True
+    return out
+
+
 @dataclass
 class Catalog:
-    """Every protein of one or several stores: store number, name, group, split label and token count."""
+    """Every protein of one or several stores: store number, name, group, split label, token count and which
+    properties it lacks (masked for that protein; the loss divides each property by the proteins that have it)."""
 
     store_id: np.ndarray  # (N,) int
     names: np.ndarray  # (N,) object
     groups: np.ndarray  # (N,) object
     labels: np.ndarray  # (N,) object
     tokens: np.ndarray  # (N,) int64
+    missing: np.ndarray | None = None  # (N, len(schema.PROPERTY_NAMES)) bool; None: nothing missing
 
     @classmethod
     def from_stores(cls, stores: Sequence[Any]) -> Catalog:
         parts = []
+        missing = []
         for sid, store in enumerate(stores):
             idx = store.index
             seqs = idx["modify_seq"] if "modify_seq" in idx.columns else idx["sequence"]
@@ -70,6 +90,7 @@ class Catalog:
                 "label": idx["label"].astype(str).to_numpy() if "label" in idx.columns else "train",
                 "tokens": token_counts(seqs),
             }))
+            missing.append(missing_matrix(idx))
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             columns=["store_id", "name", "group", "label", "tokens"])
         return cls(
@@ -78,10 +99,18 @@ class Catalog:
             frame["group"].to_numpy(dtype=object),
             frame["label"].to_numpy(dtype=object),
             frame["tokens"].to_numpy(dtype=np.int64),
+            np.concatenate(missing) if missing else np.zeros((0, len(schema.PROPERTY_NAMES)), dtype=bool),
         )
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def has_properties(self, rows: np.ndarray, group: str) -> np.ndarray:
+        """(len(rows), P) bool: whether each protein has each property its group trains (schema order)."""
+        columns = [schema.PROPERTY_NAMES.index(p.name) for p in schema.group_properties(group)]
+        if self.missing is None:
+            return np.ones((len(rows), len(columns)), dtype=bool)
+        return ~self.missing[np.asarray(rows, dtype=np.int64)][:, columns]
 
     def select(self, group: str, label: str | None) -> np.ndarray:
         """Catalog rows of one group (and split label), in catalog order."""
@@ -208,6 +237,14 @@ class TrainPlan:
             specs.append(SampleSpec(int(row), start, start + min(tokens, max_tokens)))
         specs.sort(key=lambda s: (-(s.stop - s.start), s.row))
         return specs
+
+    def property_counts(self, update: int, group: str) -> np.ndarray:
+        """(P,) number of proteins of the whole update (all ranks) that have each property of the group (schema
+        order): what each property's summed per-protein RMSE is divided by, so that a protein lacking a property
+        adds no term to its mean (rather than a zero)."""
+        first = (update - 1) * self.sequences_per_group
+        rows = self.streams[group].items(first, first + self.sequences_per_group)
+        return self.catalog.has_properties(rows, group).sum(axis=0)
 
     def micro_batches(self, update: int, group: str) -> list[MicroBatchKey]:
         specs = self.group_samples(update, group)

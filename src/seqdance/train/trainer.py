@@ -349,7 +349,6 @@ class Trainer:
         :meth:`nonfinite_problem` (checked once per update, not per micro-batch: no extra device syncs).
         """
         self._micro: list[tuple[str, list[str], list[str], torch.Tensor]] = []
-        s = float(self.config.data.sequences_per_group)
         scale = float(self.dist.world_size)
         n_total = sum(self.plan.n_micro(update) for _ in self.groups)
         done = 0
@@ -357,6 +356,10 @@ class Trainer:
         tokens = 0
         for group in self.groups:
             acc = torch.zeros(len(group_layout(group).properties), dtype=torch.float64, device=self.device)
+            # Each property's per-protein RMSEs are summed over the whole update (micro-batches, ranks) and divided
+            # by the proteins that have it: a protein whose property is masked (missing) adds no term at all.
+            have = self.plan.property_counts(update, group)
+            denominator = torch.as_tensor(np.maximum(have, 1), dtype=torch.float32, device=self.device)
             for _ in range(self.plan.n_micro(update)):
                 batch = next(batches)
                 if batch.update != update or batch.group != group:
@@ -374,7 +377,7 @@ class Trainer:
                                        pair_block_rows=self.config.pair_block_rows)
                     loss = batch_group_loss(
                         out.residue, out.pair, b.residue_target, b.pair_target, group, self.weight_vectors[group],
-                        mask_mode=self.config.data.loss_mask, denominator=s,
+                        mask_mode=self.config.data.loss_mask, denominator=denominator,
                     )
                     self.scaler.scale(loss.total * scale).backward()
                 self._micro.append((group, list(batch.names), list(batch.problems),
@@ -449,17 +452,18 @@ class Trainer:
                                                                          device=self.device)])
         all_reduce_sum(flat, self.dist)
         flat = flat.cpu().numpy()
-        s = float(self.config.data.sequences_per_group)
         group_loss: dict[str, float] = {}
         prop_rmse: dict[str, dict[str, float]] = {}
         off = 0
         for g in self.groups:
             names = group_layout(g).property_names
-            vals = flat[off : off + len(names)] / s
+            have = self.plan.property_counts(update, g)
+            sums = flat[off : off + len(names)]
             off += len(names)
-            prop_rmse[g] = {n: float(v) for n, v in zip(names, vals)}
+            # a property no protein of this update has is absent from the log (never a zero)
+            prop_rmse[g] = {n: float(s / c) for n, s, c in zip(names, sums, have) if c > 0}
             w = self.weights.for_group(g)
-            group_loss[g] = float(sum(w[n] * v for n, v in zip(names, vals)))
+            group_loss[g] = float(sum(w[n] * v for n, v in prop_rmse[g].items()))
         self.update = update
         return StepStats(
             update=update, lr=lr, loss=float(sum(group_loss.values())), group_loss=group_loss,

@@ -1,0 +1,284 @@
+"""One-bead-per-residue (Cα-trace) inputs: detection, validation, reading, and the properties defined on Cα.
+
+Coarse-grained simulations such as CALVADOS (IDRome), HPS or Cα-only structure sets write one bead per residue,
+named by the residue's 3-letter code (DESIGN §3b). This module recognises such a topology, checks it (known
+residue names, chains that are continuous in every frame), reads its frames in chunks made whole across periodic
+boundaries, and computes what a Cα trace defines: the Cα RMSF and movement correlation of DESIGN §3 (items 5-6),
+with the same superposition (all frames on the first, by Cα, MDTraj's ``superpose``) and the same accumulator
+(:class:`~seqdance.features.md_properties.CoordinateCovariance`) as the all-atom path, so both give the same
+numbers for the same Cα coordinates. Atom-level properties (SASA, DSSP, dihedrals, interactions) are not
+defined on a trace; they need back-mapping (:mod:`seqdance.features.backmapping`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import mdtraj as md
+import numpy as np
+
+from seqdance.errors import InputError
+from seqdance.features.md_properties import CoordinateCovariance
+from seqdance.features.md_topology import (
+    ONE_LETTER,
+    RESIDUE_ID_DTYPE,
+    ProteinTopology,
+    chain_label,
+    check_unique_ids,
+    normalise_residue_name,
+    unique_labels,
+)
+from seqdance.features.periodic import make_whole, spanning_bonds
+from seqdance.features.trajectory_io import LoadedTopology, count_frames, load_topology, open_sources
+
+PathLike = str | os.PathLike[str]
+
+#: Bond length of consecutive beads in CALVADOS (nm); also the trans Cα-Cα distance of real proteins.
+CALVADOS_BOND_NM = 0.38
+#: Default largest distance (nm) between consecutive beads of one chain; farther means a chain break.
+#: CALVADOS bonds are harmonic around 0.38 nm with k = 8033 kJ mol⁻¹ nm⁻² (thermal s.d. ≈ 0.018 nm at 300 K),
+#: all-atom trans Cα-Cα distances stay below 0.40 nm and cis-proline ones are ~0.29 nm, so 0.5 nm is more
+#: than 6 s.d. above any bonded pair and well below two bond lengths (a missing residue).
+MAX_BEAD_DISTANCE_NM = 0.5
+
+#: Keys of the Cα properties, as extract_md names them (schema ``rmsf_nor`` returned raw as ``rmsf``, ``corr``).
+CALPHA_PROPERTY_KEYS: tuple[str, ...] = ("rmsf", "corr")
+
+
+def is_one_bead_per_residue(topology: md.Topology) -> bool:
+    """True when every residue of ``topology`` holds exactly one atom (a Cα trace or a one-bead CG model)."""
+    if topology.n_residues == 0:
+        return False
+    return all(residue.n_atoms == 1 for residue in topology.residues)
+
+
+def bead_topology(full: md.Topology, *, source: str = "topology") -> ProteinTopology:
+    """Describe a one-bead-per-residue topology as a :class:`ProteinTopology` whose atoms are the beads.
+
+    Every residue must be a standard amino acid (3-letter code or a force-field variant such as ``HSD``);
+    otherwise raises :class:`InputError` naming ``source`` and the residue.
+    """
+    if not is_one_bead_per_residue(full):
+        multi = next(r for r in full.residues if r.n_atoms != 1) if full.n_residues else None
+        what = f"residue {multi.name}{multi.resSeq} has {multi.n_atoms} atoms" if multi else "it has no residues"
+        raise InputError(f"{source}: not a one-bead-per-residue topology ({what})")
+    topology = full.subset(np.arange(full.n_atoms))
+    chain_labels = unique_labels([chain_label(c, i) for i, c in enumerate(topology.chains)])
+    ids: list[tuple[str, int, str]] = []
+    names: list[str] = []
+    letters_by_chain: list[str] = []
+    for chain, label in zip(topology.chains, chain_labels):
+        letters = []
+        for residue in chain.residues:
+            name = normalise_residue_name(residue.name)
+            if name not in ONE_LETTER:
+                raise InputError(
+                    f"{source}: bead {residue.index + 1} (residue {residue.name!r} {residue.resSeq}, chain "
+                    f"{label}) is not an amino acid; a one-bead-per-residue topology must name each bead's "
+                    "residue by its 3-letter code (ALA, ARG, ..., or a force-field variant such as HSD)"
+                )
+            residue.name = name
+            ids.append((label, int(residue.resSeq), ""))
+            names.append(name)
+            letters.append(ONE_LETTER[name])
+        if letters:
+            letters_by_chain.append("".join(letters))
+    residue_ids = np.array(ids, dtype=RESIDUE_ID_DTYPE)
+    check_unique_ids(residue_ids, source)
+    n = topology.n_atoms
+    return ProteinTopology(
+        topology=topology,
+        atom_indices=np.arange(n, dtype=np.int64),
+        atom_residue=np.arange(n, dtype=np.int64),
+        residue_rows=np.array([a.residue.index for a in topology.atoms], dtype=np.int64),
+        residue_ids=residue_ids,
+        residue_names=tuple(names),
+        chain_lengths=np.array([len(c) for c in letters_by_chain], dtype=np.int64),
+        sequence=":".join(letters_by_chain),
+        chain_labels=chain_labels,
+    )
+
+
+def _bonded_copy(protein: ProteinTopology) -> md.Topology:
+    """The bead topology with a bond between consecutive beads of each chain (for making chains whole)."""
+    topology = protein.topology.copy()
+    for chain in topology.chains:
+        atoms = list(chain.atoms)
+        for a, b in itertools.pairwise(atoms):
+            topology.add_bond(a, b)
+    return topology
+
+
+def consecutive_pairs(protein: ProteinTopology) -> np.ndarray:
+    """(m, 2) bead indices of consecutive residues within each chain."""
+    ends = np.cumsum(protein.chain_lengths)
+    starts = ends - protein.chain_lengths
+    pairs = [np.stack([np.arange(s, e - 1), np.arange(s + 1, e)], axis=1) for s, e in zip(starts, ends)]
+    return np.concatenate(pairs).astype(np.int64) if pairs else np.zeros((0, 2), dtype=np.int64)
+
+
+def check_chain_continuity(xyz: np.ndarray, protein: ProteinTopology, *, source: str, first_frame: int = 0,
+                           stride: int = 1, max_bond_nm: float = MAX_BEAD_DISTANCE_NM) -> None:
+    """Raise :class:`InputError` if consecutive beads of a chain are farther apart than ``max_bond_nm`` or a
+    coordinate is not finite; the message names ``source``, the frame (``first_frame + k * stride``) and the
+    residues."""
+    bad = ~np.isfinite(xyz).all(axis=(1, 2))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{source}: frame {first_frame + k * stride}: non-finite bead coordinates")
+    pairs = consecutive_pairs(protein)
+    if not len(pairs):
+        return
+    dist = np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
+    broken = dist > max_bond_nm
+    if broken.any():
+        k, p = (int(v) for v in np.argwhere(broken)[0])
+        i, j = pairs[p]
+        raise InputError(
+            f"{source}: frame {first_frame + k * stride}: chain break between consecutive beads "
+            f"{protein.describe_residue(int(i))} and {protein.describe_residue(int(j))}: {dist[k, p]:.3f} nm apart "
+            f"(> {max_bond_nm} nm; bonded beads are ~{CALVADOS_BOND_NM} nm). Make the chain whole across the "
+            "periodic box, or split the chain in the topology where residues are missing"
+        )
+
+
+@dataclass(frozen=True)
+class BeadTrajectory:
+    """Frames of a one-bead-per-residue system: bead (Cα) coordinates made whole, in nm, as written."""
+
+    protein: ProteinTopology
+    xyz: np.ndarray  # (F, N, 3) float32
+    source: str
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.xyz)
+
+    def to_mdtraj(self) -> md.Trajectory:
+        return md.Trajectory(self.xyz, self.protein.topology)
+
+
+def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | None:
+    if trajectory is None:
+        return None
+    if isinstance(trajectory, (str, os.PathLike)):
+        return [os.fspath(trajectory)]
+    return [os.fspath(t) for t in trajectory] or None
+
+
+def load_bead_topology(topology: PathLike | LoadedTopology) -> tuple[LoadedTopology, ProteinTopology] | None:
+    """(file topology, bead description) when ``topology`` is one-bead-per-residue, else ``None``."""
+    loaded = topology if isinstance(topology, LoadedTopology) else load_topology(topology)
+    if not is_one_bead_per_residue(loaded.topology):
+        return None
+    return loaded, bead_topology(loaded.topology, source=loaded.path)
+
+
+def iter_bead_chunks(topology: PathLike | LoadedTopology, trajectory: PathLike | Sequence[PathLike] | None = None, *,
+                     start: int = 0, stop: int | None = None, stride: int = 1, chunk_frames: int = 1000,
+                     max_bond_nm: float = MAX_BEAD_DISTANCE_NM,
+                     ) -> Iterator[tuple[ProteinTopology, str, int, np.ndarray]]:
+    """Yield (bead topology, source name, first frame index, (F, N, 3) float32 nm) chunk by chunk.
+
+    Chains are made whole across periodic boundaries (when the trajectory has a box) and checked for breaks.
+    Several trajectories (replicas) follow each other. Raises :class:`InputError` when the topology is not
+    one-bead-per-residue, names an unknown residue, or a chain breaks in some frame.
+    """
+    found = load_bead_topology(topology)
+    if found is None:
+        where = topology.path if isinstance(topology, LoadedTopology) else topology
+        raise InputError(f"{where}: not a one-bead-per-residue topology (some residue has several atoms)")
+    loaded, protein = found
+    bonded = _bonded_copy(protein)
+    bonds: np.ndarray | None = None
+    for source in open_sources(loaded, _as_list(trajectory)):
+        seen = 0
+        for chunk in source.chunks(protein.atom_indices, start=start, stop=stop, stride=stride,
+                                   chunk_frames=chunk_frames):
+            xyz = np.ascontiguousarray(chunk.xyz, dtype=np.float32)
+            first = start + seen * stride
+            if not np.isfinite(xyz).all():
+                check_chain_continuity(xyz, protein, source=source.name, first_frame=first, stride=stride)
+            if chunk.box is not None:
+                if bonds is None:
+                    bonds = spanning_bonds(bonded, xyz[0])
+                traj = md.Trajectory(xyz, bonded)
+                traj.unitcell_vectors = chunk.box
+                make_whole(traj, bonds)
+                xyz = traj.xyz
+            check_chain_continuity(xyz, protein, source=source.name, first_frame=first, stride=stride,
+                                   max_bond_nm=max_bond_nm)
+            yield protein, source.name, first, xyz
+            seen += len(xyz)
+        if seen == 0:
+            raise InputError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
+
+
+def read_bead_trajectory(topology: PathLike, trajectory: PathLike | Sequence[PathLike] | None = None, *,
+                         start: int = 0, stop: int | None = None, stride: int = 1,
+                         max_bond_nm: float = MAX_BEAD_DISTANCE_NM) -> BeadTrajectory:
+    """All selected frames of a one-bead-per-residue trajectory in memory (see :func:`iter_bead_chunks`).
+
+    A trace is small (1,000 frames of 300 beads: 3.6 MB); use :func:`iter_bead_chunks` for longer ones.
+    """
+    chunks = list(iter_bead_chunks(topology, trajectory, start=start, stop=stop, stride=stride,
+                                   max_bond_nm=max_bond_nm))
+    return BeadTrajectory(chunks[0][0], np.concatenate([xyz for *_, xyz in chunks]), str(topology))
+
+
+def count_bead_frames(topology: PathLike, trajectory: PathLike | Sequence[PathLike] | None = None, *,
+                      start: int = 0, stop: int | None = None, stride: int = 1) -> int | None:
+    """Number of frames :func:`iter_bead_chunks` will yield, when the files tell it cheaply."""
+    loaded = load_topology(topology)
+    return count_frames(open_sources(loaded, _as_list(trajectory)), start, stop, stride)
+
+
+class CalphaFluctuations:
+    """Cα RMSF and movement correlation folded chunk by chunk (DESIGN §3 items 1, 5, 6).
+
+    Frames are superposed on the first frame added (by all given positions, with MDTraj's ``superpose``, as
+    extract_md superposes by Cα) and their covariance accumulated with :class:`CoordinateCovariance`.
+    """
+
+    def __init__(self) -> None:
+        self.reference: md.Trajectory | None = None
+        self.covariance = CoordinateCovariance()
+
+    def add(self, xyz: np.ndarray) -> None:
+        """``xyz`` (F, N, 3) Cα positions (nm) of the next frames, made whole."""
+        xyz = np.asarray(xyz, dtype=np.float32)
+        if xyz.ndim != 3 or xyz.shape[-1] != 3:
+            raise InputError(f"Cα positions must have shape (frames, residues, 3), got {xyz.shape}")
+        traj = md.Trajectory(xyz.copy(), None)
+        if self.reference is None:
+            self.reference = md.Trajectory(xyz[:1].copy(), None)
+        traj.superpose(self.reference, 0)
+        self.covariance.add(traj.xyz)
+
+    @property
+    def n_frames(self) -> int:
+        return self.covariance.n
+
+    def result(self) -> dict[str, np.ndarray]:
+        """``rmsf`` (N,) nm and ``corr`` (N, N); needs at least 2 frames."""
+        if self.covariance.n < 2:
+            raise InputError(f"Cα fluctuations need at least 2 frames, got {self.covariance.n}")
+        return {"rmsf": self.covariance.rmsf(), "corr": self.covariance.correlation()}
+
+
+def calpha_fluctuations(xyz: np.ndarray) -> dict[str, np.ndarray]:
+    """Cα RMSF (nm) and movement correlation of a trace ``xyz`` (F, N, 3) nm, frames superposed on the first."""
+    acc = CalphaFluctuations()
+    acc.add(xyz)
+    return acc.result()
+
+
+def calpha_trace(protein: ProteinTopology, xyz: np.ndarray) -> np.ndarray:
+    """(F, N, 3) Cα positions of the output residues of an all-atom ``protein`` from its frames ``xyz``."""
+    top = protein.topology
+    ca = np.array([next(a.index for a in top.residue(int(r)).atoms if a.name == "CA")
+                   for r in protein.residue_rows], dtype=np.int64)
+    return np.ascontiguousarray(np.asarray(xyz)[:, ca], dtype=np.float32)
