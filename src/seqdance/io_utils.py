@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -101,3 +102,47 @@ def read_fasta(path: str | os.PathLike[str]) -> list[FastaRecord]:
             raise FastaError(f"{path}: duplicate record id {rec.id!r}")
         seen.add(rec.id)
     return records
+
+
+@contextlib.contextmanager
+def c_stdout_to_log(logger: logging.Logger, *, level: int = logging.DEBUG) -> Iterator[None]:
+    """Send what C code prints to the process's standard output during the block to ``logger`` instead.
+
+    Some readers (VMD's DCD plugin inside MDTraj) print from C straight to file descriptor 1, which Python's
+    ``sys.stdout`` redirection and ``-q`` cannot reach; the descriptor itself is pointed at a temporary file
+    for the block and restored after. Keep the block short: the redirection is process-wide.
+    """
+    import sys
+
+    libc = _libc()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    if libc is not None:
+        libc.fflush(None)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output at all
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            if libc is not None:
+                libc.fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace").strip()
+            if text:
+                logger.log(level, "%s", text)
+
+
+def _libc():  # the C library, to flush its stdout buffer around a redirection (None where unavailable)
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
-from seqdance.store.split import CLUSTER_METHODS, DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
+from seqdance.store.options import CLUSTER_METHODS, DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
 
 
 def _compression(text: str) -> str | None:

@@ -6,8 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
 
 
@@ -38,17 +36,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="frames held in memory at once (default 100)")
     parser.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
                         help="without hydrogens: 'error' (default) or 'skip' = write NaN H-bond maps")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--csv", action="store_true",
+                        help="also write the per-residue table OUT.csv beside OUT.npz (SASA, RMSF, DSSP fractions)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute even when OUT.npz is up to date (same input contents and options)")
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bar and no messages from trajectory readers")
     parser.set_defaults(func=run)
 
 
+def md_options(args: argparse.Namespace) -> dict:
+    """The options that change the computed values (what the output's fingerprint records)."""
+    return {"frequency": args.frequency, "stride": args.stride, "start": args.start, "stop": args.stop,
+            "missing_hydrogens": args.missing_hydrogens}
+
+
 def run(args: argparse.Namespace) -> int:
+    from seqdance.features.feature_files import (
+        feature_fingerprint,
+        is_up_to_date,
+        load_feature_file,
+        save_md_features,
+        write_residue_csv,
+    )
     from seqdance.features.md import extract_md
-    from seqdance.io_utils import atomic_path
 
     output = Path(args.output)
     if output.suffix != ".npz":
         raise ValueError(f"output must be an .npz file, got {output}")
+    table = output.with_suffix(".csv")
+    inputs = [("topology", args.topology)] + [("trajectory", t) for t in (args.trajectory or [])]
+    fingerprint = feature_fingerprint("md", inputs, md_options(args))
+    if not args.overwrite and is_up_to_date(output, fingerprint):
+        if args.csv and not table.exists():
+            write_residue_csv(table, load_feature_file(output)[1])
+        print(f"{output} is up to date (same input contents and options); skipped (--overwrite recomputes)")
+        return 0
     began = time.perf_counter()
     features = extract_md(
         args.topology,
@@ -58,15 +81,20 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         stop=args.stop,
         chunk_frames=args.chunk_frames,
-        progress=not args.no_progress,
+        progress=not args.quiet,
         missing_hydrogens=args.missing_hydrogens,
     )
-    arrays = {key: np.asarray(value) for key, value in features.items()}
-    arrays["source_topology"] = np.asarray(str(args.topology))
-    arrays["source_trajectories"] = np.asarray([str(t) for t in (args.trajectory or [])], dtype=str)
-    arrays["frames"] = np.asarray([args.start, -1 if args.stop is None else args.stop, args.stride])
-    with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    print(f"wrote {output}: {len(features['residue_ids'])} residues, {features['n_frames']} frames, "
-          f"{features['frequency']} frequencies ({time.perf_counter() - began:.1f} s)")
+    extra = {
+        "source_topology": str(args.topology),
+        "source_trajectories": [str(t) for t in (args.trajectory or [])],
+        "frames": [args.start, -1 if args.stop is None else args.stop, args.stride],
+    }
+    save_md_features(output, features, fingerprint=fingerprint, extra=extra)
+    if args.csv:
+        write_residue_csv(table, features)
+    else:
+        table.unlink(missing_ok=True)  # a table of the previous values would now disagree with OUT.npz
+    print(f"wrote {output}" + (f" and {table.name}" if args.csv else "") + f": {len(features['residue_ids'])} "
+          f"residues, {features['n_frames']} frames, {features['frequency']} frequencies "
+          f"({time.perf_counter() - began:.1f} s)")
     return 0

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from seqdance.io_utils import FastaRecord, read_fasta
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
-from seqdance.tokenizer import SequenceError, encode
+
+if TYPE_CHECKING:  # numpy and torch load when a command runs, not when the parser is built
+    from seqdance.io_utils import FastaRecord
 
 RESIDUE_CSV = "residues.csv"
 
@@ -36,7 +36,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--encoder", default=None, help="encoder preset of a training checkpoint whose shapes match no preset (e.g. 35M)"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
     parser.add_argument(
         "--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per batch (default: 4096)"
     )
@@ -79,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
     """FASTA records that tokenise; bad ones stop the run (listed by id) or are reported and dropped."""
+    from seqdance.io_utils import read_fasta
+    from seqdance.tokenizer import SequenceError, encode
+
     records = read_fasta(path)
     good: list[FastaRecord] = []
     bad: list[str] = []
@@ -120,6 +124,8 @@ def _load(args: argparse.Namespace):
 
 def _is_complete(path: Path, wanted: set[str], model: str) -> bool:
     """Whether an existing prediction file has every wanted key and came from ``model``."""
+    import numpy as np
+
     if not path.exists():
         return False
     try:

@@ -22,7 +22,7 @@ def _property_list(values: list[str] | None) -> list[str] | None:
 
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     from seqdance.schema import ESM2_MAX_RESIDUES
-    from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, REGIONS
+    from seqdance.scoring.options import DEFAULT_LOCAL_RADIUS, REGIONS
 
     parser.add_argument("--model", required=True, metavar="SOURCE",
                         help="dynamics model: Hugging Face id (e.g. ChaoHou/ESMDance), local folder or update_*.pt")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import mdtraj as md
@@ -130,7 +130,8 @@ class _Accumulators:
                 f"{bond[broken[0]].max():.2f} nm long); make molecules whole first, e.g. gmx trjconv -pbc mol"
             )
 
-    def add(self, traj: md.Trajectory) -> None:
+    def add(self, traj: md.Trajectory, on_frame: Callable[[], object] | None = None) -> None:
+        """Fold a chunk of frames in; ``on_frame`` is called after each frame's SASA (most of the time)."""
         protein = self.protein
         xyz = traj.xyz
         # Contacts on the coordinates as written (as GetContacts), before superposition rotates them.
@@ -139,7 +140,7 @@ class _Accumulators:
         self.ca_cov.add(traj.xyz[:, self.ca])
         # Shrake-Rupley's fixed sphere-point grid is not rotation invariant: like the reference, use the
         # superposed frames.
-        self.sasa.add(sasa_per_residue(traj, protein.residue_rows))
+        self.sasa.add(sasa_per_residue(traj, protein.residue_rows, on_frame=on_frame))
         self.ss += dssp_counts(traj, protein.residue_rows)
         for kind, (indices, rows) in self.angle_indices.items():
             if len(indices):
@@ -194,7 +195,7 @@ def extract_md(
     total = count_frames(sources, start, stop, stride)
 
     acc: _Accumulators | None = None
-    with tqdm(total=total, disable=not progress, unit="frame", desc="md features") as bar:
+    with tqdm(total=total, disable=not progress, unit="frame", desc="features md") as bar:
         for source in sources:
             seen = 0
             for chunk in source.chunks(protein.atom_indices, start=start, stop=stop, stride=stride,
@@ -203,9 +204,8 @@ def extract_md(
                     acc = _Accumulators(protein, chunk, frequency, criteria, missing_hydrogens, loaded.path)
                 traj = acc.whole_trajectory(chunk)
                 acc.check_whole(traj.xyz, source.name, start + seen * stride, stride)
-                acc.add(traj)
+                acc.add(traj, on_frame=lambda: bar.update(1))  # per frame, not per chunk
                 seen += len(chunk)
-                bar.update(len(chunk))
             if seen == 0:
                 raise ValueError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
     assert acc is not None

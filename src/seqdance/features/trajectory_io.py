@@ -20,6 +20,7 @@ Supported inputs
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -29,6 +30,10 @@ from pathlib import Path
 
 import mdtraj as md
 import numpy as np
+
+from seqdance.io_utils import c_stdout_to_log
+
+log = logging.getLogger(__name__)
 
 MDTRAJ_TOPOLOGY_SUFFIXES = (".pdb", ".pdb.gz", ".ent", ".cif", ".pdbx", ".psf", ".gro", ".prmtop", ".parm7",
                             ".prm7", ".mol2", ".hoomdxml", ".arc", ".h5", ".lh5")
@@ -253,7 +258,7 @@ class MDTrajSource(FrameSource):
         if _suffix(self.path) not in _COUNTABLE_SUFFIXES:
             return
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), c_stdout_to_log(log):
                 warnings.simplefilter("ignore")
                 with md.open(self.path) as fh:
                     first = fh.read(n_frames=1)
@@ -289,7 +294,11 @@ class MDTrajSource(FrameSource):
                 warnings.simplefilter("ignore")
                 iterator = md.iterload(self.path, top=self.topology.topology, chunk=chunk_frames,
                                        atom_indices=atom_indices, stride=stride, skip=start)
-                for traj in iterator:
+                while True:
+                    with c_stdout_to_log(log):  # the DCD plugin prints from C when it opens a file
+                        traj = next(iterator, None)
+                    if traj is None:
+                        break
                     if remaining is not None:
                         traj = traj[:remaining]
                         remaining -= len(traj)

@@ -34,18 +34,12 @@ import numpy as np
 import pandas as pd
 
 from seqdance.store.align import ALPHABET, align_pairs, encode
+from seqdance.store.options import CLUSTER_METHODS, DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IDENTITY = 0.5
-DEFAULT_COVERAGE = 0.8
-DEFAULT_TEST_FRACTION = 0.05
 #: Above this many sequences the pure-numpy back-end warns that MMseqs2 should be used.
 PYTHON_BACKEND_SOFT_LIMIT = 3000
-
-
-#: How sequences are clustered: MMseqs2 when on PATH ("auto"), MMseqs2, or the pure-Python fallback.
-CLUSTER_METHODS: tuple[str, ...] = ("auto", "mmseqs", "python")
 
 
 def mmseqs_binary() -> str | None:
