@@ -10,6 +10,7 @@ import sys
 #: Command modules, each with ``register(subparsers)`` adding its sub-command(s) and setting ``func``.
 COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.predict",  # predict, embed
+    "seqdance.cli.structure_map",  # map
     "seqdance.cli.score",  # score, benchmark-dms
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology

@@ -47,7 +47,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="skip records the tokenizer rejects (reported on stderr) instead of stopping before any work",
     )
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pred.add_argument("--embeddings", action="store_true", help="also store the embedding (L, d)")
     pred.add_argument(
         "--attention", action="store_true", help="also store the attention maps (L, L, layers*heads; large)"
+    )
+    pred.add_argument(
+        "--plots", action="store_true",
+        help="also draw OUTDIR/<id>.profiles.png (RMSF, SASA, secondary structure, GNM fluctuations) and "
+        "OUTDIR/<id>.pairs.png (correlation, summed interactions, ANM correlation) per sequence",
     )
     pred.set_defaults(func=run_predict)
 
@@ -102,7 +107,8 @@ def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
 
 
 def _predict_options(args: argparse.Namespace) -> dict:
-    options: dict = {"device": args.device, "progress": not args.quiet}
+    # the model is already on its device (_load); the bar is named after the command
+    options: dict = {"progress": False if args.quiet else (getattr(args, "command", None) or True)}
     if args.batch_tokens is not None:
         options["max_tokens_per_batch"] = args.batch_tokens
     return options
@@ -151,7 +157,6 @@ def run_predict(args: argparse.Namespace) -> int:
     stems = unique_stems(r.id for r in records)
     model_name = _model_name(args.model)
     out_dir: Path = args.output
-    out_dir.mkdir(parents=True, exist_ok=True)
     wanted = {p.name for p in PROPERTIES if p.is_residue or not args.no_pairs}
     wanted |= {"embedding"} if args.embeddings else set()
     wanted |= {"attention"} if args.attention else set()
@@ -159,7 +164,8 @@ def run_predict(args: argparse.Namespace) -> int:
         r for r in records if args.overwrite or not _is_complete(out_dir / f"{stems[r.id]}.npz", wanted, model_name)
     ]
     if pending:
-        model = _load(args)
+        model = _load(args)  # before any output exists: a model that cannot be loaded leaves nothing behind
+        out_dir.mkdir(parents=True, exist_ok=True)
         results = iter_predictions(
             model,
             [r.sequence for r in pending],
@@ -172,12 +178,30 @@ def run_predict(args: argparse.Namespace) -> int:
         for _, prediction in results:
             save_prediction(out_dir / f"{stems[prediction.id]}.npz", prediction, model=model_name)
     n_rows = write_residue_csv(out_dir / RESIDUE_CSV, (out_dir / f"{stems[r.id]}.npz" for r in records))
+    n_plots = _draw_plots(records, stems, {r.id for r in pending}, args) if args.plots else 0
     print(
         f"{len(pending)} predicted, {len(records) - len(pending)} already done; "
-        f"{len(records)} files and {RESIDUE_CSV} ({n_rows} residues) in {out_dir}",
+        f"{len(records)} files and {RESIDUE_CSV} ({n_rows} residues)"
+        + (f" and {n_plots} figures" if args.plots else "") + f" in {out_dir}",
         file=sys.stderr,
     )
     return 0
+
+
+def _draw_plots(records: list[FastaRecord], stems: dict[str, str], fresh: set[str], args: argparse.Namespace) -> int:
+    """Figures of every record whose figures are missing or whose prediction was just (re)computed."""
+    from tqdm.auto import tqdm
+
+    from seqdance.display.plots import plot_prediction
+    from seqdance.inference.prediction_io import load_prediction
+
+    out_dir: Path = args.output
+    todo = [r for r in records if r.id in fresh or not (out_dir / f"{stems[r.id]}.profiles.png").exists()]
+    drawn = 0
+    for record in tqdm(todo, desc="predict plots", unit="sequence", disable=args.quiet or not todo):
+        prediction = load_prediction(out_dir / f"{stems[record.id]}.npz")
+        drawn += len(plot_prediction(prediction, out_dir, stems[record.id], model=_model_name(args.model)))
+    return drawn
 
 
 def run_embed(args: argparse.Namespace) -> int:

@@ -45,8 +45,9 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=ESM2_MAX_RESIDUES, metavar="N",
                         help=f"most residues per forward pass (default {ESM2_MAX_RESIDUES}, the ESM2 limit); longer "
                         "proteins are scored on a window of N residues around each variant's sites")
-    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps ... (default: cpu)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--max-variants", type=int, metavar="N",
                        help="score a random subset of at most N variants per assay (quick checks)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the --max-variants subset (default 0)")
-    bench.add_argument("--restart", action="store_true", help="recompute every assay, even finished ones")
+    bench.add_argument("--overwrite", "--restart", dest="overwrite", action="store_true",
+                       help="recompute every assay, even finished ones")
     _add_scoring_options(bench)
     bench.set_defaults(func=run_benchmark_dms)
 
@@ -173,7 +175,7 @@ def run_score(args: argparse.Namespace) -> int:
     scores = score_variants(
         wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=args.region,
         local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     clashes = [c for c in rows.columns if c in scores.columns or c == "n_mutations"]
     rows = rows.rename(columns={c: f"{c}_input" for c in clashes})
@@ -221,8 +223,8 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
         settings={"model": args.model, "esm2": args.esm2}, properties=properties, region=args.region,
         local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
         max_variants=args.max_variants,
-        seed=args.seed, skip_invalid=args.skip_invalid, restart=args.restart,
-        category_columns=args.category_column, progress=not args.no_progress, report=report,
+        seed=args.seed, skip_invalid=args.skip_invalid, restart=args.overwrite,
+        category_columns=args.category_column, progress=not args.quiet, report=report,
     )
     done = result.per_assay["assay"].nunique() if len(result.per_assay) else 0
     print(f"{done} of {len(assays)} assay(s) evaluated ({len(result.skipped)} from an earlier run); "

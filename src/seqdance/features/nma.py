@@ -485,8 +485,11 @@ def save_nma_features(
     *,
     dtype: np.dtype | type = np.float64,
     compress: bool = False,
+    fingerprint: dict[str, object] | None = None,
 ) -> None:
-    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays)."""
+    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays), with
+    the ``fingerprint`` of its inputs and options when given (:mod:`seqdance.features.feature_files`)."""
+    from seqdance.features.feature_files import fingerprint_array
     from seqdance.io_utils import atomic_path
 
     arrays: dict[str, np.ndarray] = {}
@@ -503,6 +506,7 @@ def save_nma_features(
         [(s.chain, s.resseq, s.icode, s.resname, s.reason) for s in skipped],  # type: ignore[attr-defined]
         dtype=_SKIPPED_DTYPE,
     )
+    arrays.update(fingerprint_array(fingerprint))
     writer = np.savez_compressed if compress else np.savez
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:

@@ -113,7 +113,7 @@ def iter_predictions(
     attentions: bool = False,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     window: int | None = DEFAULT_WINDOW,
     window_overlap: int | None = None,
     pair_block_rows: int | None = None,
@@ -130,7 +130,8 @@ def iter_predictions(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), unit="seq", desc="predict", disable=not progress, dynamic_ncols=True)
+    label = progress if isinstance(progress, str) else "predict"  # a string progress names the bar
+    bar = tqdm(total=len(jobs), unit="seq", desc=label, disable=not progress, dynamic_ncols=True)
 
     def run(windows: list[Window]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Forward the given windows in length-sorted batches; yield (position in ``windows``, arrays)."""
@@ -194,7 +195,7 @@ def predict(
     attentions: bool = False,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     window: int | None = DEFAULT_WINDOW,
     window_overlap: int | None = None,
     pair_block_rows: int | None = None,

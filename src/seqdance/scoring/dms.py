@@ -279,7 +279,7 @@ def run_benchmark(
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(assays, desc="assays", unit="assay")
+        iterator = tqdm(assays, desc="benchmark-dms", unit="assay")
     for assay in iterator:
         metrics_path = out / "metrics" / f"{assay.name}.csv"
         if metrics_path.is_file() and not restart:

@@ -242,7 +242,7 @@ def score_dynamics(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(first_of), desc="dynamics", unit="variant")
+        bar = tqdm(total=len(first_of), desc="score dynamics", unit="variant")
     try:
         with eval_mode(model), torch.inference_mode():
             for (start, stop), members in by_window.items():

@@ -56,7 +56,7 @@ def merge_stores(
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(plan, desc="merge", unit="protein")
+            iterator = tqdm(plan, desc="dataset merge", unit="protein")
         with store_lock(output), StoreWriter(output, metadata=metadata, compression=compression) as writer:
             for order, name, k in iterator:
                 writer.copy_from(stores[k], name, order=order)

@@ -396,7 +396,7 @@ def compute_store_statistics(
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(todo, desc="loss-weight statistics", unit="protein")
+        iterator = tqdm(todo, desc="loss-weights", unit="protein")
     for group, sid, name in iterator:
         prot = store_list[sid].read(name)
         acc[group].add(np.asarray(prot.residue), None if prot.pair is None else np.asarray(prot.pair),
