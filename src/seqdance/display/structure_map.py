@@ -6,7 +6,7 @@ structure may lack residues the prediction has, e.g. disordered termini, and may
 Every atom of an aligned residue gets the predicted value as its B-factor; atoms of residues with no aligned
 prediction get ``missing`` (default 0). Aligned residues whose amino acids differ are reported.
 
-Precision: the PDB format keeps two decimals of a B-factor, mmCIF (``.cif`` output) keeps float32; the
+Precision: the PDB format keeps two decimals of a B-factor, mmCIF (``.cif`` output) about six digits; the
 ChimeraX attribute file (``.defattr``, ``open OUT.defattr`` in ChimeraX, then e.g.
 ``color byattribute seqdance_rmsf_nor``) always holds the values at full precision.
 """
@@ -26,6 +26,12 @@ from seqdance.schema import RESIDUE_PROPERTIES
 
 #: Properties with one value per residue (what a B-factor column can hold).
 MAPPABLE_PROPERTIES: tuple[str, ...] = tuple(p.name for p in RESIDUE_PROPERTIES if p.width == 1)
+#: Alignment scores: affine gaps as BLAST's (open 10 + 1 per residue against a match of 1), so unrelated
+#: sequences do not align many identical residues by scattering gaps (gemmi's default gaps cost 1).
+_MATCH, _MISMATCH, _GAP_OPEN, _GAP_EXTEND = 1, -1, -10, -1
+#: An alignment places a chain when at least this share of its aligned pairs, and of the shorter sequence,
+#: are identical residues.
+MIN_IDENTITY = 0.5
 #: Attribute name prefix in the ChimeraX file.
 ATTRIBUTE_PREFIX = "seqdance_"
 
@@ -78,10 +84,13 @@ def _one_letter(names: Sequence[str]) -> list[str]:
 
 
 def align_residues(predicted: str, observed: Sequence[str]) -> list[tuple[int, int]]:
-    """(predicted index, structure index) pairs of a global alignment of two one-letter sequences."""
+    """(predicted index, structure index) pairs of a global alignment of two one-letter sequences (the end gaps
+    cost the same wherever a shorter sequence sits, so a domain still aligns inside a longer one)."""
     import gemmi
 
-    result = gemmi.align_string_sequences(list(predicted), list(observed), [])
+    scoring = gemmi.AlignmentScoring()
+    scoring.match, scoring.mismatch, scoring.gapo, scoring.gape = _MATCH, _MISMATCH, _GAP_OPEN, _GAP_EXTEND
+    result = gemmi.align_string_sequences(list(predicted), list(observed), [], scoring)
     pairs: list[tuple[int, int]] = []
     i = j = 0
     number = ""
@@ -183,7 +192,7 @@ def map_property(
             same = sum(seq[i] == codes[name][j] for i, j in pairs)
             if best is None or same > best[0]:
                 best = (same, name, pairs)
-        if best is None or best[0] < 0.5 * min(len(seq), len(available[best[1]])):
+        if best is None or best[0] < MIN_IDENTITY * max(len(best[2]), min(len(seq), len(available[best[1]]))):
             found = "no structure chain is left" if best is None else (
                 f"the best, chain {best[1]} ({len(available[best[1]])} residues), has only {best[0]} identical "
                 "aligned residues")
