@@ -7,7 +7,9 @@ Columns (header required, order free):
   ``group:label`` such as ``md:my_sims`` / ``idr:cg_runs``), mapped to a source group by
   :func:`seqdance.schema.source_group`; an optional ``group`` column (md | idr | nma) labels user sources instead;
 * ``structure`` (NMA) **or** ``topology`` + ``trajectory`` (MD; several trajectories of one system, pooled,
-  separated by ``;``). Relative paths are relative to the manifest's folder;
+  separated by ``;``) **or** ``features``: an ``.npz`` already written by ``seqdance features md`` /
+  ``features nma`` (used as is, nothing recomputed; its kind must be the source group's). Relative paths are
+  relative to the manifest's folder;
 * optional: ``label`` (train/test; otherwise kept from an existing store, else ``train``), ``stride``, ``start``,
   ``stop`` (MD frame selection), ``chains`` (NMA chain ids, e.g. ``A`` or ``A,B``), ``model`` (NMA model index).
 """
@@ -25,7 +27,7 @@ from seqdance.errors import SeqdanceError
 from seqdance.schema import GROUP_KIND, source_group
 from seqdance.store.hdf5 import LABEL_WIDTH, check_name
 
-_PATH_COLUMNS = ("structure", "topology", "trajectory")
+_PATH_COLUMNS = ("structure", "topology", "trajectory", "features")
 _INT_COLUMNS = ("stride", "start", "stop", "model")
 KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_INT_COLUMNS, "chains")
 
@@ -44,10 +46,13 @@ class ManifestEntry:
     topology: Path | None = None
     trajectories: tuple[Path, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # stride/start/stop (MD), chains/model (NMA)
+    features: Path | None = None  # a feature file of `seqdance features md|nma`, used instead of computing
 
     @property
     def inputs(self) -> list[tuple[str, Path]]:
         """(role, path) of every input file."""
+        if self.features is not None:
+            return [("features", self.features)]
         if self.kind == "nma":
             return [("structure", self.structure)] if self.structure else []
         files: list[tuple[str, Path]] = [("topology", self.topology)] if self.topology else []
@@ -89,8 +94,9 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
     for col in ("name", "source"):
         if col not in df.columns:
             raise ManifestError(f"{path}: the manifest needs a {col!r} column (columns: {list(df.columns)})")
-    if not any(c in df.columns for c in ("structure", "topology")):
-        raise ManifestError(f"{path}: the manifest needs a 'structure' column (NMA) or 'topology' + 'trajectory' (MD)")
+    if not any(c in df.columns for c in ("structure", "topology", "features")):
+        raise ManifestError(f"{path}: the manifest needs a 'structure' column (NMA), 'topology' + 'trajectory' (MD) "
+                            "or 'features' (feature files of 'seqdance features md|nma')")
     base = path.resolve().parent
     entries: list[ManifestEntry] = []
     seen: dict[str, int] = {}
@@ -113,10 +119,25 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
             group = source_group(rec["source"], explicit=rec["group"] or None)
         except ValueError as exc:
             raise ManifestError(f"{where}: {exc}") from None
+        label = rec["label"] or None
+        if label is not None and len(label.encode("utf-8")) > LABEL_WIDTH:
+            raise ManifestError(f"{where}: label {label!r} is longer than {LABEL_WIDTH} bytes")
         has_structure = bool(rec["structure"])
         has_md = bool(rec["topology"] or rec["trajectory"])
+        if rec["features"]:
+            if has_structure or has_md:
+                raise ManifestError(f"{where}: give 'features' (a feature file) or the files to compute it from, "
+                                    "not both")
+            given = [c for c in (*_INT_COLUMNS, "chains") if rec[c]]
+            if given:
+                raise ManifestError(f"{where}: {', '.join(given)} cannot apply to a feature file (they were chosen "
+                                    "when it was computed)")
+            entries.append(ManifestEntry(k, name, rec["source"], group, GROUP_KIND[group], label,
+                                         features=_resolve(base, rec["features"])))
+            continue
         if has_structure == has_md:
-            raise ManifestError(f"{where}: give either 'structure' (NMA) or 'topology' + 'trajectory' (MD), not "
+            raise ManifestError(f"{where}: give either 'structure' (NMA) or 'topology' + 'trajectory' (MD) (or a "
+                                f"'features' file), not "
                                 f"{'both' if has_structure else 'neither'}")
         kind = "nma" if has_structure else "md"
         if GROUP_KIND[group] != kind:
@@ -137,9 +158,6 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
             raise ManifestError(f"{where}: chains/model apply to NMA structures, not to MD")
         if rec["chains"]:
             options["chains"] = [c.strip() for c in rec["chains"].replace(";", ",").split(",") if c.strip()]
-        label = rec["label"] or None
-        if label is not None and len(label.encode("utf-8")) > LABEL_WIDTH:
-            raise ManifestError(f"{where}: label {label!r} is longer than {LABEL_WIDTH} bytes")
         if kind == "nma":
             entries.append(ManifestEntry(k, name, rec["source"], group, kind, label,
                                          structure=_resolve(base, rec["structure"]), options=options))
