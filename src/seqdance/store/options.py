@@ -8,7 +8,7 @@ DEFAULT_IDENTITY = 0.5
 DEFAULT_COVERAGE = 0.8
 #: Share of the clusters (of each source group, when stratified) that go to test.
 DEFAULT_TEST_FRACTION = 0.05
-#: A source group needs at least this many clusters to get test clusters when the split is stratified.
-DEFAULT_MIN_GROUP_CLUSTERS = 2
+#: Test clusters each source group gets at least (when it has more clusters than that) in a stratified split.
+DEFAULT_MIN_TEST_CLUSTERS = 1
 #: How sequences are clustered: MMseqs2 when on PATH ("auto"), MMseqs2, or the pure-Python fallback.
 CLUSTER_METHODS: tuple[str, ...] = ("auto", "mmseqs", "python")
