@@ -207,6 +207,8 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_benchmark_dms(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from seqdance.scoring.dms import discover_assays, run_benchmark
 
     properties = _property_list(args.properties)
@@ -230,6 +232,17 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
     print(f"{done} of {len(assays)} assay(s) evaluated ({len(result.skipped)} from an earlier run); "
           f"{len(result.failures)} failed; results in {args.output}")
     if len(result.summary):
-        cols = [c for c in ("predictor", "n_assays", "spearman", "ndcg", "top_decile_auc") if c in result.summary]
-        print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        from seqdance.scoring.metrics import METRIC_NAMES
+
+        cols = [c for c in ("predictor", "n_assays", *METRIC_NAMES) if c in result.summary]
+        print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
+        print("(medians over assays; '-': undefined on every assay; ProteinGym-layout files in "
+              f"{Path(args.output) / 'proteingym'})")
+    notes = result.per_assay["note"] if "note" in result.per_assay else pd.Series(dtype=object)
+    flagged = result.per_assay[notes.notna() & (notes.astype(str) != "")]
+    if len(flagged):
+        names = ", ".join(dict.fromkeys(flagged["assay"]))
+        print(f"note: metrics of {flagged['assay'].nunique()} assay(s) are undefined or 0 because of ties or "
+              f"constant scores ({names}); the reasons are in the 'note' column of {Path(args.output) / 'per_assay.csv'}",
+              file=sys.stderr)
     return 1 if len(result.failures) else 0
