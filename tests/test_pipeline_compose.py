@@ -55,6 +55,8 @@ def test_feature_files_build_the_same_targets_without_recomputing(feature_files,
     assert build_store(direct, tmp_path / "direct.h5", workers=0).failed == 0
     report = build_store(reused, tmp_path / "reused.h5", workers=0)
     assert report.failed == 0 and report.computed == 2
+    leftovers = [p.name for p in tmp_path.iterdir() if p.suffix in (".lock", ".tmp") or p.name.endswith(".journal")]
+    assert leftovers == []  # a successful build leaves the store and its index only
     with DynamicsStore.open(tmp_path / "direct.h5") as a, DynamicsStore.open(tmp_path / "reused.h5") as b:
         for name in ("md1", "nma1"):
             pa, pb = a.read(name), b.read(name)
@@ -133,3 +135,21 @@ def test_residue_tables_beside_the_feature_files(feature_files) -> None:
     _, nfeatures, _ = load_feature_file(feature_files["nma"])
     assert list(nma.columns[:4]) == ["chain", "residue_number", "insertion_code", "residue"]
     np.testing.assert_allclose(nma["nma_res2"], nfeatures["nma_res2"], rtol=1e-5)
+
+
+def test_dcd_reader_chatter_stays_off_stdout(md_inputs, tmp_path) -> None:
+    """VMD's DCD plugin prints from C to file descriptor 1; the command's stdout holds only its own summary."""
+    import os
+    import subprocess
+    import sys
+
+    top, traj = md_inputs
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "seqdance.cli.main", "features", "md", "-t", str(top), "-x",
+                           str(traj), "-o", str(tmp_path / "f.npz"), "-q"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [line for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    assert len(done.stdout.splitlines()) == 1 and "dcdplugin" not in done.stdout + done.stderr
+    assert done.stderr == ""  # -q: no bar, no reader messages
