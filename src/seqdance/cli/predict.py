@@ -211,12 +211,13 @@ def run_embed(args: argparse.Namespace) -> int:
 
     records = _valid_records(args.input, args.skip_invalid)
     unique_stems(r.id for r in records)
+    model = _load(args) if args.overwrite else None  # --overwrite drops the old file only once a model is loaded
     writer = EmbeddingWriter(
         args.output, model=_model_name(args.model), per_residue=args.per_residue, overwrite=args.overwrite
     )
     pending = [r for r in records if not writer.is_done(r.id)]
     if pending:
-        model = _load(args)
+        model = model if model is not None else _load(args)
         results = iter_predictions(
             model,
             [r.sequence for r in pending],
