@@ -102,3 +102,43 @@ def test_activate_follows_the_schema() -> None:
     torch.testing.assert_close(r2, r)
     torch.testing.assert_close(p2, p)
     assert activate(None, pair)[0] is None
+
+
+def test_inverse_activation_round_trips_and_bias_init_predicts_the_means() -> None:
+    from seqdance.model.dynamics import DynamicsModel
+    from seqdance.model.heads import activate, inverse_activate
+    from seqdance.schema import N_PAIR_CHANNELS, N_RESIDUE_CHANNELS, PAIR_PROPERTIES, RESIDUE_PROPERTIES
+
+    gen = torch.Generator().manual_seed(0)
+
+    def valid(props, n):  # property values inside each activation's range
+        out = torch.empty(n)
+        for p in props:
+            r = torch.rand(p.width, generator=gen) * 0.9 + 0.05
+            if p.activation == "softmax":
+                r = r / r.sum()
+            elif p.activation == "signed_sigmoid":
+                r = 2 * r - 1
+            elif p.activation == "softplus":
+                r = r * 3  # both sides of the threshold
+            out[p.channels] = r
+        return out
+
+    residue, pair = valid(RESIDUE_PROPERTIES, N_RESIDUE_CHANNELS), valid(PAIR_PROPERTIES, N_PAIR_CHANNELS)
+    back_res, back_pair = activate(inverse_activate(residue, "residue"), inverse_activate(pair, "pair"))
+    torch.testing.assert_close(back_res, residue, atol=1e-5, rtol=0)
+    torch.testing.assert_close(back_pair, pair, atol=1e-5, rtol=0)
+
+    model = DynamicsModel("tiny", "seqdance", dropout=0.0)
+    pair_with_gap = pair.clone()
+    pair_with_gap[-1] = float("nan")  # unknown: keeps its bias
+    before = model.pair_pred_linear.bias[-1].item()
+    model.init_output_bias(residue, pair_with_gap)
+    assert model.pair_pred_linear.bias[-1].item() == before
+    with torch.no_grad():  # with the last layers' weights at zero the heads output exactly their biases
+        model.res_pred_nn[4].weight.zero_()
+        model.pair_pred_linear.weight.zero_()
+    ids = torch.tensor([[0, 5, 6, 7, 8, 2]])
+    out = model(ids, torch.ones_like(ids))
+    torch.testing.assert_close(out.residue[0, 2], residue, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.pair[0, 1, 3, :-1], pair[:-1], atol=1e-5, rtol=0)
