@@ -64,10 +64,11 @@ def reference_loop(reference, wild_type: str, variants) -> np.ndarray:
             (out["residue"] if p.is_residue else out["pair"])[..., p.channels] for p in PROPERTIES
         ]
 
-    wt = split(reference(torch.from_numpy(encode(wild_type).ids)[None]))
+    device = next(reference.parameters()).device
+    wt = split(reference(torch.from_numpy(encode(wild_type).ids)[None].to(device)))
     rows = []
     for v in variants:
-        mut = split(reference(torch.from_numpy(encode(v.apply(wild_type)).ids)[None]))
+        mut = split(reference(torch.from_numpy(encode(v.apply(wild_type)).ids)[None].to(device)))
         rows.append([float((abs(m - w) / (abs(w) + EPS)).mean()) for m, w in zip(mut, wt)])
     return np.asarray(rows)
 
@@ -81,6 +82,7 @@ def timed(fn, *args, **kwargs):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer variants per configuration")
+    parser.add_argument("--tiny", action="store_true", help="a handful of variants: checks that the script runs")
     parser.add_argument("--length", type=int, default=100, help="residues of the protein (default 100)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -98,6 +100,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(scan))
     n_ref, n_all, n_res, n_esm_pos = (8, 76, 380, 10) if args.quick else (40, 380, 1900, args.length)
+    if args.tiny:
+        n_ref, n_all, n_res, n_esm_pos = 2, 4, 8, 1
     ours, reference = random_models(args.seed)
     ours, reference = ours.to(device), reference.to(device)
     print(f"saturation scan of a {args.length}-residue protein ({len(scan)} variants); random ESM2-35M-shaped "

@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu-only", action="store_true", help="skip the CUDA runs even when a GPU exists")
+    parser.add_argument("--cuda-only", action="store_true", help="skip the (slow) CPU runs when a GPU exists")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
@@ -217,7 +218,8 @@ def main() -> None:
     steps = args.steps or (1 if args.quick else 3)
     runs = [("cpu", False)]
     if torch.cuda.is_available() and not args.cpu_only:
-        runs += [("cuda", False), ("cuda", True)]
+        cuda_runs = [("cuda", False), ("cuda", True)]
+        runs = cuda_runs if args.cuda_only else [*runs, *cuda_runs]
     print(f"SeqDance-{ENCODER} training step, batch {batch} x {tokens} tokens, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
     rows = []

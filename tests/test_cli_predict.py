@@ -12,8 +12,10 @@ from _checkpoints import write_released_checkpoint
 
 from seqdance.cli import predict as cli
 from seqdance.inference.embedding_store import EmbeddingWriter, read_embeddings
+from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.inference.predict import predict
-from seqdance.inference.prediction_io import RESIDUE_TABLE_COLUMNS, load_prediction, safe_stem
+from seqdance.inference.prediction_io import METADATA_KEYS, RESIDUE_TABLE_COLUMNS, load_prediction, safe_stem
+from seqdance.inference.runs import RunOptions
 from seqdance.model import load_model
 from seqdance.schema import PROPERTY_NAMES, RESIDUE_PROPERTIES, SS_CLASSES
 
@@ -55,7 +57,7 @@ def test_predict_writes_npz_and_residue_table(tmp_path, checkpoint, expected, ca
     assert sorted(p.name for p in out.glob("*.npz")) == ["cplx.npz", "p1.npz", "sp_P0A7_TEST.npz"]
     assert safe_stem("sp|P0A7|TEST") == "sp_P0A7_TEST"
     with np.load(out / "cplx.npz") as data:
-        assert set(data.files) == {*PROPERTY_NAMES, "id", "sequence", "chain_lengths", "model"}
+        assert set(data.files) == {*PROPERTY_NAMES, *METADATA_KEYS}
         assert str(data["id"]) == "cplx" and data["chain_lengths"].tolist() == [5, 5]
         assert data["vdw"].shape == (10, 10) and data["ss"].shape == (10, 8)
     for rid, want in expected.items():
@@ -125,8 +127,10 @@ def test_colliding_ids_are_refused(tmp_path, checkpoint):
 def test_embed_writes_hdf5_and_resumes(tmp_path, checkpoint, expected, capsys):
     fasta = write_fasta(tmp_path / "in.fasta", RECORDS)
     target = tmp_path / "emb.h5"
-    # An interrupted earlier run left a part with one entry: it is kept and not recomputed.
-    writer = EmbeddingWriter(target, model=str(checkpoint.resolve()), per_residue=True)
+    # An interrupted earlier run left a part with one entry of this model: it is kept and not recomputed.
+    options = RunOptions(pairs=False, embeddings=True).value_options()
+    writer = EmbeddingWriter(target, model=str(checkpoint.resolve()), per_residue=True,
+                             fingerprint=module_fingerprint(load_model(str(checkpoint))), options=options)
     writer.add(expected["p1"])
     writer.flush()
     assert run("embed", str(fasta), "-o", str(target), "--model", str(checkpoint), "--per-residue", "-q") == 0

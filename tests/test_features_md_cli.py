@@ -48,6 +48,22 @@ def test_replicas_and_defaults(golden):
     assert args.trajectory == [str(dcd), str(dcd)]
     assert args.frequency == "reference" and args.stride == 1 and args.start == 0 and args.stop is None
     assert args.missing_hydrogens == "error"
+    assert args.sasa == "auto" and args.device == "auto" and args.threads is None  # auto: a GPU when there is one
+
+
+def test_sasa_engine_options(tmp_path, golden):
+    pdb, dcd = golden
+    outputs = {}
+    for engine in ("auto", "mdtraj"):
+        out = tmp_path / f"{engine}.npz"
+        args = _parse(["md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--stop", "3", "--sasa", engine,
+                       "--threads", "1", "--device", "cpu", "--no-progress"])
+        assert args.func(args) == 0
+        with np.load(out) as z:
+            outputs[engine] = z["sasa_mean"]
+    np.testing.assert_allclose(outputs["auto"], outputs["mdtraj"], rtol=0, atol=1e-5)
+    with pytest.raises(SystemExit):
+        _parse(["md", "-t", str(pdb), "-o", "x.npz", "--sasa", "fast"])
 
 
 def test_user_errors_raise_clear_exceptions(tmp_path, golden):

@@ -75,7 +75,7 @@ def test_sequence_and_ids(features, residue_table):
 
 
 def test_sasa_matches_reference(features, residue_table):
-    # Computed one frame per MDTraj call (see md_properties.sasa_per_residue), SASA reproduces MDTraj 1.9.9 to
+    # seqdance's Shrake-Rupley kernel (bit-identical to MDTraj's single-frame call) reproduces MDTraj 1.9.9 to
     # float32 precision; MDTraj 1.11's batched call would be up to 2.6e-3 nm² off.
     np.testing.assert_allclose(features["sasa_mean"], residue_table["sasa_mean"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(features["sasa_std"], residue_table["sasa_std"], rtol=0, atol=1e-6)

@@ -68,7 +68,7 @@ def test_score_saturation_fasta_offset_heatmap(checkpoints, tmp_path, capsys):
     args = ["score", "--model", str(dyn), "--fasta", str(fasta), "--saturation", "-o", str(out), "--offset", "24",
             "--properties", "sasa_mean", "psi", "--heatmap", str(png), "--no-progress"]
     assert main(args) == 1
-    assert "holds 2 records; choose one with --fasta-id" in capsys.readouterr().err
+    assert "scoring several proteins writes a folder" in capsys.readouterr().err
     assert main([*args, "--fasta-id", "b"]) == 0
     table = pd.read_csv(out)
     assert len(table) == 19 * 10 and table["mutant"].iloc[0] == "M24A" and table["mutant"].iloc[-1] == "R33Y"

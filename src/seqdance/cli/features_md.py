@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
+from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS, SASA_ENGINES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="frames held in memory at once (default 100)")
     parser.add_argument("--missing-hydrogens", choices=MISSING_HYDROGENS, default="error",
                         help="without hydrogens: 'error' (default) or 'skip' = write NaN H-bond maps")
+    parser.add_argument("--sasa", choices=SASA_ENGINES, default="auto",
+                        help="SASA implementation (same numbers): 'auto' (default) = compiled kernel on CPU, torch on "
+                             "a GPU --device; 'mdtraj' = MDTraj's shrake_rupley one frame per call (previous path)")
+    parser.add_argument("--device", default="auto",
+                        help="device for the SASA: auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads computing SASA frames in parallel (default: all cores)")
     parser.add_argument("--csv", action="store_true",
                         help="also write the per-residue table OUT.csv beside OUT.npz (SASA, RMSF, DSSP fractions)")
     parser.add_argument("--overwrite", action="store_true",
@@ -83,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
         progress=not args.quiet,
         missing_hydrogens=args.missing_hydrogens,
+        sasa=args.sasa,
+        device=args.device,
+        threads=args.threads,
     )
     extra = {
         "source_topology": str(args.topology),

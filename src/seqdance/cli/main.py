@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.predict",  # predict, embed
     "seqdance.cli.structure_map",  # map
     "seqdance.cli.score",  # score, benchmark-dms
+    "seqdance.cli.merge",  # merge (the shards of a sharded predict / embed / score / benchmark-dms run)
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology
     "seqdance.cli.train",  # train, evaluate, loss-weights

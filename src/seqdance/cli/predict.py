@@ -17,8 +17,6 @@ from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 if TYPE_CHECKING:  # numpy and torch load when a command runs, not when the parser is built
     from seqdance.io_utils import FastaRecord
 
-RESIDUE_CSV = "residues.csv"
-
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="FASTA file (chains of a complex joined by ':')")
@@ -47,6 +45,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="skip records the tokenizer rejects (reported on stderr) instead of stopping before any work",
     )
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    parser.add_argument(
+        "--shard", metavar="i/N", default=None,
+        help="compute shard i (0-based) of N, balanced by tokens (SLURM arrays); under torchrun each rank takes "
+        "its own shard; see docs/large_runs.md",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -106,14 +109,6 @@ def _valid_records(path: Path, skip_invalid: bool) -> list[FastaRecord]:
     return good
 
 
-def _predict_options(args: argparse.Namespace) -> dict:
-    # the model is already on its device (_load); the bar is named after the command
-    options: dict = {"progress": False if args.quiet else (getattr(args, "command", None) or True)}
-    if args.batch_tokens is not None:
-        options["max_tokens_per_batch"] = args.batch_tokens
-    return options
-
-
 def _model_name(source: str) -> str:
     """How outputs record the model: the absolute path of a local model, else the hub id as given."""
     path = Path(source).expanduser()
@@ -122,81 +117,75 @@ def _model_name(source: str) -> str:
 
 def _load(args: argparse.Namespace):
     from seqdance.devices import resolve_device
+    from seqdance.inference.sharding import local_rank
     from seqdance.model import load_model
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, local_rank=local_rank())
     return load_model(args.model, model_select=args.model_select, encoder=args.encoder, device=device)
 
 
-def _is_complete(path: Path, wanted: set[str], model: str) -> bool:
-    """Whether an existing prediction file has every wanted key and came from ``model``."""
-    import numpy as np
+def _batch_tokens(args: argparse.Namespace) -> int:
+    from seqdance.inference.predict import DEFAULT_MAX_TOKENS_PER_BATCH
 
-    if not path.exists():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            found_model = str(data["model"]) if "model" in data.files else None
-            complete = wanted <= set(data.files)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} exists but is not a readable prediction file ({exc}); remove it") from exc
-    if found_model is not None and found_model != model:
-        raise ValueError(
-            f"{path} was predicted with model {found_model!r}, not {model!r}; use another output directory "
-            "or --overwrite"
-        )
-    return complete
+    if args.batch_tokens is None:
+        return DEFAULT_MAX_TOKENS_PER_BATCH
+    if args.batch_tokens < 1:
+        raise ValueError(f"--batch-tokens must be positive, got {args.batch_tokens}")
+    return args.batch_tokens
+
+
+def report_run(report, shard, merged_what: str, merge_target: Path) -> None:
+    """The end-of-run lines on stderr: throughput, and for a shard whether the combined output was written."""
+    if report.throughput.sequences:
+        print(f"computed {report.throughput.summary()}", file=sys.stderr)
+    if shard is None:
+        return
+    if report.merged:
+        print(f"shard {shard.label}: all {shard.count} shard(s) finished; {merged_what} written", file=sys.stderr)
+    else:
+        print(f"shard {shard.label}: done; the last shard to finish writes {merged_what} "
+              f"(or run: seqdance merge {merge_target})", file=sys.stderr)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from seqdance.inference.predict import iter_predictions
-    from seqdance.inference.prediction_io import save_prediction, unique_stems, write_residue_csv
-    from seqdance.schema import PROPERTIES
+    from seqdance.inference.prediction_io import unique_stems
+    from seqdance.inference.runs import RESIDUE_CSV, RunOptions, run_predictions
+    from seqdance.inference.sharding import resolve_shard
 
+    shard = resolve_shard(args.shard)
     records = _valid_records(args.input, args.skip_invalid)
     stems = unique_stems(r.id for r in records)
-    model_name = _model_name(args.model)
-    out_dir: Path = args.output
-    wanted = {p.name for p in PROPERTIES if p.is_residue or not args.no_pairs}
-    wanted |= {"embedding"} if args.embeddings else set()
-    wanted |= {"attention"} if args.attention else set()
-    pending = [
-        r for r in records if args.overwrite or not _is_complete(out_dir / f"{stems[r.id]}.npz", wanted, model_name)
-    ]
-    if pending:
-        model = _load(args)  # before any output exists: a model that cannot be loaded leaves nothing behind
-        out_dir.mkdir(parents=True, exist_ok=True)
-        results = iter_predictions(
-            model,
-            [r.sequence for r in pending],
-            ids=[r.id for r in pending],
-            pairs=not args.no_pairs,
-            embeddings=args.embeddings,
-            attentions=args.attention,
-            **_predict_options(args),
-        )
-        for _, prediction in results:
-            save_prediction(out_dir / f"{stems[prediction.id]}.npz", prediction, model=model_name)
-    n_rows = write_residue_csv(out_dir / RESIDUE_CSV, (out_dir / f"{stems[r.id]}.npz" for r in records))
-    n_plots = _draw_plots(records, stems, {r.id for r in pending}, args) if args.plots else 0
-    print(
-        f"{len(pending)} predicted, {len(records) - len(pending)} already done; "
-        f"{len(records)} files and {RESIDUE_CSV} ({n_rows} residues)"
-        + (f" and {n_plots} figures" if args.plots else "") + f" in {out_dir}",
-        file=sys.stderr,
+    options = RunOptions(pairs=not args.no_pairs, embeddings=args.embeddings, attentions=args.attention,
+                         max_tokens_per_batch=_batch_tokens(args))
+    model = _load(args)
+    report = run_predictions(
+        model, [r.id for r in records], [r.sequence for r in records], args.output, stems,
+        model_name=_model_name(args.model), options=options, shard=shard, overwrite=args.overwrite,
+        progress=not args.quiet,
     )
+    n_plots = _draw_plots(records, stems, args) if args.plots else 0
+    scope = f"shard {shard.label}: " if shard else ""
+    print(f"{scope}{report.n_written} predicted, {report.n_done} already done; {report.n_owned} files"
+          + (f" and {RESIDUE_CSV} ({report.n_rows} residues)" if shard is None else "")
+          + (f" and {n_plots} figures" if args.plots else "") + f" in {args.output}",
+          file=sys.stderr)
+    report_run(report, shard, RESIDUE_CSV, args.output)
     return 0
 
 
-def _draw_plots(records: list[FastaRecord], stems: dict[str, str], fresh: set[str], args: argparse.Namespace) -> int:
-    """Figures of every record whose figures are missing or whose prediction was just (re)computed."""
+def _draw_plots(records: list[FastaRecord], stems: dict[str, str], args: argparse.Namespace) -> int:
+    """Figures of every predicted record whose figures are missing or older than its prediction file."""
     from tqdm.auto import tqdm
 
     from seqdance.display.plots import plot_prediction
     from seqdance.inference.prediction_io import load_prediction
 
     out_dir: Path = args.output
-    todo = [r for r in records if r.id in fresh or not (out_dir / f"{stems[r.id]}.profiles.png").exists()]
+    todo = []
+    for record in records:
+        npz, png = out_dir / f"{stems[record.id]}.npz", out_dir / f"{stems[record.id]}.profiles.png"
+        if npz.is_file() and (not png.is_file() or png.stat().st_mtime_ns < npz.stat().st_mtime_ns):
+            todo.append(record)
     drawn = 0
     for record in tqdm(todo, desc="predict plots", unit="sequence", disable=args.quiet or not todo):
         prediction = load_prediction(out_dir / f"{stems[record.id]}.npz")
@@ -205,33 +194,21 @@ def _draw_plots(records: list[FastaRecord], stems: dict[str, str], fresh: set[st
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from seqdance.inference.embedding_store import EmbeddingWriter
-    from seqdance.inference.predict import iter_predictions
     from seqdance.inference.prediction_io import unique_stems
+    from seqdance.inference.runs import run_embeddings
+    from seqdance.inference.sharding import resolve_shard
 
+    shard = resolve_shard(args.shard)
     records = _valid_records(args.input, args.skip_invalid)
     unique_stems(r.id for r in records)
-    model = _load(args) if args.overwrite else None  # --overwrite drops the old file only once a model is loaded
-    writer = EmbeddingWriter(
-        args.output, model=_model_name(args.model), per_residue=args.per_residue, overwrite=args.overwrite
+    model = _load(args)
+    report = run_embeddings(
+        model, [r.id for r in records], [r.sequence for r in records], args.output,
+        model_name=_model_name(args.model), per_residue=args.per_residue, max_tokens_per_batch=_batch_tokens(args),
+        shard=shard, overwrite=args.overwrite, progress=False if args.quiet else "embed",  # the bar's name
     )
-    pending = [r for r in records if not writer.is_done(r.id)]
-    if pending:
-        model = model if model is not None else _load(args)
-        results = iter_predictions(
-            model,
-            [r.sequence for r in pending],
-            ids=[r.id for r in pending],
-            pairs=False,
-            embeddings=True,
-            **_predict_options(args),
-        )
-        try:
-            for _, prediction in results:
-                writer.add(prediction)
-        finally:
-            writer.flush()  # keep what is done, even when interrupted
-    total = writer.close(order=[r.id for r in records])
-    print(f"{len(pending)} embedded, {len(records) - len(pending)} already done; {total} entries in {args.output}",
-          file=sys.stderr)
+    scope = f"shard {shard.label}: " if shard else ""
+    print(f"{scope}{report.n_written} embedded, {report.n_done} already done"
+          + (f"; {report.n_rows} entries in {args.output}" if report.merged else ""), file=sys.stderr)
+    report_run(report, shard, str(args.output), args.output)
     return 0

@@ -47,6 +47,9 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         "proteins are scored on a window of N residues around each variant's sites")
     parser.add_argument("--device", default="auto",
                         help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
+    parser.add_argument("--shard", metavar="i/N", default=None,
+                        help="compute shard i (0-based) of N of the proteins / assays, balanced by cost (SLURM "
+                        "arrays); under torchrun each rank takes its own shard; see docs/large_runs.md")
     parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
 
 
@@ -60,14 +63,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     seq = score.add_mutually_exclusive_group(required=True)
     seq.add_argument("--sequence", metavar="SEQ", help="wild-type sequence (one chain)")
-    seq.add_argument("--fasta", metavar="FILE", help="FASTA file holding the wild type")
-    score.add_argument("--fasta-id", metavar="ID", help="record to use when the FASTA file holds several")
+    seq.add_argument("--fasta", metavar="FILE",
+                     help="FASTA file holding the wild type, or several wild types (each scored; -o is then a "
+                     "folder with one table per protein and a combined scores.csv)")
+    score.add_argument("--fasta-id", metavar="ID", help="score only this record of a FASTA file of several")
+    score.add_argument("--id-column", metavar="COLUMN",
+                       help="column of the mutation table naming each row's FASTA record (several proteins; "
+                       "default: 'id' when the FASTA file holds several records)")
     muts = score.add_mutually_exclusive_group(required=True)
     muts.add_argument("--mutations", metavar="FILE",
                       help="CSV/TSV with a 'mutant' column (ProteinGym: A23G, multi-mutants A23G:L45P; optional "
                       "'mutated_sequence' is checked) or a plain list, one mutant per line")
     muts.add_argument("--saturation", action="store_true", help="all 19 x L single substitutions")
-    score.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="output CSV, one row per variant")
+    score.add_argument("-o", "--output", required=True, metavar="OUT.csv",
+                       help="output CSV, one row per variant (a folder when scoring several proteins)")
     score.add_argument("--offset", type=int, default=1, metavar="N",
                        help="number of the first residue of the wild type in the mutant names (default 1)")
     score.add_argument("--heatmap", metavar="OUT.png", help="also draw a position x amino-acid heat map")
@@ -107,8 +116,9 @@ def _load_models(args: argparse.Namespace):
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
     from seqdance.devices import resolve_device
+    from seqdance.inference.sharding import local_rank
 
-    model = load_model(args.model, device=resolve_device(args.device))
+    model = load_model(args.model, device=resolve_device(args.device, local_rank=local_rank()))
     esm_model = None
     if args.esm2:
         from seqdance.model import load_esm2_masked_lm
@@ -136,7 +146,86 @@ def _wild_type(args: argparse.Namespace) -> str:
     return check_wild_type(record.sequence, f"{args.fasta}:{record.id}")
 
 
+def _many_proteins(args: argparse.Namespace, shard) -> list | None:
+    """The FASTA records to score when this run scores several proteins, else None (one wild type)."""
+    if args.fasta is None or args.fasta_id is not None:
+        if shard is not None:
+            raise ValueError("shards (--shard, or the ranks of torchrun) split the proteins of a FASTA file of "
+                             "several wild types; one protein is scored by one process")
+        if args.id_column is not None:
+            raise ValueError("--id-column needs --fasta with the wild types (and no --fasta-id)")
+        return None
+    from seqdance.io_utils import read_fasta
+
+    records = read_fasta(args.fasta)
+    if len(records) == 1 and args.id_column is None and shard is None:
+        return None
+    return records
+
+
 def run_score(args: argparse.Namespace) -> int:
+    from seqdance.inference.sharding import resolve_shard
+
+    shard = resolve_shard(args.shard)
+    records = _many_proteins(args, shard)
+    if records is not None:
+        return _run_score_many(args, records, shard)
+    return _run_score_one(args)
+
+
+def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
+    from seqdance.scoring.mutations import read_mutations
+    from seqdance.scoring.proteins import (
+        COMBINED_CSV,
+        INVALID_CSV,
+        ScoreSettings,
+        run_protein_scores,
+        saturation_tasks,
+        table_tasks,
+        write_invalid,
+    )
+
+    out = Path(args.output)
+    if out.suffix.lower() in (".csv", ".tsv") or out.is_file():
+        raise ValueError(f"-o {out}: scoring several proteins writes a folder (one table per protein and a combined "
+                         f"{COMBINED_CSV}); give a folder name")
+    if args.heatmap:
+        raise ValueError("--heatmap draws one protein; score it alone (--fasta-id ID) to draw its map")
+    properties = _property_list(args.properties)
+    if args.saturation:
+        tasks, invalid = saturation_tasks(records, args.fasta, offset=args.offset), []
+    else:
+        table = read_mutations(args.mutations)
+        tasks, invalid = table_tasks(records, table, args.mutations, id_column=args.id_column or "id",
+                                     offset=args.offset, window=args.window)
+        if invalid and not args.skip_invalid:
+            listed = "; ".join(str(i) for i in invalid[:5]) + (f"; and {len(invalid) - 5} more" if len(invalid) > 5
+                                                               else "")
+            raise ValueError(f"{args.mutations}: {len(invalid)} invalid mutant(s): {listed} "
+                             "(use --skip-invalid to score the rest)")
+    if not tasks:
+        raise ValueError("no valid mutants to score")
+    model, esm_model = _load_models(args)  # before any output exists: a model that cannot load leaves nothing
+    out.mkdir(parents=True, exist_ok=True)
+    if invalid:
+        write_invalid(out, invalid)
+        print(f"skipped {len(invalid)} invalid mutant(s); all listed in {out / INVALID_CSV}", file=sys.stderr)
+    settings = ScoreSettings(properties=tuple(properties) if properties else None, region=args.region,
+                             local_radius=args.local_radius, window=args.window, offset=args.offset)
+    result = run_protein_scores(tasks, out, model=model, esm_model=esm_model, settings=settings,
+                                batch_size=args.batch_size, shard=shard, progress=not args.quiet)
+    scope = f"shard {shard.label}: " if shard else ""
+    print(f"{scope}{result.n_scored} protein(s) scored, {result.n_done} already done, of {result.n_owned}"
+          + (f"; {COMBINED_CSV} ({result.n_rows} variants) in {out}" if result.merged else f" in {out}"))
+    if result.n_variants:
+        print(f"scored {result.throughput.summary('variants')}", file=sys.stderr)
+    if shard is not None and not result.merged:
+        print(f"shard {shard.label}: the last shard to finish writes {out / COMBINED_CSV} "
+              f"(or run: seqdance merge {out})", file=sys.stderr)
+    return 0
+
+
+def _run_score_one(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from seqdance.io_utils import atomic_path
@@ -146,6 +235,7 @@ def run_score(args: argparse.Namespace) -> int:
         read_mutations,
         saturation_mutants,
     )
+    from seqdance.scoring.proteins import variant_table
     from seqdance.scoring.scorer import SCORE_COLUMN, score_variants
     from seqdance.scoring.windows import drop_unscorable
 
@@ -177,10 +267,7 @@ def run_score(args: argparse.Namespace) -> int:
         local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
         progress=not args.quiet,
     )
-    clashes = [c for c in rows.columns if c in scores.columns or c == "n_mutations"]
-    rows = rows.rename(columns={c: f"{c}_input" for c in clashes})
-    rows.insert(1, "n_mutations", [sum(not s.is_synonymous for s in v.substitutions) for v in variants])
-    result = pd.concat([rows, scores], axis=1)
+    result = variant_table(rows, variants, scores)
     out = Path(args.output)
     with atomic_path(out) as tmp:
         result.to_csv(tmp, index=False)
@@ -209,8 +296,10 @@ def run_score(args: argparse.Namespace) -> int:
 def run_benchmark_dms(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from seqdance.inference.sharding import resolve_shard
     from seqdance.scoring.dms import discover_assays, run_benchmark
 
+    shard = resolve_shard(args.shard)
     properties = _property_list(args.properties)
     if args.max_variants is not None and args.max_variants < 2:
         raise ValueError("--max-variants must be at least 2")
@@ -226,11 +315,15 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
         local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
         max_variants=args.max_variants,
         seed=args.seed, skip_invalid=args.skip_invalid, restart=args.overwrite,
-        category_columns=args.category_column, progress=not args.quiet, report=report,
+        category_columns=args.category_column, progress=not args.quiet, report=report, shard=shard,
     )
     done = result.per_assay["assay"].nunique() if len(result.per_assay) else 0
-    print(f"{done} of {len(assays)} assay(s) evaluated ({len(result.skipped)} from an earlier run); "
+    scope = f"shard {shard.label}: " if shard else ""
+    print(f"{scope}{done} of {len(assays)} assay(s) evaluated ({len(result.skipped)} from an earlier run); "
           f"{len(result.failures)} failed; results in {args.output}")
+    if shard is not None and not len(result.summary):
+        print(f"shard {shard.label}: the last shard to finish writes the summary tables "
+              f"(or run: seqdance merge {args.output})", file=sys.stderr)
     if len(result.summary):
         from seqdance.scoring.metrics import METRIC_NAMES
 

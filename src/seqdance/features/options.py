@@ -13,6 +13,11 @@ FREQUENCIES: tuple[str, ...] = ("reference", "fraction")
 MissingHydrogens = Literal["error", "skip"]
 MISSING_HYDROGENS: tuple[str, ...] = ("error", "skip")
 
+#: Which implementation computes SASA: "auto" = the compiled kernel on CPU, torch on a GPU device; "mdtraj" =
+#: MDTraj's ``shrake_rupley`` called one frame at a time (the previous path, kept for comparison).
+SasaEngine = Literal["auto", "numba", "torch", "mdtraj"]
+SASA_ENGINES: tuple[str, ...] = ("auto", "numba", "torch", "mdtraj")
+
 #: Normal-mode zero modes: remove exactly the rigid-body modes, or every eigenvalue < 1e-6 as the reference.
 ZeroModes = Literal["rigid", "reference"]
 ZERO_MODES: tuple[str, ...] = ("rigid", "reference")

@@ -103,6 +103,82 @@ def _prepare_jobs(
     return jobs
 
 
+@dataclass(frozen=True)
+class PlannedBatch:
+    """One unit of work of a prediction run: a batch of sequences that fit one window each, or one long
+    sequence (all its windows). ``inputs`` are the token lengths of its model inputs."""
+
+    members: tuple[int, ...]  # input indices, in batch order
+    inputs: tuple[int, ...]
+    windowed: bool = False
+
+    @property
+    def tokens(self) -> int:
+        """Model tokens, padding excluded."""
+        return int(sum(self.inputs))
+
+    def cost(self, *, quadratic: bool) -> float:
+        """Estimated compute (:func:`seqdance.inference.sharding.input_cost`), padding included."""
+        from seqdance.inference.sharding import input_cost
+
+        if self.windowed:
+            return sum(input_cost(t, quadratic=quadratic) for t in self.inputs)
+        return len(self.inputs) * input_cost(max(self.inputs), quadratic=quadratic)
+
+
+def _plan_jobs(jobs: list[_Job], max_tokens: int, quadratic: bool) -> list[PlannedBatch]:
+    short = [job for job in jobs if len(job.windows) == 1]
+    lengths = [job.windows[0].ids.shape[0] for job in short]
+    plan = [
+        PlannedBatch(tuple(short[k].index for k in batch), tuple(lengths[k] for k in batch))
+        for batch in plan_batches(lengths, max_tokens, quadratic=quadratic)
+    ]
+    for job in jobs:
+        if len(job.windows) > 1:
+            plan.append(PlannedBatch((job.index,), tuple(w.ids.shape[0] for w in job.windows), windowed=True))
+    return plan
+
+
+def plan_prediction_batches(
+    sequences: SequenceInput | Sequence[SequenceInput],
+    *,
+    ids: Sequence[str] | None = None,
+    pairs: bool = True,
+    attentions: bool = False,
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
+    window: int | None = DEFAULT_WINDOW,
+    window_overlap: int | None = None,
+) -> list[PlannedBatch]:
+    """The batches :func:`iter_predictions` runs for these arguments, in the order it runs them.
+
+    Sequences that fit one window are batched by length (:mod:`seqdance.inference.batching`); each longer
+    sequence is a unit of its own. Pass a subset of the plan's ``members`` lists as ``batches`` to
+    :func:`iter_predictions` to compute exactly those batches (a shard of a run): every sequence is then computed
+    in the same batch, with the same padding, as in a run over all of them.
+    """
+    jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
+    return _plan_jobs(jobs, max_tokens_per_batch, pairs or attentions)
+
+
+def _check_batches(batches: Sequence[Sequence[int]], jobs: list[_Job]) -> list[list[int]]:
+    seen: set[int] = set()
+    checked = []
+    for batch in batches:
+        members = [int(i) for i in batch]
+        for i in members:
+            if not 0 <= i < len(jobs):
+                raise ValueError(f"batch member {i} is not an input index (0..{len(jobs) - 1})")
+            if i in seen:
+                raise ValueError(f"input {i} ({jobs[i].id!r}) appears in more than one batch")
+            seen.add(i)
+            if len(jobs[i].windows) > 1 and len(members) > 1:
+                raise ValueError(f"sequence {jobs[i].id!r} needs {len(jobs[i].windows)} windows: it must be a batch "
+                                 "of its own")
+        if members:
+            checked.append(members)
+    return checked
+
+
 def iter_predictions(
     model: DynamicsModel,
     sequences: SequenceInput | Sequence[SequenceInput],
@@ -117,25 +193,36 @@ def iter_predictions(
     window: int | None = DEFAULT_WINDOW,
     window_overlap: int | None = None,
     pair_block_rows: int | None = None,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> Iterator[tuple[int, Prediction]]:
     """Yield ``(input index, Prediction)`` as soon as each result is complete (batches run longest first).
 
     Same arguments as :func:`predict`; use this to write results out without holding all of them in memory.
+    ``batches``: run exactly these batches of input indices, in this order, instead of planning them (see
+    :func:`plan_prediction_batches`); inputs in no batch are not computed.
     """
     jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
+    quadratic = pairs or attentions
+    if batches is None:
+        batches = [list(unit.members) for unit in _plan_jobs(jobs, max_tokens_per_batch, quadratic)]
+    else:
+        batches = _check_batches(batches, jobs)
     if device is not None:
         model.to(device)
     dev = model_device(model)
-    quadratic = pairs or attentions
 
     from tqdm.auto import tqdm
 
+    n_total = sum(len(batch) for batch in batches)
     label = progress if isinstance(progress, str) else "predict"  # a string progress names the bar
-    bar = tqdm(total=len(jobs), unit="seq", desc=label, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=n_total, unit="seq", desc=label, disable=not progress, dynamic_ncols=True)
 
-    def run(windows: list[Window]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Forward the given windows in length-sorted batches; yield (position in ``windows``, arrays)."""
-        for batch in plan_batches([w.ids.shape[0] for w in windows], max_tokens_per_batch, quadratic=quadratic):
+    def run(windows: list[Window], planned: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Forward the given windows (in length-sorted batches, or as one batch when not ``planned``); yield
+        (position in ``windows``, arrays)."""
+        lengths = [w.ids.shape[0] for w in windows]
+        plan = plan_batches(lengths, max_tokens_per_batch, quadratic=quadratic) if planned else [range(len(windows))]
+        for batch in plan:
             input_ids, attention_mask = pad_batch([windows[k].ids for k in batch])
             out = model(
                 input_ids.to(dev),
@@ -171,10 +258,13 @@ def iter_predictions(
 
     try:
         with eval_mode(model), torch.inference_mode():
-            short = [job for job in jobs if len(job.windows) == 1]
-            for k, arrays in run([job.windows[0] for job in short]):
-                yield short[k].index, finish(short[k], arrays)
-            for job in (job for job in jobs if len(job.windows) > 1):
+            for batch in batches:
+                if len(jobs[batch[0]].windows) == 1:
+                    members = [jobs[i] for i in batch]
+                    for k, arrays in run([job.windows[0] for job in members], planned=False):
+                        yield members[k].index, finish(members[k], arrays)
+                    continue
+                job = jobs[batch[0]]
                 merger = WindowMerger(job.encoded.n_residues)
                 for k, arrays in run(job.windows):
                     residue_level = {n: a for n, a in arrays.items() if n in ("residue", "embedding")}

@@ -2,7 +2,8 @@
 
 ``<stem>.npz`` holds one array per predicted property (residue-aligned, as :class:`Prediction` gives them),
 ``embedding`` (L, d) and ``attention`` (L, L, layers*heads) when predicted, and the metadata ``id``,
-``sequence``, ``chain_lengths`` and ``model`` (0-d string / int arrays, readable without pickle).
+``sequence``, ``chain_lengths`` and ``model`` (0-d string / int arrays, readable without pickle), plus
+``model_fingerprint`` and ``options`` when given (what a resumed run compares before reusing the file).
 Every file is written atomically (:func:`seqdance.io_utils.atomic_path`).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from seqdance.io_utils import atomic_path
 from seqdance.schema import PROPERTY_BY_NAME, RESIDUE_PROPERTIES, SS_CLASSES
 from seqdance.tokenizer import ESM2_VOCAB, encode
 
-METADATA_KEYS: tuple[str, ...] = ("id", "sequence", "chain_lengths", "model")
+METADATA_KEYS: tuple[str, ...] = ("id", "sequence", "chain_lengths", "model", "model_fingerprint", "options")
 #: Per-residue scalar properties written to the residue table (every residue property of width 1).
 RESIDUE_SCALARS: tuple[str, ...] = tuple(p.name for p in RESIDUE_PROPERTIES if p.width == 1)
 #: Residue table columns: where the residue is, the scalars, and the most frequent secondary structure.
@@ -60,8 +61,11 @@ def unique_stems(seq_ids: Iterable[str]) -> dict[str, str]:
     return stems
 
 
-def prediction_arrays(prediction: Prediction, *, model: str | None = None) -> dict[str, np.ndarray]:
-    """The arrays an ``.npz`` file of one prediction holds."""
+def prediction_arrays(
+    prediction: Prediction, *, model: str | None = None, metadata: Mapping[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """The arrays an ``.npz`` file of one prediction holds (``metadata``: extra 0-d strings, e.g. the model
+    fingerprint)."""
     arrays: dict[str, np.ndarray] = {name: np.ascontiguousarray(v) for name, v in prediction.items()}
     if prediction.embedding is not None:
         arrays["embedding"] = prediction.embedding
@@ -72,13 +76,21 @@ def prediction_arrays(prediction: Prediction, *, model: str | None = None) -> di
     arrays["chain_lengths"] = np.asarray(prediction.chain_lengths, dtype=np.int64)
     if model is not None:
         arrays["model"] = np.asarray(str(model))
+    for key, value in (metadata or {}).items():
+        arrays[key] = np.asarray(str(value))
     return arrays
 
 
-def save_prediction(path: str | os.PathLike[str], prediction: Prediction, *, model: str | None = None) -> Path:
+def save_prediction(
+    path: str | os.PathLike[str],
+    prediction: Prediction,
+    *,
+    model: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write one prediction to ``path`` (``.npz``, uncompressed) atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **prediction_arrays(prediction, model=model))
+        np.savez(fh, **prediction_arrays(prediction, model=model, metadata=metadata))
     return Path(path)
 
 

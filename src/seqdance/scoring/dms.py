@@ -20,6 +20,12 @@ Output folder layout::
     summary.csv                  median of each metric over assays, per predictor
     summary_by_<column>.csv      the same medians per category value
     failures.csv                 assays that failed in the last run and why
+    keys/<assay>.json            what an assay's results were computed from (content key, model fingerprints)
+    shards/                      manifests of a sharded run (``shard``; :mod:`seqdance.inference.sharding`)
+
+An assay's results are reused only when its content key matches: the assay file and wild type, the settings
+and the fingerprints of the models. A sharded run deals the assays out by cost (variants × window tokens);
+the shard that finishes last writes the tables over all assays (:func:`merge_benchmark` does it on demand).
 """
 
 from __future__ import annotations
@@ -35,8 +41,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqdance.io_utils import atomic_path, read_fasta
-from seqdance.schema import ESM2_MAX_RESIDUES
+from seqdance.inference.fingerprint import module_fingerprint
+from seqdance.inference.sharding import (
+    Shard,
+    ShardError,
+    complete_run,
+    content_key,
+    input_cost,
+    merged_items,
+    partition,
+    run_is_complete,
+    write_manifest,
+)
+from seqdance.io_utils import atomic_path, read_fasta, sha256_file
+from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
 from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics, undefined_reasons
 from seqdance.scoring.mutations import check_wild_type, invalid_summary, parse_mutants
@@ -295,8 +313,10 @@ def run_benchmark(
     category_columns: Sequence[str] = (),
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    shard: Shard | None = None,
 ) -> BenchmarkResult:
-    """Score and evaluate every assay; finished assays (their metrics file exists) are not recomputed.
+    """Score and evaluate every assay (or this ``shard``'s); finished assays whose content key matches are not
+    recomputed.
 
     ``settings`` (model sources etc.) are recorded in ``run.json`` together with the scoring options; a
     resumed run must match them. Failures are reported per assay and do not stop the run.
@@ -317,6 +337,20 @@ def run_benchmark(
     _check_run_settings(out, run_settings, restart)
     for folder in ("scores", "metrics", "proteingym"):
         (out / folder).mkdir(exist_ok=True)
+    fingerprints = {"model": module_fingerprint(model) if model is not None else None,
+                    "esm2": module_fingerprint(esm_model) if esm_model is not None else None}
+    keys = {a.name: assay_content_key(a, run_settings, fingerprints) for a in assays}
+    all_assays = list(assays)
+    if shard is not None:
+        costs = [assay_cost(a, run_settings, with_esm=esm_model is not None) for a in all_assays]
+        owned = partition(costs, [a.name for a in all_assays], shard.count)[shard.index]
+        assays = [all_assays[i] for i in owned]
+        run = {"command": "benchmark-dms", "assays": content_key(sorted(keys.items())), **fingerprints,
+               "settings": run_settings, "n_shards": shard.count}
+        run_key = content_key(run)
+        items = [(i, all_assays[i].name) for i in owned]
+        write_manifest(out / SHARDS_DIR, shard, command="benchmark-dms", run_key=run_key, run=run, items=items,
+                       n_items=len(all_assays), complete=False)
 
     failures: list[dict[str, str]] = []
     skipped: list[str] = []
@@ -328,7 +362,7 @@ def run_benchmark(
     for assay in iterator:
         metrics_path = out / "metrics" / f"{assay.name}.csv"
         gym_path = out / "proteingym" / f"{assay.name}.csv"
-        if metrics_path.is_file() and not restart:
+        if metrics_path.is_file() and not restart and _stored_assay_key(out, assay.name) == keys[assay.name]:
             skipped.append(assay.name)
             if not gym_path.is_file() and assay.wild_type:  # finished by a version without these files
                 scores = pd.read_csv(out / "scores" / f"{assay.name}.csv", dtype={"mutant": str})
@@ -347,6 +381,7 @@ def run_benchmark(
             _write_csv(proteingym_table(table, wild_type), gym_path)
             metrics = metrics_table(table, assay.name)
             _write_csv(metrics, metrics_path)
+            _write_assay_key(out, assay.name, keys[assay.name], fingerprints)
             say(f"{assay.name}: {len(variants)} variants" + (f" ({note})" if note else ""))
             for line in metric_warnings(metrics):
                 say(f"warning: {line}")
@@ -354,13 +389,37 @@ def run_benchmark(
             message = " ".join(str(exc).split()) or type(exc).__name__
             failures.append({"assay": assay.name, "error": message})
             say(f"{assay.name}: FAILED: {message}")
-    _write_csv(pd.DataFrame(failures, columns=["assay", "error"]), out / "failures.csv")
-
-    frames = [pd.read_csv(out / "metrics" / f"{a.name}.csv") for a in assays if (out / "metrics" / f"{a.name}.csv").is_file()]
+    failures_frame = pd.DataFrame(failures, columns=["assay", "error"])
+    categories = {a.name: dict(a.categories) for a in assays}
+    if shard is None:
+        per_assay, summary = write_summaries(out, [a.name for a in assays], categories, category_columns, failures)
+        return BenchmarkResult(per_assay, summary, failures_frame, skipped)
+    write_manifest(out / SHARDS_DIR, shard, command="benchmark-dms", run_key=run_key, run=run, items=items,
+                   n_items=len(all_assays), complete=True,
+                   extra={"failures": failures, "categories": categories, "category_columns": list(category_columns),
+                          "content_keys": {a.name: keys[a.name] for a in assays}})
+    if run_is_complete(out / SHARDS_DIR, run_key, shard.count):
+        merged = merge_benchmark(out)
+        return BenchmarkResult(merged.per_assay, merged.summary, failures_frame, skipped)
+    frames = [pd.read_csv(out / "metrics" / f"{a.name}.csv") for a in assays
+              if (out / "metrics" / f"{a.name}.csv").is_file()]
     per_assay = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["assay", "predictor"])
-    by_name = {a.name: a for a in assays}
+    return BenchmarkResult(per_assay, pd.DataFrame(), failures_frame, skipped)
+
+
+def write_summaries(
+    out: Path,
+    names: Sequence[str],
+    categories: dict[str, dict[str, str]],
+    category_columns: Sequence[str],
+    failures: Sequence[dict[str, str]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write failures.csv, per_assay.csv, summary.csv and summary_by_<column>.csv over the assays ``names``."""
+    _write_csv(pd.DataFrame(list(failures), columns=["assay", "error"]), out / "failures.csv")
+    frames = [pd.read_csv(out / "metrics" / f"{n}.csv") for n in names if (out / "metrics" / f"{n}.csv").is_file()]
+    per_assay = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["assay", "predictor"])
     for column in category_columns:
-        per_assay[column] = [by_name[a].categories.get(column, "unknown") for a in per_assay["assay"]]
+        per_assay[column] = [categories.get(a, {}).get(column, "unknown") for a in per_assay["assay"]]
     _write_csv(per_assay, out / "per_assay.csv")
     summary = summarise(per_assay) if len(per_assay) else pd.DataFrame()
     _write_csv(summary, out / "summary.csv")
@@ -368,4 +427,76 @@ def run_benchmark(
         if len(per_assay):
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in column)
             _write_csv(summarise(per_assay, column), out / f"summary_by_{safe}.csv")
-    return BenchmarkResult(per_assay, summary, pd.DataFrame(failures, columns=["assay", "error"]), skipped)
+    return per_assay, summary
+
+
+SHARDS_DIR = "shards"
+KEYS_DIR = "keys"
+
+
+def assay_content_key(assay: Assay, run_settings: dict, fingerprints: dict) -> str:
+    """What an assay's results depend on: its table file, wild type, the run settings and the model fingerprints."""
+    table = sha256_file(assay.table_path) if assay.table_path.is_file() else None
+    return content_key({"table": table, "wild_type": assay.wild_type, "settings": run_settings, **fingerprints})
+
+
+def assay_cost(assay: Assay, run_settings: dict, *, with_esm: bool) -> float:
+    """Estimated compute of one assay: its rows (at most max_variants) × the cost of one window."""
+    if assay.wild_type is None or not assay.table_path.is_file():
+        return 0.0
+    with open(assay.table_path, "rb") as fh:
+        rows = max(0, sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b"")) - 1)
+    if run_settings.get("max_variants"):
+        rows = min(rows, int(run_settings["max_variants"]))
+    properties = run_settings.get("properties")
+    pairs = any(p.is_pair for p in get_properties(None if properties == "all" else properties))
+    tokens = min(len(assay.wild_type), int(run_settings["window"])) + 2
+    cost = (rows + 1) * input_cost(tokens, quadratic=pairs)
+    if with_esm:
+        cost += min(rows, tokens) * input_cost(tokens, quadratic=False)
+    return cost
+
+
+def _write_assay_key(out: Path, name: str, key: str, fingerprints: dict) -> None:
+    with atomic_path(out / KEYS_DIR / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps({"assay": name, "content_key": key, **fingerprints}, indent=1, sort_keys=True) + "\n")
+
+
+def _stored_assay_key(out: Path, name: str) -> str | None:
+    try:
+        return json.loads((out / KEYS_DIR / f"{name}.json").read_text()).get("content_key")
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class MergedBenchmark:
+    per_assay: pd.DataFrame
+    summary: pd.DataFrame
+    failures: pd.DataFrame
+
+
+def merge_benchmark(out_dir: str | os.PathLike[str]) -> MergedBenchmark:
+    """Check the shards of a benchmark run in ``out_dir`` and write the tables over all assays.
+
+    Every shard must be finished and of the same run, and every assay that did not fail must have results with
+    that run's content key (a ShardError names the first that does not).
+    """
+    out = Path(out_dir)
+    manifests = complete_run(out / SHARDS_DIR, "benchmark-dms")
+    names = merged_items(manifests)
+    failures = [f for m in manifests for f in m.get("failures", [])]
+    failed = {f["assay"] for f in failures}
+    categories: dict[str, dict[str, str]] = {}
+    keys: dict[str, str] = {}
+    for m in manifests:
+        categories.update(m.get("categories", {}))
+        keys.update(m.get("content_keys", {}))
+    for name in names:
+        if name not in failed and _stored_assay_key(out, name) != keys.get(name):
+            raise ShardError(f"{out / 'metrics' / (name + '.csv')} is missing or comes from another run (other "
+                             "assay files, models or settings than the shards' manifests); rerun its shard")
+    columns = manifests[0].get("category_columns", [])
+    failures.sort(key=lambda f: names.index(f["assay"]) if f["assay"] in names else len(names))
+    per_assay, summary = write_summaries(out, names, categories, columns, failures)
+    return MergedBenchmark(per_assay, summary, pd.DataFrame(failures, columns=["assay", "error"]))
