@@ -211,19 +211,3 @@ def test_guards_leave_the_released_scale_alone(tmp_path: Path) -> None:
         again = weights_from_baselines({group: implied}, adjustments=adjustments).for_group(group)
         assert adjustments == []
         assert again == pytest.approx(released.for_group(group), rel=1e-9)
-
-
-def test_model_layout_means_average_the_groups_that_train_each_channel() -> None:
-    from seqdance.train.weights import model_layout_means
-
-    md = {"residue": np.full(47, 1.0), "pair": np.full(10, 0.2)}
-    idr = {"residue": np.full(47, 3.0), "pair": np.full(10, np.nan)}
-    nma = {"residue": np.array([0.1, 0.2, 0.3]), "pair": np.array([0.5, 0.6, 0.7])}
-    residue, pair = model_layout_means({"md": md, "idr": idr, "nma": nma})
-    assert residue.shape == (50,) and pair.shape == (13,)
-    np.testing.assert_allclose(residue[:47], 2.0)  # md and idr both train the MD block
-    np.testing.assert_allclose(residue[47:], [0.1, 0.2, 0.3])
-    np.testing.assert_allclose(pair[:10], 0.2)  # a NaN mean (no valid entry in idr) does not count
-    np.testing.assert_allclose(pair[10:], [0.5, 0.6, 0.7])
-    residue, pair = model_layout_means({"nma": nma})
-    assert np.isnan(residue[:47]).all() and np.isnan(pair[:10]).all()

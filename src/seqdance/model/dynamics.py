@@ -18,7 +18,6 @@ from seqdance.model.encoder import Esm2Encoder, seqdance_init_
 from seqdance.model.heads import (
     AttentionProjector,
     activate,
-    inverse_activate,
     mlp_head,
     pair_logits_factorised,
     project_attention_maps,
@@ -100,22 +99,6 @@ class DynamicsModel(nn.Module):
 
     def heads(self) -> tuple[nn.Module, ...]:
         return (self.res_pred_nn, self.res_transform_nn, self.pair_middle_linear, self.pair_pred_linear)
-
-    def init_output_bias(self, residue: torch.Tensor | None = None, pair: torch.Tensor | None = None) -> None:
-        """Set the output biases so that the heads predict these property values (model layout: (50,) residue,
-        (13,) pair) wherever their input term is zero; NaN entries keep their bias. Training starts from the
-        targets' means this way instead of spending its first updates getting there."""
-        for values, layer, level in ((residue, self.res_pred_nn[4], "residue"), (pair, self.pair_pred_linear, "pair")):
-            if values is None:
-                continue
-            values = torch.as_tensor(values, dtype=torch.float32)
-            if values.shape != layer.bias.shape:
-                raise ValueError(f"{level} values have shape {tuple(values.shape)}, the head has {layer.bias.numel()} "
-                                 "outputs")
-            known = torch.isfinite(values)
-            logits = inverse_activate(torch.where(known, values, torch.zeros_like(values)), level)
-            with torch.no_grad():
-                layer.bias.copy_(torch.where(known.to(layer.bias.device), logits.to(layer.bias), layer.bias))
 
     def train(self, mode: bool = True) -> DynamicsModel:
         """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (deterministic)."""

@@ -95,31 +95,6 @@ def activate(
     return residue, pair
 
 
-def _inverse(values: torch.Tensor, activation: str, eps: float) -> torch.Tensor:
-    if activation == "softplus":  # softplus(x) = x above the threshold, log(1 + e^x) below
-        y = values.clamp_min(eps)
-        return torch.where(y * SOFTPLUS_BETA > SOFTPLUS_THRESHOLD, y, torch.log(torch.expm1(SOFTPLUS_BETA * y)) / SOFTPLUS_BETA)
-    if activation == "sigmoid":
-        return torch.logit(values, eps=eps)
-    if activation == "signed_sigmoid":
-        return torch.logit((values + 1.0) / 2.0, eps=eps)
-    if activation == "softmax":  # up to a constant; centred
-        logp = torch.log(values.clamp_min(eps))
-        return logp - logp.mean(dim=-1, keepdim=True)
-    raise ValueError(f"unknown activation {activation!r}")
-
-
-def inverse_activate(values: torch.Tensor, level: str, *, eps: float = 1e-4) -> torch.Tensor:
-    """Logits (..., 50) or (..., 13) whose activations are ``values`` (property values in the model layout of
-    ``level``): the inverse of :func:`activate` per channel, softmax groups up to a constant. Values outside an
-    activation's range are clamped to it (``eps`` from its edges)."""
-    runs = _RESIDUE_RUNS if level == "residue" else _PAIR_RUNS
-    out = torch.empty_like(values)
-    for channels, activation in runs:
-        out[..., channels] = _inverse(values[..., channels], activation, eps)
-    return out
-
-
 # --- the pair head -----------------------------------------------------------------------------------------
 
 

@@ -25,9 +25,6 @@ from seqdance.model.kinds import DEFAULT_ESM2_SOURCE, MODEL_SELECTS
 from seqdance.train.loss import MASK_MODES
 from seqdance.train.weights import BASELINE_FLOOR, MAX_WEIGHT_RATIO
 
-#: How fresh output heads' biases start: at the training targets' means, or zero (the reference).
-HEAD_BIAS_INITS: tuple[str, ...] = ("means", "zero")
-
 
 @dataclass
 class CurriculumStage:
@@ -82,9 +79,6 @@ class TrainConfig:
     dropout: float = 0.1
     esm2_weights: str | None = DEFAULT_ESM2_SOURCE  # ESMDance: pretrained encoder (None: random)
     init_from: str | None = None  # start from a trained model (seqdance.load_model source) to fine-tune
-    # output biases of fresh heads: "means" = the training targets' channel means (the model starts at the mean
-    # baseline), "zero" = the reference's zero biases
-    head_bias_init: str = "means"
     total_updates: int = 200_000
     seed: int = 42
     precision: str = "auto"  # auto: bf16 on CUDA with bf16 support, else fp16 on CUDA, fp32 on CPU
@@ -135,8 +129,6 @@ class TrainConfig:
             bad("total_updates must be ≥ 1")
         if not 0.0 <= self.dropout < 1.0:
             bad(f"dropout must lie in [0, 1), got {self.dropout}")
-        if self.head_bias_init not in HEAD_BIAS_INITS:
-            bad(f"head_bias_init must be one of {HEAD_BIAS_INITS}, got {self.head_bias_init!r}")
         d = self.data
         if not d.store:
             bad("data.store is empty: give the path of a dataset store (or a list of stores)")

@@ -50,7 +50,6 @@ from seqdance.train.weights import (
     LossWeights,
     compute_store_statistics,
     load_loss_weights,
-    model_layout_means,
     read_channel_means,
     write_statistics,
 )
@@ -186,8 +185,6 @@ class Trainer:
 
         ckpt.seed_everything(config.seed)  # identical initial weights on every rank
         model = build_model(config).to(self.device)
-        if config.head_bias_init == "means" and not config.init_from:
-            self._start_heads_at_means(model)
         if hasattr(model, "checkpoint_pair_blocks"):
             model.checkpoint_pair_blocks = bool(config.checkpoint_pair_blocks)
         self.frozen_unused = freeze_unused_parameters(model, self.device)
@@ -211,14 +208,6 @@ class Trainer:
         ckpt.seed_everything(config.seed + 1000 * self.dist.rank)  # per-rank dropout streams
 
     # --- set-up helpers ------------------------------------------------------------------------------
-
-    def _start_heads_at_means(self, model: nn.Module) -> None:
-        """Output biases at the training targets' means: the first update starts from the mean baseline."""
-        if not self.channel_means:
-            log.info("no training channel means for this weight table: output biases start at zero")
-            return
-        residue, pair = model_layout_means(self.channel_means)
-        model.init_output_bias(torch.as_tensor(residue), torch.as_tensor(pair))
 
     def _loss_weights(self, groups: list[str]) -> LossWeights:
         """Load or compute (rank 0, then broadcast) the loss weights; keep training channel means if known."""

@@ -531,23 +531,6 @@ def write_statistics(stats: StoreStatistics, path: str | os.PathLike[str]) -> di
     return out
 
 
-def model_layout_means(channel_means: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """(50,) residue and (13,) pair target means in the model layout: each channel's mean over the groups that
-    train it (``channel_means``: group -> {"residue", "pair"} in store layout); NaN where no group does."""
-    out = {"residue": np.full(schema.N_RESIDUE_CHANNELS, np.nan), "pair": np.full(schema.N_PAIR_CHANNELS, np.nan)}
-    for level, values in out.items():
-        for kind in ("md", "nma"):
-            rows = [np.asarray(m[level], dtype=np.float64) for g, m in channel_means.items()
-                    if schema.GROUP_KIND.get(g) == kind and level in m]
-            if rows:
-                with np.errstate(invalid="ignore"):
-                    stacked = np.vstack(rows)
-                    counts = np.isfinite(stacked).sum(axis=0)
-                    sums = np.where(np.isfinite(stacked), stacked, 0.0).sum(axis=0)
-                values[schema.kind_channels(level, kind)] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)  # type: ignore[arg-type]
-    return out["residue"], out["pair"]
-
-
 def read_channel_means(path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray]]:
     """Read a ``*_channel_means.csv`` back: group -> {"residue": (C,), "pair": (C',)} in store layout."""
     frame = pd.read_csv(path)
