@@ -129,3 +129,38 @@ def test_category_column_needs_reference(checkpoints, tmp_path, capsys):
     assert main(["benchmark-dms", "--model", str(dyn), "--assays", str(root), "-o", str(tmp_path / "o"),
                  "--category-column", "taxon"]) == 1
     assert "give --reference-csv" in capsys.readouterr().err
+
+
+def test_ties_proteingym_files_and_console_table(checkpoints, tmp_path, capsys):
+    dyn, _ = checkpoints
+    wt = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
+    singles = [f"{wt[i]}{i + 1}{aa}" for i in range(0, 30, 2) for aa in "AGLW" if aa != wt[i]]
+    # a third of the variants share the best score: ProteinGym's top decile is empty
+    rows = [(m, 1.0 if k % 3 == 0 else -float(k)) for k, m in enumerate(singles)]
+    root = tmp_path / "assays"
+    _write_assay(root, "tied", rows, wt)
+    out = tmp_path / "res"
+    assert main(["benchmark-dms", "--model", str(dyn), "--assays", str(root), "-o", str(out),
+                 "--properties", "rmsf_nor", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: tied: top_decile_auc is undefined (NaN) for every predictor" in captured.err
+    assert "top_recall is 0 for every predictor" in captured.err and "ProteinGym's top-decile rule" in captured.err
+    header = next(line for line in captured.out.splitlines() if line.lstrip().startswith("predictor"))
+    assert header.split() == ["predictor", "n_assays", "spearman", "ndcg", "top_decile_auc", "top_recall"]
+    per_assay = pd.read_csv(out / "per_assay.csv")
+    assert per_assay["top_decile_auc"].isna().all() and (per_assay["top_recall"] == 0).all()
+    assert per_assay["note"].str.contains("share the top DMS_score").all()
+    gym = pd.read_csv(out / "proteingym" / "tied.csv")
+    assert gym.columns.tolist() == ["mutant", "mutated_sequence", "DMS_score", "seqdance_combined",
+                                    "seqdance_rmsf_nor"]
+    assert gym["mutant"].tolist() == [m for m, _ in rows]
+    first = gym.iloc[0]
+    position = int(first["mutant"][1:-1]) - 1
+    assert first["mutated_sequence"] == wt[:position] + first["mutant"][-1] + wt[position + 1:]
+    scores = pd.read_csv(out / "scores" / "tied.csv")
+    np.testing.assert_allclose(gym["seqdance_combined"], scores["score"])
+    np.testing.assert_allclose(gym["seqdance_rmsf_nor"], -scores["change_rmsf_nor"])
+    (out / "proteingym" / "tied.csv").unlink()  # a finished assay without the file gets it on a resumed run
+    assert main(["benchmark-dms", "--model", str(dyn), "--assays", str(root), "-o", str(out),
+                 "--properties", "rmsf_nor", "-q"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "proteingym" / "tied.csv"), gym)

@@ -68,3 +68,29 @@ def test_assay_metrics_bin_column(data):
     assert set(out) == {"spearman", "ndcg", "top_decile_auc", "top_recall", "auc"}
     assert out["auc"] == pytest.approx(_pairwise_auc(y > 0, s))
     assert "auc" not in assay_metrics(y, s)
+
+
+def test_ties_at_the_top_follow_proteingym_and_are_explained(shared_data) -> None:
+    import pandas as pd
+    from conftest import require
+
+    from seqdance.scoring.metrics import undefined_reasons
+
+    table = pd.read_csv(require(shared_data / "proteingym_single_dev" / "mutant" / "CCDB_ECOLI_Adkar_2012.csv"))
+    y = table["score"].to_numpy(dtype=float)
+    assert (y == y.max()).sum() == 178 and np.percentile(y, 90) == y.max()  # the top decile is empty
+    s = np.random.default_rng(0).normal(size=y.size)
+    out = assay_metrics(y, s)
+    assert out["top_recall"] == 0.0  # ProteinGym's calc_toprecall: 0 when no variant is strictly above
+    assert math.isnan(out["top_decile_auc"])
+    assert not math.isnan(out["spearman"]) and not math.isnan(out["ndcg"])
+    reasons = undefined_reasons(y, s)
+    assert set(reasons) == {"top_decile_auc", "top_recall"}
+    assert "178 of 1176 variants share the top DMS_score" in reasons["top_decile_auc"]
+    # a predictor's own ties at its top: recall 0 by the same rule, explained
+    ties = np.where(s > np.percentile(s, 50), 1.0, 0.0)
+    y2 = np.arange(y.size, dtype=float)
+    assert top_recall(y2, ties) == 0.0 and "predictor's top score" in undefined_reasons(y2, ties)["top_recall"]
+    assert undefined_reasons(y2, s) == {}
+    assert "same DMS_score" in undefined_reasons(np.ones(20), s[:20])["spearman"]
+    assert "top 10% is empty" in undefined_reasons(y2[:8], s[:8])["ndcg"]

@@ -51,7 +51,7 @@ def test_replicas_and_defaults(golden):
     assert args.trajectory == [str(dcd), str(dcd)]
     assert args.frequency == "reference" and args.stride == 1 and args.start == 0 and args.stop is None
     assert args.missing_hydrogens == "error"
-    assert args.sasa == "auto" and args.device is None and args.threads is None
+    assert args.sasa == "auto" and args.device == "auto" and args.threads is None  # auto: a GPU when there is one
 
 
 def test_sasa_engine_options(tmp_path, golden):

@@ -330,7 +330,7 @@ def test_features_md_command_writes_input_kind_and_missing_properties(atlas, tmp
         assert str(data["input_kind"]) == "calpha"
         assert tuple(data["missing_properties"]) == tuple(n for n in MD_NAMES if n not in CALPHA_PROPERTIES)
         assert np.isnan(data["sasa_mean"]).all() and np.isfinite(data["rmsf"]).all()
-        options = json.loads(str(data["provenance"]))["options"]
+        options = json.loads(str(data["fingerprint"]))["options"]
     assert options["backmap"] is None and options["add_hydrogens"] is False and options["hydrogen_ph"] == 7.0
     assert main(["features", "md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--no-progress"]) == 0
     assert "up to date" in capsys.readouterr().out

@@ -169,3 +169,39 @@ def test_bad_inputs() -> None:
         cluster_sequences(["a"], [""], method="python")
     with pytest.raises(ValueError, match="method"):
         cluster_sequences(["a"], ["A"], method="cdhit")
+
+
+def test_stratified_split_gives_every_group_test_clusters() -> None:
+    names = [f"nma{k}" for k in range(40)] + ["md_a", "md_b", "idr_a"]
+    groups = ["nma"] * 40 + ["md", "md", "idr"]
+    table = pd.DataFrame({"name": names, "cluster": names, "group": groups})
+    table.loc[table["name"] == "nma39", "cluster"] = "md_a"  # a cluster shared across groups belongs to md
+    for seed in range(5):
+        labels = assign_split(table, test_fraction=0.05, seed=seed)
+        test = table[labels == "test"]
+        assert (test["group"] == "md").sum() == 1  # 2 md clusters: one to test, one stays in training
+        assert (test["group"] == "idr").sum() == 0  # a single cluster always stays in training
+        assert 2 <= (test["group"] == "nma").sum() <= 3  # round(0.05 x 39) clusters (+ nma39 when md_a is test)
+        assert table.assign(label=labels).groupby("cluster")["label"].nunique().max() == 1
+    shuffled = table.sample(frac=1.0, random_state=1)
+    assert dict(zip(shuffled["name"], assign_split(shuffled, seed=3))) == dict(zip(table["name"],
+                                                                                   assign_split(table, seed=3)))
+    more = assign_split(table, test_fraction=0.05, seed=0, min_test_clusters=4)
+    assert (table[more == "test"]["group"] == "nma").sum() >= 4
+    flat = assign_split(table, test_fraction=0.05, seed=0, stratify=False)
+    assert (flat == "test").sum() == round(0.05 * 41)  # one draw over all 41 clusters, md may get none
+
+
+def test_split_table_is_readable() -> None:
+    from seqdance.store.split import split_sequences, split_table
+
+    rng = np.random.default_rng(4)
+    seqs = [_random(rng, 60) for _ in range(12)]
+    result = split_sequences([f"p{k}" for k in range(12)], seqs, groups=["nma"] * 10 + ["md"] * 2,
+                             method="python", test_fraction=0.2)
+    text = split_table(result.stats)
+    lines = text.splitlines()
+    assert lines[0].split() == ["group", "proteins", "clusters", "train", "test", "test", "clusters"]
+    md = next(line.split() for line in lines if line.startswith("md "))
+    assert md == ["md", "2", "2", "1", "1", "1"]
+    assert "per source group" in text and result.stats["by_group"]["nma"]["test"] == 2

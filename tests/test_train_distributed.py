@@ -61,7 +61,9 @@ def test_torchrun_two_ranks_match_one_process(tmp_path: Path) -> None:
     store = write_synthetic_store(tmp_path / "s.h5", per_group=5, n_test=1, max_len=30)
     ddp_out = tmp_path / "ddp"
     ddp_out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
+    # keep the caller's PYTHONPATH: the ranks must import the same seqdance as this process
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH", "")) if p)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(HERE), str(store), str(ddp_out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -1,7 +1,8 @@
 """On the small real store, a tiny SeqDance trained for under a minute on CPU beats the training-mean predictor.
 
-The store (fixture ``small_real_store``, built from ../shared/data) is small, and its identity split leaves the
-MD groups without held-out proteins, so the held-out sets are made explicit here:
+The store (fixture ``small_real_store``, built from ../shared/data) is small, and which of its two MD and two
+IDR proteins its (stratified) identity split holds out depends on the seed, so the held-out sets are made
+explicit here:
 
 * ``nma`` (28 NMA structures, one test protein in the fixture's split): re-split by sequence identity
   (``seqdance.store.split``, 30 % of the clusters held out: 5 proteins in 4 clusters), for a less noisy test;
@@ -12,8 +13,8 @@ MD groups without held-out proteins, so the held-out sets are made explicit here
   the closest offline stand-in for a disordered-region ensemble.
 
 For every group the weighted test loss of the trained model must be lower than that of predicting each
-channel's training mean everywhere (seeds 0-3 locally: idr 0.832-0.842 vs 0.862, md 0.961-0.980 vs 0.989,
-nma 0.830-0.840 vs 1.010). The numbers are printed (``pytest -s``) for the record.
+channel's training mean everywhere (seed 0, with the loss-weight guards of small stores: md 1.098 vs 1.125, idr
+0.825 vs 0.862, nma 0.828 vs 1.010). The numbers are printed (``pytest -s``) for the record.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def prepare_held_out(small_real_store: Path, folder: Path) -> Path:
     resplit = split_sequences(list(nma["name"]), [from_modify_seq(q) for q in nma["modify_seq"]],
                               test_fraction=NMA_TEST_FRACTION, seed=0)
     index.loc[nma.index, "label"] = resplit.table["label"].to_numpy()
+    index.loc[index["group"].isin(["md", "idr"]), "label"] = "train"
     index.loc[index["name"].isin([MD_HELD_OUT, IDR_HELD_OUT]), "label"] = "test"
-    index.loc[index["name"] == IDR_TRAIN, "label"] = "train"
     index_csv = folder / "index.csv"
     index[["name", "modify_seq", "source", "label"]].to_csv(index_csv, index=False)
     return index_csv

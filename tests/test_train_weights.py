@@ -166,3 +166,48 @@ def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
     assert group_of_label("proteinflow_sabdab") == "nma" and group_of_label("md:custom") == "md"
     with pytest.raises(ValueError, match="no column for source group"):
         LossWeights({"md": {}}).for_group("nma")
+
+
+def test_small_store_guards_floor_and_cap_with_a_warning(caplog) -> None:
+    import logging
+
+    from seqdance.train.weights import weights_from_baselines
+
+    # the baselines of one MD training protein (adenylate kinase, the walkthrough's store)
+    md = {"sasa_mean": 0.40873, "sasa_std": 0.068627, "rmsf_nor": 0.22862, "ss": 0.27405, "chi": 0.18348,
+          "phi": 0.15333, "psi": 0.18251, "vdw": 0.15066, "hbbb": 0.061806, "hbsb": 0.039446, "hbss": 0.04453,
+          "hp": 0.036935, "sb": 0.037005, "pc": 0.011064, "ps": 0.001277, "ts": 0.00284, "corr": 0.55615}
+    plain = weights_from_baselines({"md": md}, baseline_floor=0.0, max_weight_ratio=None).for_group("md")
+    assert plain["ps"] == pytest.approx(48.94, abs=0.01) and plain["ts"] == pytest.approx(22.0, abs=0.01)
+    adjustments: list = []
+    with caplog.at_level(logging.WARNING, logger="seqdance.train.weights"):
+        guarded = weights_from_baselines({"md": md}, n_proteins={"md": dict.fromkeys(md, 1)},
+                                         adjustments=adjustments).for_group("md")
+    assert sorted(a.prop for a in adjustments) == ["ps", "ts"]
+    assert all(a.floored and a.capped and a.n_proteins == 1 for a in adjustments)
+    assert "loss weight of ps is 13 instead of 48.9" in caplog.text and "1 training protein" in caplog.text
+    median = float(np.median(list(plain.values())))
+    assert guarded["ps"] == guarded["ts"] == pytest.approx(25 * np.median(
+        [w for n, w in plain.items() if n not in ("ps", "ts")] + [0.0625 / (0.02 * 0.15066)] * 2), rel=1e-9)
+    assert guarded["ps"] < 30 * median
+    for name in md:  # everything else follows the rule exactly
+        if name not in ("ps", "ts"):
+            assert guarded[name] == pytest.approx(plain[name], rel=1e-12)
+    # a property constant in the training proteins (baseline 0) is floored, not dropped
+    zero = weights_from_baselines({"md": {**md, "ts": 0.0}}).for_group("md")
+    assert 0 < zero["ts"] <= guarded["ps"] + 1e-12
+
+
+def test_guards_leave_the_released_scale_alone(tmp_path: Path) -> None:
+    from seqdance.train.weights import weights_from_baselines
+
+    path = tmp_path / "released.csv"
+    path.write_text(RELEASED_CSV)
+    released = load_loss_weights(path)
+    for group in ("md", "idr", "nma"):
+        shares = target_shares(group)
+        implied = {n: shares[n] / w for n, w in released.for_group(group).items()}  # the baselines it implies
+        adjustments: list = []
+        again = weights_from_baselines({group: implied}, adjustments=adjustments).for_group(group)
+        assert adjustments == []
+        assert again == pytest.approx(released.for_group(group), rel=1e-9)

@@ -13,10 +13,11 @@ if TYPE_CHECKING:  # torch is imported where it is used, so the command line can
     import torch
 
 
-def resolve_device(name: str | torch.device | None, *, default: str = "cpu", local_rank: int = 0) -> torch.device:
+def resolve_device(name: str | torch.device | None, *, default: str = "auto", local_rank: int = 0) -> torch.device:
     """The torch device for a user-given name; ``None`` means ``default``.
 
-    ``auto`` picks CUDA when available, else CPU; a bare ``cuda`` means the local rank's GPU (torchrun).
+    ``auto`` (the default) picks CUDA when available, then Apple MPS, then the CPU; a bare ``cuda`` means the
+    local rank's GPU (torchrun).
     A name torch does not know, or a device this machine does not have, raises a ValueError saying so.
     """
     import torch
@@ -26,7 +27,7 @@ def resolve_device(name: str | torch.device | None, *, default: str = "cpu", loc
         device = spec
     else:
         if spec == "auto":
-            spec = "cuda" if torch.cuda.is_available() else "cpu"
+            spec = auto_device_name()
         try:
             device = torch.device(spec)
         except RuntimeError as exc:
@@ -39,6 +40,18 @@ def resolve_device(name: str | torch.device | None, *, default: str = "cpu", loc
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device {str(spec)!r} requested but Apple MPS is not available")
     return device
+
+
+def auto_device_name() -> str:
+    """The best device this machine has: ``cuda``, then ``mps``, then ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
 
 
 #: Numeric precisions of training and evaluation: ``auto`` picks bf16 / fp16 on GPUs, fp32 on CPU.

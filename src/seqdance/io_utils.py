@@ -6,6 +6,7 @@ import codecs
 import contextlib
 import gzip
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -199,3 +200,47 @@ def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *body])
+
+
+@contextlib.contextmanager
+def c_stdout_to_log(logger: logging.Logger, *, level: int = logging.DEBUG) -> Iterator[None]:
+    """Send what C code prints to the process's standard output during the block to ``logger`` instead.
+
+    Some readers (VMD's DCD plugin inside MDTraj) print from C straight to file descriptor 1, which Python's
+    ``sys.stdout`` redirection and ``-q`` cannot reach; the descriptor itself is pointed at a temporary file
+    for the block and restored after. Keep the block short: the redirection is process-wide.
+    """
+    import sys
+
+    libc = _libc()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    if libc is not None:
+        libc.fflush(None)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output at all
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            if libc is not None:
+                libc.fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace").strip()
+            if text:
+                logger.log(level, "%s", text)
+
+
+def _libc():  # the C library, to flush its stdout buffer around a redirection (None where unavailable)
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None

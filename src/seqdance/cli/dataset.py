@@ -9,7 +9,13 @@ from pathlib import Path
 
 from seqdance.cli.options import fraction, int_at_least
 from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
-from seqdance.store.split import CLUSTER_METHODS, DEFAULT_COVERAGE, DEFAULT_IDENTITY, DEFAULT_TEST_FRACTION
+from seqdance.store.options import (
+    CLUSTER_METHODS,
+    DEFAULT_COVERAGE,
+    DEFAULT_IDENTITY,
+    DEFAULT_MIN_TEST_CLUSTERS,
+    DEFAULT_TEST_FRACTION,
+)
 
 
 def _compression(text: str) -> str | None:
@@ -27,6 +33,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, frequency=args.frequency, max_residues=args.max_residues,
         missing_hydrogens=args.missing_hydrogens, compression=args.compression,
         threads_per_worker=args.threads_per_worker, fold_every=args.fold_every, progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     print(report.summary())
     if report.failed:
@@ -46,19 +53,19 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from seqdance.store.split import split_store
+    from seqdance.store.split import split_store, split_table
 
     result = split_store(
         args.store, identity=args.identity, coverage=args.coverage, test_fraction=args.test_fraction,
         seed=args.seed, method=args.method, threads=args.threads, clusters_out=args.clusters,
+        stratify=args.stratify == "group", min_test_clusters=args.min_test_clusters,
     )
-    text = json.dumps(result.stats, indent=2, sort_keys=True)
     if args.stats:
         from seqdance.io_utils import atomic_path
 
         with atomic_path(args.stats) as tmp:
-            tmp.write_text(text + "\n")
-    print(text)
+            tmp.write_text(json.dumps(result.stats, indent=2, sort_keys=True) + "\n")
+    print(split_table(result.stats))
     return 0
 
 
@@ -124,6 +131,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fold-every", type=int_at_least(0), default=0,
                    help="fold the journal into the store every N computed proteins (default: only at the end)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any protein failed")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute every protein, even those the store holds for the same inputs and options")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_build)
 
@@ -144,11 +153,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=fraction, default=DEFAULT_TEST_FRACTION,
                    help="fraction of clusters in test (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cluster shuffle (default 0)")
+    p.add_argument("--stratify", choices=("group", "none"), default="group",
+                   help="'group' (default): split each source group's clusters on their own, so every group "
+                   "with 2+ clusters gets test proteins; 'none': one draw over all clusters (the reference's)")
+    p.add_argument("--min-test-clusters", type=int, default=DEFAULT_MIN_TEST_CLUSTERS, metavar="N",
+                   help="test clusters each group gets at least, when it has more (default "
+                   f"{DEFAULT_MIN_TEST_CLUSTERS}; one always stays in training)")
     p.add_argument("--method", choices=CLUSTER_METHODS, default="auto",
                    help="clustering back-end (auto: MMseqs2 when installed)")
     p.add_argument("--threads", type=int_at_least(1), default=1, help="MMseqs2 threads")
     p.add_argument("--clusters", help="write name, cluster, label, group as TSV here")
-    p.add_argument("--stats", help="write the cluster statistics as JSON here")
+    p.add_argument("--stats", help="write the split statistics as JSON here")
     p.set_defaults(func=_cmd_split)
 
     p = sub.add_parser("check", help="validate a store (shapes, value ranges, masks, NaN/inf)")

@@ -1,7 +1,8 @@
 """``seqdance features md``: dynamic features of one MD system (one or more replica trajectories) to an .npz.
 
-The output records the SHA-256 of every input file and the options that shape the values (``provenance``); a
-re-run whose output is intact and records the same inputs and options does nothing, anything else recomputes.
+The output records the SHA-256 of every input file and the options that shape the values (its ``fingerprint``,
+:mod:`seqdance.features.feature_files`); a re-run whose output records the same input contents and options does
+nothing, anything else recomputes.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-import numpy as np
 
 from seqdance.cli.options import int_at_least
 from seqdance.errors import InputError
@@ -76,64 +75,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sasa", choices=SASA_ENGINES, default="auto",
                         help="SASA implementation (same numbers): 'auto' (default) = compiled kernel on CPU, torch on "
                              "a GPU --device; 'mdtraj' = MDTraj's shrake_rupley one frame per call (previous path)")
-    parser.add_argument("--device", default=None,
-                        help="device for the SASA: cpu (default), cuda, cuda:N or auto (GPU when available)")
+    parser.add_argument("--device", default="auto",
+                        help="device for the SASA: auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int_at_least(1), default=None,
                         help="CPU threads computing SASA frames in parallel (default: all cores)")
+    parser.add_argument("--csv", action="store_true",
+                        help="also write the per-residue table OUT.csv beside OUT.npz (SASA, RMSF, DSSP fractions)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="recompute even when OUT.npz records the same input files and options")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+                        help="recompute even when OUT.npz is up to date (same input contents and options)")
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bar and no messages from trajectory readers")
     parser.set_defaults(func=run)
 
 
-def md_provenance(args: argparse.Namespace) -> dict:
-    """Input content (SHA-256 of each file) and the options that shape the values (resume by content)."""
-    from seqdance.features.trajectory_io import split_selector
-    from seqdance.io_utils import sha256_file
-
-    def entry(role: str, spec: str) -> dict:
-        path, selector = split_selector(spec)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{role} file not found: {path}")
-        return {"role": role, "selector": selector, "sha256": sha256_file(path)}
-
-    inputs = [entry("topology", str(args.topology))]
-    inputs += [entry("trajectory", str(t)) for t in (args.trajectory or [])]
-    options = {"frequency": args.frequency, "stride": args.stride, "start": args.start, "stop": args.stop,
-               "missing_hydrogens": args.missing_hydrogens, "add_hydrogens": args.add_hydrogens,
-               "hydrogen_ph": args.hydrogen_ph, "hydrogen_forcefield": args.hydrogen_forcefield,
-               "backmap": args.backmap, "backmap_properties": args.backmap_properties}
-    return {"inputs": inputs, "options": options}
-
-
-def stored_provenance(path: Path) -> dict | None:
-    """The provenance an existing output records; None when it has none or cannot be read (then: recompute)."""
-    import json
-    import zipfile
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "provenance" not in data.files:
-                return None
-            return json.loads(str(data["provenance"]))
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
+def md_options(args: argparse.Namespace) -> dict:
+    """The options that change the computed values (what the output's fingerprint records)."""
+    return {"frequency": args.frequency, "stride": args.stride, "start": args.start, "stop": args.stop,
+            "missing_hydrogens": args.missing_hydrogens, "add_hydrogens": args.add_hydrogens,
+            "hydrogen_ph": args.hydrogen_ph, "hydrogen_forcefield": args.hydrogen_forcefield,
+            "backmap": args.backmap, "backmap_properties": args.backmap_properties}
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    import numpy as np
 
+    from seqdance.features.feature_files import (
+        feature_fingerprint,
+        is_up_to_date,
+        load_feature_file,
+        save_md_features,
+        write_residue_csv,
+    )
     from seqdance.features.md import extract_md
-    from seqdance.io_utils import atomic_path
 
     output = Path(args.output)
     if output.suffix != ".npz":
         raise InputError(f"output must be an .npz file, got {output}")
-    provenance = md_provenance(args)
-    if output.exists() and not args.overwrite:
-        if stored_provenance(output) == json.loads(json.dumps(provenance)):
-            print(f"{output} is up to date (same input files and options); --overwrite recomputes it")
-            return 0
+    table = output.with_suffix(".csv")
+    inputs = [("topology", args.topology)] + [("trajectory", t) for t in (args.trajectory or [])]
+    fingerprint = feature_fingerprint("md", inputs, md_options(args))
+    if not args.overwrite and is_up_to_date(output, fingerprint):
+        if args.csv and not table.exists():
+            write_residue_csv(table, load_feature_file(output)[1])
+        print(f"{output} is up to date (same input contents and options); skipped (--overwrite recomputes)")
+        return 0
     began = time.perf_counter()
     features = extract_md(
         args.topology,
@@ -143,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         stop=args.stop,
         chunk_frames=args.chunk_frames,
-        progress=not args.no_progress,
+        progress=not args.quiet,
         missing_hydrogens=args.missing_hydrogens,
         sasa=args.sasa,
         device=args.device,
@@ -154,17 +139,21 @@ def run(args: argparse.Namespace) -> int:
         hydrogen_ph=args.hydrogen_ph,
         hydrogen_forcefield=args.hydrogen_forcefield,
     )
-    arrays = {key: np.asarray(value) for key, value in features.items()}
-    arrays["missing_properties"] = np.asarray(features["missing_properties"], dtype=str)  # (0,) when none
-    arrays["source_topology"] = np.asarray(str(args.topology))
-    arrays["source_trajectories"] = np.asarray([str(t) for t in (args.trajectory or [])], dtype=str)
-    arrays["frames"] = np.asarray([args.start, -1 if args.stop is None else args.stop, args.stride])
-    arrays["provenance"] = np.asarray(json.dumps(provenance, sort_keys=True))
-    with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    extra = {
+        "missing_properties": np.asarray(features["missing_properties"], dtype=str),  # (0,) when none
+        "source_topology": str(args.topology),
+        "source_trajectories": [str(t) for t in (args.trajectory or [])],
+        "frames": [args.start, -1 if args.stop is None else args.stop, args.stride],
+    }
+    save_md_features(output, features, fingerprint=fingerprint, extra=extra)
+    if args.csv:
+        write_residue_csv(table, features)
+    else:
+        table.unlink(missing_ok=True)  # a table of the previous values would now disagree with OUT.npz
     rg = ", ".join(f"{v:.2f}" for v in features["conformation_rg_mean"])
     missing = features["missing_properties"]
-    print(f"wrote {output}: {len(features['residue_ids'])} residues, {features['n_frames']} frames, "
-          f"{features['frequency']} frequencies, mean Rg {rg} nm, {features['input_kind']} input"
-          + (f" (missing: {', '.join(missing)})" if missing else "") + f" ({time.perf_counter() - began:.1f} s)")
+    print(f"wrote {output}" + (f" and {table.name}" if args.csv else "") + f": {len(features['residue_ids'])} "
+          f"residues, {features['n_frames']} frames, {features['frequency']} frequencies, mean Rg {rg} nm, "
+          f"{features['input_kind']} input" + (f" (missing: {', '.join(missing)})" if missing else "")
+          + f" ({time.perf_counter() - began:.1f} s)")
     return 0

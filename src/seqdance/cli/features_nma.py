@@ -33,7 +33,8 @@ class NmaJob:
     disconnected: str
     float32: bool
     compress: bool
-    provenance: dict | None = None  # input SHA-256 and options, stored in the output (resume by content)
+    fingerprint: str = ""  # JSON (seqdance.features.feature_files): recorded in the output
+    csv: bool = False  # also write the per-residue table beside the output
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--float32", action="store_true", help="store the features as float32 (half the size)")
     parser.add_argument("--compress", action="store_true", help="zip-compress the .npz outputs")
-    parser.add_argument("--overwrite", action="store_true", help="recompute structures whose output exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--csv", action="store_true",
+                        help="also write OUTDIR/<stem>.csv per structure (nma_res1..3 per residue)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute structures whose output is up to date (same file contents and options)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
@@ -118,21 +122,13 @@ def plan_outputs(structures: list[Path], out_dir: Path) -> dict[Path, Path]:
     return outputs
 
 
-def job_provenance(structure: Path, args: argparse.Namespace) -> dict:
-    """What determines one output's values: the input's content (SHA-256) and the options (resume by content)."""
-    from seqdance.io_utils import sha256_file
-
-    return {
-        "input_sha256": sha256_file(structure),
-        "options": {"chains": args.chains, "model": args.model, "zero_modes": args.zero_modes,
-                    "disconnected": args.disconnected, "float32": bool(args.float32)},
-    }
-
-
 def process_structure(job: NmaJob) -> NmaOutcome:
     """Compute and save the features of one structure; every failure becomes an outcome, never an exception."""
+    import json
+
     import numpy as np
 
+    from seqdance.features.feature_files import write_residue_csv
     from seqdance.features.nma import extract_nma, save_nma_features
 
     start = time.perf_counter()
@@ -143,8 +139,10 @@ def process_structure(job: NmaJob) -> NmaOutcome:
         )
         save_nma_features(
             job.output, features, dtype=np.float32 if job.float32 else np.float64, compress=job.compress,
-            provenance=job.provenance,
+            fingerprint=json.loads(job.fingerprint) if job.fingerprint else None,
         )
+        if job.csv:
+            write_residue_csv(Path(job.output).with_suffix(".csv"), features)
     except (ValueError, OSError) as exc:
         return NmaOutcome(job.structure, False, str(exc), seconds=time.perf_counter() - start)
     except (MemoryError, np.linalg.LinAlgError, RuntimeError) as exc:
@@ -188,7 +186,16 @@ def _write_failure_log(out_dir: Path, failures: list[NmaOutcome]) -> Path | None
     return log
 
 
+def nma_options(args: argparse.Namespace) -> dict:
+    """The options that change the computed values (what each output's fingerprint records)."""
+    return {"chains": args.chains, "model": args.model, "zero_modes": args.zero_modes,
+            "disconnected": args.disconnected, "float32": args.float32}
+
+
 def run(args: argparse.Namespace) -> int:
+    import json
+
+    from seqdance.features.feature_files import feature_fingerprint, is_up_to_date
     from seqdance.features.nma import is_complete_nma_file
 
     if args.workers is not None and args.workers < 1:
@@ -198,12 +205,14 @@ def run(args: argparse.Namespace) -> int:
     structures = collect_structures(args.structures)
     outputs = plan_outputs(structures, args.out_dir)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    provenance = {s: job_provenance(s, args) for s in structures}
-    todo = [s for s in structures if args.overwrite or not is_complete_nma_file(outputs[s], provenance[s])]
+    fingerprints = {s: feature_fingerprint("nma", [("structure", s)], nma_options(args)) for s in structures}
+    todo = [s for s in structures if args.overwrite or not is_complete_nma_file(outputs[s])
+            or not is_up_to_date(outputs[s], fingerprints[s])
+            or (args.csv and not outputs[s].with_suffix(".csv").exists())]
     todo.sort(key=lambda p: p.stat().st_size, reverse=True)  # large first: better load balance
     jobs = [
         NmaJob(str(s), str(outputs[s]), args.chains, args.model, args.zero_modes, args.disconnected,
-               args.float32, args.compress, provenance[s])
+               args.float32, args.compress, json.dumps(fingerprints[s]), args.csv)
         for s in todo
     ]
     workers = min(args.workers or os.cpu_count() or 1, max(1, len(jobs)))

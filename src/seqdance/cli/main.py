@@ -14,6 +14,7 @@ from seqdance.errors import SeqdanceError
 #: Command modules, each with ``register(subparsers)`` adding its sub-command(s) and setting ``func``.
 COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.predict",  # predict, embed
+    "seqdance.cli.structure_map",  # map
     "seqdance.cli.score",  # score, benchmark-dms
     "seqdance.cli.merge",  # merge (the shards of a sharded predict / embed / score / benchmark-dms run)
     "seqdance.cli.features",  # features md, features nma
@@ -66,11 +67,30 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return BUG_EXIT_CODE
 
 
+#: Libraries whose log messages ``-q`` silences (errors still show).
+THIRD_PARTY_LOGGERS: tuple[str, ...] = (
+    "huggingface_hub", "MDAnalysis", "mdtraj", "distributed", "numba", "h5py", "matplotlib", "httpx", "urllib3",
+)
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """One line per message, each printed once; ``quiet`` keeps third-party libraries to errors and their Python
+    warnings out (seqdance's own warnings still show)."""
+    import warnings
+
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(levelname)s %(name)s: %(message)s")
+    # huggingface_hub prints through its own handler and also propagates to the root logger: print once
+    logging.getLogger("huggingface_hub").propagate = False
+    if quiet:
+        for name in THIRD_PARTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=r"^(?!seqdance)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose, bool(getattr(args, "quiet", False)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

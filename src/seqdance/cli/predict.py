@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seqdance.cli.options import int_at_least
 from seqdance.errors import InputError
-from seqdance.io_utils import FastaRecord, read_fasta
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
-from seqdance.tokenizer import SequenceError, encode
+
+if TYPE_CHECKING:  # numpy and torch load when a command runs, not when the parser is built
+    from seqdance.io_utils import FastaRecord
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +36,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--encoder", default=None, help="encoder preset of a training checkpoint whose shapes match no preset (e.g. 35M)"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
     parser.add_argument(
         "--batch-tokens", type=int_at_least(3), default=None, metavar="N", help="padded tokens per batch (default: 4096)"
     )
@@ -51,7 +54,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="compute shard i (0-based) of N, balanced by tokens (SLURM arrays); under torchrun each rank takes "
         "its own shard; see docs/large_runs.md",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pred.add_argument("--embeddings", action="store_true", help="also store the embedding (L, d)")
     pred.add_argument(
         "--attention", action="store_true", help="also store the attention maps (L, L, layers*heads; large)"
+    )
+    pred.add_argument(
+        "--plots", action="store_true",
+        help="also draw OUTDIR/<id>.profiles.png (RMSF, SASA, secondary structure, GNM fluctuations) and "
+        "OUTDIR/<id>.pairs.png (correlation, summed interactions, ANM correlation) per sequence",
     )
     pred.set_defaults(func=run_predict)
 
@@ -84,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _valid_records(path: Path, skip_invalid: bool, remove_gaps: bool = False) -> list[FastaRecord]:
     """FASTA records that tokenise; bad ones stop the run (listed by id) or are reported and dropped."""
+    from seqdance.io_utils import read_fasta
+    from seqdance.tokenizer import SequenceError, encode
+
     records = read_fasta(path, remove_gaps=remove_gaps)
     good: list[FastaRecord] = []
     bad: list[str] = []
@@ -156,12 +167,34 @@ def run_predict(args: argparse.Namespace) -> int:
         model_name=_model_name(args.model), options=options, shard=shard, overwrite=args.overwrite,
         progress=not args.quiet,
     )
+    n_plots = _draw_plots(records, stems, args) if args.plots else 0
     scope = f"shard {shard.label}: " if shard else ""
     print(f"{scope}{report.n_written} predicted, {report.n_done} already done; {report.n_owned} files"
-          + (f" and {RESIDUE_CSV} ({report.n_rows} residues)" if shard is None else "") + f" in {args.output}",
+          + (f" and {RESIDUE_CSV} ({report.n_rows} residues)" if shard is None else "")
+          + (f" and {n_plots} figures" if args.plots else "") + f" in {args.output}",
           file=sys.stderr)
     report_run(report, shard, RESIDUE_CSV, args.output)
     return 0
+
+
+def _draw_plots(records: list[FastaRecord], stems: dict[str, str], args: argparse.Namespace) -> int:
+    """Figures of every predicted record whose figures are missing or older than its prediction file."""
+    from tqdm.auto import tqdm
+
+    from seqdance.display.plots import plot_prediction
+    from seqdance.inference.prediction_io import load_prediction
+
+    out_dir: Path = args.output
+    todo = []
+    for record in records:
+        npz, png = out_dir / f"{stems[record.id]}.npz", out_dir / f"{stems[record.id]}.profiles.png"
+        if npz.is_file() and (not png.is_file() or png.stat().st_mtime_ns < npz.stat().st_mtime_ns):
+            todo.append(record)
+    drawn = 0
+    for record in tqdm(todo, desc="predict plots", unit="sequence", disable=args.quiet or not todo):
+        prediction = load_prediction(out_dir / f"{stems[record.id]}.npz")
+        drawn += len(plot_prediction(prediction, out_dir, stems[record.id], model=_model_name(args.model)))
+    return drawn
 
 
 def run_embed(args: argparse.Namespace) -> int:
@@ -176,7 +209,7 @@ def run_embed(args: argparse.Namespace) -> int:
     report = run_embeddings(
         model, [r.id for r in records], [r.sequence for r in records], args.output,
         model_name=_model_name(args.model), per_residue=args.per_residue, max_tokens_per_batch=_batch_tokens(args),
-        shard=shard, overwrite=args.overwrite, progress=not args.quiet,
+        shard=shard, overwrite=args.overwrite, progress=False if args.quiet else "embed",  # the bar's name
     )
     scope = f"shard {shard.label}: " if shard else ""
     print(f"{scope}{report.n_written} embedded, {report.n_done} already done"

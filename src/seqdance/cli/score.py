@@ -24,7 +24,7 @@ def _property_list(values: list[str] | None) -> list[str] | None:
 
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     from seqdance.schema import ESM2_MAX_RESIDUES
-    from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, REGIONS
+    from seqdance.scoring.options import DEFAULT_LOCAL_RADIUS, REGIONS
 
     parser.add_argument("--model", required=True, metavar="SOURCE",
                         help="dynamics model: Hugging Face id (e.g. ChaoHou/ESMDance), local folder or update_*.pt")
@@ -47,11 +47,12 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int_at_least(1, maximum=ESM2_MAX_RESIDUES), default=ESM2_MAX_RESIDUES, metavar="N",
                         help=f"most residues per forward pass (default {ESM2_MAX_RESIDUES}, the ESM2 limit); longer "
                         "proteins are scored on a window of N residues around each variant's sites")
-    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps ... (default: cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
     parser.add_argument("--shard", metavar="i/N", default=None,
                         help="compute shard i (0-based) of N of the proteins / assays, balanced by cost (SLURM "
                         "arrays); under torchrun each rank takes its own shard; see docs/large_runs.md")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -102,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--max-variants", type=int_at_least(2), metavar="N",
                        help="score a random subset of at most N variants per assay (quick checks)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the --max-variants subset (default 0)")
-    bench.add_argument("--restart", action="store_true", help="recompute every assay, even finished ones")
+    bench.add_argument("--overwrite", "--restart", dest="overwrite", action="store_true",
+                       help="recompute every assay, even finished ones")
     _add_scoring_options(bench)
     bench.set_defaults(func=run_benchmark_dms)
 
@@ -205,15 +207,15 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
                              "(use --skip-invalid to score the rest)")
     if not tasks:
         raise InputError("no valid mutants to score")
+    model, esm_model = _load_models(args)  # before any output exists: a model that cannot load leaves nothing
     out.mkdir(parents=True, exist_ok=True)
     if invalid:
         write_invalid(out, invalid)
         print(f"skipped {len(invalid)} invalid mutant(s); all listed in {out / INVALID_CSV}", file=sys.stderr)
-    model, esm_model = _load_models(args)
     settings = ScoreSettings(properties=tuple(properties) if properties else None, region=args.region,
                              local_radius=args.local_radius, window=args.window, offset=args.offset)
     result = run_protein_scores(tasks, out, model=model, esm_model=esm_model, settings=settings,
-                                batch_size=args.batch_size, shard=shard, progress=not args.no_progress)
+                                batch_size=args.batch_size, shard=shard, progress=not args.quiet)
     scope = f"shard {shard.label}: " if shard else ""
     print(f"{scope}{result.n_scored} protein(s) scored, {result.n_done} already done, of {result.n_owned}"
           + (f"; {COMBINED_CSV} ({result.n_rows} variants) in {out}" if result.merged else f" in {out}"))
@@ -265,7 +267,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
     scores = score_variants(
         wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=args.region,
         local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     result = variant_table(rows, variants, scores)
     out = Path(args.output)
@@ -294,6 +296,8 @@ def _run_score_one(args: argparse.Namespace) -> int:
 
 
 def run_benchmark_dms(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from seqdance.inference.sharding import resolve_shard
     from seqdance.scoring.dms import discover_assays, run_benchmark
 
@@ -312,8 +316,8 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
         settings={"model": args.model, "esm2": args.esm2}, properties=properties, region=args.region,
         local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
         max_variants=args.max_variants,
-        seed=args.seed, skip_invalid=args.skip_invalid, restart=args.restart,
-        category_columns=args.category_column, progress=not args.no_progress, report=report, shard=shard,
+        seed=args.seed, skip_invalid=args.skip_invalid, restart=args.overwrite,
+        category_columns=args.category_column, progress=not args.quiet, report=report, shard=shard,
     )
     done = result.per_assay["assay"].nunique() if len(result.per_assay) else 0
     scope = f"shard {shard.label}: " if shard else ""
@@ -323,6 +327,17 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
         print(f"shard {shard.label}: the last shard to finish writes the summary tables "
               f"(or run: seqdance merge {args.output})", file=sys.stderr)
     if len(result.summary):
-        cols = [c for c in ("predictor", "n_assays", "spearman", "ndcg", "top_decile_auc") if c in result.summary]
-        print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        from seqdance.scoring.metrics import METRIC_NAMES
+
+        cols = [c for c in ("predictor", "n_assays", *METRIC_NAMES) if c in result.summary]
+        print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
+        print("(medians over assays; '-': undefined on every assay; ProteinGym-layout files in "
+              f"{Path(args.output) / 'proteingym'})")
+    notes = result.per_assay["note"] if "note" in result.per_assay else pd.Series(dtype=object)
+    flagged = result.per_assay[notes.notna() & (notes.astype(str) != "")]
+    if len(flagged):
+        names = ", ".join(dict.fromkeys(flagged["assay"]))
+        print(f"note: metrics of {flagged['assay'].nunique()} assay(s) are undefined or 0 because of ties or "
+              f"constant scores ({names}); the reasons are in the 'note' column of {Path(args.output) / 'per_assay.csv'}",
+              file=sys.stderr)
     return 1 if len(result.failures) else 0

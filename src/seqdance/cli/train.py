@@ -82,6 +82,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lw.add_argument("--max-proteins", type=int_at_least(1), default=None, metavar="N",
                     help="estimate from at most N random proteins per group")
     lw.add_argument("--seed", type=int, default=0)
+    lw.add_argument("--baseline-floor", type=float, default=None, metavar="F",
+                    help="raise a baseline below F x the largest baseline of its kind in the group, e.g. of the "
+                    "nine interactions (default 0.02; 0: off)")
+    lw.add_argument("--max-weight-ratio", type=float, default=None, metavar="R",
+                    help="cap weights at R x the group's median weight (default 25; 0: off)")
     lw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     lw.set_defaults(func=run_loss_weights)
 
@@ -163,9 +168,13 @@ def run_loss_weights(args: argparse.Namespace) -> int:
         path = weights.write_csv(args.output)
         print(f"read {args.table} (groups {', '.join(weights.groups)}); wrote {path}", file=sys.stderr)
         return 0
+    from seqdance.train.weights import BASELINE_FLOOR, MAX_WEIGHT_RATIO
+
+    floor = BASELINE_FLOOR if args.baseline_floor is None else args.baseline_floor
+    ratio = MAX_WEIGHT_RATIO if args.max_weight_ratio is None else (args.max_weight_ratio or None)
     stats = compute_store_statistics(
         _open_stores(args.store), split=args.split, max_proteins_per_group=args.max_proteins, seed=args.seed,
-        progress=not args.quiet,
+        progress=not args.quiet, baseline_floor=floor, max_weight_ratio=ratio,
     )
     paths = write_statistics(stats, args.output)
     print(stats.details_frame().to_string(index=False, float_format=lambda v: f"{v:.5g}"))

@@ -67,6 +67,9 @@ PathLike = str | os.PathLike[str]
 MD_FEATURE_KEYS: dict[str, str] = {p.name: p.raw_key for p in properties_of_kind("md")}
 _ANGLES: tuple[str, ...] = tuple(name for name in MD_FEATURE_KEYS if name in DIHEDRAL_FUNCTIONS)
 _HBOND_TYPES: tuple[str, ...] = tuple(n for n in INTERACTION_NAMES if n.startswith("hb"))
+#: Frames folded into the accumulators per step (at least; more with many SASA threads): the progress bar
+#: advances this often. The result does not depend on it, as it does not on ``chunk_frames``.
+PROGRESS_FRAMES = 10
 
 
 def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | None:
@@ -306,20 +309,25 @@ def extract_md(
 
     acc: _Accumulators | None = None
     trace = _TraceAccumulators(protein) if isinstance(stream, TraceFrames) else None
-    with tqdm(total=total, disable=not progress, unit="frame", desc=f"md features ({stream.input_kind})") as bar:
+    # frames folded in per step: small for a moving bar, a few per thread so SASA keeps every core busy
+    block = max(PROGRESS_FRAMES, 2 * (threads or os.cpu_count() or 1))
+    with tqdm(total=total, disable=not progress, unit="frame", desc=f"features md ({stream.input_kind})") as bar:
         for batch in stream:
             if trace is not None and batch.trace is not None:
                 trace.add(batch.trace)
-            if batch.frames is not None:
-                if acc is None:
-                    atoms = stream.atoms
-                    assert atoms is not None
-                    sasa_engine = ResidueSasa(atoms.topology, atoms.residue_rows, engine=sasa, device=sasa_device,
-                                              threads=threads)
-                    acc = _Accumulators(atoms, batch.frames.xyz[0], frequency, criteria, missing_hydrogens,
-                                        loaded.path, sasa_engine)
-                acc.add(batch.frames, batch.frame_numbers, batch.source)
-            bar.update(len(batch))
+            if batch.frames is None:
+                bar.update(len(batch))
+                continue
+            if acc is None:
+                atoms = stream.atoms
+                assert atoms is not None
+                sasa_engine = ResidueSasa(atoms.topology, atoms.residue_rows, engine=sasa, device=sasa_device,
+                                          threads=threads)
+                acc = _Accumulators(atoms, batch.frames.xyz[0], frequency, criteria, missing_hydrogens,
+                                    loaded.path, sasa_engine)
+            for lo in range(0, len(batch), block):  # small steps, so that the bar moves every few frames
+                acc.add(batch.frames[lo:lo + block], batch.frame_numbers[lo:lo + block], batch.source)
+                bar.update(min(block, len(batch) - lo))
     n_frames = trace.n_frames if trace is not None else (acc.n_frames if acc is not None else 0)
     if n_frames < 2:
         raise InputError(

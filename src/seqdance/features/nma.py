@@ -23,7 +23,6 @@ tails, where physical ANM eigenvalues reach 1e-10), which changes the ranges; se
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from seqdance.errors import InputError, SeqdanceError
+from seqdance.features.conformation import ARRAY_PREFIX as CONFORMATION_PREFIX
+from seqdance.features.conformation import conformation_arrays, conformational_properties
 from seqdance.features.options import Disconnected, ZeroModes
 from seqdance.features.results import NmaFeatures
 from seqdance.features.structure import CalphaStructure, SkippedResidue, read_calpha_structure
@@ -472,6 +473,7 @@ def extract_nma(
         gnm_zero_modes=result.gnm_zero_modes,
         anm_zero_modes=result.anm_zero_modes,
     )
+    features.update(conformation_arrays(conformational_properties(calphas.coords / 10.0, calphas.chain_lengths)))
     return cast(NmaFeatures, features)
 
 
@@ -486,13 +488,11 @@ def save_nma_features(
     *,
     dtype: np.dtype | type = np.float64,
     compress: bool = False,
-    provenance: dict[str, object] | None = None,
+    fingerprint: dict[str, object] | None = None,
 ) -> None:
-    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays).
-
-    ``provenance`` (the input's SHA-256 and the options; JSON) is stored as ``provenance`` so that a re-run can
-    tell an up-to-date file from a stale one (:func:`is_complete_nma_file`).
-    """
+    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays), with
+    the ``fingerprint`` of its inputs and options when given (:mod:`seqdance.features.feature_files`)."""
+    from seqdance.features.feature_files import fingerprint_array
     from seqdance.io_utils import atomic_path
 
     arrays: dict[str, np.ndarray] = {}
@@ -504,13 +504,15 @@ def save_nma_features(
         arrays[key] = np.array(int(features[key]))  # type: ignore[call-overload]
     for key in ("residue_ids", "chain_lengths", "gnm_range_sizes", "anm_range_sizes"):
         arrays[key] = np.asarray(features[key])
+    for key in features:
+        if key.startswith(CONFORMATION_PREFIX):
+            arrays[key] = np.asarray(features[key])
     skipped = features.get("skipped_residues", [])
     arrays["skipped_residues"] = np.array(
         [(s.chain, s.resseq, s.icode, s.resname, s.reason) for s in skipped],  # type: ignore[attr-defined]
         dtype=_SKIPPED_DTYPE,
     )
-    if provenance is not None:
-        arrays["provenance"] = np.array(json.dumps(provenance, sort_keys=True))
+    arrays.update(fingerprint_array(fingerprint))
     writer = np.savez_compressed if compress else np.savez
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
@@ -535,23 +537,14 @@ def load_nma_features(path: str | os.PathLike[str]) -> dict[str, object]:
     return features
 
 
-def is_complete_nma_file(path: str | os.PathLike[str], provenance: dict[str, object] | None = None) -> bool:
+def is_complete_nma_file(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is an intact NMA feature file with every key (every member's CRC checked, so a truncated
-    or damaged file is not complete) and, when ``provenance`` is given, was computed from that same input with
-    those same options (the ``provenance`` it stores equals it)."""
+    or damaged file is not complete). Whether it is up to date is :func:`~seqdance.features.feature_files.is_up_to_date`."""
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as archive:
             names = {name.removesuffix(".npy") for name in archive.namelist()}
-            if not set(RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS) <= names or archive.testzip() is not None:
-                return False
-            if provenance is None:
-                return True
-            if "provenance" not in names:
-                return False
-            with np.load(path, allow_pickle=False) as data:
-                stored = json.loads(str(data["provenance"]))
+            return set(RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS) <= names and archive.testzip() is None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile):
         return False
-    return stored == json.loads(json.dumps(provenance, sort_keys=True))

@@ -27,7 +27,25 @@ class ChainLayout(TypedDict):
     chain_lengths: np.ndarray
 
 
-class MdFeatures(ChainLayout):
+class Conformation(TypedDict):
+    """Conformational properties of each chain's Cα trace over the frames (DESIGN §10.3; one frame for a
+    structure), (chains,) each; :func:`seqdance.features.conformation.conformation_arrays` writes them and
+    :func:`~seqdance.features.conformation.chains_from_arrays` reads them back."""
+
+    conformation_n_residues: np.ndarray  # int64
+    conformation_n_frames: np.ndarray  # int64
+    conformation_rg_mean: np.ndarray  # nm, unweighted radius of gyration, mean over frames
+    conformation_rg_std: np.ndarray  # nm, its standard deviation over frames
+    conformation_ree_mean: np.ndarray  # nm, end-to-end (first to last Cα) distance
+    conformation_ree_std: np.ndarray
+    conformation_asphericity_mean: np.ndarray  # gyration-tensor asphericity, 0 (sphere) .. 1 (rod)
+    conformation_asphericity_std: np.ndarray
+    conformation_scaled_rg: np.ndarray  # nm, rg_mean / N^0.366
+    conformation_nu: np.ndarray  # Flory exponent of R(s) = R0 s^nu over s > 5 (NaN for chains too short)
+    conformation_r0: np.ndarray  # nm, its fitted prefactor
+
+
+class MdFeatures(ChainLayout, Conformation):
     """Raw MD features of one trajectory (or pooled replicas); DESIGN §3."""
 
     sasa_mean: np.ndarray  # (N,) nm², Shrake-Rupley, mean over frames
@@ -47,19 +65,6 @@ class MdFeatures(ChainLayout):
     ps: np.ndarray
     ts: np.ndarray
     corr: np.ndarray  # (N, N) Cα movement correlation, in [-1, 1], diagonal 1
-    # Conformational properties of each chain's Cα trace over the frames (DESIGN §10.3), (chains,) each;
-    # seqdance.features.conformation.conformation_arrays writes them, chains_from_arrays reads them back.
-    conformation_n_residues: np.ndarray  # int64
-    conformation_n_frames: np.ndarray  # int64
-    conformation_rg_mean: np.ndarray  # nm, unweighted radius of gyration, mean over frames
-    conformation_rg_std: np.ndarray  # nm, its standard deviation over frames
-    conformation_ree_mean: np.ndarray  # nm, end-to-end (first to last Cα) distance
-    conformation_ree_std: np.ndarray
-    conformation_asphericity_mean: np.ndarray  # gyration-tensor asphericity, 0 (sphere) .. 1 (rod)
-    conformation_asphericity_std: np.ndarray
-    conformation_scaled_rg: np.ndarray  # nm, rg_mean / N^0.366
-    conformation_nu: np.ndarray  # Flory exponent of R(s) = R0 s^nu over s > 5 (NaN for chains too short)
-    conformation_r0: np.ndarray  # nm, its fitted prefactor
     #: (N,) 3-letter residue names as normalised by the topology reader.
     residue_names: np.ndarray
     #: Row index at which each chain after the first starts.
@@ -76,7 +81,7 @@ class MdFeatures(ChainLayout):
     missing_properties: tuple[str, ...]
 
 
-class NmaFeatures(ChainLayout):
+class NmaFeatures(ChainLayout, Conformation):
     """Normal-mode features of one structure (float64); DESIGN §4."""
 
     nma_res1: np.ndarray  # (N,) GNM mean-square fluctuation, low-frequency modes

@@ -38,6 +38,7 @@ import mdtraj as md
 import numpy as np
 
 from seqdance.errors import InputError
+from seqdance.io_utils import c_stdout_to_log
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ class MDTrajSource(FrameSource):
         if _suffix(self.path) == ".dcd":
             check_dcd_complete(self.path)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), c_stdout_to_log(log):
                 warnings.simplefilter("ignore")
                 with md.open(self.path) as fh:
                     first = fh.read(n_frames=1)
@@ -354,7 +355,11 @@ class MDTrajSource(FrameSource):
                 warnings.simplefilter("ignore")
                 iterator = md.iterload(self.path, top=self.topology.topology, chunk=chunk_frames,
                                        atom_indices=atom_indices, stride=stride, skip=start)
-                for traj in iterator:
+                while True:
+                    with c_stdout_to_log(log):  # the DCD plugin prints from C when it opens a file
+                        traj = next(iterator, None)
+                    if traj is None:
+                        break
                     if remaining is not None:
                         traj = traj[:remaining]
                         remaining -= len(traj)

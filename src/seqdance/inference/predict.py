@@ -190,7 +190,7 @@ def iter_predictions(
     attentions: bool = False,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     window: int | None = DEFAULT_WINDOW,
     window_overlap: int | None = None,
     pair_block_rows: int | None = None,
@@ -215,7 +215,8 @@ def iter_predictions(
     from tqdm.auto import tqdm
 
     n_total = sum(len(batch) for batch in batches)
-    bar = tqdm(total=n_total, unit="seq", desc="predict", disable=not progress, dynamic_ncols=True)
+    label = progress if isinstance(progress, str) else "predict"  # a string progress names the bar
+    bar = tqdm(total=n_total, unit="seq", desc=label, disable=not progress, dynamic_ncols=True)
 
     def run(windows: list[Window], names: list[str], planned: bool = True
             ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -306,7 +307,7 @@ def predict(
     attentions: bool = False,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     window: int | None = DEFAULT_WINDOW,
     window_overlap: int | None = None,
     pair_block_rows: int | None = None,

@@ -136,7 +136,7 @@ def _run_units(
     write: Callable[[Prediction], None],
     sizes: Callable[[Prediction], int],
     throughput: Throughput,
-    progress: bool,
+    progress: bool | str,
     max_pending_bytes: int | None = None,
 ) -> int:
     """Run the units holding a pending record, hand each pending prediction to ``write`` on a background
@@ -328,7 +328,7 @@ def run_embeddings(
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
     shard: Shard | None = None,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> RunReport:
     """Embed every record (or this shard's) into the HDF5 file ``path``; see the module docstring."""
     from seqdance.inference.embedding_store import EmbeddingWriter

@@ -74,8 +74,68 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
-def hub_file(repo_id: str, filename: str, revision: str | None, *, required: bool = True) -> Path | None:
-    """Download (or take from the cache) one file of a hub repository, with errors that say what to do."""
+#: What a user without the hub can do instead (named in every error about an unobtainable hub model).
+LOCAL_COPY_HINT = (
+    "Use a local copy instead: --model LOCAL_DIR (a folder with config.json and model.safetensors) or "
+    "--model update_N.pt --model-select esmdance|seqdance (a training checkpoint of the paper's Zenodo record); "
+    "see docs/walkthrough.md"
+)
+#: The same for ESM2 language models (``--esm2``, ``build_esmdance_from_esm2``).
+LOCAL_ESM2_HINT = (
+    "Use a local copy instead: a folder holding the facebook/esm2_* config.json and model.safetensors "
+    "(--esm2 LOCAL_DIR, or the path as the ESM2 source)"
+)
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set (huggingface_hub's own reading of it)."""
+    from huggingface_hub import constants
+
+    check = getattr(constants, "is_offline_mode", None)
+    return bool(check()) if callable(check) else bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _cached_hub_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
+    """The file from the local Hugging Face cache, without touching the network (None when not cached)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, EntryNotFoundError, OSError, ValueError):
+        return None
+
+
+def hub_unreachable(repo_id: str, filename: str, revision: str | None) -> str | None:
+    """Why the hub cannot be reached (one request, no retries, ``HF_HUB_ETAG_TIMEOUT`` seconds at most), or
+    None when it answered (any HTTP status: the download then reports repository and file errors itself).
+
+    huggingface_hub retries a failed first request five times with back-off (~25 s) when the file is not cached;
+    this probe makes an unreachable hub fail at once instead.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    url = hf_hub_url(repo_id, filename, revision=revision)
+    try:
+        get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except HfHubHTTPError:
+        return None
+    except Exception as exc:  # connection refused, DNS failure, timeout, proxy or SSL failure
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        host = url.split("/")[2] if "://" in url else url
+        return f"{host} could not be reached ({text})"
+    return None
+
+
+def hub_file(
+    repo_id: str, filename: str, revision: str | None, *, required: bool = True, hint: str = LOCAL_COPY_HINT
+) -> Path | None:
+    """Download (or take from the cache) one file of a hub repository, with errors that say what to do.
+
+    A cached file is returned even when the hub is unreachable; a file that must be downloaded from an
+    unreachable hub fails within one request timeout with one line naming the local alternatives.
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -86,18 +146,26 @@ def hub_file(repo_id: str, filename: str, revision: str | None, *, required: boo
     )
 
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
-    local_hint = (
-        "To work offline, download the files once with network access and set HF_HUB_OFFLINE=1 (the Hugging "
-        "Face cache is then used), or pass the path of a local directory holding config.json and the weights."
-    )
+    offline = hub_offline()
+    cached = _cached_hub_file(repo_id, filename, revision)
+    if cached is None and not offline:
+        reason = hub_unreachable(repo_id, filename, revision)
+        if reason is not None:
+            raise ModelSourceError(
+                f"cannot download the model {where}: {reason} and it is not in the local Hugging Face cache. "
+                f"{hint} (once downloaded, HF_HUB_OFFLINE=1 runs from the cache without the hub)"
+            )
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision))
     except LocalEntryNotFoundError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-        reason = "HF_HUB_OFFLINE is set" if offline else "huggingface.co could not be reached"
+        if offline:
+            raise ModelSourceError(
+                f"the model {where} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set, so it "
+                f"was not downloaded. {hint} (or run once without HF_HUB_OFFLINE to download it)"
+            ) from exc
         raise ModelSourceError(
-            f"could not get {filename} of the Hugging Face model {where}: {reason} and the file is not in the "
-            f"local cache. {local_hint}"
+            f"cannot download {filename} of the model {where}: the hub could not be reached and the file is "
+            f"not in the local Hugging Face cache. {hint}"
         ) from exc
     except RevisionNotFoundError as exc:
         raise ModelSourceError(f"the Hugging Face model {repo_id} has no revision {revision!r}") from exc
@@ -112,7 +180,8 @@ def hub_file(repo_id: str, filename: str, revision: str | None, *, required: boo
         raise ModelSourceError(f"the Hugging Face model {where} has no file {filename}") from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ModelSourceError(
-            f"could not download {filename} of the Hugging Face model {where}: {exc}. {local_hint}"
+            f"could not download {filename} of the Hugging Face model {where}: {' '.join(str(exc).split())}. "
+            f"{hint}"
         ) from exc
 
 
@@ -134,10 +203,11 @@ def resolve_source(
         return str(path), None, path
     if _looks_like_path(text):
         raise FileNotFoundError(f"{kind} not found: {text}")
-    config = hub_file(text, CONFIG_NAME, revision)
-    weights = hub_file(text, SAFETENSORS_NAME, revision, required=False)
+    hint = LOCAL_ESM2_HINT if kind.startswith("ESM2") else LOCAL_COPY_HINT
+    config = hub_file(text, CONFIG_NAME, revision, hint=hint)
+    weights = hub_file(text, SAFETENSORS_NAME, revision, required=False, hint=hint)
     if weights is None:
-        weights = hub_file(text, PYTORCH_NAME, revision)
+        weights = hub_file(text, PYTORCH_NAME, revision, hint=hint)
     return f"hf://{text}", config, weights
 
 

@@ -2,53 +2,41 @@
 
 Main entry points: :func:`score_variants` (one table per wild type), :func:`score_dynamics`,
 :func:`masked_marginal_scores`, :func:`wt_marginal_scores`, :func:`parse_mutants`, :func:`saturation_mutants`,
-:func:`run_benchmark`. See docs/scoring.md.
+:func:`run_benchmark`. See docs/scoring.md. Public names are imported on first use, so the command line's
+choices (:mod:`seqdance.scoring.options`) load no torch.
 """
 
 from __future__ import annotations
 
-from seqdance.scoring.combine import combined_change, geometric_mean, quantile_normalise
-from seqdance.scoring.dynamics_score import REGIONS, SCORE_EPSILON, score_dynamics
-from seqdance.scoring.esm_baselines import masked_marginal_scores, wt_marginal_scores
-from seqdance.scoring.mutations import (
-    InvalidMutant,
-    MutationError,
-    Substitution,
-    Variant,
-    parse_mutant,
-    parse_mutants,
-    read_mutations,
-    saturation_mutants,
-)
-from seqdance.scoring.scorer import score_variants
+import importlib
+from typing import Any
+
+_LAZY = {
+    "combined_change": "seqdance.scoring.combine",
+    "geometric_mean": "seqdance.scoring.combine",
+    "quantile_normalise": "seqdance.scoring.combine",
+    "REGIONS": "seqdance.scoring.options",
+    "SCORE_EPSILON": "seqdance.scoring.dynamics_score",
+    "score_dynamics": "seqdance.scoring.dynamics_score",
+    "masked_marginal_scores": "seqdance.scoring.esm_baselines",
+    "wt_marginal_scores": "seqdance.scoring.esm_baselines",
+    "InvalidMutant": "seqdance.scoring.mutations",
+    "MutationError": "seqdance.scoring.mutations",
+    "Substitution": "seqdance.scoring.mutations",
+    "Variant": "seqdance.scoring.mutations",
+    "parse_mutant": "seqdance.scoring.mutations",
+    "parse_mutants": "seqdance.scoring.mutations",
+    "read_mutations": "seqdance.scoring.mutations",
+    "saturation_mutants": "seqdance.scoring.mutations",
+    "score_variants": "seqdance.scoring.scorer",
+    "run_benchmark": "seqdance.scoring.dms",
+    "discover_assays": "seqdance.scoring.dms",
+}
+
+__all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):  # the DMS harness and metrics load on demand
-    if name in ("run_benchmark", "discover_assays"):
-        from seqdance.scoring import dms
-
-        return getattr(dms, name)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'seqdance.scoring' has no attribute {name!r}")
-
-
-__all__ = [
-    "REGIONS",
-    "SCORE_EPSILON",
-    "InvalidMutant",
-    "MutationError",
-    "Substitution",
-    "Variant",
-    "combined_change",
-    "discover_assays",
-    "geometric_mean",
-    "masked_marginal_scores",
-    "parse_mutant",
-    "parse_mutants",
-    "quantile_normalise",
-    "read_mutations",
-    "run_benchmark",
-    "saturation_mutants",
-    "score_dynamics",
-    "score_variants",
-    "wt_marginal_scores",
-]

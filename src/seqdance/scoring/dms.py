@@ -13,7 +13,9 @@ Output folder layout::
 
     run.json                     settings of the run (a resumed run must use the same ones)
     scores/<assay>.csv           per variant: mutant, DMS_score, score, change_*, esm2_*
-    metrics/<assay>.csv          per predictor: spearman, ndcg, top_decile_auc, top_recall (auc)
+    proteingym/<assay>.csv       ProteinGym's layout for its harness: mutant, mutated_sequence, DMS_score
+                                 (DMS_score_bin), one column per predictor (higher = fitter)
+    metrics/<assay>.csv          per predictor: spearman, ndcg, top_decile_auc, top_recall (auc), note
     per_assay.csv                all assays' metrics in one long table (+ category columns)
     summary.csv                  median of each metric over assays, per predictor
     summary_by_<column>.csv      the same medians per category value
@@ -55,7 +57,7 @@ from seqdance.inference.sharding import (
 from seqdance.io_utils import atomic_path, read_csv_table, read_fasta, sha256_file
 from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
-from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics
+from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics, undefined_reasons
 from seqdance.scoring.mutations import check_table_fields, check_wild_type, invalid_summary, parse_mutants
 from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
 from seqdance.scoring.windows import drop_unscorable
@@ -65,6 +67,8 @@ log = logging.getLogger(__name__)
 #: Measured-fitness columns accepted, in order of preference.
 DMS_SCORE_COLUMNS: tuple[str, ...] = ("DMS_score", "score")
 COMBINED_PREDICTOR = "combined"
+#: Prefix of the dynamics predictors' columns in the ProteinGym files (the ESM2 baselines keep their names).
+PROTEINGYM_PREFIX = "seqdance_"
 
 
 @dataclass(frozen=True)
@@ -172,13 +176,54 @@ def predictor_values(scores: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def metrics_table(scores: pd.DataFrame, assay: str) -> pd.DataFrame:
-    """One row per predictor with every metric of one assay."""
+    """One row per predictor with every metric of one assay; ``note`` says why a metric is undefined (NaN) or
+    degenerate (a top-10% recall of 0 from ties at the top)."""
     y = scores["DMS_score"].to_numpy(dtype=np.float64)
     y_bin = scores["DMS_score_bin"].to_numpy(dtype=np.float64) if "DMS_score_bin" in scores.columns else None
     rows = []
     for name, values in predictor_values(scores).items():
-        rows.append({"assay": assay, "predictor": name, "n_variants": len(scores), **assay_metrics(y, values, y_bin)})
+        metrics = assay_metrics(y, values, y_bin)
+        reasons = undefined_reasons(y, values, y_bin)
+        notes = [f"{m}: {why}" for m, why in reasons.items()
+                 if m in metrics and (not np.isfinite(metrics[m]) or m == "top_recall")]
+        rows.append({"assay": assay, "predictor": name, "n_variants": len(scores), **metrics,
+                     "note": "; ".join(notes)})
     return pd.DataFrame(rows)
+
+
+def metric_warnings(metrics: pd.DataFrame) -> list[str]:
+    """One line per (assay, metric, reason) of a metrics table's notes, naming the predictors concerned."""
+    lines = []
+    for assay, part in metrics.groupby("assay", sort=False):
+        found: dict[str, list[str]] = {}
+        for predictor, note in zip(part["predictor"], part["note"].fillna("")):
+            for item in filter(None, str(note).split("; ")):
+                found.setdefault(item, []).append(str(predictor))
+        for item, predictors in found.items():
+            metric, _, why = item.partition(": ")
+            who = "every predictor" if len(predictors) == len(part) else ", ".join(predictors)
+            value = "undefined (NaN)" if metric != "top_recall" else "0"
+            lines.append(f"{assay}: {metric} is {value} for {who}: {why}")
+    return lines
+
+
+def proteingym_table(scores: pd.DataFrame, wild_type: str) -> pd.DataFrame:
+    """A scores table in ProteinGym's per-assay layout: mutant, mutated_sequence, DMS_score (DMS_score_bin) and
+    one column per predictor, higher = fitter (dynamics predictors prefixed ``seqdance_``)."""
+    checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type)
+    if checked.invalid or len(checked.variants) != len(scores):
+        raise ValueError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
+    table = pd.DataFrame({
+        "mutant": scores["mutant"].to_numpy(),
+        "mutated_sequence": [v.apply(wild_type) for v in checked.variants],
+        "DMS_score": scores["DMS_score"].to_numpy(),
+    })
+    if "DMS_score_bin" in scores.columns:
+        table["DMS_score_bin"] = scores["DMS_score_bin"].to_numpy()
+    esm = (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN)
+    for name, values in predictor_values(scores).items():
+        table[name if name in esm else PROTEINGYM_PREFIX + name] = values
+    return table
 
 
 def load_assay_variants(
@@ -298,8 +343,8 @@ def run_benchmark(
         "skip_invalid": skip_invalid,
     }
     _check_run_settings(out, run_settings, restart)
-    (out / "scores").mkdir(exist_ok=True)
-    (out / "metrics").mkdir(exist_ok=True)
+    for folder in ("scores", "metrics", "proteingym"):
+        (out / folder).mkdir(exist_ok=True)
     fingerprints = {"model": module_fingerprint(model) if model is not None else None,
                     "esm2": module_fingerprint(esm_model) if esm_model is not None else None}
     keys = {a.name: assay_content_key(a, run_settings, fingerprints) for a in assays}
@@ -321,11 +366,15 @@ def run_benchmark(
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(assays, desc="assays", unit="assay")
+        iterator = tqdm(assays, desc="benchmark-dms", unit="assay")
     for assay in iterator:
         metrics_path = out / "metrics" / f"{assay.name}.csv"
+        gym_path = out / "proteingym" / f"{assay.name}.csv"
         if metrics_path.is_file() and not restart and _stored_assay_key(out, assay.name) == keys[assay.name]:
             skipped.append(assay.name)
+            if not gym_path.is_file() and assay.wild_type:  # finished by a version without these files
+                scores = pd.read_csv(out / "scores" / f"{assay.name}.csv", dtype={"mutant": str})
+                _write_csv(proteingym_table(scores, check_wild_type(assay.wild_type, assay.name)), gym_path)
             continue
         try:
             wild_type, variants, rows, note = load_assay_variants(
@@ -337,9 +386,13 @@ def run_benchmark(
             )
             table = pd.concat([rows, scores], axis=1)
             _write_csv(table, out / "scores" / f"{assay.name}.csv")
-            _write_csv(metrics_table(table, assay.name), metrics_path)
+            _write_csv(proteingym_table(table, wild_type), gym_path)
+            metrics = metrics_table(table, assay.name)
+            _write_csv(metrics, metrics_path)
             _write_assay_key(out, assay.name, keys[assay.name], fingerprints)
             say(f"{assay.name}: {len(variants)} variants" + (f" ({note})" if note else ""))
+            for line in metric_warnings(metrics):
+                say(f"warning: {line}")
         except Exception as exc:  # one assay's failure is reported and must not stop the others
             message = " ".join(str(exc).split()) or type(exc).__name__
             failures.append({"assay": assay.name, "error": message})

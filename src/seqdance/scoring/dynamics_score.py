@@ -26,7 +26,6 @@ window's tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -36,15 +35,12 @@ from seqdance.devices import eval_mode, model_device
 from seqdance.errors import InputError
 from seqdance.schema import ESM2_MAX_RESIDUES, N_PAIR_CHANNELS, Property, as_channel_list, get_properties
 from seqdance.scoring.mutations import Variant
+from seqdance.scoring.options import DEFAULT_LOCAL_RADIUS, REGIONS
 from seqdance.scoring.windows import mutation_window
 from seqdance.tokenizer import TOKEN_TO_ID, encode
 
 #: The reference's epsilon in the denominator of the relative change.
 SCORE_EPSILON = 0.01
-Region = Literal["reference", "residues", "local"]
-REGIONS: tuple[str, ...] = ("reference", "residues", "local")
-#: Default half-width (residues) of the ``local`` region.
-DEFAULT_LOCAL_RADIUS = 10
 #: Default memory budget of one batch when pair outputs are computed (bytes, estimated).
 PAIR_BATCH_BYTES = 1 << 30
 #: Default tokens per batch for residue-only scoring.
@@ -247,7 +243,7 @@ def score_dynamics(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(first_of), desc="dynamics", unit="variant")
+        bar = tqdm(total=len(first_of), desc="score dynamics", unit="variant")
     try:
         with eval_mode(model), torch.inference_mode():
             for (start, stop), members in by_window.items():

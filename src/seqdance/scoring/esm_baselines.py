@@ -102,7 +102,7 @@ def masked_marginal_scores(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(len(s) for s in sites.values()), desc="esm2 masked marginal", unit="site")
+        bar = tqdm(total=sum(len(s) for s in sites.values()), desc="score esm2 masked marginal", unit="site")
     try:
         with eval_mode(model), torch.inference_mode():
             for span in sorted(sites):

@@ -12,6 +12,12 @@ All predictors follow ProteinGym's sign convention: higher score = fitter (highe
   count one half (Mann-Whitney), as ``sklearn.metrics.roc_auc_score``.
 * Top-10% recall: ProteinGym's ``calc_toprecall`` (share of the true top decile that the predictor also puts
   strictly above its own 90th percentile).
+
+**Ties at the top.** ProteinGym's top decile is the variants *strictly above* the 90th percentile. When more
+than a tenth of an assay shares its best score (CCDB_ECOLI_Adkar_2012: 178 of 1,176 variants at the maximum),
+that percentile is the maximum itself and the top decile is empty: ProteinGym then reports a top-10% recall of
+0, and so do we; the top-decile AUC has no positives and is undefined. The same rule applies to a predictor's
+own ties. A metric that is undefined is NaN, and :func:`undefined_reasons` says why (the benchmark prints it).
 * AUC (binary): ProteinGym's AUC against its ``DMS_score_bin`` column, reported only when the assay has it.
 
 Written here (not with sklearn) because each is a few lines of numpy and sklearn is not a dependency.
@@ -126,3 +132,39 @@ def assay_metrics(
 
 #: Metric names in table order (``auc`` only when the assays carry ``DMS_score_bin``).
 METRIC_NAMES: tuple[str, ...] = ("spearman", "ndcg", "top_decile_auc", "top_recall", "auc")
+
+
+def undefined_reasons(
+    y_true: np.ndarray, y_score: np.ndarray, y_bin: np.ndarray | None = None, top_percent: float = TOP_PERCENT
+) -> dict[str, str]:
+    """Why metrics of :func:`assay_metrics` are undefined (NaN) or degenerate for these values, per metric.
+
+    Also explains a top-10% recall of 0 that comes from ties at the top rather than from the predictor.
+    """
+    t, s = _clean(y_true, y_score)
+    reasons: dict[str, str] = {}
+    if t.size < 3:
+        return dict.fromkeys(("spearman", "ndcg", "top_decile_auc", "top_recall"), f"only {t.size} scored variants")
+    if np.ptp(t) == 0:
+        return dict.fromkeys(("spearman", "ndcg", "top_decile_auc"), "every variant has the same DMS_score")
+    if np.ptp(s) == 0:
+        reasons["spearman"] = "the predictor gives every variant the same score"
+    if int(np.floor(t.size * top_percent / 100.0)) < 1:
+        reasons["ndcg"] = f"fewer than {100 / top_percent:.0f} variants: the top {top_percent:g}% is empty"
+    threshold = np.percentile(t, 100.0 - top_percent)
+    if not (t > threshold).any():
+        tied = int((t == t.max()).sum())
+        text = (f"{tied} of {t.size} variants share the top DMS_score ({t.max():g}), so none lies strictly above "
+                f"its {100 - top_percent:g}th percentile (ProteinGym's top-decile rule)")
+        reasons["top_decile_auc"] = text + ": no positives"
+        reasons["top_recall"] = text + ": 0 by ProteinGym's rule"
+    elif not (s > np.percentile(s, 100.0 - top_percent)).any():
+        tied = int((s == s.max()).sum())
+        reasons["top_recall"] = (f"{tied} of {s.size} variants share the predictor's top score, so it puts none "
+                                 f"strictly above its {100 - top_percent:g}th percentile: 0 by ProteinGym's rule")
+    if y_bin is not None:
+        b = np.asarray(y_bin, dtype=np.float64)
+        b = b[np.isfinite(b)]
+        if b.size and len(np.unique(b > 0.5)) < 2:
+            reasons["auc"] = "DMS_score_bin has a single class"
+    return reasons

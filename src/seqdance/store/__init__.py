@@ -1,14 +1,21 @@
 """The dynamics dataset store: target transforms, the HDF5 store (ours and the released layout), builder,
-split by sequence identity and validation (DESIGN §5; docs/dataset.md)."""
+split by sequence identity and validation (DESIGN §5; docs/dataset.md).
+
+Public names are imported on first use, so the command line's choices (:mod:`seqdance.store.options`) load
+neither h5py nor pandas.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from seqdance.store.hdf5 import DynamicsStore, StoredProtein, StoreWriter
-from seqdance.store.transforms import features_to_targets, targets_to_features
-
 _LAZY = {
+    "DynamicsStore": "seqdance.store.hdf5",
+    "StoreWriter": "seqdance.store.hdf5",
+    "StoredProtein": "seqdance.store.hdf5",
+    "features_to_targets": "seqdance.store.transforms",
+    "targets_to_features": "seqdance.store.transforms",
     "build_store": "seqdance.store.builder",
     "merge_stores": "seqdance.store.merge",
     "read_manifest": "seqdance.store.manifest",
@@ -18,12 +25,10 @@ _LAZY = {
     "homology_hits": "seqdance.store.split",
 }
 
-__all__ = ["DynamicsStore", "StoreWriter", "StoredProtein", "features_to_targets", "targets_to_features", *_LAZY]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'seqdance.store' has no attribute {name!r}")

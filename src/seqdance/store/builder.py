@@ -166,9 +166,10 @@ class StoreBuild:
             return False
         return True
 
-    def pending(self) -> list[ManifestEntry]:
-        """Step 2: the entries with no complete result for their current inputs and options."""
-        todo = [e for e in self.entries if not self._complete(e)]
+    def pending(self, *, overwrite: bool = False) -> list[ManifestEntry]:
+        """Step 2: the entries with no complete result for their current inputs and options (all of them with
+        ``overwrite``)."""
+        todo = [e for e in self.entries if overwrite or not self._complete(e)]
         self.report.skipped = len(self.entries) - len(todo)
         return todo
 
@@ -210,9 +211,11 @@ class StoreBuild:
                 on_failure=lambda entry, message: EntryResult(entry.name, False, error=message),
             ):
                 self.accept(entry, result)
-                if bar is not None:
+                if bar is not None:  # the protein just finished, named before the count moves
+                    state = "done" if result.ok else "FAILED"
+                    bar.set_postfix_str(f"{entry.name} {state} ({result.seconds:.1f} s), "
+                                        f"{self.report.failed} failed", refresh=False)
                     bar.update(1)
-                    bar.set_postfix_str(f"{entry.name}, {self.report.failed} failed", refresh=False)
         finally:
             if bar is not None:
                 bar.close()
@@ -269,6 +272,7 @@ def build_store(
     threads_per_worker: int | None = None,
     fold_every: int = 0,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> BuildReport:
     """Compute every protein of a manifest not yet in ``output`` and fold them into the store.
 
@@ -278,6 +282,7 @@ def build_store(
     :func:`merge_stores`. ``frequency``: interaction frequency mode of MD entries (DESIGN §3.8).
     ``fold_every``: also fold the journal into the store after every this many computed proteins (bounds the
     journal's disk use on long builds; each fold copies the store once); 0 folds only at the end.
+    ``overwrite``: recompute every protein of the manifest, even those the store already holds.
     """
     if frequency not in FREQUENCIES:
         raise InputError(f"frequency must be one of {FREQUENCIES}, not {frequency!r}")
@@ -306,7 +311,7 @@ def build_store(
                        build_meta=build_meta)
     with store_lock(output):
         build.recover()
-        build.compute(build.pending(), workers=workers, scheduler=scheduler,
+        build.compute(build.pending(overwrite=overwrite), workers=workers, scheduler=scheduler,
                       threads_per_worker=threads_per_worker, progress=progress)
         build.fold(final=True)
         return build.finish()

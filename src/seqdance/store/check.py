@@ -294,7 +294,7 @@ def check_store(
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(wanted, desc="check", unit="protein")
+            iterator = tqdm(wanted, desc="dataset check", unit="protein")
         for name in iterator:
             if name not in store:
                 report.problems.append(Problem(name, "index", "not in the store's index"))

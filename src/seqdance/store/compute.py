@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.features.conformation import chains_from_arrays, conformational_properties
+from seqdance.features.conformation import chains_from_arrays
 from seqdance.io_utils import sha256_file
 from seqdance.store.hdf5 import check_finite_targets
 from seqdance.store.journal import Journal
@@ -76,7 +76,10 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
         for role, path in entry.inputs:
             if not path.is_file():
                 raise FileNotFoundError(f"{role} file not found: {path}")
-        if entry.kind == "nma":
+        derived_from = None
+        if entry.features is not None:
+            features, derived_from = _read_feature_file(entry, settings)
+        elif entry.kind == "nma":
             from seqdance.features.nma import extract_nma
             from seqdance.features.structure import read_calpha_structure
 
@@ -114,6 +117,8 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
             ],
             "chain_lengths": _jsonable(features.get("chain_lengths", [])),
         }
+        if entry.features is not None:  # what the feature file was computed from (its recorded fingerprint)
+            provenance["derived_from"] = derived_from
         if entry.kind == "md":
             # input_kind and missing_properties: the properties masked for this protein (DESIGN §3b); dataset
             # check, the loss-weight statistics and training read them from here.
@@ -124,9 +129,9 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
             chains = chains_from_arrays(features)
         else:
             skipped = features.get("skipped_residues", [])
-            provenance.update(skipped_residues=[str(s) for s in skipped],  # type: ignore[union-attr]
+            provenance.update(skipped_residues=[_skipped_text(s) for s in skipped],  # type: ignore[union-attr]
                               missing_properties=[])
-            chains = conformational_properties(structure.coords / 10.0, structure.chain_lengths)  # Å -> nm
+            chains = chains_from_arrays(features)
         provenance["conformation"] = [c.as_dict() for c in chains]  # DESIGN §10.3, per chain
         return EntryResult(entry.name, True, str(features["sequence"]), residue, pair, provenance,
                            seconds=time.perf_counter() - start)
@@ -134,6 +139,46 @@ def compute_entry(entry: ManifestEntry, settings: BuildSettings) -> EntryResult:
         message = f"{type(exc).__name__}: {exc}".strip()
         log.debug("%s failed:\n%s", entry.name, traceback.format_exc())
         return EntryResult(entry.name, False, error=message, seconds=time.perf_counter() - start)
+
+
+def _skipped_text(residue: Any) -> str:
+    """A skipped residue as text, whether a SkippedResidue or a row read back from a feature file."""
+    if isinstance(residue, np.void) and residue.dtype.names:
+        from seqdance.features.structure import SkippedResidue
+
+        chain, resseq, icode, resname, reason = residue.item()
+        residue = SkippedResidue(str(chain), int(resseq), str(icode), str(resname), str(reason))
+    return str(residue)
+
+
+def _read_feature_file(entry: ManifestEntry, settings: BuildSettings) -> tuple[dict[str, Any], dict | None]:
+    """The features of a ``features md|nma`` output named by the manifest, checked against the build's settings,
+    and the fingerprint it recorded (None for files written before fingerprints)."""
+    from seqdance.features.feature_files import load_feature_file
+    from seqdance.schema import INTERACTION_NAMES
+
+    path = entry.features
+    assert path is not None
+    kind, features, fingerprint = load_feature_file(path)
+    if kind != entry.kind:
+        raise ValueError(f"{path} holds {kind.upper()} features but source {entry.source!r} is in group "
+                         f"{entry.group!r}, which trains {entry.kind.upper()} targets")
+    n = len(str(features["sequence"]).replace(":", ""))
+    if settings.max_residues and n > settings.max_residues:
+        raise ValueError(f"{n} residues, more than max_residues={settings.max_residues}")
+    if kind == "md":
+        if features["frequency"] != settings.frequency:
+            raise ValueError(
+                f"{path} has {features['frequency']!r} interaction frequencies but this build uses "
+                f"{settings.frequency!r} (a store has one frequency mode): build with --frequency "
+                f"{features['frequency']} or recompute the file with --frequency {settings.frequency}"
+            )
+        no_hbonds = [name for name in INTERACTION_NAMES if name.startswith("hb")
+                     and np.isnan(np.asarray(features[name], dtype=np.float64)).all()]
+        if no_hbonds and settings.missing_hydrogens == "error":
+            raise ValueError(f"{path} has no hydrogen-bond maps (computed without hydrogens); build with "
+                             "--missing-hydrogens skip to store them masked")
+    return features, fingerprint
 
 
 def compute_to_journal(entry: ManifestEntry, settings: BuildSettings, directory: str) -> EntryResult:

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,18 +81,35 @@ class Journal:
 
 @contextlib.contextmanager
 def store_lock(store: Path) -> Iterator[None]:
-    """Exclusive lock on ``STORE.lock`` (released by the kernel if this process dies)."""
+    """Exclusive lock on ``STORE.lock`` (released by the kernel if this process dies), removed on exit.
+
+    The holder deletes the lock file before releasing it; a process that opened the old file in the meantime
+    sees that its file is no longer the one at the path and tries again, so two processes never both hold it.
+    """
     store.parent.mkdir(parents=True, exist_ok=True)
     lock = store.with_name(store.name + ".lock")
-    with open(lock, "a+") as fh:
+    for _ in range(100):
+        fh = open(lock, "a+")  # closed below, after unlocking
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            fh.close()
             raise InputError(f"another process is building {store} (lock {lock} is held)") from None
         try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            current = os.stat(lock)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fh.fileno()), current):
+            break
+        fh.close()  # the previous holder removed this file after we opened it: lock the new one
+    else:
+        raise InputError(f"could not lock {lock}: it keeps being replaced")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
 
 
 def clean_store_temps(store: Path) -> None:

@@ -8,7 +8,9 @@ Columns (header required, order free):
   :func:`seqdance.schema.source_group`; an optional ``group`` column (md | idr | nma) labels user sources instead;
 * ``structure`` (NMA) **or** ``topology`` + ``trajectory`` (MD; several trajectories of one system, pooled,
   separated by ``;``; an empty ``trajectory`` uses the topology file's own frames: a multi-model PDB/mmCIF
-  ensemble such as PED's). Relative paths are relative to the manifest's folder;
+  ensemble such as PED's) **or** ``features``: an ``.npz`` already written by ``seqdance features md`` /
+  ``features nma`` (used as is, nothing recomputed; its kind must be the source group's). Relative paths are
+  relative to the manifest's folder;
 * optional: ``label`` (train/test; otherwise kept from an existing store, else ``train``), ``stride``, ``start``,
   ``stop`` (MD frame selection), ``chains`` (NMA chain ids, e.g. ``A`` or ``A,B``), ``model`` (NMA model index);
 * optional, MD inputs that are not all-atom trajectories with hydrogens (DESIGN §3b, docs/coarse_grained.md):
@@ -39,10 +41,12 @@ from seqdance.features.options import (
 from seqdance.schema import GROUP_KIND, source_group
 from seqdance.store.hdf5 import LABEL_WIDTH, check_name
 
-_PATH_COLUMNS = ("structure", "topology", "trajectory")
+_PATH_COLUMNS = ("structure", "topology", "trajectory", "features")
 _INT_COLUMNS = ("stride", "start", "stop", "model")
 #: Per-row input options of MD entries (back-mapping, hydrogens), as extract_md's keyword arguments.
 MD_INPUT_COLUMNS = ("backmap", "backmap_properties", "add_hydrogens", "hydrogen_ph", "hydrogen_forcefield")
+#: Values of an MD input column that mean "not asked for".
+_NO_VALUES = ("none", "no", "0", "false", "n")
 KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_INT_COLUMNS, "chains", *MD_INPUT_COLUMNS)
 _TRUE = ("1", "yes", "true", "y")
 _FALSE = ("", "0", "no", "false", "n")
@@ -62,10 +66,13 @@ class ManifestEntry:
     topology: Path | None = None
     trajectories: tuple[Path, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # stride/start/stop + MD_INPUT_COLUMNS (MD), chains/model (NMA)
+    features: Path | None = None  # a feature file of `seqdance features md|nma`, used instead of computing
 
     @property
     def inputs(self) -> list[tuple[str, Path]]:
         """(role, path) of every input file."""
+        if self.features is not None:
+            return [("features", self.features)]
         if self.kind == "nma":
             return [("structure", self.structure)] if self.structure else []
         files: list[tuple[str, Path]] = [("topology", self.topology)] if self.topology else []
@@ -150,8 +157,9 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
     for col in ("name", "source"):
         if col not in df.columns:
             raise ManifestError(f"{path}: the manifest needs a {col!r} column (columns: {list(df.columns)})")
-    if not any(c in df.columns for c in ("structure", "topology")):
-        raise ManifestError(f"{path}: the manifest needs a 'structure' column (NMA) or 'topology' + 'trajectory' (MD)")
+    if not any(c in df.columns for c in ("structure", "topology", "features")):
+        raise ManifestError(f"{path}: the manifest needs a 'structure' column (NMA), 'topology' + 'trajectory' (MD) "
+                            "or 'features' (feature files of 'seqdance features md|nma')")
     base = path.resolve().parent
     entries: list[ManifestEntry] = []
     seen: dict[str, int] = {}
@@ -179,10 +187,26 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
             group = source_group(rec["source"], explicit=rec["group"] or None)
         except ValueError as exc:
             raise ManifestError(f"{where}: {exc}") from None
+        label = rec["label"] or None
+        if label is not None and len(label.encode("utf-8")) > LABEL_WIDTH:
+            raise ManifestError(f"{where}: label {label!r} is longer than {LABEL_WIDTH} bytes")
         has_structure = bool(rec["structure"])
         has_md = bool(rec["topology"] or rec["trajectory"])
+        if rec["features"]:
+            if has_structure or has_md:
+                raise ManifestError(f"{where}: give 'features' (a feature file) or the files to compute it from, "
+                                    "not both")
+            given = [c for c in (*_INT_COLUMNS, "chains") if rec[c]]
+            given += [c for c in MD_INPUT_COLUMNS if rec[c] and rec[c].lower() not in _NO_VALUES]
+            if given:
+                raise ManifestError(f"{where}: {', '.join(given)} cannot apply to a feature file (they were chosen "
+                                    "when it was computed)")
+            entries.append(ManifestEntry(k, name, rec["source"], group, GROUP_KIND[group], label,
+                                         features=_resolve(base, rec["features"])))
+            continue
         if has_structure == has_md:
-            raise ManifestError(f"{where}: give either 'structure' (NMA) or 'topology' + 'trajectory' (MD), not "
+            raise ManifestError(f"{where}: give either 'structure' (NMA) or 'topology' + 'trajectory' (MD) (or a "
+                                f"'features' file), not "
                                 f"{'both' if has_structure else 'neither'}")
         kind = "nma" if has_structure else "md"
         if GROUP_KIND[group] != kind:
@@ -201,16 +225,13 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
             raise ManifestError(f"{where}: stride/start/stop apply to MD trajectories, not to a structure")
         if kind == "md" and ("model" in options or rec["chains"]):
             raise ManifestError(f"{where}: chains/model apply to NMA structures, not to MD")
-        given = [c for c in MD_INPUT_COLUMNS if rec[c] and rec[c].lower() not in ("none", "no", "0", "false", "n")]
+        given = [c for c in MD_INPUT_COLUMNS if rec[c] and rec[c].lower() not in _NO_VALUES]
         if kind == "nma" and given:
             raise ManifestError(f"{where}: {'/'.join(given)} apply to MD inputs, not to a structure")
         if kind == "md":
             options.update(md_input_options(rec, where))
         if rec["chains"]:
             options["chains"] = [c.strip() for c in rec["chains"].replace(";", ",").split(",") if c.strip()]
-        label = rec["label"] or None
-        if label is not None and len(label.encode("utf-8")) > LABEL_WIDTH:
-            raise ManifestError(f"{where}: label {label!r} is longer than {LABEL_WIDTH} bytes")
         if kind == "nma":
             entries.append(ManifestEntry(k, name, rec["source"], group, kind, label,
                                          structure=_resolve(base, rec["structure"]), options=options))

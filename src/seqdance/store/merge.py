@@ -79,7 +79,7 @@ def _write_merged(paths: Sequence[Path], output: Path, plan: Sequence[tuple[int,
 
             from seqdance.parallel import terminal_stream
 
-            iterator = tqdm(plan, desc="merge", unit="protein", file=terminal_stream())
+            iterator = tqdm(plan, desc="dataset merge", unit="protein", file=terminal_stream())
         bad: list[str] = []
         with StoreWriter(output, metadata=metadata, compression=compression) as writer:
             for order, name, k in iterator:

@@ -1,7 +1,9 @@
 """Train/test split by sequence identity, and a homology check against the training split (DESIGN §5).
 
 Sequences are clustered at 50% identity (default) and whole clusters go to train or test (95/5 of clusters,
-deterministic given a seed), so no test protein has a close homolog in training.
+deterministic given a seed), so no test protein has a close homolog in training. By default the clusters of
+each source group are split on their own, so every group with two or more clusters gets test proteins; one
+draw over all clusters (the reference's split) is ``stratify=False``.
 
 Two clustering back-ends share one criterion — an edge joins two sequences when their best local alignment has
 identity ≥ ``identity`` (identical residues / alignment columns including gaps) and covers ≥ ``coverage`` of
@@ -35,6 +37,13 @@ import pandas as pd
 
 from seqdance.errors import InputError, SeqdanceError
 from seqdance.store.align import ALPHABET, align_pairs, encode
+from seqdance.store.options import (
+    CLUSTER_METHODS,
+    DEFAULT_COVERAGE,
+    DEFAULT_IDENTITY,
+    DEFAULT_MIN_TEST_CLUSTERS,
+    DEFAULT_TEST_FRACTION,
+)
 
 
 class ClusteringError(SeqdanceError, RuntimeError):
@@ -43,15 +52,8 @@ class ClusteringError(SeqdanceError, RuntimeError):
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IDENTITY = 0.5
-DEFAULT_COVERAGE = 0.8
-DEFAULT_TEST_FRACTION = 0.05
 #: Above this many sequences the pure-numpy back-end warns that MMseqs2 should be used.
 PYTHON_BACKEND_SOFT_LIMIT = 3000
-
-
-#: How sequences are clustered: MMseqs2 when on PATH ("auto"), MMseqs2, or the pure-Python fallback.
-CLUSTER_METHODS: tuple[str, ...] = ("auto", "mmseqs", "python")
 
 
 def mmseqs_binary() -> str | None:
@@ -218,17 +220,62 @@ def cluster_sequences(
     return out
 
 
-def assign_split(clusters: pd.DataFrame, *, test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0) -> pd.Series:
-    """``train``/``test`` label per row: a seeded shuffle of the clusters, the first ``test_fraction`` of them
-    (at least one when there are two or more clusters) to test. Depends only on the cluster membership."""
+def _draw_test(ids: list[str], n_test: int, seed: int | Sequence[int]) -> set[str]:
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return {ids[k] for k in order[:n_test]}
+
+
+def cluster_groups(clusters: pd.DataFrame) -> dict[str, str]:
+    """Source group of each cluster: the group most of its members come from (ties: schema order)."""
+    from seqdance.schema import SOURCE_GROUPS
+
+    rank = {g: k for k, g in enumerate(SOURCE_GROUPS)}
+    best: dict[str, tuple[tuple[int, int, str], str]] = {}
+    for (cluster, group), n in clusters.groupby(["cluster", "group"]).size().items():
+        key = (-int(n), rank.get(str(group), len(rank)), str(group))
+        if cluster not in best or key < best[cluster][0]:
+            best[cluster] = (key, str(group))
+    return {cluster: group for cluster, (_, group) in best.items()}
+
+
+def assign_split(
+    clusters: pd.DataFrame,
+    *,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = 0,
+    stratify: bool = True,
+    min_test_clusters: int = DEFAULT_MIN_TEST_CLUSTERS,
+) -> pd.Series:
+    """``train``/``test`` label per row; whole clusters go to one side, and the result depends only on the
+    cluster membership (and groups), not on the row order.
+
+    With ``stratify`` and a ``group`` column, each cluster belongs to the source group most of its members come
+    from and each group's clusters are split on their own (a seeded shuffle): ``round(test_fraction × n)`` of
+    its n clusters go to test, at least ``min_test_clusters`` when the group has more clusters than that, and
+    at least one always stays in training. So a small group (two MD trajectories beside hundreds of
+    structures) still gets test proteins. Without (or without groups): one draw over all clusters, the first
+    ``test_fraction`` of a seeded shuffle to test (at least one when there are two or more clusters).
+    """
     if not 0 <= test_fraction < 1:
         raise InputError(f"test fraction must be in [0, 1), got {test_fraction}")
-    ids = sorted(set(clusters["cluster"]))
-    n_test = round(test_fraction * len(ids))
-    if test_fraction > 0 and len(ids) >= 2:
-        n_test = max(1, n_test)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    test = {ids[k] for k in order[:n_test]}
+    if min_test_clusters < 0:
+        raise InputError(f"the minimum of test clusters per group must be ≥ 0, got {min_test_clusters}")
+    test: set[str] = set()
+    if stratify and "group" in clusters.columns:
+        owner = cluster_groups(clusters)
+        for k, group in enumerate(sorted(set(owner.values()))):
+            ids = sorted(c for c, g in owner.items() if g == group)
+            n_test = round(test_fraction * len(ids))
+            if test_fraction > 0:
+                n_test = max(n_test, min_test_clusters)
+            n_test = min(n_test, len(ids) - 1)
+            test |= _draw_test(ids, n_test, [seed, k])
+    else:
+        ids = sorted(set(clusters["cluster"]))
+        n_test = round(test_fraction * len(ids))
+        if test_fraction > 0 and len(ids) >= 2:
+            n_test = max(1, n_test)
+        test = _draw_test(ids, n_test, seed)
     return pd.Series(np.where(clusters["cluster"].isin(test), "test", "train"), index=clusters.index, name="label")
 
 
@@ -256,7 +303,47 @@ def cluster_statistics(table: pd.DataFrame) -> dict[str, Any]:
             if "group" in part:
                 entry["groups"] = {str(g): int(c) for g, c in part.groupby("group").size().items()}
             stats[str(label)] = entry
+    if "label" in table and "group" in table:
+        by_group: dict[str, Any] = {}
+        for group, part in table.groupby("group"):
+            test = part[part["label"] == "test"]
+            by_group[str(group)] = {
+                "proteins": len(part), "clusters": int(part["cluster"].nunique()),
+                "train": int((part["label"] == "train").sum()), "test": len(test),
+                "test_clusters": int(test["cluster"].nunique()),
+            }
+        stats["by_group"] = by_group
     return stats
+
+
+def split_table(stats: dict[str, Any]) -> str:
+    """A readable table of a split: per source group (and overall) proteins, clusters, train and test."""
+    from seqdance.schema import SOURCE_GROUPS
+
+    rank = {g: k for k, g in enumerate(SOURCE_GROUPS)}
+    by_group = stats.get("by_group", {})
+    header = ("group", "proteins", "clusters", "train", "test", "test clusters")
+    rows = [(g, *(str(by_group[g][k]) for k in ("proteins", "clusters", "train", "test", "test_clusters")))
+            for g in sorted(by_group, key=lambda g: (rank.get(g, len(rank)), g))]
+    test = stats.get("test", {})
+    rows.append(("all", str(stats["proteins"]), str(stats["clusters"]), str(stats.get("train", {}).get("proteins", 0)),
+                 str(test.get("proteins", 0)), str(test.get("clusters", 0))))
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths)))
+             for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    p = stats.get("parameters", {})
+    if p:
+        scope = "per source group" if p.get("stratify") else "over all clusters"
+        lines.append(f"clusters: {p.get('method')} at identity ≥ {p.get('identity')}, coverage ≥ "
+                     f"{p.get('coverage')} of both sequences; test fraction {p.get('test_fraction')} {scope}"
+                     + (f" (at least {p.get('min_test_clusters')} test cluster(s) per group that has more)"
+                        if p.get("stratify") else "") + f", seed {p.get('seed')}")
+    for group, entry in by_group.items():
+        if entry["test"] == 0:
+            lines.append(f"note: group {group} has no test protein ({entry['clusters']} cluster(s): one always "
+                         "stays in training)")
+    return "\n".join(lines)
 
 
 def split_sequences(
@@ -270,17 +357,23 @@ def split_sequences(
     seed: int = 0,
     method: str = "auto",
     threads: int = 1,
+    stratify: bool = True,
+    min_test_clusters: int = DEFAULT_MIN_TEST_CLUSTERS,
 ) -> SplitResult:
-    """Cluster and split; the result's stats include the method and parameters used."""
+    """Cluster and split (stratified by source group when ``groups`` are given, see :func:`assign_split`); the
+    result's stats include the method and parameters used."""
     table = cluster_sequences(names, sequences, identity=identity, coverage=coverage, method=method, threads=threads)
     method_used = table.attrs.get("method", method)
-    table["label"] = assign_split(table, test_fraction=test_fraction, seed=seed)
     if groups is not None:
         table["group"] = list(groups)
+    stratified = stratify and groups is not None
+    table["label"] = assign_split(table, test_fraction=test_fraction, seed=seed, stratify=stratified,
+                                  min_test_clusters=min_test_clusters)
     stats = cluster_statistics(table)
     stats["parameters"] = {
         "identity": identity, "coverage": coverage, "coverage_mode": "both", "test_fraction": test_fraction,
-        "seed": seed, "method": method_used,
+        "seed": seed, "method": method_used, "stratify": stratified,
+        "min_test_clusters": min_test_clusters if stratified else None,
     }
     return SplitResult(table=table, stats=stats)
 
@@ -295,6 +388,8 @@ def split_store(
     method: str = "auto",
     threads: int = 1,
     clusters_out: str | os.PathLike[str] | None = None,
+    stratify: bool = True,
+    min_test_clusters: int = DEFAULT_MIN_TEST_CLUSTERS,
 ) -> SplitResult:
     """Split a store in place: rewrite its labels, record the split in its metadata, refresh the index CSV.
 
@@ -313,7 +408,8 @@ def split_store(
     sequences = [s.replace("<eos><cls>", ":") for s in index["modify_seq"]]
     result = split_sequences(
         list(index["name"]), sequences, groups=list(index["group"]), identity=identity, coverage=coverage,
-        test_fraction=test_fraction, seed=seed, method=method, threads=threads,
+        test_fraction=test_fraction, seed=seed, method=method, threads=threads, stratify=stratify,
+        min_test_clusters=min_test_clusters,
     )
     labels = np.array([s.encode() for s in result.table["label"]], dtype=f"S{LABEL_WIDTH}")
     with h5py.File(store_path, "r+") as fh:

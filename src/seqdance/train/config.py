@@ -24,6 +24,7 @@ from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
 from seqdance.model.kinds import DEFAULT_ESM2_SOURCE, MODEL_SELECTS
 from seqdance.train.loss import MASK_MODES
+from seqdance.train.weights import BASELINE_FLOOR, MAX_WEIGHT_RATIO
 
 #: What the trainer does with an update whose loss, targets or gradients are not finite.
 NONFINITE_POLICIES: tuple[str, ...] = ("error", "skip")
@@ -47,6 +48,10 @@ class DataConfig:
     groups: list[str] | None = None  # None: every group with training proteins
     loss_weights: str = "compute"  # "compute" (DESIGN §7 rules on the training split) or a CSV path
     weight_max_proteins: int | None = None  # subsample per group when computing weights
+    # near-zero baselines (few proteins): floor as a share of the largest baseline of the same kind, and
+    # cap weights at this multiple of the group's median weight; 0 / null give the plain DESIGN §7 rule
+    weight_baseline_floor: float = BASELINE_FLOOR
+    weight_max_ratio: float | None = MAX_WEIGHT_RATIO
     sequences_per_group: int = 128  # per update, all ranks together
     micro_batch_size: int = 16  # per rank and forward pass
     curriculum: list[CurriculumStage] = field(

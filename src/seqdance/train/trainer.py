@@ -233,7 +233,8 @@ class Trainer:
             stats = compute_store_statistics(
                 self.stores.stores, split=self.config.data.train_split, groups=groups,
                 max_proteins_per_group=self.config.data.weight_max_proteins, seed=self.config.seed,
-                progress=self.config.progress,
+                progress=self.config.progress, baseline_floor=self.config.data.weight_baseline_floor,
+                max_weight_ratio=self.config.data.weight_max_ratio,
             )
             write_statistics(stats, cached)
             means = {g: {"residue": stats.residue_means[g], "pair": stats.pair_means[g]} for g in stats.residue_means}

@@ -127,23 +127,93 @@ class LossWeights:
         return {g: {k: float(v) for k, v in row.items()} for g, row in self.table.items()}
 
 
-def weights_from_baselines(baselines: Mapping[str, Mapping[str, float]]) -> LossWeights:
+#: A baseline RMSE counts as at least this share of the largest baseline among the group's properties of its
+#: family (same level and activation: e.g. the nine interaction types). Rare interactions (pi-stacking,
+#: T-stacking) have baselines near zero when few proteins are seen, and ``share / baseline`` would then blow up;
+#: in the released table the smallest such ratio is about 4%, so the floor leaves it alone. 0 disables it.
+BASELINE_FLOOR = 0.02
+#: No weight exceeds this multiple of the median weight of its group (the released table's largest ratio is
+#: about 20). ``None`` disables the cap.
+MAX_WEIGHT_RATIO: float | None = 25.0
+
+
+@dataclass(frozen=True)
+class WeightAdjustment:
+    """A property whose weight the baseline floor or the weight cap changed (reported as a warning)."""
+
+    group: str
+    prop: str
+    baseline: float  # the measured mean baseline RMSE
+    used_baseline: float  # after the floor
+    rule_weight: float  # share / measured baseline (inf for a zero baseline)
+    weight: float  # what is used
+    floored: bool
+    capped: bool
+    n_proteins: int | None = None
+
+    def message(self) -> str:
+        seen = f" (from {self.n_proteins} training protein(s))" if self.n_proteins is not None else ""
+        why = []
+        if self.floored:
+            why.append(f"its baseline RMSE {self.baseline:.3g}{seen} is near zero and was floored to "
+                       f"{self.used_baseline:.3g}")
+        if self.capped:
+            why.append("the weight was capped relative to the group's median weight")
+        return (f"group {self.group}: loss weight of {self.prop} is {self.weight:.3g} instead of "
+                f"{self.rule_weight:.3g}: " + "; ".join(why))
+
+
+def weights_from_baselines(
+    baselines: Mapping[str, Mapping[str, float]],
+    *,
+    n_proteins: Mapping[str, Mapping[str, int]] | None = None,
+    baseline_floor: float = BASELINE_FLOOR,
+    max_weight_ratio: float | None = MAX_WEIGHT_RATIO,
+    adjustments: list[WeightAdjustment] | None = None,
+) -> LossWeights:
     """Weights ``share / baseline`` for every group in ``baselines`` (group -> property -> mean baseline RMSE).
 
-    A property without a usable baseline (no valid data in the group, or 0) gets weight 0 and a warning.
+    A baseline below ``baseline_floor`` × the group's largest baseline in its family (same level and activation,
+    e.g. the nine interactions) is raised to that, and
+    no weight exceeds ``max_weight_ratio`` × the group's median weight; each property changed so is logged as a
+    warning (and appended to ``adjustments``). ``baseline_floor=0, max_weight_ratio=None`` is the plain rule.
+    A property without a usable baseline (no valid data in the group, or not finite) gets weight 0 and a warning.
     """
     table: dict[str, dict[str, float]] = {}
     for group, row in baselines.items():
         shares = target_shares(group)
+        family = {p.name: (p.level, p.activation) for p in schema.group_properties(group)}
+        usable = {n: float(row[n]) for n in shares if row.get(n) is not None and math.isfinite(row[n])
+                  and row[n] >= 0}
+        largest = {f: max([b for n, b in usable.items() if family[n] == f], default=0.0) for f in family.values()}
         out: dict[str, float] = {}
+        used: dict[str, float] = {}
         for name, share in shares.items():
-            base = row.get(name, float("nan"))
-            if base is None or not math.isfinite(base) or base <= 0:
+            base = usable.get(name)
+            floor = baseline_floor * largest[family[name]]
+            if base is None or max(base, floor) <= 0:
                 log.warning("group %s: property %s has no usable baseline RMSE (%s); its loss weight is 0",
-                            group, name, base)
+                            group, name, row.get(name, float("nan")))
                 out[name] = 0.0
-            else:
-                out[name] = share / float(base)
+                continue
+            used[name] = max(base, floor)
+            out[name] = share / used[name]
+        if max_weight_ratio is not None:
+            positive = [w for w in out.values() if w > 0]
+            cap = max_weight_ratio * float(np.median(positive)) if positive else math.inf
+            out = {n: min(w, cap) for n, w in out.items()}
+        for name, weight in out.items():
+            if name not in used:
+                continue
+            floored = used[name] != usable[name]
+            capped = weight < shares[name] / used[name]
+            if floored or capped:
+                rule = shares[name] / usable[name] if usable[name] > 0 else math.inf
+                note = WeightAdjustment(group, name, usable[name], used[name], rule, weight, floored, capped,
+                                        (n_proteins or {}).get(group, {}).get(name))
+                log.warning("%s", note.message())
+                if adjustments is not None:
+                    adjustments.append(note)
         table[group] = out
     return LossWeights(table, origin="computed from baselines")
 
@@ -301,16 +371,33 @@ class StoreStatistics:
     n_proteins: dict[str, dict[str, int]]  # group -> property -> proteins with valid entries
     residue_means: dict[str, np.ndarray]  # group -> (C_res stored,) mean target of each channel
     pair_means: dict[str, np.ndarray]  # group -> (C_pair stored,)
+    #: Floor and cap of :func:`weights_from_baselines` (0 and None: the plain DESIGN §7 rule).
+    baseline_floor: float = BASELINE_FLOOR
+    max_weight_ratio: float | None = MAX_WEIGHT_RATIO
     _weights: LossWeights | None = field(default=None, repr=False)
+    _adjustments: list[WeightAdjustment] = field(default_factory=list, repr=False)
 
     def weights(self) -> LossWeights:
+        """The loss weights (computed once; floored or capped properties are logged as warnings)."""
         if self._weights is None:
-            self._weights = weights_from_baselines(self.baselines)
+            self._adjustments = []
+            self._weights = weights_from_baselines(
+                self.baselines, n_proteins=self.n_proteins, baseline_floor=self.baseline_floor,
+                max_weight_ratio=self.max_weight_ratio, adjustments=self._adjustments,
+            )
         return self._weights
 
+    @property
+    def adjustments(self) -> list[WeightAdjustment]:
+        """Properties whose weight the floor or the cap changed."""
+        self.weights()
+        return list(self._adjustments)
+
     def details_frame(self) -> pd.DataFrame:
-        """Long table: group, property, n_proteins, baseline_rmse, share, weight."""
+        """Long table: group, property, n_proteins, baseline_rmse, share, weight, adjusted (floored/capped)."""
         weights = self.weights()
+        changed = {(a.group, a.prop): "+".join(k for k, on in (("floored", a.floored), ("capped", a.capped)) if on)
+                   for a in self._adjustments}
         rows = []
         for group, row in self.baselines.items():
             shares = target_shares(group)
@@ -322,6 +409,7 @@ class StoreStatistics:
                     "baseline_rmse": row.get(name, float("nan")),
                     "share": shares[name],
                     "weight": weights.table[group][name],
+                    "adjusted": changed.get((group, name), ""),
                 })
         return pd.DataFrame(rows)
 
@@ -370,11 +458,14 @@ def compute_store_statistics(
     max_proteins_per_group: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    baseline_floor: float = BASELINE_FLOOR,
+    max_weight_ratio: float | None = MAX_WEIGHT_RATIO,
 ) -> StoreStatistics:
     """One pass over the training proteins of one or several stores: per-property baselines, channel means.
 
     ``stores`` is a :class:`seqdance.store.DynamicsStore` (``.index``, ``.read(name)``) or a list of them.
     ``max_proteins_per_group`` estimates from a random subset (seeded) to keep the pass short on big stores.
+    ``baseline_floor`` / ``max_weight_ratio``: see :func:`weights_from_baselines`.
     """
     store_list = list(stores) if isinstance(stores, (list, tuple)) else [stores]
     wanted = list(groups) if groups is not None else list(schema.SOURCE_GROUPS)
@@ -397,7 +488,7 @@ def compute_store_statistics(
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(todo, desc="loss-weight statistics", unit="protein")
+        iterator = tqdm(todo, desc="loss-weights", unit="protein")
     for group, sid, name in iterator:
         prot = store_list[sid].read(name)
         from seqdance.store.hdf5 import check_finite_targets
@@ -430,7 +521,8 @@ def compute_store_statistics(
                 store_to[group] = np.where(n > 0, s / np.maximum(n, 1), np.nan)
     if not baselines:
         raise InputError(f"no proteins with split label {split!r} in the store(s) for groups {wanted}")
-    return StoreStatistics(baselines, counts, res_means, pair_means)
+    return StoreStatistics(baselines, counts, res_means, pair_means, baseline_floor=baseline_floor,
+                           max_weight_ratio=max_weight_ratio)
 
 
 def write_statistics(stats: StoreStatistics, path: str | os.PathLike[str]) -> dict[str, Path]:
