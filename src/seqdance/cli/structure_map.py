@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.errors import InputError
 from seqdance.schema import RESIDUE_PROPERTIES
 
 #: Residue properties with one value per residue (what a B-factor holds).
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"structure file not found: {args.structure}")
     prediction = load_prediction(args.prediction)
     if args.property not in prediction:
-        raise ValueError(f"{args.prediction} holds no {args.property!r} (it has: {', '.join(prediction)})")
+        raise InputError(f"{args.prediction} holds no {args.property!r} (it has: {', '.join(prediction)})")
     values = np.asarray(prediction[args.property], dtype=np.float64)
     chains = [c.strip() for c in args.chain.split(",") if c.strip()] if args.chain else None
     result = map_property(

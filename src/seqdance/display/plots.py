@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
 from seqdance.schema import INTERACTION_NAMES, SS_CLASSES
 
@@ -86,7 +87,7 @@ def plot_residue_profiles(
     has_nma = all(f"nma_res{k}" in values for k in (1, 2, 3))
     rows = len(panels) + int(has_nma)
     if rows == 0:
-        raise ValueError("the prediction holds none of rmsf_nor, sasa_mean, ss, nma_res1..3")
+        raise InputError("the prediction holds none of rmsf_nor, sasa_mean, ss, nma_res1..3")
     width = float(np.clip(6 + n / 45, 8, 16))
     heights = [1.6 if name == "ss" else 1.3 for name in panels] + ([1.4] if has_nma else [])
     figure = Figure(figsize=(width, 1.1 + sum(heights)), layout="constrained")

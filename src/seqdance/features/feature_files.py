@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path, sha256_file
 from seqdance.schema import PROPERTY_BY_NAME, SS_CLASSES, FeatureKind, properties_of_kind
 
@@ -127,10 +128,10 @@ def load_feature_file(path: str | os.PathLike[str]) -> tuple[FeatureKind, dict[s
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable feature file ({exc})") from exc
+        raise InputError(f"{path}: not a readable feature file ({exc})") from exc
     kind = feature_kind(list(arrays))
     if kind is None:
-        raise ValueError(
+        raise InputError(
             f"{path}: not a seqdance feature file (written by 'seqdance features md' or 'features nma'; "
             f"keys found: {', '.join(sorted(arrays)[:12])})"
         )
@@ -156,7 +157,7 @@ def residue_table(features: Mapping[str, Any]):
 
     kind = feature_kind(list(features))
     if kind is None:
-        raise ValueError("not a feature dict of extract_md or extract_nma")
+        raise InputError("not a feature dict of extract_md or extract_nma")
     ids = np.asarray(features["residue_ids"])
     number_field = "resSeq" if "resSeq" in (ids.dtype.names or ()) else "resseq"
     sequence = str(features["sequence"]).replace(":", "")

@@ -212,7 +212,7 @@ def proteingym_table(scores: pd.DataFrame, wild_type: str) -> pd.DataFrame:
     one column per predictor, higher = fitter (dynamics predictors prefixed ``seqdance_``)."""
     checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type)
     if checked.invalid or len(checked.variants) != len(scores):
-        raise ValueError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
+        raise InputError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
     table = pd.DataFrame({
         "mutant": scores["mutant"].to_numpy(),
         "mutated_sequence": [v.apply(wild_type) for v in checked.variants],

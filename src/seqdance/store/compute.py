@@ -161,14 +161,14 @@ def _read_feature_file(entry: ManifestEntry, settings: BuildSettings) -> tuple[d
     assert path is not None
     kind, features, fingerprint = load_feature_file(path)
     if kind != entry.kind:
-        raise ValueError(f"{path} holds {kind.upper()} features but source {entry.source!r} is in group "
+        raise InputError(f"{path} holds {kind.upper()} features but source {entry.source!r} is in group "
                          f"{entry.group!r}, which trains {entry.kind.upper()} targets")
     n = len(str(features["sequence"]).replace(":", ""))
     if settings.max_residues and n > settings.max_residues:
-        raise ValueError(f"{n} residues, more than max_residues={settings.max_residues}")
+        raise InputError(f"{n} residues, more than max_residues={settings.max_residues}")
     if kind == "md":
         if features["frequency"] != settings.frequency:
-            raise ValueError(
+            raise InputError(
                 f"{path} has {features['frequency']!r} interaction frequencies but this build uses "
                 f"{settings.frequency!r} (a store has one frequency mode): build with --frequency "
                 f"{features['frequency']} or recompute the file with --frequency {settings.frequency}"
@@ -176,7 +176,7 @@ def _read_feature_file(entry: ManifestEntry, settings: BuildSettings) -> tuple[d
         no_hbonds = [name for name in INTERACTION_NAMES if name.startswith("hb")
                      and np.isnan(np.asarray(features[name], dtype=np.float64)).all()]
         if no_hbonds and settings.missing_hydrogens == "error":
-            raise ValueError(f"{path} has no hydrogen-bond maps (computed without hydrogens); build with "
+            raise InputError(f"{path} has no hydrogen-bond maps (computed without hydrogens); build with "
                              "--missing-hydrogens skip to store them masked")
     return features, fingerprint
 
