@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import shutil
 from pathlib import Path
 
@@ -153,3 +154,21 @@ def test_feature_file_round_trip(small_pdb: Path, tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(out.read_bytes()[:1000])
     assert not is_complete_nma_file(truncated) and not is_complete_nma_file(tmp_path / "none.npz")
+
+
+def test_structure_conformation_equals_an_independent_computation(small_pdb: Path) -> None:
+    """extract_nma reports each chain's Rg, end-to-end distance and asphericity of its one structure (nm)."""
+    features = extract_nma(small_pdb)
+    coords = read_calpha_structure(small_pdb).coords / 10.0  # Å -> nm
+    starts = np.concatenate([[0], np.cumsum(features["chain_lengths"])])
+    assert len(features["conformation_rg_mean"]) == len(features["chain_lengths"])
+    for k, (lo, hi) in enumerate(itertools.pairwise(starts)):
+        chain = coords[lo:hi]
+        centred = chain - chain.mean(axis=0)
+        rg = np.sqrt((centred**2).sum(axis=1).mean())
+        eigen = np.linalg.eigvalsh(centred.T @ centred / len(chain))
+        asphericity = ((eigen[:, None] - eigen[None, :]) ** 2).sum() / 2 / (2 * eigen.sum() ** 2)
+        assert features["conformation_rg_mean"][k] == pytest.approx(rg, rel=1e-12)
+        assert features["conformation_ree_mean"][k] == pytest.approx(np.linalg.norm(chain[-1] - chain[0]), rel=1e-12)
+        assert features["conformation_asphericity_mean"][k] == pytest.approx(asphericity, rel=1e-9)
+        assert features["conformation_rg_std"][k] == 0.0 and features["conformation_n_frames"][k] == 1

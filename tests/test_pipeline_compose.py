@@ -73,6 +73,9 @@ def test_feature_files_build_the_same_targets_without_recomputing(feature_files,
         nma = b.provenance("nma1")
         assert nma["derived_from"]["inputs"][0]["sha256"] == sha256_file(feature_files["structure"])
         assert nma["skipped_residues"] == a.provenance("nma1")["skipped_residues"]
+        for name in ("md1", "nma1"):  # conformational properties come along from either kind of feature file
+            assert b.provenance(name)["conformation"] == a.provenance(name)["conformation"]
+            assert len(a.provenance(name)["conformation"]) >= 1
 
 
 def test_feature_file_of_the_wrong_kind_or_frequency_fails_its_protein(feature_files, tmp_path) -> None:
@@ -95,6 +98,9 @@ def test_feature_rows_refuse_compute_options(tmp_path) -> None:
         read_manifest(path)
     path = _write(tmp_path / "n.csv", [{"name": "a", "source": "ATLAS", "features": "a.npz", "topology": "t.pdb"}])
     with pytest.raises(ManifestError, match="not both"):
+        read_manifest(path)
+    path = _write(tmp_path / "h.csv", [{"name": "a", "source": "ATLAS", "features": "a.npz", "add_hydrogens": "yes"}])
+    with pytest.raises(ManifestError, match="add_hydrogens cannot apply to a feature file"):
         read_manifest(path)
 
 
