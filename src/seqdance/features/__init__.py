@@ -5,18 +5,8 @@ Imported lazily so that using one family does not import the other's dependencie
 
 from __future__ import annotations
 
-from typing import Any
+from seqdance.lazy import lazy_exports
 
-__all__ = ["extract_md", "extract_nma"]
+_LAZY = {"extract_md": "seqdance.features.md", "extract_nma": "seqdance.features.nma"}
 
-
-def __getattr__(name: str) -> Any:
-    if name == "extract_md":
-        from seqdance.features.md import extract_md
-
-        return extract_md
-    if name == "extract_nma":
-        from seqdance.features.nma import extract_nma
-
-        return extract_nma
-    raise AttributeError(f"module 'seqdance.features' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _LAZY)

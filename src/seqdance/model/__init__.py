@@ -6,8 +6,7 @@ are imported on first use, so ``import seqdance.model.kinds`` (and the command-l
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from seqdance.lazy import lazy_exports
 
 _LAZY = {
     "ENCODER_PRESETS": "seqdance.model.config",
@@ -28,10 +27,4 @@ _LAZY = {
     "load_model": "seqdance.model.loading",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'seqdance.model' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _LAZY)

@@ -8,8 +8,7 @@ choices (:mod:`seqdance.scoring.options`) load no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from seqdance.lazy import lazy_exports
 
 _LAZY = {
     "combined_change": "seqdance.scoring.combine",
@@ -33,10 +32,4 @@ _LAZY = {
     "discover_assays": "seqdance.scoring.dms",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'seqdance.scoring' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _LAZY)

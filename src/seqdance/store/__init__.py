@@ -7,8 +7,7 @@ neither h5py nor pandas.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from seqdance.lazy import lazy_exports
 
 _LAZY = {
     "DynamicsStore": "seqdance.store.hdf5",
@@ -25,10 +24,4 @@ _LAZY = {
     "homology_hits": "seqdance.store.split",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'seqdance.store' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _LAZY)

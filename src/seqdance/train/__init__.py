@@ -5,8 +5,7 @@ Public names are imported on first use, so ``import seqdance.train`` stays light
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from seqdance.lazy import lazy_exports
 
 _LAZY = {
     "TrainConfig": "seqdance.train.config",
@@ -22,10 +21,4 @@ _LAZY = {
     "WarmupLinearDecay": "seqdance.train.schedule",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'seqdance.train' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _LAZY)

@@ -1,0 +1,23 @@
+"""Public names of a package imported on first use, so that ``import seqdance.<package>`` stays light.
+
+Each package ``__init__`` maps its public names to the modules that define them and hands the map to
+:func:`lazy_exports`, which gives back ``__all__`` and the module-level ``__getattr__`` (PEP 562).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def lazy_exports(package: str, names: Mapping[str, str]) -> tuple[list[str], Callable[[str], Any]]:
+    """(``__all__``, ``__getattr__``) for ``package`` whose public ``names`` map to their defining modules."""
+    table = dict(names)
+
+    def __getattr__(name: str) -> Any:
+        if name in table:
+            return getattr(importlib.import_module(table[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return sorted(table), __getattr__
