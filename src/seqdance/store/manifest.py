@@ -45,11 +45,11 @@ _PATH_COLUMNS = ("structure", "topology", "trajectory", "features")
 _INT_COLUMNS = ("stride", "start", "stop", "model")
 #: Per-row input options of MD entries (back-mapping, hydrogens), as extract_md's keyword arguments.
 MD_INPUT_COLUMNS = ("backmap", "backmap_properties", "add_hydrogens", "hydrogen_ph", "hydrogen_forcefield")
-#: Values of an MD input column that mean "not asked for".
-_NO_VALUES = ("none", "no", "0", "false", "n")
 KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_INT_COLUMNS, "chains", *MD_INPUT_COLUMNS)
 _TRUE = ("1", "yes", "true", "y")
 _FALSE = ("", "0", "no", "false", "n")
+#: Values of an MD input column that mean "not asked for".
+_NO_VALUES = (*_FALSE, "none")
 
 
 @dataclass(frozen=True)
