@@ -8,6 +8,7 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 import pytest
+from _cg_files import write_calpha_files
 from conftest import require
 
 from seqdance.errors import InputError
@@ -26,16 +27,6 @@ from seqdance.features.coarse_grained import (
 from seqdance.features.md_topology import build_protein_topology
 
 MDA = pytest.importorskip("MDAnalysisTests.datafiles")
-
-
-def write_calpha_files(traj: md.Trajectory, folder: Path, stem: str) -> tuple[Path, Path]:
-    """A CALVADOS-like pair (PDB of the beads + DCD) holding the Cα atoms of an all-atom trajectory."""
-    ca = traj.topology.select("name CA and protein")
-    trace = traj.atom_slice(ca)
-    pdb, dcd = folder / f"{stem}.pdb", folder / f"{stem}.dcd"
-    trace[0].save_pdb(str(pdb))
-    trace.save_dcd(str(dcd))
-    return pdb, dcd
 
 
 @pytest.fixture(scope="module")

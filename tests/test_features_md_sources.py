@@ -12,6 +12,7 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 import pytest
+from _cg_files import write_calpha_files, write_martini_files
 from conftest import require
 
 from seqdance.errors import InputError
@@ -28,15 +29,6 @@ needs_openmm = pytest.mark.skipif(
     find_spec("openmm") is None, reason="adding hydrogens needs OpenMM (pip install 'seqdance[hydrogens]')")
 
 MD_NAMES = tuple(p.name for p in properties_of_kind("md"))
-
-
-def write_calpha_files(traj: md.Trajectory, folder: Path, stem: str) -> tuple[Path, Path]:
-    """A CALVADOS-like pair (PDB of the beads + DCD) holding the Cα atoms of an all-atom trajectory."""
-    trace = traj.atom_slice(traj.topology.select("name CA and protein"))
-    pdb, dcd = folder / f"{stem}.pdb", folder / f"{stem}.dcd"
-    trace[0].save_pdb(str(pdb))
-    trace.save_dcd(str(dcd))
-    return pdb, dcd
 
 
 def write_heavy_files(traj: md.Trajectory, folder: Path, stem: str) -> tuple[Path, Path]:
@@ -129,6 +121,54 @@ def test_calpha_input_gives_the_all_atom_runs_trace_properties(system: str, requ
         assert out[f"conformation_{key}"][0] == pytest.approx(value, rel=1e-5, abs=tolerance), key
         assert out[f"conformation_{key}"][0] == pytest.approx(reference[f"conformation_{key}"][0], rel=1e-5,
                                                                abs=1e-6), key
+
+
+@pytest.mark.parametrize("system", ["mdcath_2hbaA00", "adenylate_kinase"])
+def test_martini_input_is_read_by_its_backbone_beads(system: str, request, tmp_path: Path) -> None:
+    """A Martini-like model (BB + SC1 beads, water beads) of a real trajectory: the trace properties come from the
+    BB beads exactly (as from a Cα trace at those positions), water is left out, the rest is missing; and they
+    stay close to the all-atom run's Cα values (the BB bead sits at the backbone's centre)."""
+    if system == "mdcath_2hbaA00":
+        top, traj_path = request.getfixturevalue("mdcath")
+        stride = 10
+    else:
+        top, traj_path, stride = MDA.PSF, MDA.DCD, 4
+    traj = md.load(str(traj_path), top=str(top), stride=stride)
+    pdb, dcd, backbone = write_martini_files(traj, tmp_path, system)
+    calpha_pdb, calpha_dcd = write_calpha_files(md.Trajectory(backbone, traj.atom_slice(
+        traj.topology.select("name CA and protein")).topology), tmp_path, "bb_as_calpha")
+
+    out = extract_md(pdb, dcd)
+    same = extract_md(calpha_pdb, calpha_dcd)  # the BB positions written as a one-bead trace
+    assert out["input_kind"] == "martini" and same["input_kind"] == "calpha"
+    assert out["sequence"] == same["sequence"] and out["n_frames"] == traj.n_frames
+    for key in ("rmsf", "corr", "conformation_rg_mean", "conformation_ree_mean", "conformation_nu"):
+        np.testing.assert_allclose(out[key], same[key], rtol=0, atol=1e-6, err_msg=key)
+    assert tuple(out["missing_properties"]) == tuple(same["missing_properties"])
+    assert_missing(out, tuple(n for n in MD_NAMES if n not in CALPHA_PROPERTIES), same)
+
+    reference = extract_md(top, traj_path, stride=stride, missing_hydrogens="skip")  # Cα of the all-atom run
+    assert np.corrcoef(out["rmsf"], reference["rmsf"])[0, 1] > 0.99
+    upper = np.triu_indices(len(out["rmsf"]), 1)
+    assert np.corrcoef(out["corr"][upper], reference["corr"][upper])[0, 1] > 0.99
+    assert out["conformation_rg_mean"][0] == pytest.approx(reference["conformation_rg_mean"][0], rel=0.02)
+
+
+def test_martini_inputs_that_cannot_be_read(atlas, tmp_path: Path) -> None:
+    traj = md.load(str(atlas[1]), top=str(atlas[0]))
+    pdb, dcd, _ = write_martini_files(traj, tmp_path, "cg")
+    with pytest.raises(InputError, match=r"Martini model .* backward"):
+        extract_md(pdb, dcd, backmap="pulchra")
+    with pytest.raises(InputError, match="Martini model"):
+        extract_md(pdb, dcd, add_hydrogens=True)
+    # a residue whose backbone bead is missing: named, not mistaken for an all-atom input
+    lines = pdb.read_text().splitlines()
+    first_bb = next(k for k, line in enumerate(lines) if line.startswith("ATOM") and line[12:16].strip() == "BB")
+    lines[first_bb] = lines[first_bb][:12] + " BX " + lines[first_bb][16:]
+    broken = tmp_path / "broken.pdb"
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"broken\.pdb: .*Martini.* residue .*no backbone bead 'BB'"):
+        extract_md(broken, dcd)
 
 
 def test_calpha_input_options_and_frame_selection(atlas, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 import pytest
+from _cg_files import write_martini_files
 from conftest import require
 
 from seqdance import schema
@@ -54,7 +55,7 @@ def write_manifest(path: Path, rows: list[dict]) -> Path:
 def inputs(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     """Manifest rows: 3tvj_I all-atom (ATLAS), its Cα trace back-mapped (IDRome), its heavy-atom frames as a PED-like
     MODEL ensemble given hydrogens (PED), the Cα traces of mdCATH 2hbaA00 and adenylate kinase (IDRome, Cα only),
-    and one NMA structure."""
+    a Martini-like model of 2hbaA00 (user MD source, read by its backbone beads) and one NMA structure."""
     folder = tmp_path_factory.mktemp("mixed_inputs")
     ref = shared_data / "reference" / "md"
     top, dcd = require(ref / "3tvj_I.pdb"), require(ref / "3tvj_I_10frames.dcd")
@@ -73,8 +74,11 @@ def inputs(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         {"name": "cg_2hba", "source": "IDRome", "topology": "cg_2hba.pdb", "trajectory": "cg_2hba.dcd",
          "label": "train"},
         {"name": "cg_adk", "source": "IDRome", "topology": "cg_adk.pdb", "trajectory": "cg_adk.dcd", "label": "test"},
+        {"name": "mt_2hba", "source": "md:martini_runs", "topology": "mt_2hba.pdb", "trajectory": "mt_2hba.dcd",
+         "label": "train"},
         {"name": "nma_one", "source": "proteinflow_pdb", "structure": str(structure), "label": "train"},
     ]
+    write_martini_files(ntl9, folder, "mt_2hba")
     _calpha(atlas, folder, "cg_3tvj")
     _calpha(ntl9, folder, "cg_2hba")
     _calpha(adk, folder, "cg_adk")
@@ -93,11 +97,12 @@ def built(inputs) -> tuple[Path, Path, list[dict]]:
 
 
 EXPECTED_KIND = {"aa_3tvj": "all_atom", "ped_3tvj": "all_atom_protonated", "bm_3tvj": "backmapped",
-                 "cg_2hba": "calpha", "cg_adk": "calpha"}
+                 "cg_2hba": "calpha", "cg_adk": "calpha", "mt_2hba": "martini"}
 
 
 def _expected_missing(kind: str) -> list[str]:
-    keep = {"calpha": CALPHA_PROPERTIES, "backmapped": BACKMAP_REPRODUCED}.get(kind, MD_NAMES)
+    keep = {"calpha": CALPHA_PROPERTIES, "martini": CALPHA_PROPERTIES, "backmapped": BACKMAP_REPRODUCED}.get(kind,
+                                                                                                     MD_NAMES)
     return [n for n in MD_NAMES if n not in keep]
 
 
@@ -106,7 +111,7 @@ def test_mixed_store_records_and_masks_missing_properties(built) -> None:
     with DynamicsStore.open(store_path) as store:
         groups = dict(zip(store.index["name"], store.index["group"]))
         assert groups == {"aa_3tvj": "md", "ped_3tvj": "md", "bm_3tvj": "idr", "cg_2hba": "idr", "cg_adk": "idr",
-                          "nma_one": "nma"}
+                          "mt_2hba": "md", "nma_one": "nma"}
         for name, kind in EXPECTED_KIND.items():
             provenance = store.provenance(name)
             assert provenance["input_kind"] == kind

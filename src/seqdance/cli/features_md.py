@@ -33,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Several --trajectory options (replicas of the same system) pool their frames. Topology: any format "
             "MDTraj reads, GROMACS .tpr, or an mdCATH .h5 file (select temperature/replica with FILE.h5#348/0); a "
             "multi-model PDB/mmCIF ensemble (PED, NMR) may be its own trajectory. A one-bead-per-residue topology "
-            "(CALVADOS, HPS, Cα-only) is detected and gives the Cα properties (RMSF, movement correlation, "
-            "conformation) with the atom-level ones missing, or all of them with --backmap. What an input cannot give "
-            "is written as NaN and listed in 'missing_properties' (docs/coarse_grained.md)."
+            "(CALVADOS, HPS, Cα-only) or a Martini model (read by its BB beads) is detected and gives the Cα "
+            "properties (RMSF, movement correlation, conformation) with the atom-level ones missing, or, for a "
+            "one-bead trace, all of them with --backmap. What an input cannot give is written as NaN and listed in "
+            "'missing_properties' (docs/coarse_grained.md)."
         ),
     )
     parser.add_argument("--topology", "-t", required=True, metavar="TOP",

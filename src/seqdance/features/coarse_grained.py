@@ -1,7 +1,9 @@
 """One-bead-per-residue (Cα-trace) inputs: detection, validation, reading, and the properties defined on Cα.
 
 Coarse-grained simulations such as CALVADOS (IDRome), HPS or Cα-only structure sets write one bead per residue,
-named by the residue's 3-letter code (DESIGN §3b). This module recognises such a topology, checks it (known
+named by the residue's 3-letter code (DESIGN §3b). Martini models have several beads per residue, one of them the
+backbone bead ``BB`` (the centre of N, Cα, C and O); their ``BB`` beads are read as the trace (input kind
+``martini``: the same properties, on the backbone centre instead of Cα; docs/coarse_grained.md). This module recognises such a topology, checks it (known
 residue names, chains that are continuous in every frame), reads its frames in chunks made whole across periodic
 boundaries, and computes what a Cα trace defines: the Cα RMSF and movement correlation of DESIGN §3 (items 5-6),
 with the same superposition (all frames on the first, by Cα, MDTraj's ``superpose``) and the same accumulator
@@ -31,6 +33,7 @@ from seqdance.features.md_topology import (
     normalise_residue_name,
     unique_labels,
 )
+from seqdance.features.options import InputKind
 from seqdance.features.periodic import make_whole, spanning_bonds
 from seqdance.features.trajectory_io import LoadedTopology, count_frames, load_topology, open_sources
 
@@ -55,17 +58,72 @@ def is_one_bead_per_residue(topology: md.Topology) -> bool:
     return all(residue.n_atoms == 1 for residue in topology.residues)
 
 
-def bead_topology(full: md.Topology, *, source: str = "topology") -> ProteinTopology:
-    """Describe a one-bead-per-residue topology as a :class:`ProteinTopology` whose atoms are the beads.
+#: Name of the backbone bead of Martini protein models (martinize, martinize2; Martini 2 and 3).
+MARTINI_BACKBONE_BEAD = "BB"
+
+
+def martini_backbone(topology: md.Topology) -> np.ndarray | None:
+    """Indices of the backbone beads of a Martini protein model, one per amino-acid residue; None when
+    ``topology`` is not one (it has a Cα atom, or some amino-acid residue lacks exactly one ``BB`` bead).
+    Residues that are not amino acids (Martini water ``W``, ions, lipids) are left out."""
+    if topology.n_atoms == 0 or any(atom.name == "CA" for atom in topology.atoms):
+        return None
+    beads: list[int] = []
+    for residue in topology.residues:
+        backbone = [atom.index for atom in residue.atoms if atom.name == MARTINI_BACKBONE_BEAD]
+        if normalise_residue_name(residue.name) not in ONE_LETTER:
+            if backbone:  # a backbone bead in a residue with an unknown name: let bead_topology name it
+                beads.extend(backbone)
+            continue
+        if len(backbone) != 1:
+            return None
+        beads.append(backbone[0])
+    return np.array(beads, dtype=np.int64) if beads else None
+
+
+def check_martini_backbone(topology: md.Topology, *, source: str) -> None:
+    """Raise :class:`InputError` naming the residue when ``topology`` looks like a Martini model (``BB`` beads,
+    no Cα) but some amino-acid residue has no single ``BB`` bead, so that it is not taken for an all-atom input."""
+    if any(atom.name == "CA" for atom in topology.atoms) or not any(
+            atom.name == MARTINI_BACKBONE_BEAD for atom in topology.atoms):
+        return
+    for residue in topology.residues:
+        if normalise_residue_name(residue.name) not in ONE_LETTER:
+            continue
+        count = sum(1 for atom in residue.atoms if atom.name == MARTINI_BACKBONE_BEAD)
+        if count != 1:
+            what = "no backbone bead 'BB'" if count == 0 else f"{count} backbone beads 'BB'"
+            raise InputError(f"{source}: looks like a Martini model (backbone beads 'BB', no Cα atoms), but residue "
+                             f"{residue.name}{residue.resSeq} (chain {residue.chain.index}) has {what}; each "
+                             "amino-acid residue needs exactly one")
+
+
+def trace_beads(topology: md.Topology) -> tuple[np.ndarray, InputKind] | None:
+    """(indices of the beads that trace the chain, one per residue, and the input kind) of a coarse-grained
+    topology: every atom of a one-bead-per-residue model ("calpha") or the BB beads of a Martini model
+    ("martini"); None for an all-atom topology."""
+    if is_one_bead_per_residue(topology):
+        return np.arange(topology.n_atoms, dtype=np.int64), "calpha"
+    backbone = martini_backbone(topology)
+    return (backbone, "martini") if backbone is not None else None
+
+
+def bead_topology(full: md.Topology, *, source: str = "topology", beads: np.ndarray | None = None) -> ProteinTopology:
+    """Describe a coarse-grained topology as a :class:`ProteinTopology` whose atoms are its trace beads: every
+    atom of a one-bead-per-residue topology, or the atoms ``beads`` (one per residue, e.g. Martini's BB beads;
+    read from the trajectory by these indices).
 
     Every residue must be a standard amino acid (3-letter code or a force-field variant such as ``HSD``);
     otherwise raises :class:`InputError` naming ``source`` and the residue.
     """
-    if not is_one_bead_per_residue(full):
-        multi = next(r for r in full.residues if r.n_atoms != 1) if full.n_residues else None
-        what = f"residue {multi.name}{multi.resSeq} has {multi.n_atoms} atoms" if multi else "it has no residues"
-        raise InputError(f"{source}: not a one-bead-per-residue topology ({what})")
-    topology = full.subset(np.arange(full.n_atoms))
+    if beads is None:
+        if not is_one_bead_per_residue(full):
+            multi = next(r for r in full.residues if r.n_atoms != 1) if full.n_residues else None
+            what = f"residue {multi.name}{multi.resSeq} has {multi.n_atoms} atoms" if multi else "it has no residues"
+            raise InputError(f"{source}: not a one-bead-per-residue topology ({what})")
+        beads = np.arange(full.n_atoms, dtype=np.int64)
+    beads = np.asarray(beads, dtype=np.int64)
+    topology = full.subset(beads)
     chain_labels = unique_labels([chain_label(c, i) for i, c in enumerate(topology.chains)])
     ids: list[tuple[str, int, str]] = []
     names: list[str] = []
@@ -91,7 +149,7 @@ def bead_topology(full: md.Topology, *, source: str = "topology") -> ProteinTopo
     n = topology.n_atoms
     return ProteinTopology(
         topology=topology,
-        atom_indices=np.arange(n, dtype=np.int64),
+        atom_indices=beads,
         atom_residue=np.arange(n, dtype=np.int64),
         residue_rows=np.array([a.residue.index for a in topology.atoms], dtype=np.int64),
         residue_ids=residue_ids,
@@ -170,11 +228,12 @@ def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | No
 
 
 def load_bead_topology(topology: PathLike | LoadedTopology) -> tuple[LoadedTopology, ProteinTopology] | None:
-    """(file topology, bead description) when ``topology`` is one-bead-per-residue, else ``None``."""
+    """(file topology, trace description) when ``topology`` is coarse-grained (:func:`trace_beads`), else None."""
     loaded = topology if isinstance(topology, LoadedTopology) else load_topology(topology)
-    if not is_one_bead_per_residue(loaded.topology):
+    found = trace_beads(loaded.topology)
+    if found is None:
         return None
-    return loaded, bead_topology(loaded.topology, source=loaded.path)
+    return loaded, bead_topology(loaded.topology, source=loaded.path, beads=found[0])
 
 
 def iter_bead_chunks(topology: PathLike | LoadedTopology, trajectory: PathLike | Sequence[PathLike] | None = None, *,
@@ -190,7 +249,8 @@ def iter_bead_chunks(topology: PathLike | LoadedTopology, trajectory: PathLike |
     found = load_bead_topology(topology)
     if found is None:
         where = topology.path if isinstance(topology, LoadedTopology) else topology
-        raise InputError(f"{where}: not a one-bead-per-residue topology (some residue has several atoms)")
+        raise InputError(f"{where}: not a coarse-grained topology (some residue has several atoms, and it is not a "
+                         "Martini model with one BB bead per residue)")
     loaded, protein = found
     bonded = _bonded_copy(protein)
     bonds: np.ndarray | None = None

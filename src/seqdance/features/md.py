@@ -23,7 +23,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seqdance.errors import InputError
-from seqdance.features.coarse_grained import CalphaFluctuations, bead_topology, is_one_bead_per_residue
+from seqdance.features.coarse_grained import (
+    CalphaFluctuations,
+    bead_topology,
+    check_martini_backbone,
+    trace_beads,
+)
 from seqdance.features.conformation import ConformationAccumulator, conformation_arrays
 from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
 from seqdance.features.interactions import ContactFrequencies, detect_contacts
@@ -46,6 +51,7 @@ from seqdance.features.options import (
     FREQUENCIES,
     MISSING_HYDROGENS,
     SASA_ENGINES,
+    TRACE_INPUT_KINDS,
     BackmapEngine,
     BackmapProperties,
     Frequency,
@@ -261,6 +267,9 @@ def extract_md(
     * ``"calpha"``: a one-bead-per-residue topology (detected: every residue holds one atom, named by its 3-letter
       code; CALVADOS, HPS, Cα-only models): RMSF, movement correlation and the conformational properties from
       the trace; every atom-level property missing;
+    * ``"martini"``: a Martini model (several beads per residue, one backbone bead ``BB`` each; detected): the
+      same properties as ``"calpha"`` from the BB beads, which sit at the centre of N, Cα, C and O rather than
+      on Cα (docs/coarse_grained.md measures the difference); no back-mapping or hydrogens;
     * ``"backmapped"``: the same with ``backmap="pulchra"`` (or "pulchra-python"): every frame rebuilt to all
       atoms, given hydrogens and relaxed (every atom but Cα); RMSF, correlation and conformation still from the
       trace. ``backmap_properties="reproduced"`` keeps what back-mapping reproduces (SASA, DSSP, vdW, backbone
@@ -288,19 +297,26 @@ def extract_md(
     loaded = load_topology(topology)
     trajectories = _as_list(trajectory)
     stream: AllAtomFrames | TraceFrames
-    if is_one_bead_per_residue(loaded.topology):
-        protein = bead_topology(loaded.topology, source=loaded.path)
+    traced = trace_beads(loaded.topology)
+    if traced is not None:
+        beads, trace_kind = traced
+        protein = bead_topology(loaded.topology, source=loaded.path, beads=beads)
+        if trace_kind == "martini" and (backmap is not None or add_hydrogens):
+            raise InputError(f"{loaded.path}: a Martini model is read by its backbone (BB) beads, which are not Cα "
+                             "positions, so PULCHRA cannot rebuild it and it has no atoms to add hydrogens to; "
+                             "back-map it with a Martini tool (e.g. backward) and give the all-atom frames instead")
         if add_hydrogens and backmap is None:
             raise InputError(f"{loaded.path}: a one-bead-per-residue topology has no atoms to add hydrogens to; "
                              "back-map it first (backmap='pulchra'; CLI: --backmap pulchra), which adds them")
         stream = TraceFrames(loaded, protein, trajectories, start=start, stop=stop, stride=stride,
-                             chunk_frames=chunk_frames, backmap=backmap, hydrogens=hydrogens)
+                             chunk_frames=chunk_frames, backmap=backmap, hydrogens=hydrogens, trace_kind=trace_kind)
         sources = open_sources(loaded, trajectories)
     else:
         if backmap is not None:
             multi = next(r for r in loaded.topology.residues if r.n_atoms != 1)
             raise InputError(f"{loaded.path}: back-mapping rebuilds atoms from a one-bead-per-residue (Cα) trace, but "
                              f"this topology has all atoms (residue {multi.name}{multi.resSeq} has {multi.n_atoms})")
+        check_martini_backbone(loaded.topology, source=loaded.path)
         protein = build_protein_topology(loaded.topology, loaded.insertion_codes, source=loaded.path)
         sources = open_sources(loaded, trajectories)
         stream = AllAtomFrames(loaded, protein, sources, start=start, stop=stop, stride=stride,
@@ -357,7 +373,7 @@ def extract_md(
 
 def _missing_properties(input_kind: str, backmap_properties: str, acc: _Accumulators | None) -> list[str]:
     """Schema names (schema order) of the MD properties an input kind cannot give (DESIGN §3b)."""
-    if input_kind == "calpha":
+    if input_kind in TRACE_INPUT_KINDS:
         keep = set(CALPHA_PROPERTIES)
     elif input_kind == "backmapped" and backmap_properties == "reproduced":
         keep = set(BACKMAP_REPRODUCED)

@@ -174,16 +174,17 @@ class AllAtomFrames:
 
 
 class TraceFrames:
-    """A one-bead-per-residue trace, and with ``backmap`` all-atom frames rebuilt from it (module doc)."""
+    """A one-bead-per-residue trace (or a Martini model's BB beads, ``trace_kind="martini"``), and with
+    ``backmap`` all-atom frames rebuilt from it (module doc)."""
 
     def __init__(self, loaded: LoadedTopology, beads: ProteinTopology,
                  trajectories: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None, *,
                  start: int, stop: int | None, stride: int, chunk_frames: int, backmap: str | None = None,
-                 hydrogens: HydrogenOptions | None = None) -> None:
+                 hydrogens: HydrogenOptions | None = None, trace_kind: InputKind = "calpha") -> None:
         self.loaded, self.protein, self.trajectories = loaded, beads, trajectories
         self.start, self.stop, self.stride, self.chunk_frames = start, stop, stride, chunk_frames
         self.atoms: ProteinTopology | None = None
-        self.input_kind: InputKind = "backmapped" if backmap else "calpha"
+        self.input_kind: InputKind = "backmapped" if backmap else trace_kind
         self._mapper = None
         self._hydrogens = hydrogens or HydrogenOptions()
         self._adder = None

@@ -54,6 +54,9 @@ HYDROGEN_FORCEFIELDS: tuple[str, ...] = ("amber14", "none")
 DEFAULT_HYDROGEN_PH = 7.0
 
 #: What kind of input an MD feature set came from (MdFeatures["input_kind"]): an all-atom trajectory as given,
-#: an all-atom trajectory given hydrogens here, a one-bead-per-residue (Cα) trace, or such a trace back-mapped.
-InputKind = Literal["all_atom", "all_atom_protonated", "calpha", "backmapped"]
-INPUT_KINDS: tuple[str, ...] = ("all_atom", "all_atom_protonated", "calpha", "backmapped")
+#: an all-atom trajectory given hydrogens here, a one-bead-per-residue (Cα) trace, such a trace back-mapped, or
+#: the backbone (BB) beads of a Martini model (several beads per residue).
+InputKind = Literal["all_atom", "all_atom_protonated", "calpha", "backmapped", "martini"]
+INPUT_KINDS: tuple[str, ...] = ("all_atom", "all_atom_protonated", "calpha", "backmapped", "martini")
+#: Input kinds read as a trace of one bead per residue (Cα properties only unless back-mapped).
+TRACE_INPUT_KINDS: tuple[str, ...] = ("calpha", "martini")
