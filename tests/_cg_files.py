@@ -12,13 +12,23 @@ import numpy as np
 BACKBONE_ATOMS = ("N", "CA", "C", "O")
 
 
+def write_selection_files(traj: md.Trajectory, selection: str, folder: Path, stem: str) -> tuple[Path, Path]:
+    """The atoms of ``traj`` that an MDTraj ``selection`` picks, as PDB (first frame) + DCD."""
+    part = traj.atom_slice(traj.topology.select(selection))
+    pdb, dcd = folder / f"{stem}.pdb", folder / f"{stem}.dcd"
+    part[0].save_pdb(str(pdb))
+    part.save_dcd(str(dcd))
+    return pdb, dcd
+
+
 def write_calpha_files(traj: md.Trajectory, folder: Path, stem: str) -> tuple[Path, Path]:
     """A CALVADOS-like pair (PDB of the beads + DCD) holding the Cα atoms of an all-atom trajectory."""
-    trace = traj.atom_slice(traj.topology.select("name CA and protein"))
-    pdb, dcd = folder / f"{stem}.pdb", folder / f"{stem}.dcd"
-    trace[0].save_pdb(str(pdb))
-    trace.save_dcd(str(dcd))
-    return pdb, dcd
+    return write_selection_files(traj, "name CA and protein", folder, stem)
+
+
+def write_heavy_files(traj: md.Trajectory, folder: Path, stem: str) -> tuple[Path, Path]:
+    """The trajectory without its hydrogens (PDB + DCD), as X-ray/PED conformers come."""
+    return write_selection_files(traj, "not element H", folder, stem)
 
 
 def martini_model(traj: md.Trajectory, *, waters: int = 3) -> tuple[md.Trajectory, np.ndarray]:

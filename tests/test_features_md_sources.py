@@ -12,7 +12,7 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 import pytest
-from _cg_files import write_calpha_files, write_martini_files
+from _cg_files import write_calpha_files, write_heavy_files, write_martini_files
 from conftest import require
 
 from seqdance.errors import InputError
@@ -29,15 +29,6 @@ needs_openmm = pytest.mark.skipif(
     find_spec("openmm") is None, reason="adding hydrogens needs OpenMM (pip install 'seqdance[hydrogens]')")
 
 MD_NAMES = tuple(p.name for p in properties_of_kind("md"))
-
-
-def write_heavy_files(traj: md.Trajectory, folder: Path, stem: str) -> tuple[Path, Path]:
-    """The trajectory without its hydrogens (PDB + DCD), as X-ray/PED conformers come."""
-    heavy = traj.atom_slice(traj.topology.select("not element H"))
-    pdb, dcd = folder / f"{stem}.pdb", folder / f"{stem}.dcd"
-    heavy[0].save_pdb(str(pdb))
-    heavy.save_dcd(str(dcd))
-    return pdb, dcd
 
 
 def to_mmcif(pdb: Path, out: Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 import pytest
-from _cg_files import write_martini_files
+from _cg_files import write_calpha_files, write_martini_files
 from conftest import require
 
 from seqdance import schema
@@ -33,13 +33,6 @@ pytestmark = [
 MD_NAMES = tuple(p.name for p in schema.properties_of_kind("md"))
 COLUMNS = ["name", "source", "structure", "topology", "trajectory", "stride", "label", "backmap", "backmap_properties",
            "add_hydrogens"]
-
-
-def _calpha(traj: md.Trajectory, folder: Path, stem: str) -> tuple[str, str]:
-    trace = traj.atom_slice(traj.topology.select("name CA"))
-    trace[0].save_pdb(str(folder / f"{stem}.pdb"))
-    trace.save_dcd(str(folder / f"{stem}.dcd"))
-    return f"{stem}.pdb", f"{stem}.dcd"
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:
@@ -79,9 +72,9 @@ def inputs(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         {"name": "nma_one", "source": "proteinflow_pdb", "structure": str(structure), "label": "train"},
     ]
     write_martini_files(ntl9, folder, "mt_2hba")
-    _calpha(atlas, folder, "cg_3tvj")
-    _calpha(ntl9, folder, "cg_2hba")
-    _calpha(adk, folder, "cg_adk")
+    write_calpha_files(atlas, folder, "cg_3tvj")
+    write_calpha_files(ntl9, folder, "cg_2hba")
+    write_calpha_files(adk, folder, "cg_adk")
     return folder, rows
 
 

@@ -187,6 +187,14 @@ def read_fasta(path: str | os.PathLike[str], *, remove_gaps: bool = False) -> li
     return records
 
 
+def save_figure(figure: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
+    """Write a matplotlib figure atomically, in the format its suffix names (PNG when it has none)."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        figure.savefig(tmp, dpi=dpi, format=target.suffix.lstrip(".").lower() or "png")
+    return target
+
+
 def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     """A GitHub-flavoured Markdown table of a DataFrame (non-finite floats as "–"; no extra dependency)."""
     import numpy as np

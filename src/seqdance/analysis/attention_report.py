@@ -17,7 +17,7 @@ from seqdance.analysis.attention import (
     metric_grid,
     summarise_heads,
 )
-from seqdance.io_utils import atomic_path, markdown_table
+from seqdance.io_utils import atomic_path, markdown_table, save_figure
 
 #: The paper's best-head medians (DESIGN §8, §10.1): symmetrised attention, |i − j| > 5, Spearman.
 PAPER_REFERENCE: dict[tuple[str, str], float] = {
@@ -94,8 +94,7 @@ def plot_heatmap(summary: pd.DataFrame, metric: str, path: Path) -> Path:
         fig.colorbar(image, ax=list(axes[0]), shrink=0.9)
     best = "max" if METRIC_BEST[metric] == "max" else "min"
     fig.suptitle(f"{metric} (median over proteins; best = {best})", fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -31,7 +31,7 @@ from seqdance.analysis.probe import (
     summarise_probe,
 )
 from seqdance.errors import InputError
-from seqdance.io_utils import atomic_path, markdown_table
+from seqdance.io_utils import atomic_path, markdown_table, save_figure
 from seqdance.tokenizer import SequenceError, encode
 
 #: Columns with this prefix are carried along (e.g. the source of each protein) and never probed.
@@ -224,8 +224,7 @@ def plot_scatter(result: ProbeResult, path: Path, estimator: str = "linear") -> 
                 ax.set_xlabel("true", fontsize=8)
             ax.tick_params(labelsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -261,8 +260,7 @@ def plot_bars(result: ProbeResult, path: Path, metric: str = "mae") -> Path:
         ax.set_ylabel(f"test {metric.upper()} (mean ± sd over splits)", fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

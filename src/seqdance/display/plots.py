@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.io_utils import atomic_path
+from seqdance.io_utils import save_figure
 from seqdance.schema import INTERACTION_NAMES, SS_CLASSES
 
 #: Colours of the DSSP classes (helices warm, strands blue, turns/bends green, coil grey), in SS_CLASSES order.
@@ -64,11 +64,8 @@ def _chain_labels(ax, chain_lengths, *, axis: str = "x") -> None:
 def _save(figure, path: str | os.PathLike[str]) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    FigureCanvasAgg(figure)
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        figure.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=110)
-    return target
+    FigureCanvasAgg(figure)  # figures made without pyplot need a canvas to draw on
+    return save_figure(figure, path)
 
 
 def plot_residue_profiles(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.io_utils import atomic_path
+from seqdance.io_utils import save_figure
 from seqdance.scoring.mutations import Variant
 from seqdance.tokenizer import AMINO_ACIDS
 
@@ -72,8 +72,5 @@ def plot_score_heatmap(
     ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.12), fontsize=7, frameon=False, markerscale=2)
     fig.colorbar(image, ax=ax, label=label, fraction=0.03, pad=0.01)
     fig.tight_layout()
-    target = os.fspath(path)
-    suffix = os.path.splitext(target)[1].lstrip(".").lower() or "png"
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=150, format=suffix)
+    save_figure(fig, path, dpi=150)
     return drawn

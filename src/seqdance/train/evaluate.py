@@ -29,7 +29,7 @@ import torch
 from seqdance import schema
 from seqdance.devices import eval_mode
 from seqdance.errors import NonFiniteError
-from seqdance.io_utils import atomic_path, markdown_table
+from seqdance.io_utils import atomic_path, markdown_table, save_figure
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
 from seqdance.train.loss import group_layout, per_protein_rmse
@@ -358,9 +358,7 @@ def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
     ax.set_title("test loss per group")
     ax.legend()
     fig.tight_layout()
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=120, format=target.suffix.lstrip(".") or "png")
+    target = save_figure(fig, path, dpi=120)
     plt.close(fig)
     return target
 
