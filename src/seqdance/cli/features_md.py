@@ -98,8 +98,6 @@ def md_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from seqdance.features.feature_files import (
         feature_fingerprint,
         is_up_to_date,
@@ -141,7 +139,6 @@ def run(args: argparse.Namespace) -> int:
         hydrogen_forcefield=args.hydrogen_forcefield,
     )
     extra = {
-        "missing_properties": np.asarray(features["missing_properties"], dtype=str),  # (0,) when none
         "source_topology": str(args.topology),
         "source_trajectories": [str(t) for t in (args.trajectory or [])],
         "frames": [args.start, -1 if args.stop is None else args.stop, args.stride],

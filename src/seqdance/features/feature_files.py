@@ -106,6 +106,8 @@ def save_md_features(
     """Write :func:`~seqdance.features.extract_md` output (plus ``extra`` arrays) to a compressed ``.npz``
     atomically; strings and counts as 0-d arrays, so reading needs no pickle."""
     arrays = {key: np.asarray(value) for key, value in features.items()}
+    if "missing_properties" in features:  # names, also when there are none (np.asarray(()) would be float)
+        arrays["missing_properties"] = np.asarray(features["missing_properties"], dtype=str)
     arrays.update({key: np.asarray(value) for key, value in (extra or {}).items()})
     arrays.update(fingerprint_array(fingerprint))
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
