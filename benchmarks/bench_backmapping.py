@@ -1,7 +1,7 @@
 """Fidelity of back-mapping and of re-protonation, measured on real all-atom trajectories.
 
 For each system: the original trajectory's MD features (extract_md) are the reference. Its frames are reduced to
-Cα, back-mapped to heavy atoms, given hydrogens (:mod:`seqdance.features.hydrogens`), and the features are
+Cα, back-mapped to heavy atoms, given hydrogens (:mod:`seqdance.features.inputs.hydrogens`), and the features are
 extracted again; each property is compared with the reference:
 
 * SASA: Pearson r (and mean relative error) of the per-residue mean and standard deviation;
@@ -42,10 +42,10 @@ import numpy as np
 
 from seqdance.errors import InputError
 from seqdance.features import extract_md
-from seqdance.features.backmapping import Backmapper
-from seqdance.features.coarse_grained import bead_topology, calpha_trace
-from seqdance.features.hydrogens import HydrogenAdder
-from seqdance.features.md_topology import build_protein_topology
+from seqdance.features.inputs.backmapping import Backmapper
+from seqdance.features.inputs.coarse_grained import bead_topology, calpha_trace
+from seqdance.features.inputs.hydrogens import HydrogenAdder
+from seqdance.features.inputs.protein import build_protein_topology
 from seqdance.schema import INTERACTION_NAMES, SS_DSSP_CODES
 
 DATA = Path(os.environ.get("SEQDANCE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -29,9 +29,10 @@ import mdtraj as md
 import numpy as np
 
 from seqdance.features import extract_md
-from seqdance.features.backmapping import Backmapper
-from seqdance.features.coarse_grained import CALVADOS_BOND_NM, bead_topology, calpha_fluctuations
-from seqdance.features.hydrogens import HydrogenAdder, overlapping_atoms
+from seqdance.features.inputs.backmapping import Backmapper
+from seqdance.features.inputs.coarse_grained import CALVADOS_BOND_NM, bead_topology
+from seqdance.features.inputs.hydrogens import HydrogenAdder, overlapping_atoms
+from seqdance.features.md.properties import CalphaFluctuations
 
 IDROME_CHAINS = 28_058
 IDROME_FRAMES = 1_000
@@ -94,7 +95,9 @@ def measure(n_res: int, n_frames: int, rng: np.random.Generator, folder: Path) -
     out: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    calpha_fluctuations(trace)
+    fluctuations = CalphaFluctuations()
+    fluctuations.add(trace)
+    fluctuations.result()
     out["calpha_ms"] = (time.perf_counter() - t0) / n_frames * 1000
 
     mapper = Backmapper(beads, source="walk")

@@ -5,7 +5,7 @@
 Systems: adenylate kinase from MDAnalysisTests (214 residues, 3341 atoms, PSF + 98-frame DCD) and the mdCATH
 sample (52 residues, 834 atoms, 500 frames; ``$SEQDANCE_SHARED_DATA`` or ``../shared/data``).
 
-Columns, per stage: the new path on 1 and 2 threads (SASA: :mod:`seqdance.features.sasa`, the compiled exact
+Columns, per stage: the new path on 1 and 2 threads (SASA: :mod:`seqdance.features.md.sasa`, the compiled exact
 Shrake-Rupley kernel with frames in parallel; other stages as before, with BLAS/OpenMP limited to that many
 threads), today's path (SASA: MDTraj's ``shrake_rupley`` one frame per call, the previous default, still
 ``sasa="mdtraj"``) and MDTraj's own call where one exists (SASA: its multi-frame call, which is wrong after each
@@ -26,19 +26,20 @@ import mdtraj as md
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from seqdance.features.contact_geometry import ContactModel, build_contact_model
-from seqdance.features.interactions import TYPE_INDEX, ContactFrequencies, detect_contacts
+from seqdance.features.inputs.protein import build_protein_topology
+from seqdance.features.inputs.topology import load_topology
+from seqdance.features.inputs.trajectories import open_sources
 from seqdance.features.md import extract_md
-from seqdance.features.md_properties import (
+from seqdance.features.md.contact_geometry import ContactModel, build_contact_model
+from seqdance.features.md.interactions import TYPE_INDEX, ContactFrequencies, detect_contacts
+from seqdance.features.md.properties import (
     CoordinateCovariance,
     DihedralHistogram,
     dihedral_rows,
     dssp_counts,
     sasa_per_residue,
 )
-from seqdance.features.md_topology import build_protein_topology
-from seqdance.features.residue_sasa import ResidueSasa
-from seqdance.features.trajectory_io import load_topology, open_sources
+from seqdance.features.md.residue_sasa import ResidueSasa
 
 SHARED = Path(os.environ.get("SEQDANCE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 THREADS = (1, 2)
@@ -183,7 +184,7 @@ def stage_table(label: str, topology: str, trajectory: str, n_frames: int, naive
     if with_torch:
         import torch
 
-        from seqdance.features.sasa_torch import sasa_atoms_torch
+        from seqdance.features.md.sasa_torch import sasa_atoms_torch
 
         torch_frames = traj.xyz[: min(F, 4)]
         torch.set_num_threads(1)

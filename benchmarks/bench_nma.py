@@ -124,7 +124,7 @@ def synthetic_chain(n: int, seed: int = 0) -> np.ndarray:
 def load_input(size: int) -> tuple[np.ndarray, str]:
     rel = STRUCTURES.get(size)
     if rel is not None and (SHARED_DATA / rel).is_file():
-        from seqdance.features.structure import read_calpha_structure
+        from seqdance.features.inputs.structures import read_calpha_structure
 
         return read_calpha_structure(SHARED_DATA / rel).coords, Path(rel).stem
     return synthetic_chain(size), "synthetic"

@@ -30,7 +30,7 @@ DATA = Path(os.environ.get("SEQDANCE_SHARED_DATA", REPO.parent / "shared" / "dat
 _OLD_POOL = r"""
 import multiprocessing, os, sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from seqdance.cli.features_nma import NmaJob, process_structure
+from seqdance.features.nma.batch import NmaJob, process_structure
 
 def init(blas_threads):
     from threadpoolctl import threadpool_limits
@@ -40,8 +40,7 @@ def init(blas_threads):
 if __name__ == "__main__":
     out, workers, structures = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     os.makedirs(out, exist_ok=True)
-    jobs = [NmaJob(s, os.path.join(out, os.path.basename(s) + ".npz"), None, 0, "rigid", "error", False, False)
-            for s in structures]
+    jobs = [NmaJob(s, os.path.join(out, os.path.basename(s) + ".npz")) for s in structures]
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init,
                              initargs=(max(1, (os.cpu_count() or 1) // workers),)) as pool:

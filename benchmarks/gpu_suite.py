@@ -131,8 +131,8 @@ def sasa_section(device: torch.device, n_frames: int, tiny: bool) -> None:
     import mdtraj as md
     import numba
 
-    from seqdance.features.sasa import atom_radii, sasa_atoms
-    from seqdance.features.sasa_torch import sasa_atoms_torch
+    from seqdance.features.md.sasa import atom_radii, sasa_atoms
+    from seqdance.features.md.sasa_torch import sasa_atoms_torch
 
     if tiny:
         base = SHARED / "reference" / "md"

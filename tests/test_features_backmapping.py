@@ -13,9 +13,9 @@ from conftest import require
 
 from seqdance.errors import InputError
 from seqdance.features import extract_md
-from seqdance.features.backmapping import Backmapper, BackmappingError, backmap
-from seqdance.features.coarse_grained import bead_topology, calpha_trace
-from seqdance.features.md_topology import build_protein_topology
+from seqdance.features.inputs.backmapping import Backmapper, BackmappingError, backmap
+from seqdance.features.inputs.coarse_grained import bead_topology, calpha_trace
+from seqdance.features.inputs.protein import build_protein_topology
 
 pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; it compiles with a C++ compiler)")
 
@@ -111,7 +111,7 @@ def test_failure_on_one_frame_names_file_and_frame(golden, monkeypatch) -> None:
     traj, protein = golden
     trace = calpha_trace(protein, traj.xyz[:4])
     beads = bead_topology(traj.atom_slice(traj.topology.select("name CA")).topology)
-    import seqdance.features.backmapping as bm
+    import seqdance.features.inputs.backmapping as bm
 
     real = bm._RUNNERS["pulchra"]
     calls = {"n": 0}
@@ -139,7 +139,7 @@ def test_inconsistent_atoms_between_frames_is_an_error(golden, monkeypatch) -> N
     traj, protein = golden
     trace = calpha_trace(protein, traj.xyz[:2])
     beads = bead_topology(traj.atom_slice(traj.topology.select("name CA")).topology)
-    import seqdance.features.backmapping as bm
+    import seqdance.features.inputs.backmapping as bm
 
     real = bm._RUNNERS["pulchra"]
     calls = {"n": 0}

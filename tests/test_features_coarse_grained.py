@@ -13,20 +13,31 @@ from conftest import require
 
 from seqdance.errors import InputError
 from seqdance.features import extract_md
-from seqdance.features.coarse_grained import (
+from seqdance.features.inputs.coarse_grained import (
     bead_topology,
-    calpha_fluctuations,
     calpha_trace,
     check_chain_continuity,
-    count_bead_frames,
     is_one_bead_per_residue,
     iter_bead_chunks,
     load_bead_topology,
-    read_bead_trajectory,
 )
-from seqdance.features.md_topology import build_protein_topology
+from seqdance.features.inputs.protein import build_protein_topology
+from seqdance.features.md.properties import CalphaFluctuations
 
 MDA = pytest.importorskip("MDAnalysisTests.datafiles")
+
+
+def read_trace(topology, trajectory=None, **kwargs):
+    """(bead topology, every selected frame (F, N, 3) nm) of a one-bead trajectory, through the chunked reader."""
+    chunks = list(iter_bead_chunks(topology, trajectory, **kwargs))
+    return chunks[0][0], np.concatenate([xyz for *_, xyz in chunks])
+
+
+def fluctuations(xyz: np.ndarray) -> dict[str, np.ndarray]:
+    """Cα RMSF and movement correlation of a whole trace, frames superposed on the first."""
+    acc = CalphaFluctuations()
+    acc.add(xyz)
+    return acc.result()
 
 
 @pytest.fixture(scope="module")
@@ -46,28 +57,26 @@ def test_calpha_properties_equal_all_atom_run(system: str, request, tmp_path: Pa
     traj = md.load(str(traj_path), top=str(top), stride=stride)
     pdb, dcd = write_calpha_files(traj, tmp_path, system)
 
-    beads = read_bead_trajectory(pdb, dcd)
-    assert beads.protein.sequence == reference["sequence"]
-    assert beads.n_frames == reference["n_frames"]
-    np.testing.assert_array_equal(beads.protein.residue_ids["resSeq"], reference["residue_ids"]["resSeq"])
-    out = calpha_fluctuations(beads.xyz)
+    beads, xyz = read_trace(pdb, dcd)
+    assert beads.sequence == reference["sequence"]
+    assert len(xyz) == reference["n_frames"]
+    np.testing.assert_array_equal(beads.residue_ids["resSeq"], reference["residue_ids"]["resSeq"])
+    out = fluctuations(xyz)
     np.testing.assert_allclose(out["rmsf"], reference["rmsf"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(out["corr"], reference["corr"], rtol=0, atol=1e-5)
     # Without the file round trip (DCD stores Å in float32) the numbers are the same to the last bit.
     protein = build_protein_topology(traj.topology)
-    exact = calpha_fluctuations(calpha_trace(protein, traj.atom_slice(protein.atom_indices).xyz))
+    exact = fluctuations(calpha_trace(protein, traj.atom_slice(protein.atom_indices).xyz))
     np.testing.assert_allclose(exact["corr"], reference["corr"], rtol=0, atol=1e-12)
 
 
 def test_chunked_accumulation_equals_one_pass(mdcath, tmp_path: Path) -> None:
     traj = md.load(str(mdcath[1]), top=str(mdcath[0]), stride=5)
     pdb, dcd = write_calpha_files(traj, tmp_path, "2hba")
-    from seqdance.features.coarse_grained import CalphaFluctuations
-
     acc = CalphaFluctuations()
     for _, _, _, xyz in iter_bead_chunks(pdb, dcd, chunk_frames=7):
         acc.add(xyz)
-    whole = calpha_fluctuations(read_bead_trajectory(pdb, dcd).xyz)
+    whole = fluctuations(read_trace(pdb, dcd)[1])
     assert acc.n_frames == traj.n_frames
     np.testing.assert_allclose(acc.result()["corr"], whole["corr"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(np.diag(whole["corr"]), 1.0, atol=1e-12)
@@ -96,7 +105,7 @@ def test_unknown_residue_name_is_an_error_naming_file_and_residue(tmp_path: Path
     path = tmp_path / "bad_names.pdb"
     md.Trajectory(xyz, top).save_pdb(str(path))
     with pytest.raises(InputError, match=r"bad_names\.pdb: bead 3 \(residue 'XYZ' 3, chain A\) is not an amino acid"):
-        read_bead_trajectory(path)
+        read_trace(path)
     # force-field variants are amino acids
     protein = bead_topology(_bead_chain(["HSD", "LYS", "CYX"]))
     assert protein.sequence == "HKC"
@@ -113,12 +122,12 @@ def test_chain_break_is_an_error_naming_file_frame_and_residues(mdcath, tmp_path
     trace.save_dcd(str(dcd))
     with pytest.raises(InputError, match=r"broken\.dcd: frame 7: chain break between consecutive beads "
                                          r"ASN20 \(chain \w+\) and VAL21 \(chain \w+\): 1\.\d+ nm apart"):
-        read_bead_trajectory(pdb, dcd)
+        read_trace(pdb, dcd)
     # frame numbers count in the original trajectory when frames are strided
     with pytest.raises(InputError, match=r"frame 7: chain break"):
-        read_bead_trajectory(pdb, dcd, start=1, stride=3)
+        read_trace(pdb, dcd, start=1, stride=3)
     # a tolerant threshold accepts it
-    assert read_bead_trajectory(pdb, dcd, max_bond_nm=5.0).n_frames == traj.n_frames
+    assert len(read_trace(pdb, dcd, max_bond_nm=5.0)[1]) == traj.n_frames
 
 
 def test_non_finite_coordinates_are_an_error() -> None:
@@ -134,7 +143,7 @@ def test_chain_split_across_the_box_is_made_whole(mdcath, tmp_path: Path) -> Non
     """Wrap the beads into a 2 nm box (splitting the chain); with the box in the DCD the result is unchanged."""
     traj = md.load(str(mdcath[1]), top=str(mdcath[0]), stride=25)
     trace = traj.atom_slice(traj.topology.select("name CA"))
-    expected = calpha_fluctuations(trace.xyz)
+    expected = fluctuations(trace.xyz)
     box = np.float32(2.0)
     wrapped = trace.xyz - np.floor(trace.xyz / box) * box
     wrapped_traj = md.Trajectory(wrapped, trace.topology, unitcell_lengths=np.full((trace.n_frames, 3), box),
@@ -142,8 +151,7 @@ def test_chain_split_across_the_box_is_made_whole(mdcath, tmp_path: Path) -> Non
     pdb, dcd = tmp_path / "wrapped.pdb", tmp_path / "wrapped.dcd"
     wrapped_traj[0].save_pdb(str(pdb))
     wrapped_traj.save_dcd(str(dcd))
-    beads = read_bead_trajectory(pdb, dcd)
-    out = calpha_fluctuations(beads.xyz)
+    out = fluctuations(read_trace(pdb, dcd)[1])
     np.testing.assert_allclose(out["rmsf"], expected["rmsf"], atol=1e-5)
     np.testing.assert_allclose(out["corr"], expected["corr"], atol=1e-4)
 
@@ -164,13 +172,12 @@ def test_multiple_chains_and_replicas(tmp_path: Path) -> None:
     dimer[0].save_pdb(str(pdb))
     dimer[:5].save_dcd(str(dcd_a))
     dimer[5:].save_dcd(str(dcd_b))
-    beads = read_bead_trajectory(pdb, [dcd_a, dcd_b])
-    assert count_bead_frames(pdb, [dcd_a, dcd_b]) == trace.n_frames
-    assert beads.protein.chain_lengths.tolist() == [100, trace.n_atoms - 100]
-    assert ":" in beads.protein.sequence and beads.n_frames == trace.n_frames
-    np.testing.assert_allclose(beads.xyz, trace.xyz, atol=1e-6)
+    beads, xyz = read_trace(pdb, [dcd_a, dcd_b])
+    assert beads.chain_lengths.tolist() == [100, trace.n_atoms - 100]
+    assert ":" in beads.sequence and len(xyz) == trace.n_frames
+    np.testing.assert_allclose(xyz, trace.xyz, atol=1e-6)
 
 
 def test_too_few_frames(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="at least 2 frames"):
-        calpha_fluctuations(np.zeros((1, 4, 3), dtype=np.float32))
+        fluctuations(np.zeros((1, 4, 3), dtype=np.float32))

@@ -184,7 +184,7 @@ def test_extract_md_reports_conformation_of_its_frames(shared_data):
 
 
 def test_store_records_conformation_per_protein(md_store, shared_data):
-    from seqdance.features.structure import read_calpha_structure
+    from seqdance.features.inputs.structures import read_calpha_structure
     from seqdance.store import DynamicsStore
 
     with DynamicsStore.open(md_store) as store:

@@ -12,8 +12,8 @@ from conftest import require
 
 from seqdance.errors import InputError
 from seqdance.features import extract_md
-from seqdance.features.hydrogens import HydrogenAdder, add_hydrogens
-from seqdance.features.md_topology import build_protein_topology
+from seqdance.features.inputs.hydrogens import HydrogenAdder, add_hydrogens
+from seqdance.features.inputs.protein import build_protein_topology
 
 pytest.importorskip("openmm", reason="adding hydrogens needs OpenMM (pip install 'seqdance[hydrogens]')")
 HBONDS = ("hbbb", "hbsb", "hbss")
@@ -117,9 +117,9 @@ def test_relaxing_all_but_calpha_removes_clashes_of_a_backmapped_disordered_chai
     pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; it compiles with a C++ compiler)")
     from bench_cg_cost import bead_chain, random_sequence, self_avoiding_walk
 
-    from seqdance.features.backmapping import Backmapper
-    from seqdance.features.coarse_grained import bead_topology
-    from seqdance.features.hydrogens import overlapping_atoms
+    from seqdance.features.inputs.backmapping import Backmapper
+    from seqdance.features.inputs.coarse_grained import bead_topology
+    from seqdance.features.inputs.hydrogens import overlapping_atoms
 
     rng = np.random.default_rng(4)
     n = 40

@@ -16,11 +16,11 @@ import pytest
 from conftest import require
 
 from seqdance.features import extract_md
-from seqdance.features.contact_geometry import atom_labels, build_contact_model
-from seqdance.features.interactions import detect_contacts
-from seqdance.features.md_topology import build_protein_topology
+from seqdance.features.inputs.protein import build_protein_topology
+from seqdance.features.inputs.topology import load_topology
+from seqdance.features.md.contact_geometry import atom_labels, build_contact_model
+from seqdance.features.md.interactions import detect_contacts
 from seqdance.features.results import MdFeatures, property_keys
-from seqdance.features.trajectory_io import load_topology
 from seqdance.schema import INTERACTION_NAMES, PAIR_PROPERTIES, SS_DSSP_CODES, properties_of_kind
 
 #: GetContacts labels carry the topology's raw atom names; MDTraj standardises C-terminal oxygens.

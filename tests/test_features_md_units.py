@@ -8,16 +8,18 @@ import pytest
 from bench_md_features import straightforward_contacts
 from conftest import require
 
-from seqdance.features.contact_geometry import build_contact_model
-from seqdance.features.interactions import ContactFrequencies, ContactRecords, detect_contacts
-from seqdance.features.md_properties import (
+from seqdance.errors import InputError
+from seqdance.features.inputs.protein import build_protein_topology, normalise_residue_name
+from seqdance.features.inputs.spec import InputSpec
+from seqdance.features.inputs.topology import load_topology
+from seqdance.features.md.contact_geometry import build_contact_model
+from seqdance.features.md.interactions import ContactFrequencies, ContactRecords, detect_contacts
+from seqdance.features.md.properties import (
     ANGLE_EDGES,
     CoordinateCovariance,
     DihedralHistogram,
     RunningMoments,
 )
-from seqdance.features.md_topology import build_protein_topology, normalise_residue_name
-from seqdance.features.trajectory_io import load_topology, split_selector
 from seqdance.schema import INTERACTION_NAMES
 
 MDA = pytest.importorskip("MDAnalysisTests.datafiles")
@@ -72,10 +74,18 @@ def test_residue_name_normalisation(raw, standard):
     assert normalise_residue_name(raw) == standard
 
 
-def test_selector_parsing():
-    assert split_selector("a/b.h5#348/2") == ("a/b.h5", "348/2")
-    assert split_selector("a/b.h5") == ("a/b.h5", None)
-    assert split_selector("weird#name.xtc") == ("weird#name.xtc", None)
+def test_selector_parsing(tmp_path):
+    """One parser of ``file.h5#320/0`` (trajectory readers, fingerprints and the manifest all use it)."""
+    assert InputSpec.parse("a/b.h5#348/2") == InputSpec("a/b.h5", "348/2")
+    assert str(InputSpec.parse("a/b.h5#348/2")) == "a/b.h5#348/2"
+    assert InputSpec.parse("a/b.h5") == InputSpec("a/b.h5")
+    assert InputSpec.parse("weird#name.xtc") == InputSpec("weird#name.xtc")  # '#' in a name that is no HDF5 file
+    odd = tmp_path / "odd.h5#1"
+    odd.write_text("x")
+    assert InputSpec.parse(odd) == InputSpec(str(odd))  # an existing file is never split
+    with pytest.raises(InputError, match=r"b\.h5#320/0/1: the selector after '#' must be TEMPERATURE or "
+                                         r"TEMPERATURE/REPLICA"):
+        InputSpec.parse("b.h5#320/0/1")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ import pytest
 import scipy.linalg
 from conftest import require
 
-from seqdance.features import extract_nma, nma
+from seqdance.features import extract_nma
+from seqdance.features.inputs.structures import read_calpha_structure
+from seqdance.features.nma import modes as nma
 from seqdance.features.results import NmaFeatures
-from seqdance.features.structure import read_calpha_structure
 from seqdance.schema import properties_of_kind
 
 pytest.importorskip("prody")

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import require
 
-from seqdance.features.nma import extract_nma, is_complete_nma_file, load_nma_features, save_nma_features
-from seqdance.features.structure import read_calpha_structure, structure_stem
+from seqdance.features.feature_files import is_complete_nma_file, load_nma_features, save_nma_features
+from seqdance.features.inputs.structures import read_calpha_structure, structure_stem
+from seqdance.features.nma import extract_nma
 
 SMALL = "structures/bioemu_reference/multiconf/oodval/P23895/7JK8_A.pdb"  # 102 residues
 

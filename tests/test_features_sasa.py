@@ -1,4 +1,4 @@
-"""The Shrake-Rupley SASA of seqdance.features.sasa (numba) and sasa_torch against MDTraj's single-frame call.
+"""The Shrake-Rupley SASA of seqdance.features.md.sasa (numba) and sasa_torch against MDTraj's single-frame call.
 
 MDTraj's ``shrake_rupley`` called on one frame at a time is the reference (its multi-frame call is wrong after a
 thread's first frame). Tolerance: 1e-5 nm² per residue as the issue asks; the implementation is in fact
@@ -18,17 +18,18 @@ from conftest import require
 
 from seqdance.errors import InputError, NonFiniteError
 from seqdance.features import extract_md
-from seqdance.features.md_topology import build_protein_topology
-from seqdance.features.residue_sasa import ResidueSasa, resolve_engine
-from seqdance.features.sasa import (
+from seqdance.features.inputs.protein import build_protein_topology
+from seqdance.features.inputs.topology import load_topology
+from seqdance.features.inputs.trajectories import open_sources
+from seqdance.features.md.residue_sasa import ResidueSasa, resolve_engine
+from seqdance.features.md.sasa import (
     N_SPHERE_POINTS,
     atom_radii,
     residue_sums,
     sasa_atoms,
     sphere_points,
 )
-from seqdance.features.sasa_torch import sasa_atoms_torch
-from seqdance.features.trajectory_io import load_topology, open_sources
+from seqdance.features.md.sasa_torch import sasa_atoms_torch
 
 MDA = pytest.importorskip("MDAnalysisTests.datafiles")
 RESIDUE_ATOL = 1e-5  # nm²

@@ -6,8 +6,10 @@ they share one set of guarantees:
 * **A dead worker fails only its own job.** When a local worker process dies (segfault, ``kill -9``, the OOM
   killer), Python's pool breaks for every job in flight. Those jobs are re-run one at a time, each in a fresh
   single-worker pool: the job that kills its worker again is reported failed, the others complete.
-* **A job that raises fails only itself**: the exception becomes that job's failure (its traceback is logged at
-  debug level); the other jobs go on.
+* **A job that raises fails only itself**: the exception becomes that job's failure (its traceback is logged);
+  the other jobs go on. Tasks that record their users' errors themselves (``dataset build``, ``features nma``)
+  pass ``raise_in_process=True``: run in this process, anything their task raises is a bug and propagates with
+  its traceback; in a worker it still fails only that job, and the caller reports it as a bug.
 * **No oversubscription.** Workers start with BLAS/OpenMP/numba thread limits in their environment, read by each
   library when it loads (``threadpoolctl`` could only limit the libraries already loaded when it runs, and a
   worker loads SciPy's own BLAS later), so N workers use about N × ``threads_per_worker`` cores.
@@ -88,11 +90,20 @@ def _failure_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
+def _log_raised(job: Any, exc: BaseException) -> None:
+    """The traceback of a job that raised (a worker's own, when it ran in one), for the log."""
+    remote = exc.__cause__  # concurrent.futures attaches the worker's traceback as the cause
+    text = str(remote) if remote is not None and type(remote).__name__ == "_RemoteTraceback" else "".join(
+        traceback.format_exception(exc))
+    label = repr(job)
+    log.warning("job %s raised:\n%s", label if len(label) <= 200 else label[:200] + "...", text.strip())
+
+
 def _call(task: Callable[[JobT], ResultT], job: JobT, on_failure: Callable[[JobT, str], ResultT]) -> ResultT:
     try:
         return task(job)
-    except Exception as exc:
-        log.debug("job %r raised:\n%s", job, traceback.format_exc())
+    except Exception as exc:  # the engine's promise: a raising job fails alone (callers may ask to propagate)
+        _log_raised(job, exc)
         return on_failure(job, _failure_text(exc))
 
 
@@ -104,13 +115,16 @@ def run_jobs(
     workers: int = 1,
     threads_per_worker: int | None = None,
     scheduler: str | None = None,
+    raise_in_process: bool = False,
 ) -> Iterator[tuple[JobT, ResultT]]:
     """Run ``task(job)`` for every job; yield ``(job, result)`` as each completes (in completion order).
 
     ``workers``: 0 runs in this process; N ≥ 1 uses N local worker processes (spawned: fresh interpreters).
     ``scheduler``: a dask.distributed scheduler address or scheduler file instead. A job whose task raises, or
-    whose worker dies, yields ``on_failure(job, message)``. ``threads_per_worker`` defaults to the machine's
-    cores divided by ``workers``.
+    whose worker dies, yields ``on_failure(job, message)`` (``message`` is :data:`WORKER_DIED` for a dead worker),
+    except with ``raise_in_process`` and ``workers`` 0: then the task's exception propagates (a task that records
+    its expected failures itself raises only bugs). ``threads_per_worker`` defaults to the machine's cores divided
+    by ``workers``.
     """
     if workers < 0:
         raise InputError(f"workers must be 0 (this process) or more, got {workers}")
@@ -120,7 +134,7 @@ def run_jobs(
         yield from _run_dask(task, jobs, on_failure, scheduler)
     elif workers == 0:
         for job in jobs:
-            yield job, _call(task, job, on_failure)
+            yield job, (task(job) if raise_in_process else _call(task, job, on_failure))
     else:
         threads = threads_per_worker or default_threads_per_worker(workers)
         yield from _run_processes(task, jobs, on_failure, min(workers, len(jobs)), threads)
@@ -147,6 +161,7 @@ def _run_processes(
         except BrokenProcessPool:
             raise
         except Exception as exc:  # the task raised in the worker
+            _log_raised(job, exc)
             return on_failure(job, _failure_text(exc))
 
     def submit(pool: ProcessPoolExecutor, job: JobT) -> Future[ResultT]:
@@ -218,6 +233,7 @@ def _run_dask(
             try:
                 result = future.result()
             except Exception as exc:  # the task raised, or its worker died (KilledWorker)
+                _log_raised(job, exc)
                 result = on_failure(job, _failure_text(exc))
             future.release()
             yield job, result

@@ -27,6 +27,10 @@ TargetTransform = Literal["none", "cube_root", "max_normalise"]
 SOFTPLUS_BETA = 1.0
 SOFTPLUS_THRESHOLD = 2.0
 
+#: Ångström per nanometre: MD coordinates are in nm (MDTraj), structures, mdCATH coordinates and contact criteria
+#: in Å. Every conversion multiplies or divides by this.
+ANGSTROM_PER_NM = 10.0
+
 #: Fill value for masked entries in stored targets (special tokens, padding, undefined angles, linkers).
 MASK_VALUE = -1.0
 

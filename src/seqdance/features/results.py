@@ -90,7 +90,7 @@ class NmaFeatures(ChainLayout, Conformation):
     nma_pair1: np.ndarray  # (N, N) ANM correlation, low-frequency modes
     nma_pair2: np.ndarray  # (N, N) mid-frequency modes
     nma_pair3: np.ndarray  # (N, N) high-frequency modes
-    #: Protein residues without a Cα atom (``seqdance.features.structure.SkippedResidue``), left out.
+    #: Protein residues without a Cα atom (``seqdance.features.inputs.structures.SkippedResidue``), left out.
     skipped_residues: list
     #: Zero-mode rule ("rigid" or "reference") and disconnected-structure rule ("error" or "split") used.
     zero_modes: str

@@ -10,7 +10,7 @@ Skolnick 2008), through one of two PyPI packages:
   ~150x slower and not numerically identical (kept to cross-check the C build).
 
 Both optimise the Cα positions slightly (≤ ~0.1 Å) before building, add no hydrogens (see
-:mod:`seqdance.features.hydrogens`) and treat each chain on its own. The C build perturbs with the C library's
+:mod:`seqdance.features.inputs.hydrogens`) and treat each chain on its own. The C build perturbs with the C library's
 ``rand()``; it is seeded before every frame (as the PULCHRA program does per structure), so a frame's rebuilt
 atoms depend on that frame alone and results are reproducible. How faithfully the rebuilt frames reproduce
 each MD property of the original all-atom trajectory is measured by ``benchmarks/bench_backmapping.py`` and
@@ -21,14 +21,13 @@ assembles an MDTraj topology and frames.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import mdtraj as md
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.features.md_topology import ProteinTopology
+from seqdance.features.inputs.protein import ProteinTopology
 from seqdance.features.options import BACKMAP_ENGINES, BackmapEngine
+from seqdance.schema import ANGSTROM_PER_NM
 
 __all__ = ["BACKMAP_ENGINES", "BackmapEngine", "Backmapper", "BackmappingError", "backmap"]
 
@@ -148,7 +147,7 @@ def _element(name: str) -> md.element.Element:
 class Backmapper:
     """Rebuilds all-atom frames of a one-bead-per-residue system, frame by frame, with one topology.
 
-    ``protein``: the bead topology (:func:`seqdance.features.coarse_grained.bead_topology`); ``source``: the
+    ``protein``: the bead topology (:func:`seqdance.features.inputs.coarse_grained.bead_topology`); ``source``: the
     file named in errors. The all-atom topology is fixed by the first frame rebuilt; every later frame must
     yield the same atoms. Call :meth:`frames` on consecutive chunks.
     """
@@ -199,7 +198,7 @@ class Backmapper:
                 raise BackmappingError(f"{where}: chain {self.protein.chain_labels[c]} has one residue; PULCHRA "
                                        "needs at least 2")
             try:
-                keys, coords = self._run(names, np.asarray(xyz[lo:hi], dtype=np.float64) * 10.0)
+                keys, coords = self._run(names, np.asarray(xyz[lo:hi], dtype=np.float64) * ANGSTROM_PER_NM)
             except Exception as exc:  # the library's own failure, whatever its type
                 raise BackmappingError(f"{where}: back-mapping ({self.engine}) failed: {type(exc).__name__}: "
                                        f"{exc}") from exc
@@ -222,7 +221,7 @@ class Backmapper:
         if self._chain_keys is None:
             self._chain_keys = chain_keys
             self.topology = self._build_topology(chain_keys)
-        out = np.concatenate(per_chain) / 10.0
+        out = np.concatenate(per_chain) / ANGSTROM_PER_NM
         if not np.isfinite(out).all():
             raise BackmappingError(f"{self.source}: frame {frame_number}: back-mapping ({self.engine}) returned "
                                    "non-finite coordinates")
@@ -236,11 +235,6 @@ class Backmapper:
             raise InputError(f"Cα positions must have shape (frames, {self.protein.n_residues}, 3), "
                              f"got {xyz.shape}")
         return np.stack([self.frame(xyz[k], first_frame + k * stride) for k in range(len(xyz))])
-
-    def iter_frames(self, xyz: np.ndarray, *, first_frame: int = 0, stride: int = 1) -> Iterator[np.ndarray]:
-        """Rebuilt frames one at a time (for progress bars and bounded memory)."""
-        for k in range(len(xyz)):
-            yield self.frame(np.asarray(xyz[k]), first_frame + k * stride)
 
 
 def backmap(xyz: np.ndarray, protein: ProteinTopology, *, engine: BackmapEngine = "pulchra",

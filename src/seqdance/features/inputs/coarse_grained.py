@@ -1,30 +1,29 @@
-"""One-bead-per-residue (Cα-trace) inputs: detection, validation, reading, and the properties defined on Cα.
+"""One-bead-per-residue (Cα-trace) inputs: detection, validation and reading.
 
 Coarse-grained simulations such as CALVADOS (IDRome), HPS or Cα-only structure sets write one bead per residue,
 named by the residue's 3-letter code (DESIGN §3b). Martini models have several beads per residue, one of them the
 backbone bead ``BB`` (the centre of N, Cα, C and O); their ``BB`` beads are read as the trace (input kind
 ``martini``: the same properties, on the backbone centre instead of Cα; docs/coarse_grained.md). This module recognises such a topology, checks it (known
 residue names, chains that are continuous in every frame), reads its frames in chunks made whole across periodic
-boundaries, and computes what a Cα trace defines: the Cα RMSF and movement correlation of DESIGN §3 (items 5-6),
-with the same superposition (all frames on the first, by Cα, MDTraj's ``superpose``) and the same accumulator
-(:class:`~seqdance.features.md_properties.CoordinateCovariance`) as the all-atom path, so both give the same
-numbers for the same Cα coordinates. Atom-level properties (SASA, DSSP, dihedrals, interactions) are not
-defined on a trace; they need back-mapping (:mod:`seqdance.features.backmapping`).
+boundaries. What a Cα trace defines (the Cα RMSF and movement correlation of DESIGN §3, items 5-6) is computed by
+:class:`~seqdance.features.md.properties.CalphaFluctuations` with the same superposition and accumulator as the
+all-atom path, so both give the same numbers for the same Cα coordinates. Atom-level properties (SASA, DSSP,
+dihedrals, interactions) are not defined on a trace; they need back-mapping
+(:mod:`seqdance.features.inputs.backmapping`).
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import mdtraj as md
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.features.md_properties import CoordinateCovariance
-from seqdance.features.md_topology import (
+from seqdance.features.inputs.files import LoadedTopology, check_coordinates
+from seqdance.features.inputs.periodic import make_whole, spanning_bonds
+from seqdance.features.inputs.protein import (
     ONE_LETTER,
     RESIDUE_ID_DTYPE,
     ProteinTopology,
@@ -33,11 +32,10 @@ from seqdance.features.md_topology import (
     normalise_residue_name,
     unique_labels,
 )
+from seqdance.features.inputs.spec import InputSpecLike
+from seqdance.features.inputs.topology import load_topology
+from seqdance.features.inputs.trajectories import open_sources
 from seqdance.features.options import InputKind
-from seqdance.features.periodic import make_whole, spanning_bonds
-from seqdance.features.trajectory_io import LoadedTopology, count_frames, load_topology, open_sources
-
-PathLike = str | os.PathLike[str]
 
 #: Bond length of consecutive beads in CALVADOS (nm); also the trans Cα-Cα distance of real proteins.
 CALVADOS_BOND_NM = 0.38
@@ -203,31 +201,7 @@ def check_chain_continuity(xyz: np.ndarray, protein: ProteinTopology, *, source:
         )
 
 
-@dataclass(frozen=True)
-class BeadTrajectory:
-    """Frames of a one-bead-per-residue system: bead (Cα) coordinates made whole, in nm, as written."""
-
-    protein: ProteinTopology
-    xyz: np.ndarray  # (F, N, 3) float32
-    source: str
-
-    @property
-    def n_frames(self) -> int:
-        return len(self.xyz)
-
-    def to_mdtraj(self) -> md.Trajectory:
-        return md.Trajectory(self.xyz, self.protein.topology)
-
-
-def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | None:
-    if trajectory is None:
-        return None
-    if isinstance(trajectory, (str, os.PathLike)):
-        return [os.fspath(trajectory)]
-    return [os.fspath(t) for t in trajectory] or None
-
-
-def load_bead_topology(topology: PathLike | LoadedTopology) -> tuple[LoadedTopology, ProteinTopology] | None:
+def load_bead_topology(topology: InputSpecLike | LoadedTopology) -> tuple[LoadedTopology, ProteinTopology] | None:
     """(file topology, trace description) when ``topology`` is coarse-grained (:func:`trace_beads`), else None."""
     loaded = topology if isinstance(topology, LoadedTopology) else load_topology(topology)
     found = trace_beads(loaded.topology)
@@ -236,7 +210,8 @@ def load_bead_topology(topology: PathLike | LoadedTopology) -> tuple[LoadedTopol
     return loaded, bead_topology(loaded.topology, source=loaded.path, beads=found[0])
 
 
-def iter_bead_chunks(topology: PathLike | LoadedTopology, trajectory: PathLike | Sequence[PathLike] | None = None, *,
+def iter_bead_chunks(topology: InputSpecLike | LoadedTopology,
+                     trajectory: InputSpecLike | Sequence[InputSpecLike] | None = None, *,
                      start: int = 0, stop: int | None = None, stride: int = 1, chunk_frames: int = 1000,
                      max_bond_nm: float = MAX_BEAD_DISTANCE_NM,
                      ) -> Iterator[tuple[ProteinTopology, str, int, np.ndarray]]:
@@ -254,14 +229,14 @@ def iter_bead_chunks(topology: PathLike | LoadedTopology, trajectory: PathLike |
     loaded, protein = found
     bonded = _bonded_copy(protein)
     bonds: np.ndarray | None = None
-    for source in open_sources(loaded, _as_list(trajectory)):
+    for source in open_sources(loaded, trajectory):
         seen = 0
         for chunk in source.chunks(protein.atom_indices, start=start, stop=stop, stride=stride,
                                    chunk_frames=chunk_frames):
             xyz = np.ascontiguousarray(chunk.xyz, dtype=np.float32)
             first = start + seen * stride
-            if not np.isfinite(xyz).all():
-                check_chain_continuity(xyz, protein, source=source.name, first_frame=first, stride=stride)
+            check_coordinates(xyz, first + np.arange(len(xyz)) * stride, source.name,
+                              lambda k: f"bead {k + 1} ({protein.describe_residue(k)})")
             if chunk.box is not None:
                 if bonds is None:
                     bonds = spanning_bonds(bonded, xyz[0])
@@ -275,65 +250,6 @@ def iter_bead_chunks(topology: PathLike | LoadedTopology, trajectory: PathLike |
             seen += len(xyz)
         if seen == 0:
             raise InputError(f"{source.name}: no frames selected (start={start}, stop={stop}, stride={stride})")
-
-
-def read_bead_trajectory(topology: PathLike, trajectory: PathLike | Sequence[PathLike] | None = None, *,
-                         start: int = 0, stop: int | None = None, stride: int = 1,
-                         max_bond_nm: float = MAX_BEAD_DISTANCE_NM) -> BeadTrajectory:
-    """All selected frames of a one-bead-per-residue trajectory in memory (see :func:`iter_bead_chunks`).
-
-    A trace is small (1,000 frames of 300 beads: 3.6 MB); use :func:`iter_bead_chunks` for longer ones.
-    """
-    chunks = list(iter_bead_chunks(topology, trajectory, start=start, stop=stop, stride=stride,
-                                   max_bond_nm=max_bond_nm))
-    return BeadTrajectory(chunks[0][0], np.concatenate([xyz for *_, xyz in chunks]), str(topology))
-
-
-def count_bead_frames(topology: PathLike, trajectory: PathLike | Sequence[PathLike] | None = None, *,
-                      start: int = 0, stop: int | None = None, stride: int = 1) -> int | None:
-    """Number of frames :func:`iter_bead_chunks` will yield, when the files tell it cheaply."""
-    loaded = load_topology(topology)
-    return count_frames(open_sources(loaded, _as_list(trajectory)), start, stop, stride)
-
-
-class CalphaFluctuations:
-    """Cα RMSF and movement correlation folded chunk by chunk (DESIGN §3 items 1, 5, 6).
-
-    Frames are superposed on the first frame added (by all given positions, with MDTraj's ``superpose``, as
-    extract_md superposes by Cα) and their covariance accumulated with :class:`CoordinateCovariance`.
-    """
-
-    def __init__(self) -> None:
-        self.reference: md.Trajectory | None = None
-        self.covariance = CoordinateCovariance()
-
-    def add(self, xyz: np.ndarray) -> None:
-        """``xyz`` (F, N, 3) Cα positions (nm) of the next frames, made whole."""
-        xyz = np.asarray(xyz, dtype=np.float32)
-        if xyz.ndim != 3 or xyz.shape[-1] != 3:
-            raise InputError(f"Cα positions must have shape (frames, residues, 3), got {xyz.shape}")
-        traj = md.Trajectory(xyz.copy(), None)
-        if self.reference is None:
-            self.reference = md.Trajectory(xyz[:1].copy(), None)
-        traj.superpose(self.reference, 0)
-        self.covariance.add(traj.xyz)
-
-    @property
-    def n_frames(self) -> int:
-        return self.covariance.n
-
-    def result(self) -> dict[str, np.ndarray]:
-        """``rmsf`` (N,) nm and ``corr`` (N, N); needs at least 2 frames."""
-        if self.covariance.n < 2:
-            raise InputError(f"Cα fluctuations need at least 2 frames, got {self.covariance.n}")
-        return {"rmsf": self.covariance.rmsf(), "corr": self.covariance.correlation()}
-
-
-def calpha_fluctuations(xyz: np.ndarray) -> dict[str, np.ndarray]:
-    """Cα RMSF (nm) and movement correlation of a trace ``xyz`` (F, N, 3) nm, frames superposed on the first."""
-    acc = CalphaFluctuations()
-    acc.add(xyz)
-    return acc.result()
 
 
 def calpha_trace(protein: ProteinTopology, xyz: np.ndarray) -> np.ndarray:

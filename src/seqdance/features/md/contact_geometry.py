@@ -4,7 +4,7 @@ GetContacts (the tool the reference used) needs VMD and is not installable, so i
 re-implemented here; the chemistry tables below follow its selections, and the radii are Bondi's van der Waals
 radii as GetContacts uses them. Everything that does not change along a trajectory is computed once from the
 topology and the first frame (hydrogen attachment, "carbon bonded only to C/H", disulfides), so the per-frame
-work in :mod:`seqdance.features.interactions` is pure array arithmetic.
+work in :mod:`seqdance.features.md.interactions` is pure array arithmetic.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import mdtraj as md
 import numpy as np
 from scipy.spatial import cKDTree
 
-from seqdance.features.md_topology import ProteinTopology
+from seqdance.features.inputs.protein import ProteinTopology
+from seqdance.schema import ANGSTROM_PER_NM
 
 #: Bondi van der Waals radii (Å) by element, as used by GetContacts; other elements default to 1.7 Å.
 VDW_RADII_ANGSTROM: dict[str, float] = {
@@ -99,8 +100,8 @@ class ContactModel:
     def neighbour_cutoff_nm(self) -> float:
         """Largest pair distance any atom-pair criterion can accept (the neighbour-search radius)."""
         c = self.criteria
-        vdw = 2 * float(self.radius.max(initial=0.0)) + c.vdw_epsilon / 10
-        return max(vdw, c.hbond_distance / 10, c.salt_bridge_distance / 10)
+        vdw = 2 * float(self.radius.max(initial=0.0)) + c.vdw_epsilon / ANGSTROM_PER_NM
+        return max(vdw, c.hbond_distance / ANGSTROM_PER_NM, c.salt_bridge_distance / ANGSTROM_PER_NM)
 
     def backbone_hydrogen_coverage(self) -> float:
         """Fraction of backbone amide N (not proline) carrying a hydrogen: ~1 with hydrogens, 0 without."""
@@ -153,7 +154,7 @@ def build_contact_model(protein: ProteinTopology, first_frame_nm: np.ndarray,
     local_of_atom = np.full(n_atoms, -1, dtype=np.int64)
     local_of_atom[heavy] = np.arange(len(heavy))
 
-    radius = np.array([VDW_RADII_ANGSTROM.get(e, DEFAULT_VDW_RADIUS_ANGSTROM) for e in elements[heavy]]) / 10
+    radius = np.array([VDW_RADII_ANGSTROM.get(e, DEFAULT_VDW_RADIUS_ANGSTROM) for e in elements[heavy]]) / ANGSTROM_PER_NM
     heavy_elements = elements[heavy]
     polar = np.isin(heavy_elements, ("N", "O"))
     backbone = np.isin(names[heavy], tuple(BACKBONE_POLAR_NAMES))
@@ -163,7 +164,7 @@ def build_contact_model(protein: ProteinTopology, first_frame_nm: np.ndarray,
     if hydrogens.size:
         tree = cKDTree(xyz[heavy])
         dist, nearest = tree.query(xyz[hydrogens], k=1)
-        bonded = dist <= HYDROGEN_BOND_LENGTH_MAX / 10
+        bonded = dist <= HYDROGEN_BOND_LENGTH_MAX / ANGSTROM_PER_NM
         owners = nearest[bonded]
         h_atoms = hydrogens[bonded]
         order = np.argsort(owners, kind="stable")
@@ -184,7 +185,7 @@ def build_contact_model(protein: ProteinTopology, first_frame_nm: np.ndarray,
     candidates = np.flatnonzero(hydrophobic)
     if candidates.size:
         tree_all = cKDTree(xyz)
-        neighbours = tree_all.query_ball_point(xyz[heavy[candidates]], r=HYDROPHOBIC_NEIGHBOUR_RADIUS / 10)
+        neighbours = tree_all.query_ball_point(xyz[heavy[candidates]], r=HYDROPHOBIC_NEIGHBOUR_RADIUS / ANGSTROM_PER_NM)
         lengths = np.array([len(n) for n in neighbours])
         flat = np.concatenate([np.asarray(n, dtype=np.int64) for n in neighbours])
         owner = np.repeat(np.arange(len(candidates)), lengths)
@@ -197,7 +198,7 @@ def build_contact_model(protein: ProteinTopology, first_frame_nm: np.ndarray,
     disulfide_keys = np.zeros(0, dtype=np.int64)
     n_res = top.n_residues
     if sg.size >= 2:
-        pairs = cKDTree(xyz[sg]).query_pairs(DISULFIDE_SG_MAX / 10, output_type="ndarray")
+        pairs = cKDTree(xyz[sg]).query_pairs(DISULFIDE_SG_MAX / ANGSTROM_PER_NM, output_type="ndarray")
         if len(pairs):
             r = np.sort(residue[sg[pairs]], axis=1)
             disulfide_keys = np.unique(r[:, 0] * n_res + r[:, 1])

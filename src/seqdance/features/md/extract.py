@@ -1,10 +1,11 @@
 """Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md` (returns :class:`~seqdance.features.results.MdFeatures`).
 
-Reads the trajectory in chunks (bounded memory; the frames of each input kind come from
-:mod:`seqdance.features.md_frames`: made whole across periodic boundaries, and for hydrogen-less or one-bead
-inputs given hydrogens or back-mapped) and, per chunk, finds the nine interaction types natively
-(:mod:`seqdance.features.interactions`) on the coordinates as written, superposes the frames on the first one
-(Cα), then accumulates the Cα covariance (RMSF, correlation), the SASA (:mod:`seqdance.features.sasa`: MDTraj's
+Its steps: the options (:class:`~seqdance.features.options.MdOptions`), the frame stream of the input kind
+(:func:`~seqdance.features.md.frames.open_frames`: chunks made whole across periodic boundaries, and for
+hydrogen-less or one-bead inputs given hydrogens or back-mapped), the fold of every frame into the accumulators,
+the result. Per chunk it finds the nine interaction types natively
+(:mod:`seqdance.features.md.interactions`) on the coordinates as written, superposes the frames on the first one
+(Cα), then accumulates the Cα covariance (RMSF, correlation), the SASA (:mod:`seqdance.features.md.sasa`: MDTraj's
 Shrake-Rupley numbers, frames in parallel, or on a GPU), MDTraj's DSSP and dihedrals, and the per-chain
 conformational properties of the Cα trace (:mod:`seqdance.features.conformation`). Several trajectories
 (replicas of one system) pool their frames. A one-bead (Cα) trace gives its own RMSF, correlation and
@@ -23,51 +24,36 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seqdance.errors import InputError
-from seqdance.features.coarse_grained import (
-    CalphaFluctuations,
-    bead_topology,
-    check_martini_backbone,
-    trace_beads,
-)
 from seqdance.features.conformation import ConformationAccumulator, conformation_arrays
-from seqdance.features.contact_geometry import ContactCriteria, build_contact_model
-from seqdance.features.interactions import ContactFrequencies, detect_contacts
-from seqdance.features.md_frames import MIN_AMIDE_H_COVERAGE, AllAtomFrames, HydrogenOptions, TraceFrames
-from seqdance.features.md_properties import (
+from seqdance.features.inputs.protein import ProteinTopology
+from seqdance.features.inputs.spec import InputSpecLike
+from seqdance.features.md.contact_geometry import ContactCriteria, build_contact_model
+from seqdance.features.md.frames import MIN_AMIDE_H_COVERAGE, AllAtomFrames, TraceFrames, open_frames
+from seqdance.features.md.interactions import ContactFrequencies, detect_contacts
+from seqdance.features.md.properties import (
     DIHEDRAL_FUNCTIONS,
+    CalphaFluctuations,
     CoordinateCovariance,
     DihedralHistogram,
     RunningMoments,
     dihedral_rows,
     dssp_counts,
 )
-from seqdance.features.md_topology import ProteinTopology, build_protein_topology
+from seqdance.features.md.residue_sasa import ResidueSasa
+from seqdance.features.md.residue_sasa import resolve_engine as resolve_sasa_engine
 from seqdance.features.options import (
-    BACKMAP_ENGINES,
-    BACKMAP_PROPERTY_SETS,
     BACKMAP_REPRODUCED,
     CALPHA_PROPERTIES,
-    DEFAULT_HYDROGEN_PH,
-    FREQUENCIES,
-    MISSING_HYDROGENS,
-    SASA_ENGINES,
     TRACE_INPUT_KINDS,
-    BackmapEngine,
-    BackmapProperties,
     Frequency,
-    HydrogenForceFieldName,
+    MdOptions,
     MissingHydrogens,
-    SasaEngine,
+    md_options,
 )
-from seqdance.features.residue_sasa import ResidueSasa
-from seqdance.features.residue_sasa import resolve_engine as resolve_sasa_engine
 from seqdance.features.results import MdFeatures
-from seqdance.features.trajectory_io import count_frames, load_topology, open_sources
 from seqdance.schema import INTERACTION_NAMES, PROPERTY_BY_NAME, properties_of_kind
 
 log = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike[str]
 
 #: Output key of each MD property (:attr:`seqdance.schema.Property.raw_key`: ``rmsf_nor`` is returned raw as ``rmsf``).
 MD_FEATURE_KEYS: dict[str, str] = {p.name: p.raw_key for p in properties_of_kind("md")}
@@ -76,35 +62,6 @@ _HBOND_TYPES: tuple[str, ...] = tuple(n for n in INTERACTION_NAMES if n.startswi
 #: Frames folded into the accumulators per step (at least; more with many SASA threads): the progress bar
 #: advances this often. The result does not depend on it, as it does not on ``chunk_frames``.
 PROGRESS_FRAMES = 10
-
-
-def _as_list(trajectory: PathLike | Sequence[PathLike] | None) -> list[str] | None:
-    if trajectory is None:
-        return None
-    if isinstance(trajectory, (str, os.PathLike)):
-        return [os.fspath(trajectory)]
-    paths = [os.fspath(t) for t in trajectory]
-    return paths or None
-
-
-def _check_options(frequency: str, stride: int, start: int, stop: int | None, chunk_frames: int,
-                   missing_hydrogens: str, sasa: str, threads: int | None) -> None:
-    if frequency not in FREQUENCIES:
-        raise InputError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
-    if int(stride) < 1:
-        raise InputError(f"stride must be >= 1, got {stride}")
-    if int(start) < 0:
-        raise InputError(f"start must be >= 0, got {start}")
-    if stop is not None and int(stop) <= int(start):
-        raise InputError(f"stop ({stop}) must be greater than start ({start})")
-    if int(chunk_frames) < 1:
-        raise InputError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    if missing_hydrogens not in MISSING_HYDROGENS:
-        raise InputError(f"missing_hydrogens must be one of {MISSING_HYDROGENS}, got {missing_hydrogens!r}")
-    if sasa not in SASA_ENGINES:
-        raise InputError(f"sasa must be one of {SASA_ENGINES}, got {sasa!r}")
-    if threads is not None and int(threads) < 1:
-        raise InputError(f"threads must be >= 1, got {threads}")
 
 
 class _Accumulators:
@@ -216,45 +173,21 @@ def missing_arrays(n_residues: int, names: Sequence[str]) -> dict[str, np.ndarra
     return out
 
 
-def _check_input_options(backmap: str | None, backmap_properties: str, add_hydrogens: bool) -> None:
-    if backmap is not None and backmap not in BACKMAP_ENGINES:
-        raise InputError(f"backmap must be one of {BACKMAP_ENGINES} (or None), got {backmap!r}")
-    if backmap_properties not in BACKMAP_PROPERTY_SETS:
-        raise InputError(f"backmap_properties must be one of {BACKMAP_PROPERTY_SETS}, got {backmap_properties!r}")
-    if backmap is None and backmap_properties != "reproduced":
-        raise InputError("backmap_properties applies to back-mapped frames; give backmap='pulchra' too")
-    if not isinstance(add_hydrogens, (bool, np.bool_)):
-        raise InputError(f"add_hydrogens must be True or False, got {add_hydrogens!r}")
-
-
-def extract_md(
-    topology: PathLike,
-    trajectory: PathLike | Sequence[PathLike] | None = None,
-    *,
-    frequency: Frequency = "reference",
-    stride: int = 1,
-    start: int = 0,
-    stop: int | None = None,
-    chunk_frames: int = 100,
-    progress: bool = False,
-    missing_hydrogens: MissingHydrogens = "error",
-    criteria: ContactCriteria | None = None,
-    sasa: SasaEngine = "auto",
-    device: str | None = None,
-    threads: int | None = None,
-    backmap: BackmapEngine | None = None,
-    backmap_properties: BackmapProperties = "reproduced",
-    add_hydrogens: bool = False,
-    hydrogen_ph: float = DEFAULT_HYDROGEN_PH,
-    hydrogen_forcefield: HydrogenForceFieldName = "amber14",
-) -> MdFeatures:
+def extract_md(topology: InputSpecLike, trajectory: InputSpecLike | Sequence[InputSpecLike] | None = None,
+               options: MdOptions | None = None, *, progress: bool = False, **keywords: Any) -> MdFeatures:
     """Raw MD features of a protein trajectory (DESIGN §3, §3b); what it returns is :class:`MdFeatures`.
 
     ``topology``: any topology MDTraj reads (PDB, PSF, GRO, PRMTOP, ...), a GROMACS TPR (via MDAnalysis) or an
     mdCATH HDF5 file. ``trajectory``: one path or a list (replicas, frames pooled); ``None`` uses the frames of
-    the topology file itself (multi-model PDB/mmCIF ensemble, mdCATH file). Frames ``start:stop:stride`` of every
-    trajectory are used. ``frequency``: "reference" (atom-pair records per frame, as the released data) or
-    "fraction" (fraction of frames with a contact, symmetric).
+    the topology file itself (multi-model PDB/mmCIF ensemble, mdCATH file). A path may carry a selector
+    (``file.h5#348/0``, :class:`~seqdance.features.inputs.spec.InputSpec`).
+
+    ``options`` (:class:`~seqdance.features.options.MdOptions`), or its fields as keywords (``frequency``,
+    ``stride``, ``start``, ``stop``, ``missing_hydrogens``, ``add_hydrogens``, ``hydrogen_ph``,
+    ``hydrogen_forcefield``, ``backmap``, ``backmap_properties``, ``criteria``, ``chunk_frames``, ``sasa``,
+    ``device``, ``threads``): keywords change the given options. Frames ``start:stop:stride`` of every trajectory
+    are used. ``frequency``: "reference" (atom-pair records per frame, as the released data) or "fraction"
+    (fraction of frames with a contact, symmetric).
 
     Input kinds (``input_kind`` of the result; a property an input cannot give is NaN with its usual shape and
     listed by schema name in ``missing_properties``, never zero):
@@ -276,84 +209,27 @@ def extract_md(
       H-bonds; docs/coarse_grained.md) and leaves the rest missing; ``"all"`` computes every property from the
       rebuilt frames, as the reference did.
 
-    SASA (:class:`seqdance.features.residue_sasa.ResidueSasa`): ``sasa="auto"`` computes MDTraj's Shrake-Rupley numbers
-    with the compiled kernel on CPU (frames in parallel on ``threads`` cores, default all) or with torch when
-    ``device`` is a GPU ("cuda", "cuda:1", "auto"); ``"numba"``/``"torch"`` force one; ``"mdtraj"`` calls MDTraj
-    one frame at a time (the previous path, for comparison; same numbers, several times slower).
+    SASA (:class:`seqdance.features.md.residue_sasa.ResidueSasa`): ``sasa="auto"`` computes MDTraj's Shrake-Rupley
+    numbers with the compiled kernel on CPU (frames in parallel on ``threads`` cores, default all) or with torch
+    when ``device`` is a GPU ("cuda", "cuda:1", "auto"); ``"numba"``/``"torch"`` force one; ``"mdtraj"`` calls
+    MDTraj one frame at a time (the previous path, for comparison; same numbers, several times slower).
+    Coordinates that are not finite, or absurdly far out, are an error naming the file, frame and atom.
     """
-    _check_options(frequency, stride, start, stop, chunk_frames, missing_hydrogens, sasa, threads)
-    _check_input_options(backmap, backmap_properties, add_hydrogens)
-    try:
-        ph = float(hydrogen_ph)
-    except (TypeError, ValueError):
-        raise InputError(f"hydrogen_ph must be a number, got {hydrogen_ph!r}") from None
-    hydrogens = HydrogenOptions(ph=ph, forcefield=hydrogen_forcefield)  # one OpenMM thread: reproducible
-    sasa_device = None
-    if device is not None:
-        from seqdance.devices import resolve_device
-
-        sasa_device = str(resolve_device(device))
-    resolve_sasa_engine(sasa, sasa_device)  # a bad engine/device pair fails before any frame is read
-    loaded = load_topology(topology)
-    trajectories = _as_list(trajectory)
-    stream: AllAtomFrames | TraceFrames
-    traced = trace_beads(loaded.topology)
-    if traced is not None:
-        beads, trace_kind = traced
-        protein = bead_topology(loaded.topology, source=loaded.path, beads=beads)
-        if trace_kind == "martini" and (backmap is not None or add_hydrogens):
-            raise InputError(f"{loaded.path}: a Martini model is read by its backbone (BB) beads, which are not Cα "
-                             "positions, so PULCHRA cannot rebuild it and it has no atoms to add hydrogens to; "
-                             "back-map it with a Martini tool (e.g. backward) and give the all-atom frames instead")
-        if add_hydrogens and backmap is None:
-            raise InputError(f"{loaded.path}: a one-bead-per-residue topology has no atoms to add hydrogens to; "
-                             "back-map it first (backmap='pulchra'; CLI: --backmap pulchra), which adds them")
-        stream = TraceFrames(loaded, protein, trajectories, start=start, stop=stop, stride=stride,
-                             chunk_frames=chunk_frames, backmap=backmap, hydrogens=hydrogens, trace_kind=trace_kind)
-        sources = open_sources(loaded, trajectories)
-    else:
-        if backmap is not None:
-            multi = next(r for r in loaded.topology.residues if r.n_atoms != 1)
-            raise InputError(f"{loaded.path}: back-mapping rebuilds atoms from a one-bead-per-residue (Cα) trace, but "
-                             f"this topology has all atoms (residue {multi.name}{multi.resSeq} has {multi.n_atoms})")
-        check_martini_backbone(loaded.topology, source=loaded.path)
-        protein = build_protein_topology(loaded.topology, loaded.insertion_codes, source=loaded.path)
-        sources = open_sources(loaded, trajectories)
-        stream = AllAtomFrames(loaded, protein, sources, start=start, stop=stop, stride=stride,
-                               chunk_frames=chunk_frames, hydrogens=hydrogens if add_hydrogens else None)
-    total = count_frames(sources, start, stop, stride)
-
-    acc: _Accumulators | None = None
-    trace = _TraceAccumulators(protein) if isinstance(stream, TraceFrames) else None
-    # frames folded in per step: small for a moving bar, a few per thread so SASA keeps every core busy
-    block = max(PROGRESS_FRAMES, 2 * (threads or os.cpu_count() or 1))
-    with tqdm(total=total, disable=not progress, unit="frame", desc=f"features md ({stream.input_kind})") as bar:
-        for batch in stream:
-            if trace is not None and batch.trace is not None:
-                trace.add(batch.trace)
-            if batch.frames is None:
-                bar.update(len(batch))
-                continue
-            if acc is None:
-                atoms = stream.atoms
-                assert atoms is not None
-                sasa_engine = ResidueSasa(atoms.topology, atoms.residue_rows, engine=sasa, device=sasa_device,
-                                          threads=threads)
-                acc = _Accumulators(atoms, batch.frames.xyz[0], frequency, criteria, missing_hydrogens,
-                                    loaded.path, sasa_engine)
-            for lo in range(0, len(batch), block):  # small steps, so that the bar moves every few frames
-                acc.add(batch.frames[lo:lo + block], batch.frame_numbers[lo:lo + block], batch.source)
-                bar.update(min(block, len(batch) - lo))
-    n_frames = trace.n_frames if trace is not None else (acc.n_frames if acc is not None else 0)
+    options = md_options(options, **keywords)
+    sasa_device = _sasa_device(options)  # a bad engine/device pair fails before any frame is read
+    stream = open_frames(topology, trajectory, options)
+    allatom, trace = _fold(stream, options, sasa_device, progress)
+    n_frames = trace.n_frames if trace is not None else (allatom.n_frames if allatom is not None else 0)
     if n_frames < 2:
         raise InputError(
-            f"{loaded.path}: only {n_frames} frame selected; MD features need at least 2 frames "
+            f"{stream.loaded.path}: only {n_frames} frame selected; MD features need at least 2 frames "
             "(fluctuations and frequencies over a trajectory)"
         )
-    log.info("%s: %d residues, %d frames from %d trajectories (%s)", loaded.path, protein.n_residues, n_frames,
-             len(sources), stream.input_kind)
-    missing = _missing_properties(stream.input_kind, backmap_properties, acc)
-    result: dict[str, Any] = acc.result() if acc is not None else {}
+    protein = stream.protein
+    log.info("%s: %d residues, %d frames from %d trajectories (%s)", stream.loaded.path, protein.n_residues,
+             n_frames, len(stream.sources), stream.input_kind)
+    missing = _missing_properties(stream.input_kind, options.backmap_properties, allatom)
+    result: dict[str, Any] = allatom.result() if allatom is not None else {}
     if trace is not None:
         result.update(trace.result())  # RMSF, correlation and conformation always from the trace itself
     result.update(missing_arrays(protein.n_residues, missing))
@@ -364,11 +240,50 @@ def extract_md(
         chain_lengths=protein.chain_lengths,
         chain_breaks=protein.chain_breaks,
         n_frames=int(n_frames),
-        frequency=str(frequency),
+        frequency=str(options.frequency),
         input_kind=stream.input_kind,
         missing_properties=tuple(missing),
     )
     return cast(MdFeatures, result)
+
+
+def _sasa_device(options: MdOptions) -> str | None:
+    """The device SASA runs on (None: CPU), checked against the SASA engine."""
+    sasa_device = None
+    if options.device is not None:
+        from seqdance.devices import resolve_device
+
+        sasa_device = str(resolve_device(options.device))
+    resolve_sasa_engine(options.sasa, sasa_device)
+    return sasa_device
+
+
+def _fold(stream: AllAtomFrames | TraceFrames, options: MdOptions, sasa_device: str | None, progress: bool
+          ) -> tuple[_Accumulators | None, _TraceAccumulators | None]:
+    """Every frame of ``stream`` folded into the all-atom accumulators and/or the trace's."""
+    allatom: _Accumulators | None = None
+    trace = _TraceAccumulators(stream.protein) if isinstance(stream, TraceFrames) else None
+    # frames folded in per step: small for a moving bar, a few per thread so SASA keeps every core busy
+    block = max(PROGRESS_FRAMES, 2 * (options.threads or os.cpu_count() or 1))
+    with tqdm(total=stream.total, disable=not progress, unit="frame",
+              desc=f"features md ({stream.input_kind})") as bar:
+        for batch in stream:
+            if trace is not None and batch.trace is not None:
+                trace.add(batch.trace)
+            if batch.frames is None:
+                bar.update(len(batch))
+                continue
+            if allatom is None:
+                atoms = stream.atoms
+                assert atoms is not None
+                sasa_engine = ResidueSasa(atoms.topology, atoms.residue_rows, engine=options.sasa,
+                                          device=sasa_device, threads=options.threads)
+                allatom = _Accumulators(atoms, batch.frames.xyz[0], options.frequency, options.criteria,
+                                        options.missing_hydrogens, stream.loaded.path, sasa_engine)
+            for lo in range(0, len(batch), block):  # small steps, so that the bar moves every few frames
+                allatom.add(batch.frames[lo:lo + block], batch.frame_numbers[lo:lo + block], batch.source)
+                bar.update(min(block, len(batch) - lo))
+    return allatom, trace
 
 
 def _missing_properties(input_kind: str, backmap_properties: str, acc: _Accumulators | None) -> list[str]:

@@ -1,14 +1,16 @@
 """The frames :func:`~seqdance.features.md.extract_md` measures, from each kind of input (DESIGN §3, §3b).
 
-Each stream reads its input chunk by chunk and yields :class:`FrameBatch` es:
+:func:`open_frames` is the one entry: it reads the topology, recognises the input kind, checks that the options
+apply to it and opens the trajectories. The stream it returns reads its input chunk by chunk and yields
+:class:`FrameBatch` es:
 
 * :class:`AllAtomFrames` — an all-atom trajectory (or conformer ensemble): the protein atoms made whole across
   periodic boundaries and checked for peptide bonds split by the box; with ``hydrogens`` given and the input
   lacking them (PED conformers, X-ray ensembles), every frame gets hydrogens at the given pH
-  (:class:`~seqdance.features.hydrogens.HydrogenAdder`, heavy atoms untouched);
-* :class:`TraceFrames` — a one-bead-per-residue (Cα) trace (:mod:`seqdance.features.coarse_grained`): the trace
+  (:class:`~seqdance.features.inputs.hydrogens.HydrogenAdder`, heavy atoms untouched);
+* :class:`TraceFrames` — a one-bead-per-residue (Cα) trace (:mod:`seqdance.features.inputs.coarse_grained`): the trace
   itself and, with ``backmap`` given, all-atom frames rebuilt from it (PULCHRA,
-  :mod:`seqdance.features.backmapping`) with hydrogens added and every atom but Cα relaxed (the clashes
+  :mod:`seqdance.features.inputs.backmapping`) with hydrogens added and every atom but Cα relaxed (the clashes
   PULCHRA leaves in disordered chains; docs/coarse_grained.md).
 
 A stream's ``atoms`` (the :class:`ProteinTopology` of the all-atom frames) is known after its first batch: for
@@ -18,7 +20,6 @@ protonated and back-mapped inputs the first frame decides the atoms (protonation
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -26,11 +27,15 @@ import mdtraj as md
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.features.md_properties import dihedral_rows
-from seqdance.features.md_topology import ProteinTopology, build_protein_topology
-from seqdance.features.options import DEFAULT_HYDROGEN_PH, HYDROGEN_FORCEFIELDS, InputKind
-from seqdance.features.periodic import make_whole, spanning_bonds
-from seqdance.features.trajectory_io import FrameChunk, FrameSource, LoadedTopology
+from seqdance.features.inputs.coarse_grained import bead_topology, check_martini_backbone, trace_beads
+from seqdance.features.inputs.files import FrameChunk, FrameSource, LoadedTopology, check_coordinates
+from seqdance.features.inputs.periodic import make_whole, spanning_bonds
+from seqdance.features.inputs.protein import ProteinTopology, build_protein_topology
+from seqdance.features.inputs.spec import InputSpecLike
+from seqdance.features.inputs.topology import load_topology
+from seqdance.features.inputs.trajectories import count_frames, open_sources
+from seqdance.features.md.properties import dihedral_rows
+from seqdance.features.options import DEFAULT_HYDROGEN_PH, InputKind, MdOptions
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +49,19 @@ EXPENSIVE_BATCH = 16
 
 @dataclass(frozen=True)
 class HydrogenOptions:
-    """How hydrogens are added (:class:`~seqdance.features.hydrogens.HydrogenAdder`)."""
+    """How hydrogens are added (:class:`~seqdance.features.inputs.hydrogens.HydrogenAdder`); the values come from
+    :class:`~seqdance.features.options.MdOptions`, which checked them."""
 
     ph: float = DEFAULT_HYDROGEN_PH
     forcefield: str = "amber14"  # or "none": geometric placement
     threads: int | None = 1  # OpenMM threads: one is bit-reproducible (hydrogens module doc)
 
-    def __post_init__(self) -> None:
-        if self.forcefield not in HYDROGEN_FORCEFIELDS:
-            raise InputError(f"hydrogen force field must be one of {HYDROGEN_FORCEFIELDS}, got {self.forcefield!r}")
-        if not np.isfinite(self.ph) or not 0.0 <= float(self.ph) <= 14.0:
-            raise InputError(f"pH for adding hydrogens must lie in [0, 14], got {self.ph}")
+    @classmethod
+    def of(cls, options: MdOptions) -> HydrogenOptions:
+        return cls(ph=options.hydrogen_ph, forcefield=options.hydrogen_forcefield)
 
     def adder(self, topology: md.Topology, first_frame: np.ndarray, *, relax: str, source: str):
-        from seqdance.features.hydrogens import HydrogenAdder
+        from seqdance.features.inputs.hydrogens import HydrogenAdder
 
         return HydrogenAdder(topology, first_frame, ph=float(self.ph),
                              forcefield=None if self.forcefield == "none" else self.forcefield,  # type: ignore[arg-type]
@@ -79,7 +83,7 @@ class FrameBatch:
 
 def amide_hydrogen_coverage(protein: ProteinTopology, first_frame: np.ndarray) -> float:
     """Fraction of non-proline backbone N that carry a hydrogen in ``first_frame`` (~1 with hydrogens, 0 without)."""
-    from seqdance.features.contact_geometry import build_contact_model
+    from seqdance.features.md.contact_geometry import build_contact_model
 
     return build_contact_model(protein, first_frame).backbone_hydrogen_coverage()
 
@@ -103,6 +107,7 @@ class AllAtomFrames:
         self.hydrogens = hydrogens
         self.atoms: ProteinTopology | None = None
         self.input_kind: InputKind = "all_atom"
+        self.total: int | None = count_frames(self.sources, start, stop, stride)  # selected frames, when known
         self._bonds: np.ndarray | None = None
         self._peptide_bonds: np.ndarray | None = None
         self._adder = None
@@ -126,6 +131,12 @@ class AllAtomFrames:
             else:
                 log.info("%s: the input has hydrogens (%.0f%% of backbone N carry one); none added",
                          self.loaded.path, 100 * coverage)
+
+    def _describe_atom(self, k: int) -> str:
+        atom = self.protein.topology.atom(k)
+        row = int(self.protein.atom_residue[k])
+        where = self.protein.describe_residue(row) if row >= 0 else f"{atom.residue.name}{atom.residue.resSeq}"
+        return f"atom {atom.name} of {where}"
 
     def _whole(self, chunk: FrameChunk) -> md.Trajectory:
         traj = md.Trajectory(chunk.xyz, self.protein.topology)
@@ -152,9 +163,10 @@ class AllAtomFrames:
             seen = 0
             for chunk in source.chunks(self.protein.atom_indices, start=self.start, stop=self.stop,
                                        stride=self.stride, chunk_frames=self.chunk_frames):
+                numbers = self.start + (seen + np.arange(len(chunk))) * self.stride
+                check_coordinates(chunk.xyz, numbers, source.name, self._describe_atom)
                 if self._bonds is None:
                     self._setup(chunk)
-                numbers = self.start + (seen + np.arange(len(chunk))) * self.stride
                 seen += len(chunk)
                 traj = self._whole(chunk)
                 self._check_whole(traj.xyz, source.name, numbers)
@@ -178,27 +190,25 @@ class TraceFrames:
     ``backmap`` all-atom frames rebuilt from it (module doc)."""
 
     def __init__(self, loaded: LoadedTopology, beads: ProteinTopology,
-                 trajectories: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None, *,
+                 trajectories: InputSpecLike | Sequence[InputSpecLike] | None, *,
                  start: int, stop: int | None, stride: int, chunk_frames: int, backmap: str | None = None,
                  hydrogens: HydrogenOptions | None = None, trace_kind: InputKind = "calpha") -> None:
         self.loaded, self.protein, self.trajectories = loaded, beads, trajectories
         self.start, self.stop, self.stride, self.chunk_frames = start, stop, stride, chunk_frames
         self.atoms: ProteinTopology | None = None
         self.input_kind: InputKind = "backmapped" if backmap else trace_kind
+        self.sources = open_sources(loaded, trajectories)  # checked against the topology before any frame is read
+        self.total: int | None = count_frames(self.sources, start, stop, stride)
         self._mapper = None
         self._hydrogens = hydrogens or HydrogenOptions()
         self._adder = None
         if backmap:
-            if self._hydrogens.forcefield == "none":
-                raise InputError(f"{loaded.path}: back-mapped frames are relaxed with a force field (every atom but "
-                                 "Cα, to remove the clashes PULCHRA leaves); the hydrogen force field cannot be "
-                                 "'none' with back-mapping")
-            from seqdance.features.backmapping import Backmapper
+            from seqdance.features.inputs.backmapping import Backmapper
 
             self._mapper = Backmapper(beads, engine=backmap, source=loaded.path)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[FrameBatch]:
-        from seqdance.features.coarse_grained import iter_bead_chunks
+        from seqdance.features.inputs.coarse_grained import iter_bead_chunks
 
         for _, source, first, xyz in iter_bead_chunks(self.loaded, self.trajectories, start=self.start,
                                                       stop=self.stop, stride=self.stride,
@@ -223,3 +233,41 @@ class TraceFrames:
         assert atoms is not None
         xyz = np.stack([self._adder.frame(h, int(n)) for h, n in zip(heavy, numbers)])
         return FrameBatch(md.Trajectory(xyz[:, atoms.atom_indices], atoms.topology), trace, numbers, source)
+
+
+def open_frames(topology: InputSpecLike, trajectories: InputSpecLike | Sequence[InputSpecLike] | None = None,
+                options: MdOptions | None = None) -> AllAtomFrames | TraceFrames:
+    """The frames :func:`~seqdance.features.md.extract_md` measures, for any input kind.
+
+    Reads the topology, recognises what it is (all atoms; one bead per residue; a Martini model's backbone beads),
+    checks that ``options`` apply to it (back-mapping needs a one-bead trace, hydrogens need atoms) and opens the
+    trajectories (``None``: the topology file's own models), checked against the topology. The stream's
+    ``input_kind`` says what it gives, ``protein`` the residues that get rows, ``total`` the selected frames
+    when the files tell it; iterating it yields :class:`FrameBatch` es.
+    """
+    options = options or MdOptions()
+    loaded = load_topology(topology)
+    selection = {"start": options.start, "stop": options.stop, "stride": options.stride,
+                 "chunk_frames": options.chunk_frames}
+    hydrogens = HydrogenOptions.of(options)  # one OpenMM thread: reproducible
+    traced = trace_beads(loaded.topology)
+    if traced is not None:
+        beads, trace_kind = traced
+        protein = bead_topology(loaded.topology, source=loaded.path, beads=beads)
+        if trace_kind == "martini" and (options.backmap is not None or options.add_hydrogens):
+            raise InputError(f"{loaded.path}: a Martini model is read by its backbone (BB) beads, which are not Cα "
+                             "positions, so PULCHRA cannot rebuild it and it has no atoms to add hydrogens to; "
+                             "back-map it with a Martini tool (e.g. backward) and give the all-atom frames instead")
+        if options.add_hydrogens and options.backmap is None:
+            raise InputError(f"{loaded.path}: a one-bead-per-residue topology has no atoms to add hydrogens to; "
+                             "back-map it first (backmap='pulchra'; CLI: --backmap pulchra), which adds them")
+        return TraceFrames(loaded, protein, trajectories, **selection, backmap=options.backmap, hydrogens=hydrogens,
+                           trace_kind=trace_kind)
+    if options.backmap is not None:
+        multi = next(r for r in loaded.topology.residues if r.n_atoms != 1)
+        raise InputError(f"{loaded.path}: back-mapping rebuilds atoms from a one-bead-per-residue (Cα) trace, but "
+                         f"this topology has all atoms (residue {multi.name}{multi.resSeq} has {multi.n_atoms})")
+    check_martini_backbone(loaded.topology, source=loaded.path)
+    protein = build_protein_topology(loaded.topology, loaded.insertion_codes, source=loaded.path)
+    return AllAtomFrames(loaded, protein, open_sources(loaded, trajectories), **selection,
+                         hydrogens=hydrogens if options.add_hydrogens else None)

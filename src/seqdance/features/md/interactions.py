@@ -21,9 +21,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from seqdance.errors import InputError
-from seqdance.features.contact_geometry import ContactModel
+from seqdance.features.md.contact_geometry import ContactModel
 from seqdance.features.options import FREQUENCIES, Frequency
-from seqdance.schema import INTERACTION_NAMES
+from seqdance.schema import ANGSTROM_PER_NM, INTERACTION_NAMES
 
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(INTERACTION_NAMES)}
 _HB_BY_BACKBONE_COUNT = np.array([TYPE_INDEX["hbss"], TYPE_INDEX["hbsb"], TYPE_INDEX["hbbb"]])
@@ -93,7 +93,7 @@ def _atom_pair_records(model: ContactModel, xyz: np.ndarray) -> tuple[np.ndarray
         first.append(i[mask])
         second.append(j[mask])
 
-    contact = dist < model.radius[i] + model.radius[j] + c.vdw_epsilon / 10
+    contact = dist < model.radius[i] + model.radius[j] + c.vdw_epsilon / ANGSTROM_PER_NM
     contact &= ~(same_chain & (res_gap < c.vdw_res_diff))
     if model.disulfide_keys.size and contact.any():
         ri, rj = model.residue[ai], model.residue[aj]
@@ -103,9 +103,9 @@ def _atom_pair_records(model: ContactModel, xyz: np.ndarray) -> tuple[np.ndarray
     emit(contact & model.hydrophobic[i] & model.hydrophobic[j], TYPE_INDEX["hp"])
 
     ionic = (model.anion[i] & model.cation[j]) | (model.cation[i] & model.anion[j])
-    emit(ionic & (dist <= c.salt_bridge_distance / 10), TYPE_INDEX["sb"])
+    emit(ionic & (dist <= c.salt_bridge_distance / ANGSTROM_PER_NM), TYPE_INDEX["sb"])
 
-    hb = model.polar[i] & model.polar[j] & (dist <= c.hbond_distance / 10)
+    hb = model.polar[i] & model.polar[j] & (dist <= c.hbond_distance / ANGSTROM_PER_NM)
     hb &= ~(same_chain & (res_gap < c.hbond_res_diff)) & (model.residue[ai] != model.residue[aj])
     cand = np.flatnonzero(hb)
     if cand.size:
@@ -135,7 +135,7 @@ def _aromatic_records(model: ContactModel, xyz: np.ndarray) -> tuple[np.ndarray,
 
     if len(model.pc_cations):
         to_cation = xyz[model.pc_cations][:, None, :] - centroid[None, :, :]  # (C, R, 3)
-        near = np.linalg.norm(to_cation, axis=-1) <= c.pi_cation_distance / 10
+        near = np.linalg.norm(to_cation, axis=-1) <= c.pi_cation_distance / ANGSTROM_PER_NM
         near &= model.residue[model.pc_cations][:, None] != ring_residue[None, :]
         near &= _folded_angle_cos(normal[None, :, :], to_cation) >= np.cos(np.deg2rad(c.pi_cation_angle))
         ci, ri = np.nonzero(near)
@@ -154,10 +154,10 @@ def _aromatic_records(model: ContactModel, xyz: np.ndarray) -> tuple[np.ndarray,
         ring_atoms_gap = np.linalg.norm(
             xyz[model.rings[r1]][:, :, None, :] - xyz[model.rings[r2]][:, None, :, :], axis=-1
         ).min(axis=(1, 2))
-        stacked = (dist <= c.pi_stack_distance / 10) & (ring_atoms_gap < 1.0)  # GetContacts' 10 Å prefilter
+        stacked = (dist <= c.pi_stack_distance / ANGSTROM_PER_NM) & (ring_atoms_gap < 1.0)  # GetContacts' 10 Å prefilter
         stacked &= np.minimum(normals_angle, 180.0 - normals_angle) <= c.pi_stack_angle
         stacked &= psi_cos >= np.cos(np.deg2rad(c.pi_stack_psi))
-        t_shaped = (dist <= c.t_stack_distance / 10) & (ring_atoms_gap < 0.6)  # GetContacts' 6 Å prefilter
+        t_shaped = (dist <= c.t_stack_distance / ANGSTROM_PER_NM) & (ring_atoms_gap < 0.6)  # GetContacts' 6 Å prefilter
         t_shaped &= np.abs(normals_angle - 90.0) <= c.t_stack_angle
         t_shaped &= psi_cos >= np.cos(np.deg2rad(c.t_stack_psi))
         for mask, name in ((stacked, "ps"), (t_shaped, "ts")):

@@ -1,6 +1,6 @@
 """Per-residue MD properties accumulated chunk by chunk: SASA, DSSP, dihedral histograms, Cα RMSF/correlation.
 
-MDTraj computes the per-frame DSSP and phi/psi/chi1 (SASA: :mod:`seqdance.features.sasa`, or MDTraj's Shrake-Rupley
+MDTraj computes the per-frame DSSP and phi/psi/chi1 (SASA: :mod:`seqdance.features.md.sasa`, or MDTraj's Shrake-Rupley
 one frame per call with :func:`sasa_per_residue`); this module only folds them
 into running statistics so that trajectories of any length are processed in bounded memory. Means, variances
 and the Cα co-moment matrix are merged across chunks with Chan et al.'s pairwise update, which is exact and
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import mdtraj as md
 import numpy as np
 
+from seqdance.errors import InputError
 from seqdance.schema import ANGLE_BINS, ANGLE_RANGE_DEG, SS_DSSP_CODES
 
 #: Bin edges of the dihedral histograms (radians), as np.histogram(range=(-π, π), bins=12) uses them.
@@ -150,7 +151,7 @@ def sasa_per_residue(traj: md.Trajectory, residue_rows: np.ndarray) -> np.ndarra
     """(F, N) Shrake-Rupley SASA (nm², MDTraj defaults) of the output residues, one frame per MDTraj call.
 
     The previous default of ``extract_md``, kept as ``sasa="mdtraj"`` for comparison: the compiled kernel of
-    :mod:`seqdance.features.sasa` gives the same numbers several times faster.
+    :mod:`seqdance.features.md.sasa` gives the same numbers several times faster.
 
     MDTraj 1.11 keeps per-thread work buffers between the frames of one ``shrake_rupley`` call, so every frame
     after a thread's first is off by up to ~0.003 nm² (this, not a version change, is the 0.0018 nm² gap to the
@@ -161,3 +162,36 @@ def sasa_per_residue(traj: md.Trajectory, residue_rows: np.ndarray) -> np.ndarra
         frame = md.Trajectory(traj.xyz[k:k + 1], traj.topology)  # traj[k] would deep-copy the topology
         out[k] = md.shrake_rupley(frame, mode="residue")[0, residue_rows]
     return out
+
+
+class CalphaFluctuations:
+    """Cα RMSF and movement correlation folded chunk by chunk (DESIGN §3 items 1, 5, 6).
+
+    Frames are superposed on the first frame added (by all given positions, with MDTraj's ``superpose``, as
+    extract_md superposes by Cα) and their covariance accumulated with :class:`CoordinateCovariance`.
+    """
+
+    def __init__(self) -> None:
+        self.reference: md.Trajectory | None = None
+        self.covariance = CoordinateCovariance()
+
+    def add(self, xyz: np.ndarray) -> None:
+        """``xyz`` (F, N, 3) Cα positions (nm) of the next frames, made whole."""
+        xyz = np.asarray(xyz, dtype=np.float32)
+        if xyz.ndim != 3 or xyz.shape[-1] != 3:
+            raise InputError(f"Cα positions must have shape (frames, residues, 3), got {xyz.shape}")
+        traj = md.Trajectory(xyz.copy(), None)
+        if self.reference is None:
+            self.reference = md.Trajectory(xyz[:1].copy(), None)
+        traj.superpose(self.reference, 0)
+        self.covariance.add(traj.xyz)
+
+    @property
+    def n_frames(self) -> int:
+        return self.covariance.n
+
+    def result(self) -> dict[str, np.ndarray]:
+        """``rmsf`` (N,) nm and ``corr`` (N, N); needs at least 2 frames."""
+        if self.covariance.n < 2:
+            raise InputError(f"Cα fluctuations need at least 2 frames, got {self.covariance.n}")
+        return {"rmsf": self.covariance.rmsf(), "corr": self.covariance.correlation()}

@@ -1,5 +1,5 @@
-"""Per-residue SASA by the engine a user chose: the compiled kernel (:mod:`seqdance.features.sasa`), its torch twin
-for GPUs (:mod:`seqdance.features.sasa_torch`) or MDTraj's per-frame ``shrake_rupley`` (the previous path)."""
+"""Per-residue SASA by the engine a user chose: the compiled kernel (:mod:`seqdance.features.md.sasa`), its torch twin
+for GPUs (:mod:`seqdance.features.md.sasa_torch`) or MDTraj's per-frame ``shrake_rupley`` (the previous path)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from seqdance.errors import InputError
+from seqdance.features.md.sasa import atom_radii, residue_sums, sasa_atoms
 from seqdance.features.options import SASA_ENGINES, SasaEngine
-from seqdance.features.sasa import atom_radii, residue_sums, sasa_atoms
 
 
 def resolve_engine(engine: str, device: str | None) -> str:
@@ -52,7 +52,7 @@ class ResidueSasa:
         if self.engine == "mdtraj":
             raise InputError("per-atom areas come from the 'numba' or 'torch' engine, not 'mdtraj'")
         if self.engine == "torch":
-            from seqdance.features.sasa_torch import sasa_atoms_torch
+            from seqdance.features.md.sasa_torch import sasa_atoms_torch
 
             return sasa_atoms_torch(xyz, self.radii, device=self.device or "cpu", atom_names=self.atom_names,
                                     frame_numbers=frame_numbers, where=where)
@@ -66,7 +66,7 @@ class ResidueSasa:
         if self.engine == "mdtraj":
             import mdtraj as md
 
-            from seqdance.features.md_properties import sasa_per_residue
+            from seqdance.features.md.properties import sasa_per_residue
 
             return sasa_per_residue(md.Trajectory(xyz, self.topology), self.residue_rows)
         per_residue = residue_sums(self.atoms(xyz, frame_numbers=frame_numbers, where=where), self.atom_residue,

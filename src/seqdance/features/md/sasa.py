@@ -15,8 +15,8 @@ compared with r_k² (strict <), neighbours where the squared centre distance < (
 are farther than r_k + tol (tol ≫ float32 rounding) from neighbour k, so they never change a decision. Result:
 bit-identical per-atom areas (tested on several real systems).
 
-:mod:`seqdance.features.sasa_torch` computes the same numbers with torch for batches of frames on a GPU;
-:class:`seqdance.features.residue_sasa.ResidueSasa` chooses between them (and MDTraj's per-frame call).
+:mod:`seqdance.features.md.sasa_torch` computes the same numbers with torch for batches of frames on a GPU;
+:class:`seqdance.features.md.residue_sasa.ResidueSasa` chooses between them (and MDTraj's per-frame call).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from seqdance.features.sasa import (
+from seqdance.features.md.sasa import (
     _COINCIDENT_R2,
     N_SPHERE_POINTS,
     _as_frames,
@@ -69,7 +69,7 @@ def sasa_atoms_torch(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int
                      where: str = "") -> np.ndarray:
     """(F, N) float32 SASA (nm²) of every atom in every frame, computed with torch on ``device``.
 
-    Equal to :func:`seqdance.features.sasa.sasa_atoms` bit for bit. ``block_elements`` bounds the size of the
+    Equal to :func:`seqdance.features.md.sasa.sasa_atoms` bit for bit. ``block_elements`` bounds the size of the
     largest intermediate (default 2^18 elements on CPU, 2^25 = 128 MiB of float32 on a GPU).
     """
     frames, radii = _as_frames(xyz, radii)

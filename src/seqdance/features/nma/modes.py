@@ -1,4 +1,4 @@
-"""Normal-mode features (DESIGN §4): GNM fluctuations and ANM correlations in three frequency ranges.
+"""Normal modes of elastic networks (DESIGN §4): GNM fluctuations and ANM correlations in three frequency ranges.
 
 Elastic networks on Cα atoms with distance-dependent springs (γ = 10 / 2 / 1 for d ≤ 4 / 10 / 15 Å, 0
 beyond); the Kirchhoff matrix (GNM) gives per-residue fluctuations, the 3N Hessian (ANM) pair correlations.
@@ -23,10 +23,8 @@ tails, where physical ANM eigenvalues reach 1e-10), which changes the ranges; se
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import scipy.linalg
@@ -35,11 +33,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from seqdance.errors import InputError, SeqdanceError
-from seqdance.features.conformation import ARRAY_PREFIX as CONFORMATION_PREFIX
-from seqdance.features.conformation import conformation_arrays, conformational_properties
-from seqdance.features.options import Disconnected, ZeroModes
-from seqdance.features.results import NmaFeatures
-from seqdance.features.structure import CalphaStructure, SkippedResidue, read_calpha_structure
+from seqdance.features.options import DISCONNECTED, ZERO_MODES, Disconnected, ZeroModes
 from seqdance.schema import properties_of_kind
 
 #: (outer radius Å, spring constant) shells of the distance-dependent springs, innermost first.
@@ -353,10 +347,10 @@ def nma_features(
     range and their correlations 0/0.) ``labels`` name the residues in error messages.
     """
     coords = _check_coords(coords)
-    if zero_modes not in ("rigid", "reference"):
-        raise InputError(f"zero_modes must be 'rigid' or 'reference', got {zero_modes!r}")
-    if disconnected not in ("error", "split"):
-        raise InputError(f"disconnected must be 'error' or 'split', got {disconnected!r}")
+    if zero_modes not in ZERO_MODES:
+        raise InputError(f"zero_modes must be one of {ZERO_MODES}, got {zero_modes!r}")
+    if disconnected not in DISCONNECTED:
+        raise InputError(f"disconnected must be one of {DISCONNECTED}, got {disconnected!r}")
     _, sq_dist = _axis_differences(coords)
     _raise_on_coincident(sq_dist, labels)
     del sq_dist
@@ -419,132 +413,3 @@ def _connected_features(coords: np.ndarray, zero_modes: ZeroModes) -> NmaResult:
         anm_zero_modes=anm_modes.n_zero,
         n_pieces=1,
     )
-
-
-# --- structures in, feature files out -------------------------------------------------------------
-
-#: Keys of the per-structure metadata stored beside the features.
-METADATA_KEYS: tuple[str, ...] = tuple(k for k in NmaFeatures.__annotations__ if k not in RESIDUE_KEYS + PAIR_KEYS)
-
-
-def residue_labels(structure: CalphaStructure) -> list[str]:
-    """Readable residue names such as ``A:GLY12`` or ``B:SER100A`` for messages."""
-    return [
-        f"{rid['chain']}:{name}{int(rid['resseq'])}{rid['icode']}"
-        for rid, name in zip(structure.residue_ids, structure.resnames)
-    ]
-
-
-def extract_nma(
-    structure: str | os.PathLike[str] | CalphaStructure,
-    *,
-    chains: str | Sequence[str] | None = None,
-    model: int = 0,
-    zero_modes: ZeroModes = "rigid",
-    disconnected: Disconnected = "error",
-) -> NmaFeatures:
-    """Normal-mode features of a structure file (PDB/mmCIF, optionally gzipped) or a read :class:`CalphaStructure`;
-    what it returns is :class:`~seqdance.features.results.NmaFeatures`. Errors name the file and say what is wrong.
-    """
-    if isinstance(structure, CalphaStructure):
-        if chains is not None or model != 0:
-            raise InputError("chains/model select atoms while reading a file; pass them to read_calpha_structure")
-        calphas = structure
-    else:
-        calphas = read_calpha_structure(structure, chains=chains, model=model)
-    try:
-        result = nma_features(
-            calphas.coords, zero_modes=zero_modes, disconnected=disconnected, labels=residue_labels(calphas)
-        )
-    except NmaError as exc:
-        raise NmaError(f"{calphas.source}: {exc}") from exc
-    features: dict[str, object] = {name: result.gnm_msf[k] for k, name in enumerate(RESIDUE_KEYS)}
-    features.update({name: result.anm_cor[k] for k, name in enumerate(PAIR_KEYS)})
-    features.update(
-        sequence=calphas.sequence,
-        residue_ids=calphas.residue_ids,
-        chain_lengths=np.asarray(calphas.chain_lengths, dtype=np.int64),
-        skipped_residues=list(calphas.skipped),
-        zero_modes=zero_modes,
-        disconnected=disconnected,
-        n_pieces=result.n_pieces,
-        gnm_range_sizes=np.asarray(result.gnm_range_sizes, dtype=np.int64),
-        anm_range_sizes=np.asarray(result.anm_range_sizes, dtype=np.int64),
-        gnm_zero_modes=result.gnm_zero_modes,
-        anm_zero_modes=result.anm_zero_modes,
-    )
-    features.update(conformation_arrays(conformational_properties(calphas.coords / 10.0, calphas.chain_lengths)))
-    return cast(NmaFeatures, features)
-
-
-_SKIPPED_DTYPE = np.dtype([("chain", "U8"), ("resseq", "i4"), ("icode", "U1"), ("resname", "U8"), ("reason", "U64")])
-_STRING_KEYS = ("sequence", "zero_modes", "disconnected")
-_INT_KEYS = ("n_pieces", "gnm_zero_modes", "anm_zero_modes")
-
-
-def save_nma_features(
-    path: str | os.PathLike[str],
-    features: dict[str, object],
-    *,
-    dtype: np.dtype | type = np.float64,
-    compress: bool = False,
-    fingerprint: dict[str, object] | None = None,
-) -> None:
-    """Write :func:`extract_nma` output to an ``.npz`` file atomically (no pickles; strings as 0-d arrays), with
-    the ``fingerprint`` of its inputs and options when given (:mod:`seqdance.features.feature_files`)."""
-    from seqdance.features.feature_files import fingerprint_array
-    from seqdance.io_utils import atomic_path
-
-    arrays: dict[str, np.ndarray] = {}
-    for key in RESIDUE_KEYS + PAIR_KEYS:
-        arrays[key] = np.asarray(features[key], dtype=dtype)
-    for key in _STRING_KEYS:
-        arrays[key] = np.array(str(features[key]))
-    for key in _INT_KEYS:
-        arrays[key] = np.array(int(features[key]))  # type: ignore[call-overload]
-    for key in ("residue_ids", "chain_lengths", "gnm_range_sizes", "anm_range_sizes"):
-        arrays[key] = np.asarray(features[key])
-    for key in features:
-        if key.startswith(CONFORMATION_PREFIX):
-            arrays[key] = np.asarray(features[key])
-    skipped = features.get("skipped_residues", [])
-    arrays["skipped_residues"] = np.array(
-        [(s.chain, s.resseq, s.icode, s.resname, s.reason) for s in skipped],  # type: ignore[attr-defined]
-        dtype=_SKIPPED_DTYPE,
-    )
-    arrays.update(fingerprint_array(fingerprint))
-    writer = np.savez_compressed if compress else np.savez
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            writer(handle, **arrays)
-
-
-def load_nma_features(path: str | os.PathLike[str]) -> dict[str, object]:
-    """Read a file written by :func:`save_nma_features` back into the :func:`extract_nma` dictionary."""
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS if k not in data.files]
-        if missing:
-            raise InputError(f"{path}: not a seqdance NMA feature file (missing {missing})")
-        features: dict[str, object] = {key: data[key] for key in data.files}
-    for key in _STRING_KEYS:
-        features[key] = str(features[key])
-    for key in _INT_KEYS:
-        features[key] = int(features[key])  # type: ignore[call-overload]
-    features["skipped_residues"] = [
-        SkippedResidue(str(r["chain"]), int(r["resseq"]), str(r["icode"]), str(r["resname"]), str(r["reason"]))
-        for r in features["skipped_residues"]  # type: ignore[union-attr]
-    ]
-    return features
-
-
-def is_complete_nma_file(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is an intact NMA feature file with every key (every member's CRC checked, so a truncated
-    or damaged file is not complete). Whether it is up to date is :func:`~seqdance.features.feature_files.is_up_to_date`."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = {name.removesuffix(".npy") for name in archive.namelist()}
-            return set(RESIDUE_KEYS + PAIR_KEYS + METADATA_KEYS) <= names and archive.testzip() is None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile):
-        return False
