@@ -76,7 +76,7 @@ def test_store_writer_refuses_nonfinite_targets(tmp_path: Path) -> None:
 
 def test_builder_fails_the_protein_naming_the_property(tmp_path: Path, shared_data: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import seqdance.features.nma as nma
+    import seqdance.features.nma.extract as nma
     from seqdance.store.builder import build_store, failures_path
 
     structures = sorted((shared_data / "structures" / "bioemu_reference").rglob("*.pdb"))[:2]

@@ -18,7 +18,10 @@ How a build survives ``kill -9`` at any moment (each step is one method of :clas
    renames it onto it (:class:`~seqdance.store.hdf5.StoreWriter`); only then are the folded journal entries
    deleted. The store file is therefore always the previous complete store or the new one.
 5. **finish** — failures (a bad file, a protein without hydrogens, a worker that died) are recorded per protein
-   in ``STORE.failures.csv``; they did not stop the run and are retried by the next one.
+   in ``STORE.failures.csv``; they did not stop the run and are retried by the next one. Only a protein's own
+   problems (a :class:`~seqdance.errors.SeqdanceError`) are such failures: any other exception is a bug — in this
+   process it stops the build with its traceback (finished proteins stay in the journal); in a worker process it
+   fails that protein, and the report counts it as a bug (``BuildReport.bugs``).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from typing import Any
 import pandas as pd
 
 from seqdance.errors import InputError
-from seqdance.features.options import FREQUENCIES, MISSING_HYDROGENS
+from seqdance.features.options import MdOptions
+from seqdance.features.options import md_options as md_options_with
 from seqdance.io_utils import atomic_path, sha256_file
-from seqdance.parallel import default_threads_per_worker, run_jobs
+from seqdance.parallel import WORKER_DIED, default_threads_per_worker, run_jobs
 from seqdance.schema import GROUP_KIND
 from seqdance.store.compute import (
     BuildSettings,
@@ -57,7 +61,7 @@ from seqdance.store.hdf5 import (
     write_isolated,
 )
 from seqdance.store.journal import Journal, clean_store_temps, journal_dir, store_lock
-from seqdance.store.manifest import ManifestEntry, read_manifest, shard_of
+from seqdance.store.manifest import ManifestEntry, read_manifest, same_spec, shard_of
 from seqdance.store.merge import merge_stores
 
 __all__ = ["BuildReport", "StoreBuild", "build_store", "failures_path", "journal_dir", "merge_stores"]
@@ -78,6 +82,7 @@ class BuildReport:
     fold_seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
     backend: str = ""
+    bugs: int = 0  # failures by an unexpected error in a worker process (their tracebacks are in the log)
 
     @property
     def proteins_per_s(self) -> float:
@@ -91,6 +96,14 @@ class BuildReport:
 
 def failures_path(store: Path) -> Path:
     return store.with_suffix(".failures.csv")
+
+
+def _job_failed(entry: ManifestEntry, message: str) -> EntryResult:
+    """A protein the parallel engine reports failed: its worker died, or the computation raised something other
+    than the protein's own problem (those come back as failed results) — a bug, reported as one."""
+    if message == WORKER_DIED:
+        return EntryResult(entry.name, False, error=message)
+    return EntryResult(entry.name, False, error=f"bug in seqdance (please report it): {message}", bug=True)
 
 
 class StoreBuild:
@@ -135,7 +148,8 @@ class StoreBuild:
         recorded = provenance.get("inputs") or []
         if len(recorded) != len(entry.inputs):
             return False
-        for (role, path), rec in zip(entry.inputs, recorded):
+        for (role, spec), rec in zip(entry.inputs, recorded):
+            path = Path(spec.path)
             if rec.get("role") != role or not path.is_file():
                 return False
             if rec.get("bytes") is not None and int(rec["bytes"]) != path.stat().st_size:
@@ -151,14 +165,14 @@ class StoreBuild:
         journaled = self.journaled.get(entry.name)
         if journaled is not None:
             record = journaled[1]
-            if (record["provenance"].get("spec") == spec and _same_frequency(record, self.settings.frequency)
+            if (same_spec(record["provenance"].get("spec"), spec) and _same_frequency(record, self.settings.frequency)
                     and self._same_content(entry, record["provenance"])):
                 return True
             # computed from other inputs or options: never folded in, even if the recomputation fails
             self.journal.remove([journaled[0]], remove_directory=False)
             del self.journaled[entry.name]
         stored = self.stored.get(entry.name)
-        if stored is None or stored["provenance"].get("spec") != spec:
+        if stored is None or not same_spec(stored["provenance"].get("spec"), spec):
             return False
         if not self._same_content(entry, stored["provenance"]):
             log.info("%s: an input file changed since it was stored; recomputing", entry.name)
@@ -208,7 +222,7 @@ class StoreBuild:
             for entry, result in run_jobs(
                 task, todo, workers=workers, scheduler=scheduler,
                 threads_per_worker=threads_per_worker or default_threads_per_worker(workers),
-                on_failure=lambda entry, message: EntryResult(entry.name, False, error=message),
+                on_failure=_job_failed, raise_in_process=True,
             ):
                 self.accept(entry, result)
                 if bar is not None:  # the protein just finished, named before the count moves
@@ -227,6 +241,7 @@ class StoreBuild:
             self.failures.append({"name": entry.name, "source": entry.source, "kind": entry.kind,
                                   "error": result.error, "seconds": round(result.seconds, 3)})
             self.report.failed += 1
+            self.report.bugs += result.bug
             log.info("%s failed: %s", entry.name, result.error)
             return
         record = index_record(entry, result)
@@ -265,9 +280,10 @@ def build_store(
     workers: int = 1,
     shard: tuple[int, int] | None = None,
     scheduler: str | None = None,
-    frequency: str = "reference",
+    md_options: MdOptions | None = None,
+    frequency: str | None = None,
     max_residues: int | None = None,
-    missing_hydrogens: str = "error",
+    missing_hydrogens: str | None = None,
     compression: str | None = "auto",
     threads_per_worker: int | None = None,
     fold_every: int = 0,
@@ -279,15 +295,15 @@ def build_store(
     ``workers``: 0 computes in this process, N ≥ 1 uses N local worker processes; ``scheduler``: a
     dask.distributed scheduler address (or scheduler file) instead. ``shard=(i, N)`` builds only the proteins
     of shard i (by a hash of the name) — write each shard to its own store and combine them with
-    :func:`merge_stores`. ``frequency``: interaction frequency mode of MD entries (DESIGN §3.8).
+    :func:`merge_stores`. ``md_options``: the options every MD row starts from (its manifest columns change
+    them); ``frequency`` (interaction frequency mode of MD entries, DESIGN §3.8) and ``missing_hydrogens``
+    change these.
     ``fold_every``: also fold the journal into the store after every this many computed proteins (bounds the
     journal's disk use on long builds; each fold copies the store once); 0 folds only at the end.
     ``overwrite``: recompute every protein of the manifest, even those the store already holds.
     """
-    if frequency not in FREQUENCIES:
-        raise InputError(f"frequency must be one of {FREQUENCIES}, not {frequency!r}")
-    if missing_hydrogens not in MISSING_HYDROGENS:
-        raise InputError(f"missing_hydrogens must be one of {MISSING_HYDROGENS}, not {missing_hydrogens!r}")
+    changes = {k: v for k, v in (("frequency", frequency), ("missing_hydrogens", missing_hydrogens)) if v is not None}
+    md = md_options_with(md_options, **changes)
     if workers < 0:
         raise InputError("workers must be ≥ 0")
     output = Path(output)
@@ -304,9 +320,9 @@ def build_store(
         "manifest": str(manifest_path) if manifest_path else None,
         "manifest_sha256": sha256_file(manifest_path) if manifest_path else None,
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-        "settings": {"frequency": frequency, "max_residues": max_residues, "missing_hydrogens": missing_hydrogens},
+        "settings": {"frequency": md.frequency, "max_residues": max_residues, "missing_hydrogens": md.missing_hydrogens},
     }
-    settings = BuildSettings(frequency=frequency, max_residues=max_residues, missing_hydrogens=missing_hydrogens)
+    settings = BuildSettings(md=md, max_residues=max_residues)
     build = StoreBuild(entries, output, settings, compression=compression, fold_every=fold_every,
                        build_meta=build_meta)
     with store_lock(output):
@@ -367,7 +383,7 @@ def _fold(
         if name in journaled:
             continue
         entry = manifest.get(name)
-        if entry is not None and (row["provenance"].get("spec") != entry.spec() or name in stale):
+        if entry is not None and (not same_spec(row["provenance"].get("spec"), entry.spec()) or name in stale):
             continue  # inputs changed and the recomputation failed: the stale values are dropped
         plan.append((int(row["order"]), name, "store"))
     plan.sort()

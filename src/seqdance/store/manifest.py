@@ -11,15 +11,19 @@ Columns (header required, order free):
   ensemble such as PED's) **or** ``features``: an ``.npz`` already written by ``seqdance features md`` /
   ``features nma`` (used as is, nothing recomputed; its kind must be the source group's). Relative paths are
   relative to the manifest's folder;
-* optional: ``label`` (train/test; otherwise kept from an existing store, else ``train``), ``stride``, ``start``,
-  ``stop`` (MD frame selection), ``chains`` (NMA chain ids, e.g. ``A`` or ``A,B``), ``model`` (NMA model index);
-* optional, MD inputs that are not all-atom trajectories with hydrogens (DESIGN §3b, docs/coarse_grained.md):
-  ``backmap`` (``pulchra`` / ``pulchra-python``: rebuild a one-bead-per-residue trace to all atoms; empty or
-  ``none``: a one-bead trace gives its Cα properties only), ``backmap_properties`` (``reproduced``, the default,
-  or ``all``), ``add_hydrogens`` (yes/no: protonate an all-atom input without hydrogens), ``hydrogen_ph``
-  (default 7) and ``hydrogen_forcefield`` (``amber14``, the default, or ``none``). Only values other than the
-  defaults enter a protein's options, so adding a column of defaults recomputes nothing; changing a value
-  recomputes that protein.
+* optional: ``label`` (train/test; otherwise kept from an existing store, else ``train``);
+* optional, the per-row options, one column per option of the same name, defined (with their defaults, choices
+  and checks) by :class:`seqdance.features.options.MdOptions` and
+  :class:`~seqdance.features.options.NmaOptions` (``manifest_columns()``): MD ``stride``, ``start``, ``stop``
+  (frame selection), ``backmap`` (``pulchra`` / ``pulchra-python``: rebuild a one-bead-per-residue trace to all
+  atoms; empty or ``none``: a one-bead trace gives its Cα properties only), ``backmap_properties``
+  (``reproduced``, the default, or ``all``), ``add_hydrogens`` (yes/no: protonate an all-atom input without
+  hydrogens), ``hydrogen_ph`` (default 7) and ``hydrogen_forcefield`` (``amber14``, the default, or ``none``)
+  (DESIGN §3b, docs/coarse_grained.md); NMA ``chains`` (chain ids, e.g. ``A`` or ``A,B``) and ``model`` (model
+  index). Only values other than the defaults enter a protein's options (its spec), so adding a column of
+  defaults recomputes nothing; changing a value recomputes that protein.
+
+Paths may carry a selector (``domain.h5#320/0``, :class:`seqdance.features.inputs.spec.InputSpec`).
 """
 
 from __future__ import annotations
@@ -32,24 +36,27 @@ from typing import Any
 import pandas as pd
 
 from seqdance.errors import InputError, SeqdanceError
-from seqdance.features.options import (
-    BACKMAP_ENGINES,
-    BACKMAP_PROPERTY_SETS,
-    DEFAULT_HYDROGEN_PH,
-    HYDROGEN_FORCEFIELDS,
-)
+from seqdance.features.inputs.spec import InputSpec
+from seqdance.features.options import MdOptions, NmaOptions, OptionError
 from seqdance.schema import GROUP_KIND, source_group
 from seqdance.store.hdf5 import LABEL_WIDTH, check_name
 
 _PATH_COLUMNS = ("structure", "topology", "trajectory", "features")
-_INT_COLUMNS = ("stride", "start", "stop", "model")
-#: Per-row input options of MD entries (back-mapping, hydrogens), as extract_md's keyword arguments.
-MD_INPUT_COLUMNS = ("backmap", "backmap_properties", "add_hydrogens", "hydrogen_ph", "hydrogen_forcefield")
-KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_INT_COLUMNS, "chains", *MD_INPUT_COLUMNS)
-_TRUE = ("1", "yes", "true", "y")
-_FALSE = ("", "0", "no", "false", "n")
-#: Values of an MD input column that mean "not asked for".
-_NO_VALUES = (*_FALSE, "none")
+#: The per-row option columns of MD and NMA entries: the options of the same names.
+MD_COLUMNS: tuple[str, ...] = MdOptions.manifest_columns()
+NMA_COLUMNS: tuple[str, ...] = NmaOptions.manifest_columns()
+_OPTION_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys((*MD_COLUMNS, *NMA_COLUMNS)))
+KNOWN_COLUMNS = ("name", "source", "group", "label", *_PATH_COLUMNS, *_OPTION_COLUMNS)
+#: Kind of each option column's value ("int", "bool", "choice", ...).
+_COLUMN_KINDS: dict[str, str] = {name: info.kind for options in (MdOptions, NmaOptions)
+                                 for name, _, info in options.option_fields() if info.manifest}
+#: Text of a yes/no or choice column that means "not asked for".
+_NO_VALUES = ("0", "no", "false", "n", "none")
+
+
+def _given(column: str, text: str) -> bool:
+    """Whether a row sets option ``column`` (a number or chain id always; a yes/no or choice unless "no"/"none")."""
+    return bool(text) and (_COLUMN_KINDS[column] in ("int", "float", "chains") or text.lower() not in _NO_VALUES)
 
 
 @dataclass(frozen=True)
@@ -65,26 +72,52 @@ class ManifestEntry:
     structure: Path | None = None
     topology: Path | None = None
     trajectories: tuple[Path, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)  # stride/start/stop + MD_INPUT_COLUMNS (MD), chains/model (NMA)
+    #: The options this row sets that differ from the defaults (:meth:`MdOptions.manifest_values`; JSON values).
+    options: dict[str, Any] = field(default_factory=dict)
     features: Path | None = None  # a feature file of `seqdance features md|nma`, used instead of computing
 
     @property
-    def inputs(self) -> list[tuple[str, Path]]:
-        """(role, path) of every input file."""
+    def inputs(self) -> list[tuple[str, InputSpec]]:
+        """(role, input) of every input file (a path may carry a ``#selector``)."""
         if self.features is not None:
-            return [("features", self.features)]
-        if self.kind == "nma":
-            return [("structure", self.structure)] if self.structure else []
-        files: list[tuple[str, Path]] = [("topology", self.topology)] if self.topology else []
-        return files + [("trajectory", t) for t in self.trajectories]
+            paths: list[tuple[str, Path | None]] = [("features", self.features)]
+        elif self.kind == "nma":
+            paths = [("structure", self.structure)] if self.structure else []
+        else:
+            paths = ([("topology", self.topology)] if self.topology else []) + [
+                ("trajectory", t) for t in self.trajectories]
+        return [(role, InputSpec.parse(path)) for role, path in paths if path is not None]
+
+    def md_options(self, base: MdOptions | None = None) -> MdOptions:
+        """This MD row's options over the build's (``base``: frequency, missing hydrogens, ...)."""
+        return (base or MdOptions()).replace(**self.options)
+
+    def nma_options(self, base: NmaOptions | None = None) -> NmaOptions:
+        """This NMA row's options over ``base``."""
+        return (base or NmaOptions()).replace(**self.options)
 
     def spec(self) -> dict[str, Any]:
         """What determines this protein's computed values (inputs and options); a change means recompute."""
         return {
             "kind": self.kind,
-            "inputs": [[role, str(path)] for role, path in self.inputs],
+            "inputs": [[role, str(spec)] for role, spec in self.inputs],
             "options": {k: self.options[k] for k in sorted(self.options)},
         }
+
+
+def same_spec(recorded: Any, current: dict[str, Any]) -> bool:
+    """Whether a spec a store recorded equals ``current``, options at their default counted as not given (stores
+    built before only non-default values were recorded may list ``stride: 1``)."""
+    if not isinstance(recorded, dict):
+        return False
+    return _without_defaults(recorded) == _without_defaults(current)
+
+
+def _without_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    options_class = NmaOptions if spec.get("kind") == "nma" else MdOptions
+    defaults = {name: default for name, default, _ in options_class.option_fields()}
+    options = {k: v for k, v in (spec.get("options") or {}).items() if k not in defaults or v != defaults[k]}
+    return {**spec, "options": options}
 
 
 class ManifestError(SeqdanceError, ValueError):
@@ -100,47 +133,14 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-def md_input_options(rec: dict[str, str], where: str) -> dict[str, Any]:
-    """The back-mapping and hydrogen options of one row (``MD_INPUT_COLUMNS``), defaults left out."""
-    out: dict[str, Any] = {}
-    backmap = rec["backmap"].lower()
-    if backmap not in ("", "none"):
-        if backmap not in BACKMAP_ENGINES:
-            raise ManifestError(f"{where}: column 'backmap' must be one of {BACKMAP_ENGINES} or empty, got {rec['backmap']!r}")
-        out["backmap"] = backmap
-    properties = rec["backmap_properties"].lower()
-    if properties not in ("", "reproduced"):
-        if properties not in BACKMAP_PROPERTY_SETS:
-            raise ManifestError(f"{where}: column 'backmap_properties' must be one of {BACKMAP_PROPERTY_SETS}, got "
-                                f"{rec['backmap_properties']!r}")
-        if "backmap" not in out:
-            raise ManifestError(f"{where}: 'backmap_properties' applies to back-mapped frames; give 'backmap' too")
-        out["backmap_properties"] = properties
-    flag = rec["add_hydrogens"].lower()
-    if flag not in _TRUE + _FALSE:
-        raise ManifestError(f"{where}: column 'add_hydrogens' must be yes or no, got {rec['add_hydrogens']!r}")
-    if flag in _TRUE:
-        out["add_hydrogens"] = True
-    protonates = "backmap" in out or out.get("add_hydrogens", False)
-    if rec["hydrogen_ph"]:
-        try:
-            ph = float(rec["hydrogen_ph"])
-        except ValueError:
-            raise ManifestError(f"{where}: column 'hydrogen_ph' must be a number, got {rec['hydrogen_ph']!r}") from None
-        if not 0.0 <= ph <= 14.0:
-            raise ManifestError(f"{where}: column 'hydrogen_ph' must lie in [0, 14], got {ph:g}")
-        if ph != DEFAULT_HYDROGEN_PH:
-            out["hydrogen_ph"] = ph
-    forcefield = rec["hydrogen_forcefield"].lower()
-    if forcefield not in ("", "amber14"):
-        if forcefield not in HYDROGEN_FORCEFIELDS:
-            raise ManifestError(f"{where}: column 'hydrogen_forcefield' must be one of {HYDROGEN_FORCEFIELDS}, got "
-                                f"{rec['hydrogen_forcefield']!r}")
-        out["hydrogen_forcefield"] = forcefield
-    if not protonates and ("hydrogen_ph" in out or "hydrogen_forcefield" in out):
-        raise ManifestError(f"{where}: 'hydrogen_ph'/'hydrogen_forcefield' apply when hydrogens are added; set "
-                            "'add_hydrogens' (or 'backmap') too")
-    return out
+def _row_options(kind: str, rec: dict[str, str], where: str) -> dict[str, Any]:
+    """The options a row sets (non-default values, JSON), checked by the options class; errors name the row and
+    the columns."""
+    options_class = MdOptions if kind == "md" else NmaOptions
+    try:
+        return options_class.from_manifest_row(rec).manifest_values()
+    except OptionError as exc:
+        raise ManifestError(f"{where}: {exc.render(lambda name: repr(name))}") from None
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
@@ -196,8 +196,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
             if has_structure or has_md:
                 raise ManifestError(f"{where}: give 'features' (a feature file) or the files to compute it from, "
                                     "not both")
-            given = [c for c in (*_INT_COLUMNS, "chains") if rec[c]]
-            given += [c for c in MD_INPUT_COLUMNS if rec[c] and rec[c].lower() not in _NO_VALUES]
+            given = [c for c in _OPTION_COLUMNS if _given(c, rec[c])]
             if given:
                 raise ManifestError(f"{where}: {', '.join(given)} cannot apply to a feature file (they were chosen "
                                     "when it was computed)")
@@ -212,26 +211,12 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
         if GROUP_KIND[group] != kind:
             need = "'structure'" if GROUP_KIND[group] == "nma" else "'topology' + 'trajectory'"
             raise ManifestError(f"{where}: source {rec['source']!r} is in group {group!r}, which is built from {need}")
-        options: dict[str, Any] = {}
-        for col in _INT_COLUMNS:
-            if rec[col]:
-                try:
-                    options[col] = int(rec[col])
-                except ValueError:
-                    raise ManifestError(f"{where}: column {col!r} must be an integer, got {rec[col]!r}") from None
-        if options.get("stride", 1) < 1:
-            raise ManifestError(f"{where}: stride must be at least 1")
-        if kind == "nma" and any(c in options for c in ("stride", "start", "stop")):
-            raise ManifestError(f"{where}: stride/start/stop apply to MD trajectories, not to a structure")
-        if kind == "md" and ("model" in options or rec["chains"]):
-            raise ManifestError(f"{where}: chains/model apply to NMA structures, not to MD")
-        given = [c for c in MD_INPUT_COLUMNS if rec[c] and rec[c].lower() not in _NO_VALUES]
-        if kind == "nma" and given:
-            raise ManifestError(f"{where}: {'/'.join(given)} apply to MD inputs, not to a structure")
-        if kind == "md":
-            options.update(md_input_options(rec, where))
-        if rec["chains"]:
-            options["chains"] = [c.strip() for c in rec["chains"].replace(";", ",").split(",") if c.strip()]
+        own = MD_COLUMNS if kind == "md" else NMA_COLUMNS
+        given = [c for c in _OPTION_COLUMNS if c not in own and _given(c, rec[c])]
+        if given:
+            target = "NMA structures, not to MD" if kind == "md" else "MD inputs, not to a structure"
+            raise ManifestError(f"{where}: {'/'.join(given)} apply to {target}")
+        options = _row_options(kind, rec, where)
         if kind == "nma":
             entries.append(ManifestEntry(k, name, rec["source"], group, kind, label,
                                          structure=_resolve(base, rec["structure"]), options=options))
