@@ -365,7 +365,10 @@ def test_features_md_command_writes_input_kind_and_missing_properties(atlas, tmp
     assert options["backmap"] is None and options["add_hydrogens"] is False and options["hydrogen_ph"] == 7.0
     assert main(["features", "md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--no-progress"]) == 0
     assert "up to date" in capsys.readouterr().out
-    # a changed input option recomputes
+    # a changed option recomputes; a hydrogen option without hydrogens to add is refused (as in a manifest)
     assert main(["features", "md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--no-progress",
-                 "--hydrogen-ph", "6.5"]) == 0
+                 "--stride", "2"]) == 0
     assert "up to date" not in capsys.readouterr().out
+    assert main(["features", "md", "-t", str(pdb), "-x", str(dcd), "-o", str(out), "--no-progress",
+                 "--hydrogen-ph", "6.5"]) == 1
+    assert "--hydrogen-ph/--hydrogen-forcefield apply when hydrogens are added" in capsys.readouterr().err

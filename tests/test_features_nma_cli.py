@@ -19,7 +19,8 @@ from _processes import HAS_PROC, spawned_workers
 from conftest import require
 
 from seqdance.cli import features_nma
-from seqdance.features.nma import load_nma_features
+from seqdance.features.feature_files import load_nma_features
+from seqdance.features.nma.batch import FAILURE_LOG
 
 SMALL = "structures/bioemu_reference/multiconf/oodval/P23895/7JK8_A.pdb"
 
@@ -51,7 +52,7 @@ def test_parallel_run_reports_failures_and_resumes(inputs: Path, tmp_path: Path,
     assert sorted(p.name for p in out.glob("*.npz")) == ["2g3r.npz", "7jk8.npz"]
     err = capsys.readouterr().err
     assert "FAILED" in err and "broken.pdb" in err and "2 computed" in err and "1 failed" in err
-    log = (out / features_nma.FAILURE_LOG).read_text().splitlines()
+    log = (out / FAILURE_LOG).read_text().splitlines()
     assert len(log) == 2 and log[1].startswith(str(inputs / "broken.pdb"))
 
     golden = np.load(require(shared_data / "reference" / "nma" / "nma_residue_pair_features_2g3r.npz"))
@@ -65,7 +66,7 @@ def test_parallel_run_reports_failures_and_resumes(inputs: Path, tmp_path: Path,
                  "--quiet"]) == 0
     assert "0 computed, 2 already done, 0 failed" in capsys.readouterr().err
     assert (out / "7jk8.npz").stat().st_mtime_ns == stamp
-    assert not (out / features_nma.FAILURE_LOG).exists()
+    assert not (out / FAILURE_LOG).exists()
 
 
 def test_chain_option_and_float32(inputs: Path, tmp_path: Path) -> None:

@@ -57,8 +57,8 @@ def test_features_nma_resumes_by_content(structures: list[Path], tmp_path: Path,
     assert "0 computed, 2 already done" in run()
     shutil.copy(structures[2], a)  # same name, other content
     assert "1 computed, 1 already done" in run()
-    from seqdance.features.nma import load_nma_features
-    from seqdance.features.structure import read_calpha_structure
+    from seqdance.features.feature_files import load_nma_features
+    from seqdance.features.inputs.structures import read_calpha_structure
 
     assert str(load_nma_features(out / "a.npz")["sequence"]) == read_calpha_structure(structures[2]).sequence
     assert "2 computed, 0 already done" in run("--zero-modes", "reference")  # another option: recomputed
@@ -113,7 +113,7 @@ def test_dataset_build_recomputes_inputs_whose_content_changed(structures: list[
     shutil.copy(structures[3], files[1])  # the same path now holds another structure
     report = build_store(manifest, store, workers=0)
     assert (report.computed, report.skipped) == (1, 1)
-    from seqdance.features.structure import read_calpha_structure
+    from seqdance.features.inputs.structures import read_calpha_structure
 
     with DynamicsStore.open(store) as opened:
         assert opened.read("p1").sequence == read_calpha_structure(structures[3]).sequence
