@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import h5py
@@ -132,3 +133,19 @@ def test_one_selector_parser_serves_readers_fingerprints_and_manifests(shared_da
     assert MdOptions(missing_hydrogens="skip").fingerprint(h5, f"{h5}#348/0")["inputs"] == provenance["inputs"]
     with pytest.raises(InputError, match=r"s\.h5#320: a '#' selector picks a temperature/replica of an mdCATH file"):
         extract_md(pdb, f"{tmp_path / 's.h5'}#320")  # an HDF5 file, but not an mdCATH one
+
+
+def test_input_readers_do_not_import_the_feature_families() -> None:
+    """``features/inputs`` reads files; ``md``/``nma`` build on it, never the other way round."""
+    grimp = pytest.importorskip("grimp")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    sys.path.insert(0, src)
+    try:
+        graph = grimp.build_graph("seqdance", cache_dir=None)
+    finally:
+        sys.path.remove(src)
+    readers = graph.find_descendants("seqdance.features.inputs") | {"seqdance.features.inputs"}
+    families = {m for root in ("seqdance.features.md", "seqdance.features.nma")
+                for m in graph.find_descendants(root) | {root}}
+    imported = {target for module in readers for target in graph.find_modules_directly_imported_by(module)}
+    assert not imported & families, imported & families
