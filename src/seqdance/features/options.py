@@ -131,10 +131,6 @@ class OptionInfo:
     #: What the value is, for messages ("pH for adding hydrogens").
     what: str | None = None
 
-    @property
-    def changes_values(self) -> bool:
-        return self.fingerprint != "never"
-
 
 def _meta(help: str, kind: str, **info: Any) -> dict[str, OptionInfo]:
     """The field metadata of an option: its :class:`OptionInfo`."""
@@ -217,7 +213,7 @@ class _Options:
         try:
             return replace(base, **values) if base is not None else cls(**values)
         except OptionError as exc:
-            raise InputError(exc.render(lambda name: cls.flag_of(name))) from None
+            raise InputError(exc.render(cls.flag_of)) from None
 
     @classmethod
     def flag_of(cls, name: str) -> str:
