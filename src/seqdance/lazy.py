@@ -1,8 +1,9 @@
 """Public names of a package imported on first use, so that ``import seqdance.<package>`` stays light.
 
 Each package ``__init__`` maps its public names to the modules that define them and hands the map to
-:func:`lazy_exports`, which gives back ``__all__`` and the module-level ``__getattr__`` (PEP 562). A name whose module needs an
-optional package that is not installed raises :class:`~seqdance.extras.MissingExtraError`, naming the extra.
+:func:`lazy_exports`, which gives back ``__all__`` and the module-level ``__getattr__`` (PEP 562). A name
+whose module needs an optional package that is not installed raises
+:class:`~seqdance.extras.MissingExtraError`, naming the extra.
 """
 
 from __future__ import annotations
