@@ -108,12 +108,14 @@ def test_feature_constants_are_the_stated_ones() -> None:
     stated = [
         f"< r(a) + r(b) + {c.vdw_epsilon} Å, residue gap ≥ {c.vdw_res_diff}",
         f"SG–SG < {DISULFIDE_SG_MAX} Å", f"within {HYDROPHOBIC_NEIGHBOUR_RADIUS} Å (first frame) are all C or H",
-        f"distance ≤ {c.hbond_distance} Å", f"D–H···A ≥ {180 - c.hbond_angle:g}° (within {c.hbond_angle:g}° of linear)",
+        f"distance ≤ {c.hbond_distance} Å",
+        f"D–H···A ≥ {180 - c.hbond_angle:g}° (within {c.hbond_angle:g}° of linear)",
         f"nearest heavy atom within {HYDROGEN_BOND_LENGTH_MAX} Å", f"within {c.salt_bridge_distance} Å of a cation",
         f"within {c.pi_cation_distance} Å of an aromatic ring's centroid", f"vector ≤ {c.pi_cation_angle:g}°",
         f"centroids ≤ {c.pi_stack_distance} Å apart", f"normals ≤ {c.pi_stack_angle:g}°",
         f"centroid–centroid vector ≤ {c.pi_stack_psi:g}°", f"centroids ≤ {c.t_stack_distance} Å",
-        f"90°\\| ≤ {c.t_stack_angle:g}°", f"same {c.t_stack_psi:g}° test", f"other elements {DEFAULT_VDW_RADIUS_ANGSTROM:.2f}",
+        f"90°\\| ≤ {c.t_stack_angle:g}°", f"same {c.t_stack_psi:g}° test",
+        f"other elements {DEFAULT_VDW_RADIUS_ANGSTROM:.2f}",
         f"longer than {PEPTIDE_BOND_MAX_NM} nm",
     ]
     stated += [f"{element.capitalize()} {radius:.2f}" for element, radius in VDW_RADII_ANGSTROM.items()]
@@ -122,7 +124,8 @@ def test_feature_constants_are_the_stated_ones() -> None:
     stated = [s.replace("Phe CG CE1 CE2", "CG, CE1, CE2").replace("Trp CD2 CZ2 CZ3", "Trp CD2, CZ2, CZ3")
               .replace("His CG CE1 CD2", "His CG, CE1, CD2") for s in stated]
     (s1, g1), (s2, g2), (s3, g3) = nma.SPRING_SHELLS
-    stated += [f"γ = {g1:g} for d ≤ {s1:g} Å, {g2:g} for {s1:g} < d ≤ {s2:g} Å, {g3:g} for {s2:g} < d ≤ {s3:g} Å",
+    springs = f"γ = {g1:g} for d ≤ {s1:g} Å, {g2:g} for {s1:g} < d ≤ {s2:g} Å, {g3:g} for {s2:g} < d ≤ {s3:g} Å"
+    stated += [springs,
                f"below {_g(nma.REFERENCE_ZERO_EIGENVALUE)} (absolute)", f"≤ {_g(nma.SINGULAR_RTOL)} σ",
                f"At least {nma.MIN_RESIDUES} Cα atoms", f"closer than {nma.MIN_CA_DISTANCE} Å",
                f"N^{conformation.RG_SCALING_EXPONENT}", f"separations s > {conformation.FLORY_MIN_SEPARATION}",
@@ -158,7 +161,8 @@ def test_training_scoring_and_analysis_constants_are_the_stated_ones() -> None:
         f"j − i > {evaluate.MIN_SEPARATION}", f"|i − j| > {attention.NOTEBOOK_MIN_SEPARATION} and a valid target",
         f"pairs with |i − j| > {attention.PAPER_MIN_SEPARATION}", f"(f ≥ {attention.AUROC_POSITIVE_MIN})",
         f"all other pairs + {_g(attention.TOPL_EPSILON)})", f"identity ≥ {split_options.DEFAULT_IDENTITY}",
-        f"covers ≥ {split_options.DEFAULT_COVERAGE} of **both**", f"{split_options.DEFAULT_TEST_FRACTION:.0%} of the clusters",
+        f"covers ≥ {split_options.DEFAULT_COVERAGE} of **both**",
+        f"{split_options.DEFAULT_TEST_FRACTION:.0%} of the clusters",
     ]
     absent = [s for s in stated if s not in text]
     assert not absent, f"docs/design.md does not state: {absent}"

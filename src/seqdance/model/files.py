@@ -17,9 +17,9 @@ Released files were written by transformers 4.48. Their per-layer rotary ``inv_f
 against the computed frequencies and dropped (as are transformers 5's shared ``rotary_embeddings.inv_freq`` and
 the ``encoder.layer.*.…inv_freq`` key its ``save_pretrained`` writes); LayerNorm parameters saved under their
 legacy names ``gamma``/``beta`` (transformers 5 writes them so) are read as ``weight``/``bias``;
-``embeddings.position_embeddings.weight`` (unused by rotary models) and ``embeddings.position_ids`` are ignored; pooler and contact-head weights are kept (unused). Every
-other mismatch is an error naming the keys. Pickled checkpoints load with ``weights_only=True`` (tensors, plain
-containers and numpy arrays only: data never runs code). Network access happens only in :func:`resolve_source`.
+``embeddings.position_embeddings.weight`` (unused by rotary models) and ``embeddings.position_ids`` are ignored;
+pooler and contact-head weights are kept (unused). Every other mismatch is an error naming the keys. Pickled
+checkpoints load with ``weights_only=True`` (tensors, plain containers and numpy arrays only: data never runs code). Network access happens only in :func:`resolve_source`.
 """
 
 from __future__ import annotations
