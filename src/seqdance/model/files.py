@@ -19,7 +19,8 @@ the ``encoder.layer.*.…inv_freq`` key its ``save_pretrained`` writes); LayerNo
 legacy names ``gamma``/``beta`` (transformers 5 writes them so) are read as ``weight``/``bias``;
 ``embeddings.position_embeddings.weight`` (unused by rotary models) and ``embeddings.position_ids`` are ignored;
 pooler and contact-head weights are kept (unused). Every other mismatch is an error naming the keys. Pickled
-checkpoints load with ``weights_only=True`` (tensors, plain containers and numpy arrays only: data never runs code). Network access happens only in :func:`resolve_source`.
+checkpoints load with ``weights_only=True`` (tensors, plain containers and numpy arrays only: data never runs
+code). Network access happens only in :func:`resolve_source`.
 """
 
 from __future__ import annotations
