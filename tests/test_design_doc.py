@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DESIGN = REPO_ROOT / "docs" / "design.md"
+DESIGN_DOC = REPO_ROOT / "docs" / "design.md"
 SCANNED = ("src", "tests", "benchmarks", "configs", "docs", "README.md", "CITATION.cff", "pyproject.toml")
 
 #: Anchors that references in the code and docs point to (the sections a "design.md#..." link may name).
@@ -32,7 +32,7 @@ def _g(value: float) -> str:
 
 
 def _text() -> str:
-    return DESIGN.read_text()
+    return DESIGN_DOC.read_text()
 
 
 def _anchors(text: str) -> list[str]:
@@ -56,7 +56,7 @@ def test_every_link_into_design_md_resolves() -> None:
         root = REPO_ROOT / name
         paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
         for path in paths:
-            if path.suffix not in (".py", ".md", ".yaml", ".yml", ".toml", ".cff", ".sh") or path == DESIGN:
+            if path.suffix not in (".py", ".md", ".yaml", ".yml", ".toml", ".cff", ".sh") or path == DESIGN_DOC:
                 continue
             for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                 for m in link.finditer(line):
