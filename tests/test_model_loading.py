@@ -324,3 +324,59 @@ def test_from_pretrained_builds_the_calling_class(tmp_path):
         assert torch.equal(a, b), name
     lm = TaggedLM.from_pretrained(str(write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=2)))
     assert type(lm) is TaggedLM
+
+
+def _save_with_installed_transformers(directory, *, seed: int):
+    """A tiny random ``EsmForMaskedLM`` written by the installed transformers' own ``save_pretrained`` (5.x writes
+    LayerNorm ``gamma``/``beta`` and one shared ``encoder.layer.*.attention.self.rotary_embeddings.inv_freq``)."""
+    from _checkpoints import randomize_parameters_
+    from transformers import EsmConfig, EsmForMaskedLM
+
+    hf = EsmForMaskedLM(EsmConfig(**ENCODER_PRESETS["tiny"].to_hf_dict()))
+    randomize_parameters_(hf, seed)
+    hf.save_pretrained(directory)
+    return EsmForMaskedLM.from_pretrained(directory, attn_implementation="eager").eval()
+
+
+def test_esm2_folder_saved_by_installed_transformers_loads(tmp_path) -> None:
+    import transformers
+
+    directory = tmp_path / "esm2_hf"
+    hf = _save_with_installed_transformers(directory, seed=7)
+    keys = set(load_file(directory / "model.safetensors"))
+    if int(transformers.__version__.split(".")[0]) >= 5:  # the layout this test exists for
+        assert "esm.encoder.layer.0.attention.LayerNorm.gamma" in keys
+        assert any(k.endswith("rotary_embeddings.inv_freq") for k in keys)
+        assert not any(k.endswith("LayerNorm.weight") and ".layer." in k for k in keys)
+    ids, mask = _batch()
+    valid = mask.bool()
+    ours = load_esm2_masked_lm(directory)
+    with torch.no_grad():
+        logits = ours(ids, mask)
+        expected = hf(input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(logits[valid], expected.logits[valid], atol=1e-5, rtol=0)
+
+    model = build_esmdance_from_esm2(directory)
+    with torch.no_grad():
+        embeddings = model(ids, mask, pairs=False, return_embeddings=True).embeddings
+        theirs = hf.esm(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(embeddings[valid], theirs[valid], atol=1e-5, rtol=0)
+
+
+def test_both_names_of_one_layer_norm_parameter_are_refused(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    directory = write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=2)
+    state = load_file(directory / "model.safetensors")
+    state["esm.encoder.layer.0.LayerNorm.gamma"] = state["esm.encoder.layer.0.LayerNorm.weight"].clone()
+    save_file(state, str(directory / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"LayerNorm\.gamma.*ambiguous"):
+        load_esm2_masked_lm(directory)
+
+
+def test_rotary_base_other_than_esm2s_is_refused(tmp_path) -> None:
+    directory = write_esm2_mlm_checkpoint(tmp_path / "esm2", "tiny", seed=2)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "rope_theta": 500000.0}))
+    with pytest.raises(ValueError, match="rope_theta=500000"):
+        load_esm2_masked_lm(directory)

@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 
 from seqdance.errors import SeqdanceError
+from seqdance.extras import COMMAND_EXTRAS, check_command, command_name, from_module_not_found
 
 #: Command modules, each with ``register(subparsers)`` adding its sub-command(s) and setting ``func``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -47,24 +48,40 @@ BUG_NOTE = "this is a bug in seqdance, please report it (with the command line a
 
 
 def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, prog: str) -> int:
-    """Run one command: one line for user errors (SeqdanceError, OSError), a traceback plus a bug note for anything
-    else. ``-vv`` shows the traceback of user errors too."""
+    """Run one command: one line for user errors (SeqdanceError, OSError, an optional package that is not
+    installed), a traceback plus a bug note for anything else. ``-vv`` shows the traceback of user errors too.
+
+    The packages a command line needs beyond the core install (``seqdance.extras``) are checked before it starts.
+    """
     try:
+        check_command(args)
         return int(func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (SeqdanceError, OSError) as exc:  # the user's to fix: one clear line, no traceback
-        if getattr(args, "verbose", 0) >= 2:
-            traceback.print_exc()
-        plain_os_error = isinstance(exc, OSError) and not isinstance(exc, SeqdanceError)
-        message = " ".join(str(exc).split("\n")[0].split()) if plain_os_error else str(exc)
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 1
-    except Exception:
+        return _user_error(exc, args, prog)
+    except ModuleNotFoundError as exc:  # an optional package: name the extra that installs it
+        command = command_name(args)
+        missing = from_module_not_found(exc, command or prog, COMMAND_EXTRAS.get(command, (None,))[0])
+        return _bug(prog) if missing is None else _user_error(missing, args, prog)
+    except Exception:  # a bug: the one place that catches everything, to print the traceback and the note
+        return _bug(prog)
+
+
+def _user_error(exc: BaseException, args: argparse.Namespace, prog: str) -> int:
+    if getattr(args, "verbose", 0) >= 2:
         traceback.print_exc()
-        print(f"{prog}: {BUG_NOTE}", file=sys.stderr)
-        return BUG_EXIT_CODE
+    plain_os_error = isinstance(exc, OSError) and not isinstance(exc, SeqdanceError)
+    message = " ".join(str(exc).split("\n")[0].split()) if plain_os_error else str(exc)
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _bug(prog: str) -> int:
+    traceback.print_exc()
+    print(f"{prog}: {BUG_NOTE}", file=sys.stderr)
+    return BUG_EXIT_CODE
 
 
 #: Libraries whose log messages ``-q`` silences (errors still show).

@@ -127,6 +127,10 @@ class EncoderConfig:
             raise InputError("ESMFold configs are not supported; use an ESM2 language-model checkpoint")
         if data.get("hidden_act", "gelu") != "gelu":
             raise InputError(f"unsupported hidden_act {data.get('hidden_act')!r}; ESM2 uses 'gelu'")
+        rope = data.get("rope_parameters") if isinstance(data.get("rope_parameters"), Mapping) else {}
+        theta = rope.get("rope_theta", data.get("rope_theta", ROTARY_BASE))  # written by transformers 5
+        if theta is not None and float(theta) != ROTARY_BASE:
+            raise InputError(f"config.json has rotary base rope_theta={theta}; ESM2 encoders use {ROTARY_BASE:g}")
         try:
             return cls(
                 num_layers=int(data["num_hidden_layers"]),

@@ -14,10 +14,13 @@ functional face of both. Sources understood:
 * ``facebook/esm2_*`` repositories or directories (HF ``config.json`` + ``esm.*``/``lm_head.*`` weights).
 
 Released files were written by transformers 4.48. Their per-layer rotary ``inv_freq`` buffers are checked
-against the computed frequencies and dropped; ``embeddings.position_embeddings.weight`` (unused by rotary
-models) and ``embeddings.position_ids`` are ignored; pooler and contact-head weights are kept (unused). Every
-other mismatch is an error naming the keys. Pickled checkpoints load with ``weights_only=True`` (tensors, plain
-containers and numpy arrays only: data never runs code). Network access happens only in :func:`resolve_source`.
+against the computed frequencies and dropped (as are transformers 5's shared ``rotary_embeddings.inv_freq`` and
+the ``encoder.layer.*.…inv_freq`` key its ``save_pretrained`` writes); LayerNorm parameters saved under their
+legacy names ``gamma``/``beta`` (transformers 5 writes them so) are read as ``weight``/``bias``;
+``embeddings.position_embeddings.weight`` (unused by rotary models) and ``embeddings.position_ids`` are ignored;
+pooler and contact-head weights are kept (unused). Every other mismatch is an error naming the keys. Pickled
+checkpoints load with ``weights_only=True`` (tensors, plain containers and numpy arrays only: data never runs
+code). Network access happens only in :func:`resolve_source`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ PYTORCH_NAME = "pytorch_model.bin"
 
 #: Encoder keys (relative to the encoder prefix) that older transformers saved and nothing uses.
 _UNUSED_ENCODER_KEYS = re.compile(r"^embeddings\.(position_embeddings\.weight|position_ids)$")
-_INV_FREQ_KEY = re.compile(r"^(encoder\.layer\.\d+\.attention\.self\.)?rotary_embeddings\.inv_freq$")
+#: Rotary frequencies: per layer (transformers 4.x), shared (5.x in memory) or under the literal ``encoder.layer.*``
+#: that transformers 5's ``save_pretrained`` writes for the shared buffer.
+_INV_FREQ_KEY = re.compile(r"^(encoder\.layer\.(\d+|\*)\.attention\.self\.)?rotary_embeddings\.inv_freq$")
+#: LayerNorm parameters under their legacy names, as transformers 5's ``save_pretrained`` writes them.
+_LEGACY_NORM_KEY = re.compile(r"(^|\.)LayerNorm\.(gamma|beta)$")
+_LEGACY_NORM_NAMES = {"gamma": "weight", "beta": "bias"}
 #: Encoder parameters that no forward pass uses; absent ones keep their initial values.
 _OPTIONAL_ENCODER_KEYS = re.compile(r"^(pooler|contact_head)\.")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -309,7 +317,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         while key.startswith(_WRAPPER_PREFIXES):
             key = key.split(".", 1)[1]
         out[key] = tensor
-    return out, (dict(meta) if meta is not None else None)
+    return canonical_names(out, str(path)), (dict(meta) if meta is not None else None)
+
+
+def canonical_names(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """``state`` with legacy LayerNorm names (``LayerNorm.gamma``/``.beta``, as transformers 5's ``save_pretrained``
+    writes them) read as ``LayerNorm.weight``/``.bias``; a file holding both names of one parameter is refused."""
+    out: dict[str, torch.Tensor] = {}
+    renamed: dict[str, str] = {}
+    for key, tensor in state.items():
+        match = _LEGACY_NORM_KEY.search(key)
+        if match is not None:
+            new = key[: match.start(2)] + _LEGACY_NORM_NAMES[match.group(2)]
+            renamed[new] = key
+            key = new
+        if key in out:
+            raise CheckpointError(f"{source}: holds both {renamed.get(key, key)} and the same parameter under "
+                                  f"another name ({key}); the file is ambiguous")
+        out[key] = tensor
+    return out
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

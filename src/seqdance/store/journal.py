@@ -12,6 +12,8 @@ import fcntl
 import json
 import logging
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
+
+#: What reading a damaged entry raises (truncated or foreign file, missing or garbled record); anything else is a bug.
+_DAMAGED = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 def journal_dir(store: Path) -> Path:
@@ -60,7 +65,7 @@ class Journal:
             try:
                 with np.load(path) as data:
                     record = json.loads(str(data["record"]))
-            except Exception as exc:  # cannot happen with atomic writes unless the disk is damaged
+            except _DAMAGED as exc:  # cannot happen with atomic writes unless the disk is damaged
                 log.warning("ignoring unreadable journal entry %s (%s)", path, exc)
                 continue
             out[record["name"]] = (path, record)

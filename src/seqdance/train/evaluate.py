@@ -29,6 +29,7 @@ import torch
 from seqdance import schema
 from seqdance.devices import eval_mode
 from seqdance.errors import NonFiniteError
+from seqdance.extras import EXTRAS, install_hint, missing_modules
 from seqdance.io_utils import atomic_path, markdown_table, save_figure
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
@@ -364,7 +365,8 @@ def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
 
 
 def write_report(result: EvaluationResult, outdir: str | os.PathLike[str], *, title: str = "") -> dict[str, Path]:
-    """Write per_protein.csv, losses.csv, metrics.csv, summary.md and evaluation.png into ``outdir``."""
+    """Write per_protein.csv, losses.csv, metrics.csv, summary.md and evaluation.png into ``outdir`` (the figure
+    only when matplotlib is installed; otherwise a warning names the extra)."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -387,5 +389,8 @@ def write_report(result: EvaluationResult, outdir: str | os.PathLike[str], *, ti
         tmp.write_text("\n".join(lines))
     paths["summary"] = p
     if not result.per_protein.empty:
-        paths["plot"] = plot_result(result, out / "evaluation.png")
+        if missing_modules(EXTRAS["plots"]):  # a by-product of training: the tables are the result
+            log.warning("%s not drawn: matplotlib is not installed (%s)", out / "evaluation.png", install_hint("plots"))
+        else:
+            paths["plot"] = plot_result(result, out / "evaluation.png")
     return paths

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from seqdance.errors import InputError
+from seqdance.extras import require_extra
 
 #: File endings recognised as structure files when a directory is given to the CLI.
 STRUCTURE_SUFFIXES: tuple[str, ...] = (".pdb", ".ent", ".cif", ".mmcif", ".pdbx", ".json")
@@ -142,6 +143,7 @@ def read_calpha_structure(
     Raises FileNotFoundError for a missing file and ValueError naming the file for unreadable input, a
     missing model or chain, or a structure without protein Cα atoms.
     """
+    require_extra("nma", "reading a structure", ("gemmi",))
     import gemmi
 
     path = Path(path)

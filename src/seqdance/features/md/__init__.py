@@ -4,7 +4,11 @@ with the :mod:`.sasa` kernel or its :mod:`.sasa_torch` twin)."""
 
 from __future__ import annotations
 
+from seqdance.extras import require_extra
 from seqdance.lazy import lazy_exports
+
+# Every module of this package reads frames with MDTraj; importing one without it names the extra to install.
+require_extra("md", "seqdance.features.md", ("mdtraj", "numba"))
 
 _LAZY = {"extract_md": "seqdance.features.md.extract", "open_frames": "seqdance.features.md.frames"}
 
