@@ -92,7 +92,6 @@ def test_the_schema_is_stated_as_the_code_defines_it() -> None:
 def test_feature_constants_are_the_stated_ones() -> None:
     pytest.importorskip("mdtraj", reason="the MD feature modules need mdtraj (the md extra)")
     from seqdance.features import conformation
-    from seqdance.features.nma import modes as nma
     from seqdance.features.md.contact_geometry import (
         DEFAULT_VDW_RADIUS_ANGSTROM,
         DISULFIDE_SG_MAX,
@@ -103,6 +102,7 @@ def test_feature_constants_are_the_stated_ones() -> None:
         ContactCriteria,
     )
     from seqdance.features.md.properties import PEPTIDE_BOND_MAX_NM
+    from seqdance.features.nma import modes as nma
 
     text = _text()
     c = ContactCriteria()

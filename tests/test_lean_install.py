@@ -239,7 +239,8 @@ def test_python_users_get_a_seqdance_error(lean_env: dict[str, str]) -> None:
     assert out.returncode == 0, out.stderr
     is_import_error, extra, message = json.loads(out.stdout)
     assert is_import_error and extra == "md"
-    assert message == 'seqdance.features.extract_md needs mdtraj, which is not installed: pip install "seqdance[md]"'
+    assert message == ('seqdance.features.extract_md needs mdtraj and numba, which are not installed: '
+                       'pip install "seqdance[md]"')
 
 
 def test_evaluation_report_without_matplotlib_warns_and_writes_the_tables(lean_env: dict[str, str],

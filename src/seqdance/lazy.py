@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from seqdance.extras import from_module_not_found
+from seqdance.extras import MissingExtraError, from_module_not_found, missing_extra_error
 
 
 def lazy_exports(package: str, names: Mapping[str, str]) -> tuple[list[str], Callable[[str], Any]]:
@@ -23,6 +23,8 @@ def lazy_exports(package: str, names: Mapping[str, str]) -> tuple[list[str], Cal
         if name in table:
             try:
                 module = importlib.import_module(table[name])
+            except MissingExtraError as exc:  # raised by the module's package: name the public name asked for
+                raise missing_extra_error(f"{package}.{name}", exc.extra, exc.modules) from exc
             except ModuleNotFoundError as exc:
                 missing = from_module_not_found(exc, f"{package}.{name}")
                 if missing is None:
