@@ -34,3 +34,18 @@ def fraction(text: str) -> float:
     if not (math.isfinite(value) and 0 <= value <= 1):
         raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
     return value
+
+
+def shard_spec(text: str):
+    """A ``--shard i/N`` argument type (:func:`seqdance.shards.parse_shard`): a malformed or out-of-range shard is
+    a usage error (exit status 2) naming the option."""
+    from seqdance.shards import ShardError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--shard {text}: ").removeprefix(
+            f"--shard {text!r}: ")) from None
+
+
+shard_spec.__name__ = "shard"
