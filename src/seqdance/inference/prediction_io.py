@@ -14,8 +14,11 @@ object arrays or lacks its metadata; :func:`load_prediction` does the same befor
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import os
 import re
+import struct
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -130,18 +133,48 @@ class PredictionFileInfo:
         return int(sum(self.chain_lengths))
 
 
-def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of one ``.npy`` member, checking that its size fits them."""
-    with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(fh)
-        expected = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+#: The header numpy writes for an array (``np.lib.format``): parsed with a regular expression on the fast path;
+#: any other header goes through numpy's own parser.
+_NPY_HEADER = re.compile(r"\{'descr': '([^']+)', 'fortran_order': (?:True|False), 'shape': \(([0-9, ]*)\), \}\s*")
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # a zip local file header: signature ... name length, extra length
+
+
+def _parse_header(raw: bytes) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """(shape, dtype, header bytes) of an ``.npy`` prefix written by numpy, or None to use numpy's parser."""
+    if raw[:6] != b"\x93NUMPY" or raw[6:8] != b"\x01\x00":
+        return None
+    size = 10 + int.from_bytes(raw[8:10], "little")
+    match = _NPY_HEADER.fullmatch(raw[10:size].decode("latin1"))
+    if match is None or len(raw) < size:
+        return None
+    shape = tuple(int(n) for n in match.group(2).replace(" ", "").split(",") if n)
+    return shape, np.dtype(match.group(1)), size
+
+
+def _member_header(zf: zipfile.ZipFile, fh, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one ``.npy`` member, checking that its size fits them. Members stored uncompressed
+    (``np.savez``) are read in place from ``fh``; others through :mod:`zipfile`."""
+    parsed = None
+    if info.compress_type == zipfile.ZIP_STORED:
+        fh.seek(info.header_offset)
+        signature, name_length, extra_length = _LOCAL_HEADER.unpack(fh.read(_LOCAL_HEADER.size))
+        if signature != b"PK\x03\x04":
+            raise _Damaged(f"member {info.filename!r} has no local header")
+        fh.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+        parsed = _parse_header(fh.read(min(info.file_size, 4096)))
+    if parsed is None:
+        with zf.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(member)
+            parsed = tuple(int(n) for n in shape), dtype, member.tell()
+    shape, dtype, header = parsed
     if dtype.hasobject:
         raise _Damaged(f"array {info.filename!r} holds Python objects (refused: loading them could run code)")
+    expected = header + math.prod(shape) * dtype.itemsize
     if info.file_size != expected:
         raise _Damaged(f"array {info.filename!r} holds {info.file_size} bytes, not the {expected} of its header")
-    return tuple(int(n) for n in shape), dtype
+    return shape, dtype
 
 
 def inspect_prediction_file(path: str | os.PathLike[str]) -> PredictionFileInfo:
@@ -152,26 +185,30 @@ def inspect_prediction_file(path: str | os.PathLike[str]) -> PredictionFileInfo:
     """
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
             arrays = {}
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     raise _Damaged(f"member {info.filename!r} is not a .npy array")
-                arrays[info.filename[:-4]] = _member_header(zf, info)
-        missing = [k for k in ("id", "sequence", "chain_lengths") if k not in arrays]
-        if missing:
-            raise _Damaged(f"missing {', '.join(missing)}")
-        for key in (k for k in _TEXT_KEYS if k in arrays):
-            if arrays[key][0] != () or arrays[key][1].kind != "U":
-                raise _Damaged(f"{key!r} is not a text value")
-        if len(arrays["chain_lengths"][0]) != 1 or arrays["chain_lengths"][1].kind not in "iu":
-            raise _Damaged("'chain_lengths' is not a list of integers")
-        with np.load(path, allow_pickle=False) as data:
-            meta = {k: str(data[k]) for k in _TEXT_KEYS if k in arrays}
-            chain_lengths = tuple(int(n) for n in data["chain_lengths"])
+                arrays[info.filename[:-4]] = _member_header(zf, fh, info)
+            missing = [k for k in ("id", "sequence", "chain_lengths") if k not in arrays]
+            if missing:
+                raise _Damaged(f"missing {', '.join(missing)}")
+            for key in (k for k in _TEXT_KEYS if k in arrays):
+                if arrays[key][0] != () or arrays[key][1].kind != "U":
+                    raise _Damaged(f"{key!r} is not a text value")
+            if len(arrays["chain_lengths"][0]) != 1 or arrays["chain_lengths"][1].kind not in "iu":
+                raise _Damaged("'chain_lengths' is not a list of integers")
+
+            def value(key: str) -> np.ndarray:  # a small member, read whole (its CRC checked)
+                return np.lib.format.read_array(io.BytesIO(zf.read(f"{key}.npy")), allow_pickle=False)
+
+            meta = {k: str(value(k)) for k in _TEXT_KEYS if k in arrays}
+            chain_lengths = tuple(int(n) for n in value("chain_lengths"))
     except FileNotFoundError:
         raise PredictionFileError(path, "no such file") from None
-    except (_Damaged, OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except (_Damaged, OSError, ValueError, EOFError, KeyError, struct.error, zipfile.BadZipFile,
+            zipfile.LargeZipFile) as exc:
         raise PredictionFileError(path, " ".join(str(exc).split()) or type(exc).__name__) from exc
     return PredictionFileInfo(path, arrays, meta, chain_lengths)
 

@@ -337,8 +337,11 @@ class EmbeddingLayout(RunLayout):
                                           entry.problem(self.per_residue)))
         return verdicts
 
-    def end(self, items: Sequence[RunItem]) -> None:
-        if self.writer is not None:  # keep what is done, even when interrupted; a shard folds its parts
+    def end(self, items: Sequence[RunItem], finished: bool) -> None:
+        if self.writer is None:
+            return
+        self.writer.flush()  # keep what is done, even when interrupted
+        if finished:  # fold the parts into OUT.h5 (a shard: into its shard file)
             self.writer.close(order=[item.id for item in items])
 
     def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:

@@ -205,8 +205,9 @@ class RunLayout(ABC):
         content check? Never raises for a damaged output (that is a verdict); may raise for a folder that
         belongs to another run."""
 
-    def end(self, items: Sequence[RunItem]) -> None:  # noqa: B027 - optional hook
-        """After compute (also when it failed): make what was written durable (e.g. fold part files)."""
+    def end(self, items: Sequence[RunItem], finished: bool) -> None:  # noqa: B027 - optional hook
+        """After compute, also when it failed (``finished`` False): keep what was written (e.g. flush buffered
+        outputs) and, when it finished, put it in its final place (e.g. fold part files)."""
 
     @abstractmethod
     def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
@@ -334,13 +335,15 @@ class ShardedRun:
         todo = set(pending)
         units = [unit for unit in self.owned_units if todo.intersection(unit.items)]
         failed: dict[int, str] = {}
+        finished = False
         self.throughput.start()
         try:
             if units:
                 failed = {int(i): str(why) for i, why in (compute(units, todo) or {}).items()}
+            finished = True
         finally:
             self.throughput.stop()
-            self.layout.end(owned)
+            self.layout.end(owned, finished)
         computed = [i for i in pending if i not in failed]
         self.verify(computed)
         report.n_computed = len(computed)
