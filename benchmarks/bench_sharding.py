@@ -15,7 +15,8 @@ fresh ``python -m seqdance.cli.main predict``:
   is the slowest shard's. The shards' own wall times show the token balance.
 
 The printout gives the wall times and their ratio, each shard's wall time, tokens and share of the estimated
-cost, the same shares for a split by record count (what a naive split would give), the sequences/s and tokens/s
+cost, the wall time of a rerun of the finished one-process run (every output checked by content and found done,
+``residues.csv`` written again: what the run protocol itself costs), the same shares for a split by record count (what a naive split would give), the sequences/s and tokens/s
 the commands report, the largest difference between the two runs' outputs (they use different thread counts,
 so they agree to float rounding, not bitwise), and the model's FLOPs per token at the human proteome's mean
 length (``torch.utils.flop_counter``) for the cost estimate in docs/large_runs.md.
@@ -150,6 +151,9 @@ def main() -> None:
         sharded_wall = time.perf_counter() - start_all
         shard_walls = [w for w, _ in shard_results]
 
+        rerun, start = run([*base, "-o", str(tmp / "single")], threads=args.shards)
+        rerun_wall, rerun_err = finish(rerun, start)
+
         diff = 0.0
         for path in sorted((tmp / "single").glob("*.npz")):
             with np.load(path) as a, np.load(tmp / "sharded" / path.name) as b:
@@ -173,6 +177,9 @@ def main() -> None:
           f"{spread:.1%} of each other (record-count split would give cost shares "
           f"{', '.join(f'{s:.1%}' for s in naive)})")
     print(f"merged by the last shard: {merged}; largest output difference to the one-process run: {diff:.2e}")
+    done = re.search(r"\d+ predicted, \d+ already done", rerun_err)
+    print(f"rerun of the finished one-process run: {rerun_wall:.1f} s ({done.group(0) if done else 'no summary'}; "
+          "model loading, every output checked, residues.csv written again)")
     print(json.dumps({"flops_per_token_at_550": fpt, "size": args.size, "pairs": quadratic}))
 
 

@@ -11,7 +11,6 @@ import torch
 from _checkpoints import random_dynamics_model, random_esm2_mlm
 from conftest import require
 
-from seqdance.analysis.embeddings import EmbeddingCache, pooled_embeddings, sequence_key
 from seqdance.analysis.probe import (
     COMPOSITION_BASELINE,
     LENGTH_BASELINE,
@@ -22,7 +21,10 @@ from seqdance.analysis.probe import (
 )
 from seqdance.analysis.probe_run import probe_models, read_label_table, write_probe_report
 from seqdance.errors import InputError
+from seqdance.inference.embedding_store import read_entries
+from seqdance.inference.embeddings import cached_embeddings as pooled_embeddings
 from seqdance.inference.fingerprint import module_fingerprint
+from seqdance.inference.sharding import text_digest
 from seqdance.tokenizer import encode
 
 
@@ -124,8 +126,9 @@ def test_cache_is_keyed_by_model_content(models, tmp_path, one_torch_thread):
     assert module_fingerprint(model, refresh=True) != fp
     second = pooled_embeddings(model, ["MKTAYIAKQR"], cache_dir=tmp_path)
     assert second.n_computed == 1 and not np.allclose(first.values, second.values)
-    cache = EmbeddingCache(tmp_path, fp)
-    assert sequence_key("MKTAYIAKQR") in cache and len(cache) == 1
+    # the old model's entry is kept in its own file; the new weights got a file of their own
+    assert list(read_entries(tmp_path / f"{fp}.h5")) == [text_digest("MKTAYIAKQR")]
+    assert len(list(tmp_path.glob("*.h5"))) == 2
 
 
 def test_clustered_splits_keep_families_together(stability):
@@ -190,13 +193,18 @@ def test_cache_keeps_old_entries_across_saves(tmp_path, one_torch_thread):
     model = random_esm2_mlm("tiny", seed=9)
     fp = module_fingerprint(model)
     first = pooled_embeddings(model, ["MKTAYIAKQR", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
-    cache = EmbeddingCache(tmp_path, fp, save_every=1)
-    cache.put("extra", {"all": np.ones(3), "residues": np.zeros(3)})  # saved at once: old entries copied over
-    cache = EmbeddingCache(tmp_path, fp)
-    assert len(cache) == 3 and "extra" in cache
-    stored = cache.get_many([sequence_key("GSHMLE"), "extra", "absent"])
-    assert set(stored) == {sequence_key("GSHMLE"), "extra"}
-    np.testing.assert_array_equal(stored[sequence_key("GSHMLE")]["all"], first.values[1])
+    assert first.n_computed == 2
+    more = pooled_embeddings(model, ["ACDEFG", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
+    assert (more.n_computed, more.n_cached) == (1, 1)
+    np.testing.assert_array_equal(more.values[1], first.values[1])
+    assert sorted(read_entries(tmp_path / f"{fp}.h5")) == sorted(text_digest(s) for s in ("MKTAYIAKQR", "GSHMLE",
+                                                                                          "ACDEFG"))
     again = pooled_embeddings(model, ["GSHMLE", "MKTAYIAKQR", "GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
     assert again.n_computed == 0 and again.n_cached == 3
     np.testing.assert_array_equal(again.values, first.values[[1, 0, 1]])
+    # a damaged cache file is recomputed and replaced, never a traceback
+    (tmp_path / f"{fp}.h5").write_bytes(b"not HDF5")
+    damaged = pooled_embeddings(model, ["GSHMLE"], cache_dir=tmp_path, fingerprint=fp)
+    assert damaged.n_computed == 1
+    np.testing.assert_allclose(damaged.values[0], first.values[1], atol=1e-5)  # batched alone: float rounding
+    assert list(read_entries(tmp_path / f"{fp}.h5")) == [text_digest("GSHMLE")]

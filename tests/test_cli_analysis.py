@@ -50,7 +50,7 @@ def test_analyze_attention_writes_tables_and_heatmaps(md_store, model_dirs, tmp_
         assert best.set_index(["group", "metric"]).loc[("idr", "sym_comove_pos_spearman"), "paper"] == 0.74
         for metric in METRIC_NAMES:
             assert (out / f"heatmap_{metric}.png").stat().st_size > 1000
-        assert not (out / attention_run.PARTIAL_NAME).exists()
+        assert len(list((out / attention_run.PROTEINS_DIR).glob("*.csv"))) == 3  # one table per protein
         assert "Best head per metric" in capsys.readouterr().out
 
 
@@ -61,19 +61,21 @@ def test_analyze_attention_resumes_and_refuses_another_run(md_store, model_dirs,
             "-q", "--device", "cpu"]
     assert main(argv) == 0
     first = pd.read_csv(out / "per_head.csv")
-    # keep one finished protein in the partial file plus a torn half of another, as a killed run leaves them
-    rows = first[first["protein"] == first["protein"].iloc[0]]
-    torn = first[first["protein"] == first["protein"].iloc[-1]].head(3)
-    pd.concat([rows, torn]).to_csv(out / attention_run.PARTIAL_NAME, index=False, float_format="%.17g")
+    names = list(dict.fromkeys(first["protein"]))
+    tables = out / attention_run.PROTEINS_DIR
+    # a killed run's leftovers: one protein's table cut after 3 rows, another's without its key file
+    cut = tables / f"{names[0]}.csv"
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:4]))
+    (tables / f"{names[-1]}.json").unlink()
     (out / "per_head.csv").unlink()
     computed = []
     real = attention_run._protein_rows
     monkeypatch.setattr(attention_run, "_protein_rows", lambda enc, st, name, *a: computed.append(name) or
                         real(enc, st, name, *a))
     assert main(argv) == 0
-    assert sorted(computed) == sorted(set(first["protein"]) - {rows["protein"].iloc[0]})
+    assert sorted(computed) == sorted([names[0], names[-1]])
     again = pd.read_csv(out / "per_head.csv")
-    pd.testing.assert_frame_equal(again, first, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(again, first)
     capsys.readouterr()
     other = ["analyze", "attention", "--model", str(model_dirs["esm2"]), "--store", str(md_store), "-o", str(out),
              "-q", "--device", "cpu"]

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 from _checkpoints import write_released_checkpoint
 
+from seqdance.cli import embed as embed_cli
 from seqdance.cli import predict as cli
 from seqdance.inference.embedding_store import EmbeddingWriter, read_embeddings
+from seqdance.inference.embeddings import embed_sequences, window_options
 from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.inference.predict import predict
 from seqdance.inference.prediction_io import METADATA_KEYS, RESIDUE_TABLE_COLUMNS, load_prediction, safe_stem
-from seqdance.inference.runs import RunOptions
 from seqdance.model import load_model
 from seqdance.schema import PROPERTY_NAMES, RESIDUE_PROPERTIES, SS_CLASSES
 
@@ -33,7 +34,9 @@ def write_fasta(path, records):
 
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
+    sub = parser.add_subparsers()
+    cli.register(sub)
+    embed_cli.register(sub)
     args = parser.parse_args(list(argv))
     return args.func(args)
 
@@ -128,10 +131,10 @@ def test_embed_writes_hdf5_and_resumes(tmp_path, checkpoint, expected, capsys):
     fasta = write_fasta(tmp_path / "in.fasta", RECORDS)
     target = tmp_path / "emb.h5"
     # An interrupted earlier run left a part with one entry of this model: it is kept and not recomputed.
-    options = RunOptions(pairs=False, embeddings=True).value_options()
+    model = load_model(str(checkpoint))
     writer = EmbeddingWriter(target, model=str(checkpoint.resolve()), per_residue=True,
-                             fingerprint=module_fingerprint(load_model(str(checkpoint))), options=options)
-    writer.add(expected["p1"])
+                             fingerprint=module_fingerprint(model), options=window_options())
+    writer.add(embed_sequences(model, [RECORDS["p1"]], ids=["p1"])[0])
     writer.flush()
     assert run("embed", str(fasta), "-o", str(target), "--model", str(checkpoint), "--per-residue", "-q") == 0
     assert "2 embedded, 1 already done; 3 entries" in capsys.readouterr().err

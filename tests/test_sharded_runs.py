@@ -86,7 +86,7 @@ def test_predict_shards_equal_one_process(checkpoints, fasta, tmp_path, capsys):
     import json
 
     manifests = [json.loads(p.read_text()) for p in sorted((tmp_path / "n3" / "shards").glob("*.json"))]
-    owned = [sum(int(name.split("len")[1]) for _, name in m["items"]) for m in manifests]
+    owned = [sum(int(name.split("len")[1]) for _, name, *_ in m["items"]) for m in manifests]
     assert sum(owned) == sum(LENGTHS) and max(owned) < 0.5 * sum(owned)
 
 
@@ -205,11 +205,17 @@ def test_score_mutation_table_keyed_by_id_with_esm2(checkpoints, shared_data, tm
 def test_bad_shards_and_mixed_runs_are_one_clear_line(checkpoints, fasta, tmp_path, capsys):
     dyn, _ = checkpoints
     base = ["predict", str(fasta), "--model", str(dyn), "-q"]
-    for shard, message in (("3/2", "--shard 3/2: the shard index is 0-based and must lie in 0..1, got 3"),
-                           ("0/0", "--shard 0/0: the number of shards must be at least 1, got 0")):
-        assert main([*base, "-o", str(tmp_path / "x"), "--shard", shard]) == 1
+    for shard, message in (("3/2", "the shard index is 0-based and must lie in 0..1, got 3"),
+                           ("0/0", "the number of shards must be at least 1, got 0"),
+                           ("0/99999999999", "the number of shards must be at most 1,000,000, got 99,999,999,999"),
+                           ("0/1000000000000000000000", "the number of shards must be at most 1,000,000, got "
+                                                        "1,000,000,000,000,000,000,000")):
+        with pytest.raises(SystemExit) as info:  # a number out of range is a usage error: exit status 2
+            main([*base, "-o", str(tmp_path / "x"), "--shard", shard])
+        assert info.value.code == 2
         err = capsys.readouterr().err
-        assert err.strip() == f"seqdance predict: error: {message}"
+        assert err.strip().splitlines()[-1] == f"seqdance predict: error: argument --shard: {message}"
+    assert not (tmp_path / "x").exists()
     # shard 0 with one model, shard 1 with another, into one folder: not merged, and merge says why
     out = tmp_path / "mixed"
     other = write_released_checkpoint(tmp_path / "other", seed=9)
@@ -235,14 +241,15 @@ def test_bad_shards_and_mixed_runs_are_one_clear_line(checkpoints, fasta, tmp_pa
         assert main([*base, "-o", str(done), "--shard", f"{i}/2"]) == 0
     victim = sorted(done.glob("*.npz"))[0]
     shutil.copy(victim, tmp_path / "keep.npz")
-    for extra in (["--model", str(other)], ["--model", str(dyn), "--no-pairs"]):
+    for extra, why in ((["--model", str(other)], "holds a result of another model (its fingerprint differs)"),
+                       (["--model", str(dyn), "--no-pairs"], "lacks corr, hbbb, hbsb ... (predicted with fewer outputs)")):
         sep = tmp_path / f"sep{len(extra)}"
         assert main(["predict", str(fasta), "-q", "-o", str(sep), *extra]) == 0
         shutil.copy(sep / victim.name, victim)
         capsys.readouterr()
         assert main(["merge", str(done)]) == 1
         err = capsys.readouterr().err.strip()
-        assert f"{victim} comes from another run" in err and "\n" not in err
+        assert f"{victim} {why}, so it is not merged; rerun shard" in err and "\n" not in err
     shutil.copy(tmp_path / "keep.npz", victim)
     assert main(["merge", str(done)]) == 0
 

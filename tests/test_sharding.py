@@ -19,8 +19,10 @@ from seqdance.inference.sharding import (
     input_cost,
     parse_shard,
     partition,
+    read_manifest,
     resolve_shard,
     run_is_complete,
+    shard_units,
     write_manifest,
 )
 from seqdance.inference.writer import BackgroundWriter, Throughput
@@ -33,6 +35,9 @@ from seqdance.inference.writer import BackgroundWriter, Throughput
     ("-1/4", "must lie in 0..3, got -1"),
     ("1of4", "write it i/N"),
     ("", "write it i/N"),
+    ("0/99999999999", "the number of shards must be at most 1,000,000, got 99,999,999,999"),
+    ("0/1000000000000000000000", "must be at most 1,000,000"),
+    ("0/" + "9" * 400, "write it i/N"),  # no integer of 400 digits is parsed at all
 ])
 def test_bad_shard_is_one_clear_line(text, message):
     with pytest.raises(ShardError) as info:
@@ -71,6 +76,11 @@ def test_partition_is_deterministic_balanced_and_complete():
     assert partition([5, 5, 5, 5], ["d", "c", "b", "a"], 2) == [[1, 3], [0, 2]]
     # a shard may own nothing when there are fewer units than shards
     assert partition([3.0], ["x"], 3) == [[0], [], []]
+    # one shard's units are found without listing a million shards (memory grows with the units, not N)
+    for n in (2, 7):
+        assert [shard_units(costs, keys, Shard(i, n)) for i in range(n)] == partition(costs, keys, n)
+    assert shard_units([3.0, 1.0], ["a", "b"], Shard(999_999, 1_000_000)) == []
+    assert shard_units([3.0, 1.0], ["a", "b"], Shard(1, 1_000_000)) == [1]
 
 
 def test_cost_counts_tokens_not_records():
@@ -92,26 +102,53 @@ def test_long_sequences_are_units_of_their_own():
     assert [u.members for u in plan if not u.windowed] == [(0, 2)]
 
 
+def _manifest(run_key: str, model: str, items: list, complete: bool) -> dict:
+    return {"command": "predict", "n_items": 3, "run_key": run_key, "run": {"model": model}, "expect": {},
+            "failures": {}, "complete": complete, "items": [[i, name, name, {}] for i, name in items]}
+
+
 def test_manifests_name_what_does_not_fit(tmp_path):
     folder = tmp_path / "shards"
-    common = {"command": "predict", "n_items": 3}
-    write_manifest(folder, Shard(0, 2), run_key="A", run={"model": "m1"}, items=[(0, "a"), (2, "c")], complete=True,
-                   **common)
+    write_manifest(folder, Shard(0, 2), _manifest("A", "m1", [(0, "a"), (2, "c")], True))
     with pytest.raises(ShardError, match=r"shard\(s\) 1/2 not run yet"):
         complete_run(folder)
-    write_manifest(folder, Shard(1, 2), run_key="A", run={"model": "m1"}, items=[(1, "b")], complete=False, **common)
+    write_manifest(folder, Shard(1, 2), _manifest("A", "m1", [(1, "b")], False))
     assert not run_is_complete(folder, "A", 2)
     with pytest.raises(ShardError, match=r"shard\(s\) 1/2 did not finish"):
         complete_run(folder)
-    write_manifest(folder, Shard(1, 2), run_key="A", run={"model": "m1"}, items=[(1, "b")], complete=True, **common)
+    write_manifest(folder, Shard(1, 2), _manifest("A", "m1", [(1, "b")], True))
     assert run_is_complete(folder, "A", 2) and not run_is_complete(folder, "B", 2)
     assert [m["shard"] for m in complete_run(folder, "predict")] == [0, 1]
-    write_manifest(folder, Shard(1, 2), run_key="B", run={"model": "m2"}, items=[(1, "b")], complete=True, **common)
+    write_manifest(folder, Shard(1, 2), _manifest("B", "m2", [(1, "b")], True))
     with pytest.raises(ShardError) as info:
         complete_run(folder)
     assert "mixes shards of different runs: shard-1-of-2.json differs from shard-0-of-2.json in model" in str(
         info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[1, 2]", "not a shard manifest (a JSON list, not an object)"),
+    ('{"n_shards": "x"}', "not a shard manifest of this seqdance version (format None"),
+    ('{"format": 2, "command": "predict", "n_shards": "x"}', "'run_key' is None, expected str"),
+    ("{", "unreadable shard manifest"),
+    ("", "unreadable shard manifest"),
+])
+def test_manifest_of_the_wrong_shape_is_one_line(tmp_path, text, message):
+    """Valid JSON of another shape, or no JSON at all: one line naming the file (hostile-input audit, item 9)."""
+    path = tmp_path / "shard-0-of-2.json"
+    path.write_text(text)
+    for read in (lambda: read_manifest(path), lambda: complete_run(tmp_path)):
+        with pytest.raises(ShardError) as info:
+            read()
+        assert str(path) in str(info.value) and message in str(info.value) and "\n" not in str(info.value)
+    good = _manifest("A", "m1", [(0, "a")], True)
+    write_manifest(tmp_path, Shard(0, 2), {**good, "n_items": "3"})
+    with pytest.raises(ShardError, match="'n_items' is '3', expected int"):
+        read_manifest(path)
+    write_manifest(tmp_path, Shard(0, 2), {**good, "items": [[0, "a"]]})
+    with pytest.raises(ShardError, match=r"an item is \[0, 'a'\], expected \[index, id, output, fields\]"):
+        read_manifest(path)
 
 
 def test_background_writer_keeps_order_bounds_memory_and_raises():

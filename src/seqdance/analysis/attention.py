@@ -337,11 +337,6 @@ class AttentionMetricPlan:
         return out
 
 
-def attention_metrics(maps: np.ndarray, targets: AttentionTargets) -> dict[str, np.ndarray]:
-    """Every metric of DESIGN §10.1 for each head of ``maps`` (H, T, T): name -> (H,) float64."""
-    return AttentionMetricPlan(targets).evaluate(maps)
-
-
 # --- summaries -------------------------------------------------------------------------------------------
 
 ALL_GROUPS = "all"

@@ -4,6 +4,13 @@ Any model with an ESM2 encoder works: a SeqDance/ESMDance :class:`~seqdance.mode
 ``esm2``), a plain ESM2 :class:`~seqdance.model.EsmMaskedLM` (encoder ``esm``) or a bare encoder. Each protein
 runs alone (no padding) on its first 1,024 tokens; every layer's attention probabilities are scored as the
 encoder produces them (its ``attention_hook``), so the layers × heads × T × T stack never exists.
+
+:func:`analyze_attention` returns the per-head table in memory. :func:`run_attention_analysis` is the command's
+run, through the one run protocol (:class:`seqdance.inference.sharded_run.ShardedRun`, layout
+:class:`AttentionLayout`): one table per protein (``proteins/<name>.csv``, its content key in ``.json`` beside
+it: the protein's store entry, the model fingerprint, the token limit), reused only when it checks out (its key
+and one complete row per layer × head), combined into ``per_head.csv`` and the report; shardable like
+``predict``.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,6 @@ import torch
 from seqdance import tokenizer
 from seqdance.analysis.attention import (
     MAX_TOKENS,
-    METRIC_NAMES,
     AttentionMetricPlan,
     attention_targets,
     rows_for_protein,
@@ -30,6 +36,18 @@ from seqdance.analysis.models import encoder_of
 from seqdance.devices import eval_mode
 from seqdance.errors import InputError
 from seqdance.inference.fingerprint import module_fingerprint
+from seqdance.inference.sharded_run import (
+    RunItem,
+    RunLayout,
+    RunReport,
+    ShardedRun,
+    Verdict,
+    WorkUnit,
+    csv_table_problem,
+    missing,
+    read_record,
+)
+from seqdance.inference.sharding import Shard, input_cost, text_digest
 from seqdance.io_utils import atomic_path
 from seqdance.model.encoder import Esm2Encoder
 from seqdance.store.hdf5 import DynamicsStore
@@ -111,46 +129,20 @@ def analyze_attention(
     device: torch.device | str | None = None,
     progress: bool = False,
     description: str = "model",
-    resume_dir: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
-    """per_head table: one row per protein × layer × head (protein, source, group, layer, head, metrics...).
-
-    ``resume_dir``: append each finished protein's rows to ``resume_dir/per_head.partial.csv`` (with the run's
-    model fingerprint, store content and options in ``attention_run.json``), and skip proteins already there
-    when the same run is started again. A different model, store or option is refused rather than mixed in.
-    """
+    """per_head table: one row per protein × layer × head (protein, source, group, layer, head, metrics...)."""
     encoder = attention_encoder(model, description)
     dev = torch.device(device) if device is not None else next(encoder.parameters()).device
     chosen = select_proteins(store, split, names)
-    rows_per_protein = encoder.config.num_layers * encoder.config.num_heads
-    done: dict[str, list[dict[str, object]]] = {}
-    partial = None
-    if resume_dir is not None:
-        partial = Path(resume_dir) / PARTIAL_NAME
-        state = {"model": module_fingerprint(model), "store": store_fingerprint(store, chosen), "split": split,
-                 "proteins": chosen, "max_tokens": int(max_tokens)}
-        done = _resume(Path(resume_dir), state, rows_per_protein)
-    todo = [n for n in chosen if n not in done]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    rows = []
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc="attention", unit="protein")
-    try:
-        for name in todo:
-            rows = _protein_rows(encoder, store, name, max_tokens, dev)
-            done[name] = rows
-            if partial is not None:
-                _append_rows(partial, rows)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return pd.DataFrame([row for name in chosen for row in done[name]])
+    for name in tqdm(chosen, desc="attention", unit="protein", disable=not progress):
+        rows += _protein_rows(encoder, store, name, max_tokens, dev)
+    return pd.DataFrame(rows)
 
 
-PARTIAL_NAME = "per_head.partial.csv"
+PROTEINS_DIR = "proteins"
 STATE_NAME = "attention_run.json"
 FINAL_NAME = "per_head.csv"
 
@@ -165,46 +157,114 @@ def store_fingerprint(store: DynamicsStore, names: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _resume(directory: Path, state: dict[str, object], rows_per_protein: int) -> dict[str, list[dict[str, object]]]:
-    """Rows of proteins finished by an earlier run with the same state (complete proteins only)."""
-    state_path = directory / STATE_NAME
-    sources = [p for p in (directory / FINAL_NAME, directory / PARTIAL_NAME) if p.is_file()]
-    if state_path.is_file() and sources:
-        previous = json.loads(state_path.read_text())
-        if previous != state:
-            differs = sorted(k for k in state if previous.get(k) != state[k])
-            raise InputError(
-                f"{directory} holds an attention analysis of another run ({', '.join(differs)} differ); "
-                "use another output folder or --overwrite"
-            )
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(state_path) as tmp:
-        tmp.write_text(json.dumps(state, indent=1))
-    done: dict[str, list[dict[str, object]]] = {}
-    for source in sources:
-        try:
-            frame = pd.read_csv(source, keep_default_na=True)
-        except pd.errors.EmptyDataError:
-            continue
-        if "protein" not in frame.columns:
-            continue
-        frame["protein"] = frame["protein"].astype(str)
-        for name, part in frame.groupby("protein", sort=False):
-            if len(part) == rows_per_protein and part[list(METRIC_NAMES)].shape[1] == len(METRIC_NAMES):
-                done[str(name)] = part.to_dict("records")
-    return done
+class AttentionLayout(RunLayout):
+    """``proteins/<name>.csv`` + ``.json`` per protein, combined into ``per_head.csv`` and the report."""
+
+    command = "analyze-attention"
+    unit_noun = ("protein", "proteins")
+
+    def paths(self, item: RunItem) -> tuple[Path, Path]:
+        folder = self.target / PROTEINS_DIR
+        return folder / f"{item.output}.csv", folder / f"{item.output}.json"
+
+    def begin(self, items: Sequence[RunItem], overwrite: bool) -> None:
+        """Refuse a folder holding the analysis of another run (model, store, split or token limit)."""
+        state = {k: self.run[k] for k in ("model", "store", "split", "proteins", "max_tokens")}
+        path = self.target / STATE_NAME
+        if path.is_file() and not overwrite:
+            try:
+                previous = json.loads(path.read_text())
+            except (OSError, ValueError):
+                previous = None
+            if isinstance(previous, dict) and previous != state:
+                differs = sorted(k for k in state if previous.get(k) != state[k])
+                raise InputError(f"{self.target} holds an attention analysis of another run ({', '.join(differs)} "
+                                 "differ); use another output folder or --overwrite")
+        (self.target / PROTEINS_DIR).mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(state, indent=1))
+
+    def check(self, items: Sequence[RunItem]) -> list[Verdict]:
+        verdicts = []
+        for item in items:
+            table, meta = self.paths(item)
+            if not table.is_file() or not meta.is_file():
+                verdicts.append(missing(table if not table.is_file() else meta))
+                continue
+            recorded = read_record(meta)
+            if isinstance(recorded, Verdict):
+                verdicts.append(recorded)
+                continue
+            verdicts.append(Verdict.judge(str(table), item, recorded, recorded.get("content_key"),
+                                          csv_table_problem(table, int(item.expect["n_rows"]))))
+        return verdicts
+
+    def read(self, item: RunItem) -> pd.DataFrame:
+        table, _ = self.paths(item)
+        return pd.read_csv(table, dtype={c: str for c in ("protein", "source", "group")}, keep_default_na=True)
+
+    def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
+        from seqdance.analysis.attention_report import write_attention_report
+
+        per_head = pd.concat([self.read(item) for item in items], ignore_index=True)
+        write_attention_report(per_head, self.target, title=self.run["title"])
+        return len(per_head)
 
 
-def _append_rows(path: Path, rows: list[dict[str, object]]) -> None:
-    """Append one protein's rows to the partial CSV and flush them to disk (a torn last protein is re-run)."""
-    frame = pd.DataFrame(rows)
-    new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", encoding="utf-8", newline="") as fh:
-        frame.to_csv(fh, header=new, index=False, float_format="%.17g")
-        fh.flush()
-        os.fsync(fh.fileno())
+def run_attention_analysis(
+    model: torch.nn.Module,
+    store: DynamicsStore,
+    out_dir: str | os.PathLike[str],
+    *,
+    split: str | None = "test",
+    names: Sequence[str] | None = None,
+    max_tokens: int = MAX_TOKENS,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    description: str = "model",
+    title: str = "model",
+    shard: Shard | None = None,
+    overwrite: bool = False,
+) -> RunReport:
+    """Analyse every chosen protein (or this shard's) into ``out_dir``; see the module docstring.
 
+    When the run is complete, ``out_dir`` holds ``per_head.csv``, ``summary.csv``, ``best_heads.csv``,
+    ``summary.md`` and the heat maps (``report.merged``).
+    """
+    encoder = attention_encoder(model, description)
+    dev = torch.device(device) if device is not None else next(encoder.parameters()).device
+    chosen = select_proteins(store, split, names)
+    fingerprint = module_fingerprint(model)
+    n_rows = encoder.config.num_layers * encoder.config.num_heads
+    from seqdance.inference.prediction_io import unique_stems
 
-def finish_resumable(directory: str | os.PathLike[str]) -> None:
-    """Remove the partial rows once ``per_head.csv`` has been written."""
-    (Path(directory) / PARTIAL_NAME).unlink(missing_ok=True)
+    stems = unique_stems(chosen)
+    options = json.dumps({"max_tokens": int(max_tokens)})
+    items, units = [], []
+    for k, name in enumerate(chosen):
+        sequence = str(store.row(name).get("modify_seq", ""))
+        items.append(RunItem(k, name, stems[name], {"sequence": text_digest(sequence),
+                                                    "protein": store_fingerprint(store, [name]),
+                                                    "model": fingerprint, "options": options,
+                                                    "n_rows": str(n_rows)}))
+        units.append(WorkUnit((k,), input_cost(min(len(sequence) + 2, int(max_tokens)), quadratic=True)))
+    run = {"model": fingerprint, "store": store_fingerprint(store, chosen), "split": split, "proteins": chosen,
+           "max_tokens": int(max_tokens), "title": title}
+    layout = AttentionLayout(out_dir, run, shard)
+    sharded = ShardedRun(layout, items, units, shard=shard, overwrite=overwrite)
+
+    def compute(selected: list[WorkUnit], pending: set[int]) -> None:
+        from tqdm.auto import tqdm
+
+        for k in tqdm(sorted(pending), desc="attention", unit="protein", disable=not progress):
+            rows = _protein_rows(encoder, store, chosen[k], max_tokens, dev)
+            table, meta = layout.paths(items[k])
+            with atomic_path(table) as tmp:
+                pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.17g")
+            with atomic_path(meta) as tmp:  # written last: a table without it is recomputed
+                tmp.write_text(json.dumps({"content_key": items[k].key, **items[k].expect}, indent=1,
+                                          sort_keys=True) + "\n")
+            sharded.throughput.add(1, min(len(str(store.row(chosen[k]).get("modify_seq", ""))) + 2,
+                                          int(max_tokens)))
+
+    return sharded.execute(compute)

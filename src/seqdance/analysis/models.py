@@ -1,7 +1,8 @@
 """Models the analyses accept: SeqDance/ESMDance, a plain ESM2 masked LM, or a bare ESM2 encoder.
 
 The analyses only need the ESM2 encoder (its last hidden state and attention maps), so one loader takes any of
-the sources the other commands take, and one helper finds the encoder in whatever was loaded.
+the sources the other commands take; :func:`seqdance.inference.embeddings.encoder_of` finds the encoder in
+whatever was loaded.
 """
 
 from __future__ import annotations
@@ -12,23 +13,10 @@ from pathlib import Path
 
 import torch
 
-from seqdance.errors import InputError
+from seqdance.inference.embeddings import encoder_of
 from seqdance.model.config import ESM2_HUB_IDS
-from seqdance.model.encoder import Esm2Encoder
 
-
-def encoder_of(model: torch.nn.Module, description: str = "model") -> Esm2Encoder:
-    """The ESM2 encoder of a model (``esm2`` of a DynamicsModel, ``esm`` of an EsmMaskedLM, or the model itself)."""
-    if isinstance(model, Esm2Encoder):
-        return model
-    for attr in ("esm2", "esm"):
-        encoder = getattr(model, attr, None)
-        if isinstance(encoder, Esm2Encoder):
-            return encoder
-    raise InputError(
-        f"{description} has no attention maps or embeddings to analyse: it is not an ESM2-type model "
-        f"({type(model).__name__} holds no ESM2 encoder)"
-    )
+__all__ = ["describe_source", "encoder_of", "load_analysis_model"]
 
 
 def _is_esm2_source(source: str) -> bool:

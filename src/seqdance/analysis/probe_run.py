@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seqdance.analysis.embeddings import DEFAULT_POOLING, pooled_embeddings
 from seqdance.analysis.probe import (
     COMPOSITION_BASELINE,
     DEFAULT_PCA,
@@ -31,6 +30,7 @@ from seqdance.analysis.probe import (
     summarise_probe,
 )
 from seqdance.errors import InputError
+from seqdance.inference.embeddings import NOTEBOOK_POOLING, cached_embeddings
 from seqdance.io_utils import atomic_path, markdown_table, save_figure
 from seqdance.tokenizer import SequenceError, encode
 
@@ -116,7 +116,7 @@ class ProbeResult:
     per_split: pd.DataFrame
     summary: pd.DataFrame
     predictions: pd.DataFrame
-    embedding_stats: pd.DataFrame  # model, fingerprint, computed, cached, truncated
+    embedding_stats: pd.DataFrame  # model, fingerprint, computed, cached, windowed
     split_source: str
 
 
@@ -124,7 +124,7 @@ def probe_models(
     models: Sequence[tuple[str, object]],
     table: LabelTable,
     *,
-    pooling: str = DEFAULT_POOLING,
+    pooling: str = NOTEBOOK_POOLING,
     pca: int | None = DEFAULT_PCA,
     estimators: Sequence[str] = ESTIMATORS,
     splits: Sequence[ProbeSplit] | None = None,
@@ -156,11 +156,11 @@ def probe_models(
     feature_sets: dict[str, np.ndarray] = {}
     stats = []
     for name, model in models:
-        pooled = pooled_embeddings(model, table.sequences, pooling=pooling, cache_dir=cache_dir, ids=table.names,
+        pooled = cached_embeddings(model, table.sequences, pooling=pooling, cache_dir=cache_dir, ids=table.names,
                                    progress=progress, description=name)
         feature_sets[name] = pooled.values
         stats.append({"model": name, "fingerprint": pooled.fingerprint, "computed": pooled.n_computed,
-                      "cached": pooled.n_cached, "truncated": pooled.n_truncated})
+                      "cached": pooled.n_cached, "windowed": pooled.n_windowed})
     feature_sets[LENGTH_BASELINE] = length_features(table.sequences)
     feature_sets[COMPOSITION_BASELINE] = composition_features(table.sequences)
     per_split, predictions = run_probe(feature_sets, table.labels, splits, names=table.names,

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from seqdance.errors import InputError
+from seqdance.cli.options import int_at_least
+from seqdance.cli.run_options import add_shard_option, report_run
 from seqdance.schema import ESM2_MAX_TOKENS
 
 
@@ -37,47 +38,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     att.add_argument("--split", default="test",
                      help="split label of the proteins to analyse, or 'all' (default: test)")
     att.add_argument("--names", nargs="+", metavar="NAME", help="analyse only these proteins")
-    att.add_argument("--max-tokens", type=int, default=ESM2_MAX_TOKENS,
+    att.add_argument("--max-tokens", type=int_at_least(3), default=ESM2_MAX_TOKENS,
                      help=f"tokens per protein (default {ESM2_MAX_TOKENS}, the notebook's)")
     att.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     att.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
     att.add_argument("--overwrite", action="store_true", help="discard an earlier run in DIR instead of resuming it")
+    add_shard_option(att, " of the proteins")
     att.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     att.set_defaults(func=run_attention)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
 def run_attention(args: argparse.Namespace) -> int:
-    from seqdance.analysis.attention_report import write_attention_report
-    from seqdance.analysis.attention_run import (
-        PARTIAL_NAME,
-        STATE_NAME,
-        analyze_attention,
-        finish_resumable,
-    )
+    from seqdance.analysis.attention_run import run_attention_analysis
     from seqdance.analysis.models import describe_source, load_analysis_model
     from seqdance.devices import resolve_device
+    from seqdance.inference.sharding import local_rank, resolve_shard
     from seqdance.store import DynamicsStore
 
-    if args.max_tokens < 3:
-        raise InputError(f"--max-tokens must be at least 3, got {args.max_tokens}")
+    shard = resolve_shard(args.shard)
     began = time.perf_counter()
-    device = resolve_device(args.device, default="auto")
+    device = resolve_device(args.device, default="auto", local_rank=local_rank())
     model = load_analysis_model(args.model, model_select=args.model_select, device=device)
     store = DynamicsStore.open(args.store, index=args.index)
     out = Path(args.output)
-    if args.overwrite:
-        for name in (PARTIAL_NAME, STATE_NAME, "per_head.csv"):
-            (out / name).unlink(missing_ok=True)
-    per_head = analyze_attention(
-        model, store, split=None if args.split == "all" else args.split, names=args.names,
+    report = run_attention_analysis(
+        model, store, out, split=None if args.split == "all" else args.split, names=args.names,
         max_tokens=args.max_tokens, device=device, progress=not args.quiet, description=str(args.model),
-        resume_dir=out,
+        title=describe_source(args.model), shard=shard, overwrite=args.overwrite,
     )
-    paths = write_attention_report(per_head, out, title=describe_source(args.model))
-    finish_resumable(out)
-    print((out / "summary.md").read_text())
-    n = per_head["protein"].nunique()
-    print(f"{n} proteins, {len(per_head)} protein x head rows ({time.perf_counter() - began:.1f} s); wrote "
-          f"{len(paths)} files to {out}", file=sys.stderr)
+    if report.merged:
+        print((out / "summary.md").read_text())
+    scope = f"shard {shard.label}: " if shard else ""
+    print(f"{scope}{report.n_computed} protein(s) analysed, {report.n_done} already done, of {report.n_owned}"
+          + (f"; {report.n_combined} protein x head rows in {out / 'per_head.csv'}" if report.merged else "")
+          + f" ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
+    report_run(report, noun="proteins", merged_what=str(out / "per_head.csv"), merge_target=out)
     return 0

@@ -14,10 +14,12 @@ from seqdance.extras import COMMAND_EXTRAS, check_command, command_name, from_mo
 
 #: Command modules, each with ``register(subparsers)`` adding its sub-command(s) and setting ``func``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "seqdance.cli.predict",  # predict, embed
+    "seqdance.cli.predict",  # predict
+    "seqdance.cli.embed",  # embed
     "seqdance.cli.structure_map",  # map
-    "seqdance.cli.score",  # score, benchmark-dms
-    "seqdance.cli.merge",  # merge (the shards of a sharded predict / embed / score / benchmark-dms run)
+    "seqdance.cli.score",  # score
+    "seqdance.cli.benchmark_dms",  # benchmark-dms
+    "seqdance.cli.merge",  # merge (the shards of a sharded predict / embed / score / benchmark-dms / attention run)
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology
     "seqdance.cli.train",  # train, evaluate, loss-weights

@@ -1,7 +1,9 @@
-"""``seqdance merge``: combine the shards of a sharded predict, embed, score or benchmark-dms run.
+"""``seqdance merge``: check and combine the shards of a sharded predict, embed, score, benchmark-dms or analyze
+attention run.
 
 The shard that finishes last already does this; the command checks a run and redoes the combination on demand
-(after a failed shard was rerun, or to confirm that every shard belongs to the same run).
+(after a failed shard was rerun, or to confirm that every shard and every output belongs to the same run).
+A new sharded command joins by adding its :class:`~seqdance.inference.sharded_run.RunLayout` to :func:`layouts`.
 """
 
 from __future__ import annotations
@@ -13,52 +15,38 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     merge = subparsers.add_parser(
         "merge",
-        help="combine the shards of a sharded predict / embed / score / benchmark-dms run",
+        help="combine the shards of a sharded predict / embed / score / benchmark-dms / analyze attention run",
         description="Checks that every shard of the run in OUTPUT finished and belongs to the same run (inputs, "
-        "model, options), then writes the combined outputs: residues.csv (predict), OUT.h5 (embed), scores.csv "
-        "(score), per_assay.csv and summary.csv (benchmark-dms).",
+        "model, options) and that every output is the run's own (its sequence, model fingerprint and options, and "
+        "a readable file of the right size), then writes the combined outputs: residues.csv (predict), OUT.h5 "
+        "(embed), scores.csv (score), per_assay.csv and summary.csv (benchmark-dms), per_head.csv and the report "
+        "(analyze attention).",
     )
     merge.add_argument("output", type=Path,
-                       help="the -o of the sharded run: predict/score/benchmark-dms folder or embed OUT.h5")
+                       help="the -o of the sharded run: predict/score/benchmark-dms/attention folder or embed OUT.h5")
     merge.set_defaults(func=run_merge)
 
 
+def layouts() -> list:
+    """The layout of every sharded command (``seqdance merge`` finds the run's by its manifests)."""
+    from seqdance.analysis.attention_run import AttentionLayout
+    from seqdance.inference.runs import EmbeddingLayout, PredictionLayout
+    from seqdance.scoring.dms import BenchmarkLayout
+    from seqdance.scoring.proteins import ScoreLayout
+
+    return [PredictionLayout, EmbeddingLayout, ScoreLayout, BenchmarkLayout, AttentionLayout]
+
+
 def run_merge(args: argparse.Namespace) -> int:
-    from seqdance.inference.runs import SHARDS_DIR, embedding_shards_folder
-    from seqdance.inference.sharding import ShardError, read_manifests
+    from seqdance.inference.sharded_run import find_run, merge_run
 
     out: Path = args.output
-    folders = [out / SHARDS_DIR, embedding_shards_folder(out)]
-    found = [(folder, read_manifests(folder)) for folder in folders]
-    found = [(folder, manifests) for folder, manifests in found if manifests]
-    if not found:
-        raise ShardError(f"{out}: no shard manifests in {folders[0]} or {folders[1]} (run the shards with --shard "
-                         "i/N first)")
-    folder, manifests = found[0]
-    command = manifests[0].get("command")
-    if command == "predict":
-        from seqdance.inference.runs import merge_predictions
-
-        rows = merge_predictions(out)
-        print(f"{len(manifests)} shard(s) of predict merged: {out / 'residues.csv'} ({rows} residues)")
-    elif command == "embed":
-        from seqdance.inference.runs import merge_embeddings
-
-        total = merge_embeddings(out)
-        print(f"{len(manifests)} shard(s) of embed merged: {total} entries in {out}")
-    elif command == "score":
-        from seqdance.scoring.proteins import COMBINED_CSV, merge_protein_scores
-
-        rows = merge_protein_scores(out)
-        print(f"{len(manifests)} shard(s) of score merged: {out / COMBINED_CSV} ({rows} variants)")
-    elif command == "benchmark-dms":
-        from seqdance.scoring.dms import merge_benchmark
-
-        merged = merge_benchmark(out)
-        evaluated = merged.per_assay["assay"].nunique() if len(merged.per_assay) else 0
-        print(f"{len(manifests)} shard(s) of benchmark-dms merged: {evaluated} assay(s) evaluated, "
-              f"{len(merged.failures)} failed; tables in {out}")
-        return 1 if len(merged.failures) else 0
-    else:
-        raise ShardError(f"{folder}: manifests of an unknown command {command!r}")
-    return 0
+    result = merge_run(find_run(out, layouts()), out)
+    what = {"predict": f"{out / 'residues.csv'} ({result.n_combined} residues)",
+            "embed": f"{result.n_combined} entries in {out}",
+            "score": f"{out / 'scores.csv'} ({result.n_combined} variants)",
+            "benchmark-dms": f"{result.n_items - len(result.failures)} assay(s) evaluated, {len(result.failures)} "
+                             f"failed; tables in {out}",
+            "analyze-attention": f"{out / 'per_head.csv'} ({result.n_combined} protein x head rows) and the report"}
+    print(f"{result.n_shards} shard(s) of {result.command} merged: {what.get(result.command, out)}")
+    return 1 if result.failures else 0

@@ -106,3 +106,18 @@ def add_option_arguments(parser: argparse.ArgumentParser, options: Any, names: I
         for old in info.deprecated_flags:
             deprecated_alias(parser, old, info.flags[0], name, **{k: v for k, v in kwargs.items()
                                                                   if k in ("type", "choices", "metavar")})
+
+
+def shard_spec(text: str):
+    """A ``--shard i/N`` argument type (:func:`seqdance.shards.parse_shard`): a malformed or out-of-range shard is
+    a usage error (exit status 2) naming the option."""
+    from seqdance.shards import ShardError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--shard {text}: ").removeprefix(
+            f"--shard {text!r}: ")) from None
+
+
+shard_spec.__name__ = "shard"

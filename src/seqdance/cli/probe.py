@@ -1,4 +1,7 @@
-"""``seqdance probe``: linear probes of labels (e.g. conformational properties) from pooled embeddings (DESIGN §10.2)."""
+"""``seqdance probe``: linear probes of labels (e.g. conformational properties) from pooled embeddings (DESIGN §10.2).
+
+The embeddings come from :mod:`seqdance.inference.embeddings`, the path ``embed`` uses too (windows beyond 1,022
+residues, batching, pooling), cached in the embedding-file layout of ``embed``."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from seqdance.cli.options import int_at_least
 from seqdance.errors import InputError
 
 
@@ -39,8 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model kind of training checkpoints that do not record it")
     parser.add_argument("--label", action="append", metavar="COLUMN", help="label column(s) to probe (default: all)")
     parser.add_argument("--pooling", choices=("all", "residues"), default="all",
-                        help="mean over all tokens incl. <cls>/<eos> (the notebook's, default) or residues only")
-    parser.add_argument("--pca", type=int, default=200, metavar="K",
+                        help="mean over all tokens incl. <cls>/<eos> (the notebook's, default; beyond 1,022 residues "
+                        "over the windows' tokens, see docs/what_the_model_learned.md) or residues only (embed's "
+                        "/mean)")
+    parser.add_argument("--pca", type=int_at_least(0), default=200, metavar="K",
                         help="PCA components fitted on the training proteins (default 200, the notebook's; capped "
                              "at n_train - 1 and the embedding size; 0 = none)")
     parser.add_argument("--estimator", nargs="+", choices=("linear", "ridge"), default=["linear", "ridge"],
@@ -54,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cluster-method", choices=("auto", "mmseqs", "python"), default="auto",
                         help="MMseqs2 when installed (auto), or the exhaustive numpy back-end")
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                        help=f"embedding cache (default {default_cache_dir()}, or $SEQDANCE_CACHE/embeddings)")
+                        help=f"embedding cache: one embedding file per model, <fingerprint>.h5 (default "
+                        f"{default_cache_dir()}, or $SEQDANCE_CACHE/embeddings; delete the folder to clear it)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
@@ -82,8 +89,6 @@ def run_probe(args: argparse.Namespace) -> int:
     from seqdance.devices import resolve_device
 
     began = time.perf_counter()
-    if args.pca < 0:
-        raise InputError(f"--pca must be >= 0, got {args.pca}")
     table = read_label_table(args.labels, args.label)  # every label-file problem before any model is loaded
     device = resolve_device(args.device, default="auto")
     models = [(name, load_analysis_model(source, model_select=args.model_select, device=device))

@@ -215,3 +215,23 @@ def plot_prediction(
     if pairs is not None:
         written.append(pairs)
     return written
+
+
+def plot_predictions(out_dir: str | os.PathLike[str], stems: Mapping[str, str], *, model: str | None = None,
+                     progress: bool = False) -> int:
+    """Figures of every prediction ``OUT/<stem>.npz`` (``stems``: id -> stem) whose figures are missing or older
+    than its file; returns the number of files drawn."""
+    from tqdm.auto import tqdm
+
+    from seqdance.inference.prediction_io import load_prediction
+
+    out = Path(out_dir)
+    todo = []
+    for stem in stems.values():
+        npz, png = out / f"{stem}.npz", out / f"{stem}.profiles.png"
+        if npz.is_file() and (not png.is_file() or png.stat().st_mtime_ns < npz.stat().st_mtime_ns):
+            todo.append(stem)
+    drawn = 0
+    for stem in tqdm(todo, desc="predict plots", unit="sequence", disable=not progress or not todo):
+        drawn += len(plot_prediction(load_prediction(out / f"{stem}.npz"), out, stem, model=model))
+    return drawn

@@ -1,32 +1,38 @@
-"""Sequence embeddings in one HDF5 file, written resumably.
+"""Embeddings in one HDF5 file, written resumably: ``embed``'s output and ``probe``'s cache (one format, one code).
 
 Layout of ``OUT.h5``::
 
-    /mean/<key>          (d,)   float32  mean of the last hidden state over residues (no special tokens,
-                                          no chain linkers); attrs ``id``, ``sequence``, ``length``
+    /mean/<key>          (d,)   float32  mean over residues (``residues`` pooling: no special tokens, no chain
+                                          linkers); attrs ``id``, ``sequence``, ``length``, ``content``,
+                                          ``model_fingerprint``
+    /mean_all/<key>      (d,)   float32  mean over every token, <cls>/<eos> and linkers included (``all``
+                                          pooling, the reference notebook's; :mod:`seqdance.inference.embeddings`)
     /per_residue/<key>   (L, d) float32  per-residue embeddings (only with ``per_residue=True``)
     /index/id, /index/key, /index/sequence (UTF-8 strings), /index/length (int64): one row per entry
-    attrs: model, embedding_dim, pooling, seqdance_version
+    attrs: model, model_fingerprint, embedding_dim, pooling, seqdance_version
 
 ``key`` is the file-name-safe form of the id (:func:`seqdance.inference.prediction_io.safe_stem`).
 
 Why parts: an HDF5 file being written when a process is killed can be left unreadable. New entries therefore
 go to small part files in ``OUT.h5.parts/`` (each written atomically), and :meth:`EmbeddingWriter.close`
 merges the finished file and the parts into a new ``OUT.h5`` that replaces the old one atomically. A run
-that is interrupted loses at most the entries not yet in a part; the next run skips everything already
-in ``OUT.h5`` or a part whose content matches.
+that is interrupted loses at most the entries not yet in a part; the next run skips every entry already in
+``OUT.h5`` or a part whose content matches.
 
-Content: with a model fingerprint, each entry records it (attr ``model_fingerprint``) and a ``content`` key
-(a hash of its sequence, the fingerprint and the options that change values); an entry is reused only when
-that key matches, and a merge keeps only entries of the current fingerprint.
+Content: each entry records the model fingerprint and a ``content`` key (a hash of its sequence, the fingerprint
+and the options that change values); an entry is reused only when that key matches and its own content checks
+out (its sequence, the mean vectors' shapes and, when asked for, a per-residue array of (L, d)). A file that
+cannot be read is named in one line (:class:`EmbeddingFileError`); a writer told ``damaged="recompute"`` warns
+and recomputes its entries instead.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,49 +40,120 @@ import h5py
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.inference.prediction import Prediction
 from seqdance.inference.prediction_io import safe_stem
+from seqdance.inference.sharding import content_key, text_digest
 from seqdance.io_utils import atomic_path
 
-POOLING = "mean over residues (special tokens and chain linkers excluded)"
+log = logging.getLogger(__name__)
+
+POOLING = ("mean: mean over residues (special tokens and chain linkers excluded); mean_all: mean over every token "
+           "(<cls>, chain linkers and <eos> included)")
+#: Group of each pooling's vectors.
+POOLING_GROUPS: dict[str, str] = {"residues": "mean", "all": "mean_all"}
 _STR = h5py.string_dtype("utf-8")
 
 
+class EmbeddingFileError(InputError):
+    """An embeddings file that cannot be read (truncated, not HDF5, or not of this layout); names the file."""
+
+
+@contextmanager
+def open_embedding_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """Open an embeddings file for reading; a file HDF5 cannot open is an :class:`EmbeddingFileError` naming it."""
+    try:
+        handle = h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        raise EmbeddingFileError(f"{path}: not a readable embeddings file ({' '.join(str(exc).split())})") from exc
+    with handle:
+        yield handle
+
+
 @dataclass(frozen=True)
-class _Entry:
+class EmbeddingEntry:
+    """What one entry of an embeddings file holds (read from its attributes and shapes, not its values)."""
+
     id: str
-    per_residue: bool
+    key: str
+    sequence: str
+    length: int
     content: str | None
     fingerprint: str | None
+    options: str | None
+    mean_shape: tuple[int, ...]
+    all_shape: tuple[int, ...] | None
+    per_residue_shape: tuple[int, ...] | None
+    source: Path
+
+    @property
+    def per_residue(self) -> bool:
+        return self.per_residue_shape is not None
+
+    def problem(self, per_residue: bool) -> str | None:
+        """Why the entry's own content does not check out (None when it does)."""
+        n = len(self.sequence.replace(":", ""))
+        if len(self.mean_shape) != 1 or not self.mean_shape[0]:
+            return f"its mean embedding has shape {self.mean_shape}"
+        if self.all_shape != self.mean_shape:
+            return "has no all-token mean of the same size (written by an older seqdance?)"
+        if self.length != n:
+            return f"records length {self.length} for a sequence of {n} residues"
+        if per_residue and self.per_residue_shape != (n, self.mean_shape[0]):
+            found = "none" if self.per_residue_shape is None else str(self.per_residue_shape)
+            return f"has per-residue embeddings of shape {found}, not ({n}, {self.mean_shape[0]})"
+        return None
 
 
-def _entries(path: Path) -> dict[str, _Entry]:
-    """key -> entry description of one embeddings or part file."""
-    with h5py.File(path, "r") as fh:
-        mean = fh.get("mean", {})
-        per_residue = fh.get("per_residue", {})
-        out = {}
-        for key in mean:
-            attrs = mean[key].attrs
-            content, fingerprint = attrs.get("content"), attrs.get("model_fingerprint")
-            out[key] = _Entry(
-                str(attrs["id"]),
-                key in per_residue,
-                None if content is None else str(content),
-                None if fingerprint is None else str(fingerprint),
-            )
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_entries(path: str | os.PathLike[str]) -> dict[str, EmbeddingEntry]:
+    """key -> :class:`EmbeddingEntry` of every entry of an embeddings (or part) file; a file that cannot be read,
+    or an entry without its attributes, is an :class:`EmbeddingFileError` naming the file."""
+    path = Path(path)
+    with open_embedding_file(path) as fh:
+        try:
+            mean = fh.get("mean", {})
+            every = fh.get("mean_all", {})
+            per_residue = fh.get("per_residue", {})
+            out = {}
+            for key in mean:
+                attrs = mean[key].attrs
+                content, fingerprint, options = (attrs.get(k) for k in ("content", "model_fingerprint", "options"))
+                out[key] = EmbeddingEntry(
+                    _text(attrs["id"]), key, _text(attrs["sequence"]), int(attrs["length"]),
+                    None if content is None else _text(content), None if fingerprint is None else _text(fingerprint),
+                    None if options is None else _text(options),
+                    tuple(mean[key].shape), tuple(every[key].shape) if key in every else None,
+                    tuple(per_residue[key].shape) if key in per_residue else None, path,
+                )
+        except (KeyError, OSError, ValueError, TypeError, AttributeError) as exc:
+            raise EmbeddingFileError(f"{path}: not an embeddings file of this layout ({exc})") from exc
         return out
 
 
+def entry_fields(sequence: str, fingerprint: str, options: str = "") -> dict[str, str]:
+    """What an embedding depends on: the sequence (its digest), the model fingerprint and the value-changing
+    options (the content fields of :class:`seqdance.inference.sharded_run.RunItem`)."""
+    return {"sequence": text_digest(sequence), "model": fingerprint, "options": options}
+
+
 def entry_content_key(sequence: str, fingerprint: str, options: str = "") -> str:
-    """What an embedding depends on: the sequence, the model fingerprint and the value-changing options."""
-    return hashlib.sha256(f"{sequence}\0{fingerprint}\0{options}".encode()).hexdigest()
+    """The content key an entry records: the hash of :func:`entry_fields`."""
+    return content_key(entry_fields(sequence, fingerprint, options))
 
 
-def _file_model(path: Path) -> str | None:
-    with h5py.File(path, "r") as fh:
+def file_model(path: str | os.PathLike[str]) -> str | None:
+    """The model name an embeddings file records (None when it records none)."""
+    with open_embedding_file(path) as fh:
         model = fh.attrs.get("model")
-        return None if model is None else str(model)
+        return None if model is None else _text(model)
+
+
+def _part_order(path: Path) -> tuple[int, str]:
+    """Parts are newer by number (``part-<number>-<pid>.h5``): later parts win."""
+    number = path.name.split("-")[1] if path.name.count("-") >= 1 else ""
+    return (int(number) if number.isdigit() else -1, path.name)
 
 
 class EmbeddingWriter:
@@ -84,8 +161,9 @@ class EmbeddingWriter:
 
     ``model`` names the model that made the embeddings; mixing models in one file is refused unless
     ``overwrite`` (which starts the file afresh). ``fingerprint`` (:func:`seqdance.inference.fingerprint.
-    module_fingerprint`) and ``options`` make reuse depend on content (see the module docstring). ``also_done``:
-    other embedding files whose matching entries count as done (a sharded run's merged file).
+    module_fingerprint`) and ``options`` make reuse depend on content. ``also_done``: other embedding files whose
+    matching entries count as done (a sharded run's merged file). ``damaged``: ``"error"`` (a file that cannot
+    be read stops the run, naming it) or ``"recompute"`` (warn; its entries are recomputed and the file replaced).
     """
 
     def __init__(
@@ -99,6 +177,7 @@ class EmbeddingWriter:
         fingerprint: str | None = None,
         options: str = "",
         also_done: Sequence[str | os.PathLike[str]] = (),
+        damaged: str = "recompute",
     ) -> None:
         self.path = Path(path)
         self.parts_dir = self.path.with_name(self.path.name + ".parts")
@@ -107,41 +186,54 @@ class EmbeddingWriter:
         self.flush_every = max(1, flush_every)
         self.fingerprint = fingerprint
         self.options = options
-        self._buffer: list[Prediction] = []
+        self._buffer: list[tuple[str, object]] = []
+        self._damaged: set[Path] = set()
         if overwrite:
             self.path.unlink(missing_ok=True)
             shutil.rmtree(self.parts_dir, ignore_errors=True)
-        self._existing: dict[str, _Entry] = {}
+        self._existing: dict[str, EmbeddingEntry] = {}
         extra = [Path(p) for p in also_done if Path(p).is_file()]
         for source in extra + self._sources():
-            found = _file_model(source)
+            try:
+                found, entries = file_model(source), read_entries(source)
+            except EmbeddingFileError as exc:
+                if damaged != "recompute":
+                    raise
+                log.warning("%s; its entries are recomputed", exc)
+                self._damaged.add(source)
+                continue
             if found is not None and found != self.model:
                 raise InputError(
                     f"{source} holds embeddings from model {found!r}, not {self.model!r}; "
                     "write to another file or pass --overwrite"
                 )
-            self._existing.update(_entries(source))
+            self._existing.update(entries)
 
     def _sources(self) -> list[Path]:
-        parts = sorted(self.parts_dir.glob("part-*.h5")) if self.parts_dir.is_dir() else []
-        return ([self.path] if self.path.exists() else []) + parts
+        parts = sorted(self.parts_dir.glob("part-*.h5"), key=_part_order) if self.parts_dir.is_dir() else []
+        return [p for p in ([self.path] if self.path.exists() else []) + parts if p not in self._damaged]
+
+    def entry(self, seq_id: str) -> EmbeddingEntry | None:
+        """The newest entry found for ``seq_id`` (None when there is none)."""
+        entry = self._existing.get(safe_stem(seq_id))
+        return entry if entry is not None and entry.id == seq_id else None
 
     def is_done(self, seq_id: str, sequence: str | None = None) -> bool:
         """Whether ``seq_id`` already has the embeddings this writer was asked for (and, with a fingerprint,
-        for this ``sequence``, model and options)."""
-        entry = self._existing.get(safe_stem(seq_id))
-        if entry is None or entry.id != seq_id or not (entry.per_residue or not self.per_residue):
+        for this ``sequence``, model and options), its own content checking out."""
+        entry = self.entry(seq_id)
+        if entry is None or entry.problem(self.per_residue) is not None:
             return False
         if self.fingerprint is None:
             return True
         if sequence is None:
             raise InputError("is_done needs the sequence when the writer has a model fingerprint")
-        return entry.content == entry_content_key(sequence, self.fingerprint, self.options)
+        return entry.sequence == sequence and entry.content == entry_content_key(sequence, self.fingerprint,
+                                                                                  self.options)
 
-    def add(self, prediction: Prediction) -> None:
-        if prediction.embedding is None:
-            raise InputError(f"prediction {prediction.id!r} has no embedding (predict with embeddings=True)")
-        self._buffer.append(prediction)
+    def add(self, embedding, key: str | None = None) -> None:
+        """Queue one :class:`~seqdance.inference.embeddings.Embedding` (stored under ``key``, default its id)."""
+        self._buffer.append((key or embedding.id, embedding))
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
@@ -150,26 +242,23 @@ class EmbeddingWriter:
         if not self._buffer:
             return
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        number = len(list(self.parts_dir.glob("part-*.h5")))
-        part = self.parts_dir / f"part-{number:06d}.h5"
+        last = max((_part_order(p)[0] for p in self.parts_dir.glob("part-*.h5")), default=-1)
+        part = self.parts_dir / f"part-{last + 1:06d}-{os.getpid()}.h5"  # newer than every other part
         with atomic_path(part) as tmp:
             with h5py.File(tmp, "w") as fh:
                 fh.attrs["model"] = self.model
-                for pred in self._buffer:
-                    key = safe_stem(pred.id)
-                    emb = np.asarray(pred.embedding, dtype=np.float32)
-                    ds = fh.create_dataset(f"mean/{key}", data=emb.mean(axis=0))
-                    ds.attrs["id"] = pred.id
-                    ds.attrs["sequence"] = pred.sequence
-                    ds.attrs["length"] = pred.n_residues
-                    content = None
+                for entry_id, emb in self._buffer:
+                    key = safe_stem(entry_id)
+                    ds = fh.create_dataset(f"mean/{key}", data=emb.pooled["residues"])
+                    fh.create_dataset(f"mean_all/{key}", data=emb.pooled["all"])
+                    ds.attrs.update({"id": entry_id, "sequence": emb.sequence, "length": emb.n_residues})
                     if self.fingerprint is not None:
-                        content = entry_content_key(pred.sequence, self.fingerprint, self.options)
-                        ds.attrs["content"] = content
+                        ds.attrs["content"] = entry_content_key(emb.sequence, self.fingerprint, self.options)
                         ds.attrs["model_fingerprint"] = self.fingerprint
+                        ds.attrs["options"] = self.options
                     if self.per_residue:
-                        fh.create_dataset(f"per_residue/{key}", data=emb)
-                    self._existing[key] = _Entry(pred.id, self.per_residue, content, self.fingerprint)
+                        fh.create_dataset(f"per_residue/{key}", data=np.asarray(emb.per_residue, dtype=np.float32))
+        self._existing.update(read_entries(part))
         self._buffer.clear()
 
     def close(self, order: Sequence[str] | None = None) -> int:
@@ -183,7 +272,25 @@ class EmbeddingWriter:
             return 0
         total = merge_embedding_files(self.path, sources, order=order, model=self.model, fingerprint=self.fingerprint)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+        self._damaged.discard(self.path)
+        self._existing = read_entries(self.path)
         return total
+
+    def read_pooled(self, ids: Sequence[str], pooling: str) -> dict[str, np.ndarray]:
+        """id -> pooled vector of the given entries, read from wherever each is stored."""
+        group = POOLING_GROUPS[pooling]
+        by_source: dict[Path, list[EmbeddingEntry]] = {}
+        for seq_id in ids:
+            entry = self.entry(seq_id)
+            if entry is None:
+                raise InputError(f"{self.path}: no embedding of {seq_id!r}")
+            by_source.setdefault(entry.source, []).append(entry)
+        out = {}
+        for source, entries in by_source.items():
+            with open_embedding_file(source) as fh:
+                for entry in entries:
+                    out[entry.id] = fh[f"{group}/{entry.key}"][()]
+        return out
 
 
 def merge_embedding_files(
@@ -193,16 +300,20 @@ def merge_embedding_files(
     order: Sequence[str] | None,
     model: str,
     fingerprint: str | None = None,
+    keep: set[tuple[Path, str]] | None = None,
 ) -> int:
     """Write the entries of ``sources`` (later sources win) into ``target`` atomically; returns the entry count.
 
     ``order``: ids in the order the index lists them; others follow. With ``fingerprint``, entries made by
-    another model are left out.
+    another model are left out; with ``keep``, only the (source, key) entries it names are taken. A source that
+    cannot be read is an :class:`EmbeddingFileError` naming it.
     """
     sources = [Path(s) for s in sources]
     owner: dict[str, tuple[Path, str]] = {}  # key -> (file holding its newest version, id)
     for source in sources:  # later sources win (a recomputed entry replaces the older one)
-        for key, entry in _entries(source).items():
+        for key, entry in read_entries(source).items():
+            if keep is not None and (source, key) not in keep:
+                continue
             owner.pop(key, None)
             if fingerprint is None or entry.fingerprint == fingerprint:
                 owner[key] = (source, entry.id)
@@ -214,20 +325,19 @@ def merge_embedding_files(
     dim = 0
     with atomic_path(target) as tmp:
         with h5py.File(tmp, "w") as dst:
-            mean_group = dst.create_group("mean")
-            per_group = dst.create_group("per_residue")
+            groups = {name: dst.create_group(name) for name in ("mean", "mean_all", "per_residue")}
             for source in dict.fromkeys(sources):
-                with h5py.File(source, "r") as src:
+                with open_embedding_file(source) as src:
                     for key in (k for k in keys if owner[k][0] == source):
-                        src.copy(src[f"mean/{key}"], mean_group, name=key)
-                        if key in src.get("per_residue", {}):
-                            src.copy(src[f"per_residue/{key}"], per_group, name=key)
+                        for name, group in groups.items():
+                            if key in src.get(name, {}):
+                                src.copy(src[f"{name}/{key}"], group, name=key)
                         dim = int(src[f"mean/{key}"].shape[0])
             for key in keys:
-                attrs = mean_group[key].attrs
-                index["id"].append(str(attrs["id"]))
+                attrs = groups["mean"][key].attrs
+                index["id"].append(_text(attrs["id"]))
                 index["key"].append(key)
-                index["sequence"].append(str(attrs["sequence"]))
+                index["sequence"].append(_text(attrs["sequence"]))
                 index["length"].append(int(attrs["length"]))
             group = dst.create_group("index")
             for name in ("id", "key", "sequence"):
@@ -240,17 +350,14 @@ def merge_embedding_files(
     return len(keys)
 
 
-def read_embeddings(path: str | os.PathLike[str], *, per_residue: bool = False) -> dict[str, np.ndarray]:
-    """id -> mean embedding (d,), or per-residue embeddings (L, d) with ``per_residue=True``."""
-    group = "per_residue" if per_residue else "mean"
-    with h5py.File(path, "r") as fh:
-        ids = [s.decode() if isinstance(s, bytes) else str(s) for s in fh["index/id"][()]]
-        keys = [s.decode() if isinstance(s, bytes) else str(s) for s in fh["index/key"][()]]
-        if per_residue and "per_residue" not in fh:
-            raise InputError(f"{path} holds no per-residue embeddings")
+def read_embeddings(path: str | os.PathLike[str], *, per_residue: bool = False, pooling: str = "residues"
+                    ) -> dict[str, np.ndarray]:
+    """id -> pooled embedding (d,) (``pooling`` ``residues`` or ``all``), or per-residue embeddings (L, d) with
+    ``per_residue=True``."""
+    group = "per_residue" if per_residue else POOLING_GROUPS[pooling]
+    with open_embedding_file(path) as fh:
+        ids = [_text(s) for s in fh["index/id"][()]]
+        keys = [_text(s) for s in fh["index/key"][()]]
+        if group not in fh:
+            raise InputError(f"{path} holds no {'per-residue' if per_residue else pooling} embeddings")
         return {i: fh[f"{group}/{k}"][()] for i, k in zip(ids, keys) if k in fh[group]}
-
-
-def read_embedding_index(path: str | os.PathLike[str]) -> dict[str, bool]:
-    """id -> whether it has a per-residue embedding, for every entry of an embeddings file."""
-    return {entry.id: entry.per_residue for entry in _entries(Path(path)).values()}

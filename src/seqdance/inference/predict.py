@@ -1,10 +1,13 @@
 """Predict dynamic properties from sequences: tokenise, batch by length, run the model, strip special tokens.
 
-The pipeline is: encode every sequence (errors name the sequence id before anything runs) -> cut sequences
-longer than ``window`` residues into overlapping windows (:mod:`seqdance.inference.windows`) -> batch inputs of
-similar length under a token budget (:mod:`seqdance.inference.batching`) -> forward under ``torch.inference_mode``
--> keep the residue rows/columns only (``<cls>``, ``<eos>``, chain linkers and padding dropped) -> split the
-50 residue and 13 pair channels into the schema's properties.
+The pipeline is: encode every sequence once (:func:`prepare_sequences`; errors name the sequence id before
+anything runs) -> cut sequences longer than ``window`` residues into overlapping windows
+(:mod:`seqdance.inference.windows`) -> batch inputs of similar length under a token budget
+(:mod:`seqdance.inference.batching`) -> forward under ``torch.inference_mode`` -> keep the residue rows/columns
+only (``<cls>``, ``<eos>``, chain linkers and padding dropped) -> split the 50 residue and 13 pair channels into
+the schema's properties. :func:`iter_outputs` is that pipeline for any forward function: the embeddings of
+:mod:`seqdance.inference.embeddings` (``embed``, ``probe``) go through it too, so windows, batching and merging
+exist once.
 
 Memory stays bounded: pair heads run in row blocks (``pair_block_rows``), batches with pair outputs are also
 limited in pair cells, a long sequence is processed window by window and merged at once, and
@@ -14,7 +17,7 @@ limited in pair cells, a long sequence is processed window by window and merged 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,22 +41,6 @@ SequenceInput = str | Sequence[str]
 #: Residues per window: ESM2 was trained on at most 1,024 tokens, i.e. <cls> + 1,022 residues + <eos>.
 DEFAULT_WINDOW = ESM2_MAX_RESIDUES
 DEFAULT_MAX_TOKENS_PER_BATCH = 4096
-
-
-@dataclass
-class _Job:
-    """One input sequence on its way through the pipeline."""
-
-    index: int
-    id: str
-    encoded: Encoded
-    windows: list[Window]
-
-
-def _as_sequence_list(sequences: SequenceInput | Sequence[SequenceInput]) -> list[SequenceInput]:
-    if isinstance(sequences, str):
-        return [sequences]
-    return list(sequences)
 
 
 def _split_properties(residue: np.ndarray, pair: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -89,19 +76,55 @@ def _select(tensor: torch.Tensor, index: np.ndarray, *, square: bool) -> np.ndar
     return result.cpu().numpy()
 
 
-def _prepare_jobs(
-    sequences: list[SequenceInput], ids: Sequence[str] | None, window: int | None, overlap: int | None
-) -> list[_Job]:
-    if ids is not None and len(ids) != len(sequences):
-        raise InputError(f"got {len(ids)} ids for {len(sequences)} sequences")
-    if window is not None and overlap is None:
-        overlap = window // 2
-    jobs = []
-    for i, seq in enumerate(sequences):
-        seq_id = str(ids[i]) if ids is not None else f"seq{i}"
-        encoded = encode(seq, seq_id)
-        jobs.append(_Job(i, seq_id, encoded, split_windows(encoded, window, overlap or 0)))
-    return jobs
+@dataclass
+class PreparedSequence:
+    """One input sequence tokenised once and cut into its model windows (one window when it fits)."""
+
+    index: int
+    id: str
+    encoded: Encoded
+    windows: list[Window]
+
+    @property
+    def sequence(self) -> str:
+        """The sequence as outputs record it (upper case, chains joined by ':')."""
+        return decode(self.encoded.ids)
+
+
+def _as_sequence_list(sequences: SequenceInput | Sequence[SequenceInput]) -> list[SequenceInput]:
+    if isinstance(sequences, str):
+        return [sequences]
+    return list(sequences)
+
+
+def prepare_sequences(
+    sequences: SequenceInput | Sequence[SequenceInput] | None,
+    *,
+    ids: Sequence[str] | None = None,
+    encoded: Sequence[Encoded] | None = None,
+    window: int | None = DEFAULT_WINDOW,
+    window_overlap: int | None = None,
+) -> list[PreparedSequence]:
+    """Tokenise every sequence (errors name its id before anything runs) and cut it into windows.
+
+    ``encoded``: the sequences already tokenised (e.g. while validating a FASTA file); ``sequences`` is then not
+    read. Pass the result as ``prepared`` to :func:`plan_prediction_batches` and :func:`iter_predictions` so that
+    a run tokenises each sequence once.
+    """
+    if encoded is None:
+        items = _as_sequence_list(sequences if sequences is not None else [])
+        if ids is not None and len(ids) != len(items):
+            raise InputError(f"got {len(ids)} ids for {len(items)} sequences")
+        names = [str(ids[i]) if ids is not None else f"seq{i}" for i in range(len(items))]
+        encoded = [encode(seq, name) for seq, name in zip(items, names)]
+    else:
+        if ids is not None and len(ids) != len(encoded):
+            raise InputError(f"got {len(ids)} ids for {len(encoded)} encoded sequences")
+        names = [str(ids[i]) if ids is not None else f"seq{i}" for i in range(len(encoded))]
+    if window is not None and window_overlap is None:
+        window_overlap = window // 2
+    return [PreparedSequence(i, name, enc, split_windows(enc, window, window_overlap or 0))
+            for i, (name, enc) in enumerate(zip(names, encoded))]
 
 
 @dataclass(frozen=True)
@@ -127,7 +150,7 @@ class PlannedBatch:
         return len(self.inputs) * input_cost(max(self.inputs), quadratic=quadratic)
 
 
-def _plan_jobs(jobs: list[_Job], max_tokens: int, quadratic: bool) -> list[PlannedBatch]:
+def _plan_jobs(jobs: Sequence[PreparedSequence], max_tokens: int, quadratic: bool) -> list[PlannedBatch]:
     short = [job for job in jobs if len(job.windows) == 1]
     lengths = [job.windows[0].ids.shape[0] for job in short]
     plan = [
@@ -141,7 +164,7 @@ def _plan_jobs(jobs: list[_Job], max_tokens: int, quadratic: bool) -> list[Plann
 
 
 def plan_prediction_batches(
-    sequences: SequenceInput | Sequence[SequenceInput],
+    sequences: SequenceInput | Sequence[SequenceInput] | None = None,
     *,
     ids: Sequence[str] | None = None,
     pairs: bool = True,
@@ -149,6 +172,7 @@ def plan_prediction_batches(
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH,
     window: int | None = DEFAULT_WINDOW,
     window_overlap: int | None = None,
+    prepared: Sequence[PreparedSequence] | None = None,
 ) -> list[PlannedBatch]:
     """The batches :func:`iter_predictions` runs for these arguments, in the order it runs them.
 
@@ -157,11 +181,12 @@ def plan_prediction_batches(
     :func:`iter_predictions` to compute exactly those batches (a shard of a run): every sequence is then computed
     in the same batch, with the same padding, as in a run over all of them.
     """
-    jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
-    return _plan_jobs(jobs, max_tokens_per_batch, pairs or attentions)
+    if prepared is None:
+        prepared = prepare_sequences(sequences, ids=ids, window=window, window_overlap=window_overlap)
+    return _plan_jobs(prepared, max_tokens_per_batch, pairs or attentions)
 
 
-def _check_batches(batches: Sequence[Sequence[int]], jobs: list[_Job]) -> list[list[int]]:
+def _check_batches(batches: Sequence[Sequence[int]], jobs: Sequence[PreparedSequence]) -> list[list[int]]:
     seen: set[int] = set()
     checked = []
     for batch in batches:
@@ -180,9 +205,99 @@ def _check_batches(batches: Sequence[Sequence[int]], jobs: list[_Job]) -> list[l
     return checked
 
 
+def check_model_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    """The device the model's parameters are on; ``device``, when given, must be it. A model is never moved
+    behind its caller's back: move it with ``model.to(device)``, or give :func:`predict` a model source."""
+    dev = model_device(model)
+    if device is None:
+        return dev
+    wanted = torch.device(device)
+    if wanted.type != dev.type or (wanted.index is not None and dev.index is not None and wanted.index != dev.index):
+        raise InputError(f"the model is on {dev}, not {wanted}: move it first (model.to({str(wanted)!r})) or leave "
+                         "device out to run where it is")
+    return dev
+
+
+#: Kinds of a forward's outputs: residue rows (B, T, ...), pair maps (B, T, T, C), every token (B, T, ...).
+RESIDUE, PAIR, TOKENS = "residue", "pair", "tokens"
+#: forward(input_ids, attention_mask) -> {name: (tensor, kind)} for one padded batch.
+Forward = Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, str]]]
+
+
+def iter_outputs(
+    forward: Forward,
+    prepared: Sequence[PreparedSequence],
+    batches: Sequence[Sequence[int]],
+    *,
+    max_tokens_per_batch: int,
+    quadratic: bool,
+    bar=None,
+) -> Iterator[tuple[PreparedSequence, dict[str, np.ndarray]]]:
+    """The one pipeline of every model output: run ``batches`` of ``prepared`` sequences through ``forward``,
+    keep each input's residue rows (and columns), merge the windows of a long sequence by the
+    most-central-window rule, refuse non-finite values; yield ``(sequence, arrays)`` per input.
+
+    Arrays by kind: residue (L, ...); pair channels first (C, L, L); tokens (T, ...) over the parent's whole token
+    sequence (``<cls>``, residues, chain linkers, ``<eos>``). Call it under ``torch.inference_mode()``.
+    """
+    kinds: dict[str, str] = {}
+
+    def run(windows: list[Window], names: list[str], planned: bool = True
+            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Forward the given windows (in length-sorted batches, or as one batch when not ``planned``); yield
+        (position in ``windows``, arrays). ``names`` name each window in errors."""
+        lengths = [w.ids.shape[0] for w in windows]
+        plan = plan_batches(lengths, max_tokens_per_batch, quadratic=quadratic) if planned else [range(len(windows))]
+        for batch in plan:
+            input_ids, attention_mask = pad_batch([windows[k].ids for k in batch])
+            out = forward(input_ids, attention_mask)
+            kinds.update({name: kind for name, (_, kind) in out.items()})
+            for row, k in enumerate(batch):
+                index = windows[k].residue_index
+                arrays = {}
+                for name, (tensor, kind) in out.items():
+                    if kind == TOKENS:
+                        arrays[name] = _select(tensor[row], np.arange(lengths[k]), square=False)
+                    else:
+                        arrays[name] = _select(tensor[row], index, square=kind == PAIR)
+                check_finite_outputs(arrays, names[k])
+                yield k, arrays
+            del out
+
+    for batch in batches:
+        if len(prepared[batch[0]].windows) == 1:
+            members = [prepared[i] for i in batch]
+            for k, arrays in run([job.windows[0] for job in members], [job.id for job in members], planned=False):
+                if bar is not None:
+                    bar.update(1)
+                yield members[k], arrays
+            continue
+        job = prepared[batch[0]]
+        merger = WindowMerger(job.encoded.n_residues)
+        tokens = WindowMerger(job.encoded.ids.shape[0] - 2)  # the parent's inner tokens
+        ends: dict[str, list[np.ndarray]] = {}
+        names = [f"{job.id} (window {w + 1} of {len(job.windows)})" for w in range(len(job.windows))]
+        for k, arrays in run(job.windows, names):
+            window = job.windows[k]
+            residue_level = {n: a for n, a in arrays.items() if kinds[n] == RESIDUE}
+            pair_level = {n: a for n, a in arrays.items() if kinds[n] == PAIR}
+            merger.add(window, residue_level, pair_level)
+            token_level = {n: a for n, a in arrays.items() if kinds[n] == TOKENS}
+            if token_level:
+                tokens.add(window.inner_tokens(), {n: a[1:-1] for n, a in token_level.items()}, {})
+                for n, a in token_level.items():  # <cls> from the first window, <eos> from the last
+                    ends.setdefault(n, [a[0], a[-1]])[1] = a[-1]
+        merged = {**merger.residue, **merger.pair}
+        for n, inner in tokens.residue.items():
+            merged[n] = np.concatenate([ends[n][0][None], inner, ends[n][1][None]])
+        if bar is not None:
+            bar.update(1)
+        yield job, merged
+
+
 def iter_predictions(
     model: DynamicsModel,
-    sequences: SequenceInput | Sequence[SequenceInput],
+    sequences: SequenceInput | Sequence[SequenceInput] | None,
     *,
     ids: Sequence[str] | None = None,
     pairs: bool = True,
@@ -195,87 +310,55 @@ def iter_predictions(
     window_overlap: int | None = None,
     pair_block_rows: int | None = None,
     batches: Sequence[Sequence[int]] | None = None,
+    prepared: Sequence[PreparedSequence] | None = None,
 ) -> Iterator[tuple[int, Prediction]]:
     """Yield ``(input index, Prediction)`` as soon as each result is complete (batches run longest first).
 
     Same arguments as :func:`predict`; use this to write results out without holding all of them in memory.
     ``batches``: run exactly these batches of input indices, in this order, instead of planning them (see
-    :func:`plan_prediction_batches`); inputs in no batch are not computed.
+    :func:`plan_prediction_batches`); inputs in no batch are not computed. ``prepared``: the sequences already
+    tokenised by :func:`prepare_sequences` (``sequences`` is then not read). ``device``: where the model must
+    already be (it is never moved, see :func:`check_model_device`).
     """
-    jobs = _prepare_jobs(_as_sequence_list(sequences), ids, window, window_overlap)
+    jobs = prepared if prepared is not None else prepare_sequences(sequences, ids=ids, window=window,
+                                                                   window_overlap=window_overlap)
     quadratic = pairs or attentions
     if batches is None:
         batches = [list(unit.members) for unit in _plan_jobs(jobs, max_tokens_per_batch, quadratic)]
     else:
         batches = _check_batches(batches, jobs)
-    if device is not None:
-        model.to(device)
-    dev = model_device(model)
+    dev = check_model_device(model, device)
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, tuple[torch.Tensor, str]]:
+        out = model(input_ids.to(dev), attention_mask.to(dev), pairs=pairs, return_embeddings=embeddings,
+                    return_attentions=attentions, pair_block_rows=pair_block_rows)
+        arrays = {"residue": (out.residue, RESIDUE)}
+        if pairs:
+            arrays["pair"] = (out.pair, PAIR)
+        if embeddings:
+            arrays["embedding"] = (out.embeddings, RESIDUE)
+        if attentions:
+            arrays["attention"] = (out.attentions, PAIR)
+        return arrays
 
     from tqdm.auto import tqdm
 
-    n_total = sum(len(batch) for batch in batches)
     label = progress if isinstance(progress, str) else "predict"  # a string progress names the bar
-    bar = tqdm(total=n_total, unit="seq", desc=label, disable=not progress, dynamic_ncols=True)
-
-    def run(windows: list[Window], names: list[str], planned: bool = True
-            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Forward the given windows (in length-sorted batches, or as one batch when not ``planned``); yield
-        (position in ``windows``, arrays). ``names`` name each window in errors."""
-        lengths = [w.ids.shape[0] for w in windows]
-        plan = plan_batches(lengths, max_tokens_per_batch, quadratic=quadratic) if planned else [range(len(windows))]
-        for batch in plan:
-            input_ids, attention_mask = pad_batch([windows[k].ids for k in batch])
-            out = model(
-                input_ids.to(dev),
-                attention_mask.to(dev),
-                pairs=pairs,
-                return_embeddings=embeddings,
-                return_attentions=attentions,
-                pair_block_rows=pair_block_rows,
-            )
-            for row, k in enumerate(batch):
-                index = windows[k].residue_index
-                arrays = {"residue": _select(out.residue[row], index, square=False)}
-                if pairs:
-                    arrays["pair"] = _select(out.pair[row], index, square=True)
-                if embeddings:
-                    arrays["embedding"] = _select(out.embeddings[row], index, square=False)
-                if attentions:
-                    arrays["attention"] = _select(out.attentions[row], index, square=True)
-                check_finite_outputs(arrays, names[k])
-                yield k, arrays
-            del out
-
-    def finish(job: _Job, arrays: dict[str, np.ndarray]) -> Prediction:
-        bar.update(1)
-        return Prediction(
-            id=job.id,
-            sequence=decode(job.encoded.ids),
-            chain_lengths=job.encoded.chain_lengths,
-            values=_split_properties(arrays["residue"], arrays.get("pair")),
-            embedding=arrays.get("embedding"),
-            attention_maps=arrays.get("attention"),
-            n_windows=len(job.windows),
-        )
-
+    bar = tqdm(total=sum(len(batch) for batch in batches), unit="sequence", desc=label, disable=not progress,
+               dynamic_ncols=True)
     try:
         with eval_mode(model), torch.inference_mode():
-            for batch in batches:
-                if len(jobs[batch[0]].windows) == 1:
-                    members = [jobs[i] for i in batch]
-                    for k, arrays in run([job.windows[0] for job in members], [job.id for job in members],
-                                         planned=False):
-                        yield members[k].index, finish(members[k], arrays)
-                    continue
-                job = jobs[batch[0]]
-                merger = WindowMerger(job.encoded.n_residues)
-                names = [f"{job.id} (window {w + 1} of {len(job.windows)})" for w in range(len(job.windows))]
-                for k, arrays in run(job.windows, names):
-                    residue_level = {n: a for n, a in arrays.items() if n in ("residue", "embedding")}
-                    pair_level = {n: a for n, a in arrays.items() if n in ("pair", "attention")}
-                    merger.add(job.windows[k], residue_level, pair_level)
-                yield job.index, finish(job, {**merger.residue, **merger.pair})
+            for job, arrays in iter_outputs(forward, jobs, batches, max_tokens_per_batch=max_tokens_per_batch,
+                                            quadratic=quadratic, bar=bar):
+                yield job.index, Prediction(
+                    id=job.id,
+                    sequence=job.sequence,
+                    chain_lengths=job.encoded.chain_lengths,
+                    values=_split_properties(arrays["residue"], arrays.get("pair")),
+                    embedding=arrays.get("embedding"),
+                    attention_maps=arrays.get("attention"),
+                    n_windows=len(job.windows),
+                )
     finally:
         bar.close()
 
@@ -323,7 +406,8 @@ def predict(
         embeddings / attentions: also return ``.embedding`` (L, d) / ``.attention`` (L, L, layers*heads).
         max_tokens_per_batch: padded tokens per batch; with pairs or attentions a batch also holds at most
             ``max_tokens_per_batch * 256`` pair cells. A single longer input still runs, alone.
-        device: move the model there first (default: where the model is).
+        device: where to run. A model source is loaded there; a loaded model must already be there (it is never
+            moved behind your back; default: where the model is).
         progress: show a tqdm bar over sequences.
         window: residues (tokens between ``<cls>`` and ``<eos>``) per model input; longer sequences are
             predicted in overlapping windows merged by the most-central-window rule

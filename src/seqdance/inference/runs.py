@@ -1,21 +1,17 @@
-"""Prediction and embedding runs over a FASTA file: resumable by content, shardable, merged to one result.
+"""Prediction and embedding runs over a FASTA file: what ``seqdance predict`` and ``seqdance embed`` do.
 
-What ``seqdance predict`` and ``seqdance embed`` do, as library functions:
+Both run through the one run protocol (:class:`seqdance.inference.sharded_run.ShardedRun`): the run is planned
+over all records (:func:`seqdance.inference.predict.plan_prediction_batches`; a unit is a batch, or one long
+sequence with all its windows), a shard computes only its units, so the union of the shards is bitwise the
+single-process result; a record's output is reused only when it checks out against the plan (its sequence,
+model fingerprint and value-changing options through its content key, and its own arrays' shapes); a unit with
+any record to compute is run whole and only the missing outputs are written, on a background thread
+(:class:`seqdance.inference.writer.BackgroundWriter`), each atomically.
 
-* The run is planned over all records (:func:`seqdance.inference.predict.plan_prediction_batches`); a shard
-  (:mod:`seqdance.inference.sharding`) computes only its batches, so every sequence is computed in the same
-  batch whatever the number of shards, and the union of the shards is bitwise the single-process result.
-* A record's output is reused only when it holds the requested keys and its sequence, model fingerprint
-  (:func:`seqdance.inference.fingerprint.module_fingerprint`) and value-changing options (window, overlap)
-  match; otherwise it is recomputed. A batch with any record to compute is run whole (so that a resumed
-  shard gives the same numbers as an uninterrupted one) and only the missing outputs are written.
-* Outputs are written on a background thread (:class:`seqdance.inference.writer.BackgroundWriter`), each
-  atomically; an interrupted run keeps every finished record.
-* Layouts: ``predict`` writes ``OUTDIR/<id>.npz`` whatever the shard (no merge needed for them) and
-  ``OUTDIR/residues.csv``; a shard also writes ``OUTDIR/shards/shard-i-of-N.json``. ``embed`` writes
-  ``OUT.h5``; a shard writes ``OUT.h5.shards/shard-i-of-N.h5`` and its manifest there. The shard that
-  finishes last writes the combined outputs (``residues.csv``, ``OUT.h5``); :func:`merge_predictions` and
-  :func:`merge_embeddings` do it on demand and check that every shard belongs to the same run.
+Layouts (:class:`PredictionLayout`, :class:`EmbeddingLayout`): ``predict`` writes ``OUTDIR/<id>.npz`` whatever
+the shard and combines them into ``OUTDIR/residues.csv``; a shard's manifest goes to ``OUTDIR/shards/``.
+``embed`` writes ``OUT.h5``; a shard writes ``OUT.h5.shards/shard-i-of-N.h5`` and its manifest there, and the
+combination is ``OUT.h5`` (entries in FASTA order).
 """
 
 from __future__ import annotations
@@ -23,12 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zipfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from seqdance.errors import InputError
 from seqdance.inference.fingerprint import module_fingerprint
@@ -36,24 +30,27 @@ from seqdance.inference.predict import (
     DEFAULT_MAX_TOKENS_PER_BATCH,
     DEFAULT_WINDOW,
     PlannedBatch,
+    PreparedSequence,
     iter_predictions,
     plan_prediction_batches,
+    prepare_sequences,
 )
 from seqdance.inference.prediction import Prediction
-from seqdance.inference.sharding import (
-    Shard,
-    ShardError,
-    complete_run,
-    content_key,
-    merged_items,
-    partition,
-    records_digest,
-    run_is_complete,
-    write_manifest,
+from seqdance.inference.sharded_run import (
+    RunItem,
+    RunLayout,
+    RunReport,
+    ShardedRun,
+    Verdict,
+    WorkUnit,
+    merge_run,
+    missing,
+    unreadable,
 )
-from seqdance.inference.writer import BackgroundWriter, Throughput
-from seqdance.schema import PROPERTIES
-from seqdance.tokenizer import decode, encode
+from seqdance.inference.sharding import Shard, records_digest, text_digest
+from seqdance.inference.writer import BackgroundWriter
+from seqdance.schema import PROPERTIES, PROPERTY_BY_NAME
+from seqdance.tokenizer import Encoded
 
 log = logging.getLogger(__name__)
 
@@ -87,80 +84,22 @@ class RunOptions:
                 "max_tokens_per_batch": self.max_tokens_per_batch, "window": self.window, "window_overlap": self.overlap}
 
 
-@dataclass
-class RunReport:
-    """What a run did: records in the run (or this shard), already done, computed and written."""
-
-    n_records: int
-    n_owned: int
-    n_done: int
-    n_written: int
-    throughput: Throughput = field(default_factory=Throughput)
-    merged: bool = False
-    n_rows: int = 0  # residue-table rows / entries of the merged output, when it was written
-
-
-def normalised_sequence(seq_id: str, sequence: str) -> str:
-    """The sequence as predictions record it (upper case, chains joined by ':')."""
-    return decode(encode(sequence, seq_id).ids)
-
-
-def _shard_units(plan: list[PlannedBatch], ids: Sequence[str], shard: Shard | None, quadratic: bool) -> list[int]:
-    if shard is None:
-        return list(range(len(plan)))
-    costs = [unit.cost(quadratic=quadratic) for unit in plan]
-    keys = [ids[unit.members[0]] for unit in plan]
-    return partition(costs, keys, shard.count)[shard.index]
-
-
 def _remove_stale_temporaries(folder: Path, names: Sequence[str]) -> None:
     """Temporary files a killed run of these outputs left (never another shard's: names are this shard's).
 
     ``atomic_path`` names them ``.<name>.<random>.tmp``; the folder is listed once.
     """
     mine = set(names)
+    if not folder.is_dir():
+        return
     for tmp in folder.glob(".*.tmp"):
         name = tmp.name[1:].rsplit(".", 2)[0]
         if name in mine:
             tmp.unlink(missing_ok=True)
 
 
-def _run_units(
-    model,
-    sequences: list[str],
-    ids: list[str],
-    units: list[PlannedBatch],
-    options: RunOptions,
-    *,
-    pending: set[int],
-    write: Callable[[Prediction], None],
-    sizes: Callable[[Prediction], int],
-    throughput: Throughput,
-    progress: bool | str,
-    max_pending_bytes: int | None = None,
-) -> int:
-    """Run the units holding a pending record, hand each pending prediction to ``write`` on a background
-    thread; returns the number written."""
-    to_run = [unit for unit in units if pending.intersection(unit.members)]
-    if not to_run:
-        return 0
-    written = 0
-    kwargs = {} if max_pending_bytes is None else {"max_pending_bytes": max_pending_bytes}
-    throughput.start()
-    with BackgroundWriter(**kwargs) as writer:
-        results = iter_predictions(
-            model, sequences, ids=ids, pairs=options.pairs, embeddings=options.embeddings,
-            attentions=options.attentions, max_tokens_per_batch=options.max_tokens_per_batch,
-            window=options.window, window_overlap=options.window_overlap, progress=progress,
-            batches=[list(unit.members) for unit in to_run],
-        )
-        for index, prediction in results:
-            if index in pending:
-                writer.submit(write, prediction, size=sizes(prediction))
-                written += 1
-    throughput.stop()
-    throughput.add(sum(len(u.members) for u in to_run), sum(u.tokens for u in to_run))
-    return written
+def _plan_units(plan: Sequence[PlannedBatch], quadratic: bool) -> list[WorkUnit]:
+    return [WorkUnit(unit.members, unit.cost(quadratic=quadratic)) for unit in plan]
 
 
 def _nbytes(prediction: Prediction) -> int:
@@ -170,48 +109,111 @@ def _nbytes(prediction: Prediction) -> int:
     return total
 
 
+def _prepared(ids: Sequence[str], sequences: Sequence[str] | None, encoded: Sequence[Encoded] | None,
+              options: RunOptions) -> list[PreparedSequence]:
+    return prepare_sequences(sequences, ids=ids, encoded=encoded, window=options.window,
+                             window_overlap=options.window_overlap)
+
+
 # --- predict ---------------------------------------------------------------------------------------------
 
 
-def wanted_keys(options: RunOptions) -> set[str]:
+def wanted_keys(options: RunOptions | Mapping[str, Any]) -> set[str]:
+    """The arrays a prediction file of these options must hold."""
+    if isinstance(options, Mapping):
+        options = RunOptions(**options)
     wanted = {p.name for p in PROPERTIES if p.is_residue or options.pairs}
     wanted |= {"embedding"} if options.embeddings else set()
     wanted |= {"attention"} if options.attentions else set()
     return wanted
 
 
-def prediction_file_state(path: Path, *, wanted: set[str], model: str, sequence: str, fingerprint: str,
-                          options: str) -> bool:
-    """Whether an existing prediction file can be reused: every wanted key, same sequence, model fingerprint and
-    value options. A damaged file is recomputed; a file of another model name is refused (InputError), as
-    mixing models in one folder is."""
-    if not path.exists():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            files = set(data.files)
-            found_model = str(data["model"]) if "model" in files else None
-            meta = {k: str(data[k]) for k in ("sequence", "model_fingerprint", "options") if k in files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or damaged: recompute it
-        log.warning("%s is not a readable prediction file (%s); recomputing it", path, exc)
-        return False
-    if found_model is not None and found_model != model:
-        raise InputError(
-            f"{path} was predicted with model {found_model!r}, not {model!r}; use another output directory "
-            "or --overwrite"
-        )
-    return (
-        wanted <= files
-        and meta.get("sequence") == sequence
-        and meta.get("model_fingerprint") == fingerprint
-        and meta.get("options") == options
-    )
+def _array_problem(name: str, shape: tuple[int, ...], kind: str, n: int) -> str | None:
+    """Why array ``name`` of a prediction of ``n`` residues has the wrong shape or type (None when it fits)."""
+    if kind != "f":
+        return f"its {name!r} is not floating point"
+    prop = PROPERTY_BY_NAME.get(name)
+    if prop is not None:
+        want: tuple[int, ...] = (n, n) if prop.is_pair else ((n,) if prop.width == 1 else (n, prop.width))
+        return None if shape == want else f"its {name!r} has shape {shape}, not {want}"
+    if name == "embedding" and (len(shape) != 2 or shape[0] != n):
+        return f"its 'embedding' has shape {shape}, not ({n}, d)"
+    if name == "attention" and (len(shape) != 3 or shape[:2] != (n, n)):
+        return f"its 'attention' has shape {shape}, not ({n}, {n}, maps)"
+    return None
+
+
+class PredictionLayout(RunLayout):
+    """``OUTDIR/<id>.npz`` per record, combined into ``OUTDIR/residues.csv``."""
+
+    command = "predict"
+    unit_noun = ("batch", "batches")
+
+    def __init__(self, target: str | os.PathLike[str], run: Mapping[str, Any], shard: Shard | None = None,
+                 model_name: str | None = None) -> None:
+        super().__init__(target, run, shard)
+        self.model_name = model_name  # files of another model name are refused (None: not checked)
+        self.wanted = wanted_keys(self.run["options"])
+
+    def path(self, item: RunItem) -> Path:
+        return self.target / f"{item.output}.npz"
+
+    def begin(self, items: Sequence[RunItem], overwrite: bool) -> None:
+        self.target.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(self.target, [f"{item.output}.npz" for item in items])
+        if overwrite:
+            self.model_name = None
+
+    def check(self, items: Sequence[RunItem]) -> list[Verdict]:
+        from seqdance.inference.prediction_io import PredictionFileError, inspect_prediction_file
+
+        verdicts = []
+        for item in items:
+            path = self.path(item)
+            if not path.exists():
+                verdicts.append(missing(path))
+                continue
+            try:
+                info = inspect_prediction_file(path)
+            except PredictionFileError as exc:
+                verdicts.append(unreadable(path, exc.reason))
+                continue
+            name = info.meta.get("model")
+            if self.model_name is not None and name is not None and name != self.model_name:
+                raise InputError(f"{path} was predicted with model {name!r}, not {self.model_name!r}; use another "
+                                 "output directory or --overwrite")
+            recorded = {"sequence": text_digest(info.meta["sequence"]), "model": info.meta.get("model_fingerprint"),
+                        "options": info.meta.get("options")}
+            verdicts.append(Verdict.judge(str(path), item, recorded, info.meta.get("content_key"),
+                                          self._problem(info)))
+        return verdicts
+
+    def _problem(self, info) -> str | None:
+        """The file's own content check: every wanted array, each of the shape its sequence implies."""
+        n = info.n_residues
+        if len(info.meta["sequence"].replace(":", "")) != n:
+            return f"records {n} residues in its chains for a sequence of {len(info.meta['sequence'])} letters"
+        absent = sorted(self.wanted - set(info.arrays))
+        if absent:
+            return f"lacks {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} (predicted with fewer outputs)"
+        for name in sorted(self.wanted):
+            shape, dtype = info.arrays[name]
+            problem = _array_problem(name, shape, dtype.kind, n)
+            if problem:
+                return problem
+        return None
+
+    def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
+        from seqdance.inference.prediction_io import write_residue_csv
+
+        return write_residue_csv(self.target / RESIDUE_CSV, (self.path(item) for item in items
+                                                             if item.id not in failures))
 
 
 def run_predictions(
     model,
     ids: Sequence[str],
-    sequences: Sequence[str],
+    sequences: Sequence[str] | None,
     out_dir: str | os.PathLike[str],
     stems: dict[str, str],
     *,
@@ -220,93 +222,52 @@ def run_predictions(
     shard: Shard | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    encoded: Sequence[Encoded] | None = None,
 ) -> RunReport:
-    """Predict every record (or this shard's) into ``out_dir``; see the module docstring."""
+    """Predict every record (or this shard's) into ``out_dir``; see the module docstring.
+
+    ``encoded``: the records already tokenised (then ``sequences`` may be None): each is tokenised once.
+    """
     from seqdance.inference.prediction_io import save_prediction
 
-    ids, sequences = list(ids), list(sequences)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    normalised = [normalised_sequence(i, s) for i, s in zip(ids, sequences)]
+    ids = list(ids)
+    prepared = _prepared(ids, sequences, encoded, options)
     fingerprint = module_fingerprint(model)
     value_options = options.value_options()
     quadratic = options.pairs or options.attentions
-    plan = plan_prediction_batches(
-        sequences, ids=ids, pairs=options.pairs, attentions=options.attentions,
-        max_tokens_per_batch=options.max_tokens_per_batch, window=options.window,
-        window_overlap=options.window_overlap,
-    )
-    units = [plan[u] for u in _shard_units(plan, ids, shard, quadratic)]
-    owned = sorted(i for unit in units for i in unit.members)
-    run = {"command": "predict", "records": records_digest(list(zip(ids, normalised))), "model": fingerprint,
-           "options": options.as_dict(), "n_shards": shard.count if shard else 1}
-    run_key = content_key(run)
-    folder = out / SHARDS_DIR
-    items = [(i, ids[i]) for i in owned]
-    if shard is not None:
-        write_manifest(folder, shard, command="predict", run_key=run_key, run=run, items=items, n_items=len(ids),
-                       complete=False)
-    _remove_stale_temporaries(out, [f"{stems[ids[i]]}.npz" for i in owned])
-    wanted = wanted_keys(options)
-    pending = {
-        i for i in owned
-        if overwrite or not prediction_file_state(out / f"{stems[ids[i]]}.npz", wanted=wanted, model=model_name,
-                                                  sequence=normalised[i], fingerprint=fingerprint,
-                                                  options=value_options)
-    }
-    metadata = {"model_fingerprint": fingerprint, "options": value_options}
+    plan = plan_prediction_batches(prepared=prepared, pairs=options.pairs, attentions=options.attentions,
+                                   max_tokens_per_batch=options.max_tokens_per_batch)
+    run = {"records": records_digest([(job.id, job.sequence) for job in prepared]), "model": fingerprint,
+           "options": options.as_dict()}
+    items = [RunItem(job.index, job.id, stems[job.id], {"sequence": text_digest(job.sequence), "model": fingerprint,
+                                                         "options": value_options}) for job in prepared]
+    layout = PredictionLayout(out_dir, run, shard, model_name=model_name)
+    sharded = ShardedRun(layout, items, _plan_units(plan, quadratic), shard=shard, overwrite=overwrite)
+    tokens = {unit.members: unit.tokens for unit in plan}
 
-    def write(prediction: Prediction) -> None:
-        save_prediction(out / f"{stems[prediction.id]}.npz", prediction, model=model_name, metadata=metadata)
+    def write(prediction: Prediction, item: RunItem) -> None:
+        save_prediction(layout.path(item), prediction, model=model_name,
+                        metadata={"model_fingerprint": fingerprint, "options": value_options,
+                                  "content_key": item.key})
 
-    report = RunReport(len(ids), len(owned), len(owned) - len(pending), 0)
-    report.n_written = _run_units(model, sequences, ids, units, options, pending=pending, write=write,
-                                  sizes=_nbytes, throughput=report.throughput, progress=progress)
-    if shard is None:
-        report.n_rows = _write_residue_table(out, [stems[i] for i in ids])
-        report.merged = True
-        return report
-    write_manifest(folder, shard, command="predict", run_key=run_key, run=run, items=items, n_items=len(ids),
-                   complete=True, extra={"stems": {ids[i]: stems[ids[i]] for i in owned}})
-    if run_is_complete(folder, run_key, shard.count):
-        report.n_rows = merge_predictions(out)
-        report.merged = True
-    return report
+    def compute(units: list[WorkUnit], pending: set[int]) -> None:
+        with BackgroundWriter() as writer:
+            results = iter_predictions(
+                model, None, pairs=options.pairs, embeddings=options.embeddings, attentions=options.attentions,
+                max_tokens_per_batch=options.max_tokens_per_batch, progress=progress,
+                batches=[list(unit.items) for unit in units], prepared=prepared,
+            )
+            for index, prediction in results:
+                if index in pending:
+                    writer.submit(write, prediction, items[index], size=_nbytes(prediction))
+        sharded.throughput.add(sum(len(u.items) for u in units), sum(tokens[u.items] for u in units))
 
-
-def _write_residue_table(out: Path, stems: Sequence[str]) -> int:
-    from seqdance.inference.prediction_io import write_residue_csv
-
-    return write_residue_csv(out / RESIDUE_CSV, (out / f"{stem}.npz" for stem in stems))
+    return sharded.execute(compute)
 
 
 def merge_predictions(out_dir: str | os.PathLike[str]) -> int:
-    """Check the shards of a prediction run in ``out_dir`` and write ``residues.csv``; returns its row count.
-
-    Every shard must be finished and of the same run, and every record's file must come from that run's model
-    and options (a ShardError names the first that does not).
-    """
-    out = Path(out_dir)
-    manifests = complete_run(out / SHARDS_DIR, "predict")
-    run = manifests[0]["run"]
-    stems: dict[str, str] = {}
-    for m in manifests:
-        stems.update(m.get("stems", {}))
-    ids = merged_items(manifests)
-    options = RunOptions(**run["options"])
-    value_options, wanted = options.value_options(), wanted_keys(options)
-    for seq_id in ids:
-        path = out / f"{stems[seq_id]}.npz"
-        if not path.is_file():
-            raise ShardError(f"{path} is missing although its shard finished; rerun that shard")
-        with np.load(path, allow_pickle=False) as data:
-            found = str(data["model_fingerprint"]) if "model_fingerprint" in data.files else None
-            opts = str(data["options"]) if "options" in data.files else None
-            complete = wanted <= set(data.files)
-        if found != run["model"] or opts != value_options or not complete:
-            raise ShardError(f"{path} comes from another run (another model, options or outputs than the shards' "
-                             "manifests); rerun its shard")
-    return _write_residue_table(out, [stems[i] for i in ids])
+    """Check the shards of a prediction run in ``out_dir`` and write ``residues.csv``; returns its row count."""
+    return merge_run(PredictionLayout, out_dir).n_combined
 
 
 # --- embed -----------------------------------------------------------------------------------------------
@@ -317,10 +278,103 @@ def embedding_shards_folder(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".shards")
 
 
+class EmbeddingLayout(RunLayout):
+    """``OUT.h5`` (entries in input order); a shard writes ``OUT.h5.shards/shard-i-of-N.h5``."""
+
+    command = "embed"
+    unit_noun = ("batch", "batches")
+
+    def __init__(self, target: str | os.PathLike[str], run: Mapping[str, Any], shard: Shard | None = None) -> None:
+        super().__init__(target, run, shard)
+        self.per_residue = bool(self.run["options"]["per_residue"])
+        self.writer = None
+
+    @classmethod
+    def manifest_folder(cls, target: str | os.PathLike[str]) -> Path:
+        return embedding_shards_folder(target)
+
+    def shard_file(self, shard: Shard) -> Path:
+        return self.manifest_folder(self.target) / f"{shard.name}.h5"
+
+    def begin(self, items: Sequence[RunItem], overwrite: bool) -> None:
+        from seqdance.inference.embedding_store import EmbeddingWriter
+
+        model = self.run["model_name"]
+        if self.shard is None:
+            target, also_done = self.target, ()
+        else:
+            self.manifest_folder(self.target).mkdir(parents=True, exist_ok=True)
+            target, also_done = self.shard_file(self.shard), (() if overwrite else (self.target,))
+            if overwrite and self.target.exists():
+                _check_model_name(self.target, model)
+        self.writer = EmbeddingWriter(target, model=model, per_residue=self.per_residue, overwrite=overwrite,
+                                      fingerprint=self.run["model"], options=self.run["value_options"],
+                                      also_done=also_done, damaged="recompute")
+
+    def _merge_entries(self) -> dict[str, Any]:
+        """id -> newest entry over ``OUT.h5`` and the shard files (a merge: unreadable files are named)."""
+        from seqdance.inference.embedding_store import read_entries
+
+        count = int(self.run["n_shards"])
+        sources = [self.target] if self.target.exists() else []
+        sources += [f for f in (self.shard_file(Shard(i, count)) for i in range(count)) if f.is_file()]
+        found: dict[str, Any] = {}
+        for source in sources:
+            for entry in read_entries(source).values():
+                found[entry.id] = entry
+        return found
+
+    def check(self, items: Sequence[RunItem]) -> list[Verdict]:
+        entries = None if self.writer is not None else self._merge_entries()
+        verdicts = []
+        for item in items:
+            entry = self.writer.entry(item.id) if self.writer is not None else entries.get(item.id)
+            if entry is None:
+                verdicts.append(missing(f"{self.target}: the entry of {item.id!r}"))
+                continue
+            recorded = {"sequence": text_digest(entry.sequence), "model": entry.fingerprint, "options": entry.options}
+            verdicts.append(Verdict.judge(f"{entry.source}: the entry {entry.key!r}", item, recorded, entry.content,
+                                          entry.problem(self.per_residue)))
+        return verdicts
+
+    def end(self, items: Sequence[RunItem], finished: bool) -> None:
+        if self.writer is None:
+            return
+        self.writer.flush()  # keep what is done, even when interrupted
+        if finished:  # fold the parts into OUT.h5 (a shard: into its shard file)
+            self.writer.close(order=[item.id for item in items])
+
+    def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
+        from seqdance.inference.embedding_store import merge_embedding_files, read_entries
+
+        if self.shard is None and self.writer is not None:  # one process: end() wrote OUT.h5 already
+            return len(read_entries(self.target))
+        chosen = self._merge_entries()
+        keep = {(chosen[item.id].source, chosen[item.id].key) for item in items if item.id in chosen}
+        count = int(self.run["n_shards"])
+        sources = ([self.target] if self.target.exists() else []) + [
+            f for f in (self.shard_file(Shard(i, count)) for i in range(count)) if f.is_file()]
+        if self.target.exists():  # entries of other records the file already held (same model) are kept
+            _check_model_name(self.target, self.run["model_name"])
+            ours = {item.id for item in items}
+            keep |= {(self.target, e.key) for e in read_entries(self.target).values() if e.id not in ours}
+        return merge_embedding_files(self.target, sources, order=[item.id for item in items],
+                                     model=self.run["model_name"], fingerprint=self.run["model"], keep=keep)
+
+
+def _check_model_name(path: Path, model_name: str) -> None:
+    from seqdance.inference.embedding_store import file_model
+
+    found = file_model(path)
+    if found is not None and found != model_name:
+        raise InputError(f"{path} holds embeddings from model {found!r}, not {model_name!r}; "
+                         "write to another file")
+
+
 def run_embeddings(
     model,
     ids: Sequence[str],
-    sequences: Sequence[str],
+    sequences: Sequence[str] | None,
     path: str | os.PathLike[str],
     *,
     model_name: str,
@@ -329,64 +383,37 @@ def run_embeddings(
     shard: Shard | None = None,
     overwrite: bool = False,
     progress: bool | str = False,
+    encoded: Sequence[Encoded] | None = None,
 ) -> RunReport:
-    """Embed every record (or this shard's) into the HDF5 file ``path``; see the module docstring."""
-    from seqdance.inference.embedding_store import EmbeddingWriter
+    """Embed every record (or this shard's) into the HDF5 file ``path``; see the module docstring.
 
-    ids, sequences = list(ids), list(sequences)
-    path = Path(path)
+    Embeddings come from :func:`seqdance.inference.embeddings.iter_embeddings`, the path ``probe`` uses too.
+    """
+    from seqdance.inference.embeddings import iter_embeddings, window_options
+
+    ids = list(ids)
     options = RunOptions(pairs=False, embeddings=True, max_tokens_per_batch=max_tokens_per_batch)
-    normalised = [normalised_sequence(i, s) for i, s in zip(ids, sequences)]
+    prepared = _prepared(ids, sequences, encoded, options)
     fingerprint = module_fingerprint(model)
-    plan = plan_prediction_batches(sequences, ids=ids, pairs=False, max_tokens_per_batch=max_tokens_per_batch,
-                                   window=options.window, window_overlap=options.window_overlap)
-    units = [plan[u] for u in _shard_units(plan, ids, shard, quadratic=False)]
-    owned = sorted(i for unit in units for i in unit.members)
-    run = {"command": "embed", "records": records_digest(list(zip(ids, normalised))), "model": fingerprint,
+    value_options = window_options(options.window, options.window_overlap)
+    plan = plan_prediction_batches(prepared=prepared, pairs=False, max_tokens_per_batch=max_tokens_per_batch)
+    run = {"records": records_digest([(job.id, job.sequence) for job in prepared]), "model": fingerprint,
            "options": {**options.as_dict(), "per_residue": per_residue}, "model_name": model_name,
-           "n_shards": shard.count if shard else 1}
-    run_key = content_key(run)
-    folder = embedding_shards_folder(path)
-    items = [(i, ids[i]) for i in owned]
-    if shard is None:
-        target, also_done = path, ()
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_manifest(folder, shard, command="embed", run_key=run_key, run=run, items=items, n_items=len(ids),
-                       complete=False)
-        target, also_done = folder / f"{shard.name}.h5", (() if overwrite else (path,))
-        if overwrite and path.exists():
-            _check_model_name(path, model_name)
-    writer = EmbeddingWriter(target, model=model_name, per_residue=per_residue, overwrite=overwrite,
-                             fingerprint=fingerprint, options=options.value_options(), also_done=also_done)
-    pending = {i for i in owned if not writer.is_done(ids[i], normalised[i])}
-    report = RunReport(len(ids), len(owned), len(owned) - len(pending), 0)
-    try:
-        report.n_written = _run_units(model, sequences, ids, units, options, pending=pending, write=writer.add,
-                                      sizes=_nbytes, throughput=report.throughput, progress=progress)
-    finally:
-        writer.flush()  # keep what is done, even when interrupted
-    if shard is None:
-        report.n_rows = writer.close(order=ids)
-        report.merged = True
-        return report
-    writer.close(order=[ids[i] for i in owned])
-    write_manifest(folder, shard, command="embed", run_key=run_key, run=run, items=items, n_items=len(ids),
-                   complete=True)
-    if run_is_complete(folder, run_key, shard.count):
-        report.n_rows = merge_embeddings(path)
-        report.merged = True
-    return report
+           "value_options": value_options}
+    items = [RunItem(job.index, job.id, job.id, {"sequence": text_digest(job.sequence), "model": fingerprint,
+                                                 "options": value_options}) for job in prepared]
+    layout = EmbeddingLayout(path, run, shard)
+    sharded = ShardedRun(layout, items, _plan_units(plan, False), shard=shard, overwrite=overwrite)
+    tokens = {unit.members: unit.tokens for unit in plan}
 
+    def compute(units: list[WorkUnit], pending: set[int]) -> None:
+        for index, embedding in iter_embeddings(model, prepared=prepared, batches=[list(u.items) for u in units],
+                                                max_tokens_per_batch=max_tokens_per_batch, progress=progress):
+            if index in pending:
+                layout.writer.add(embedding)
+        sharded.throughput.add(sum(len(u.items) for u in units), sum(tokens[u.items] for u in units))
 
-def _check_model_name(path: Path, model_name: str) -> None:
-    import h5py
-
-    with h5py.File(path, "r") as fh:
-        found = fh.attrs.get("model")
-    if found is not None and str(found) != model_name:
-        raise InputError(f"{path} holds embeddings from model {str(found)!r}, not {model_name!r}; "
-                         "write to another file")
+    return sharded.execute(compute)
 
 
 def merge_embeddings(path: str | os.PathLike[str]) -> int:
@@ -395,24 +422,5 @@ def merge_embeddings(path: str | os.PathLike[str]) -> int:
     Entries already in ``OUT.h5`` from the same model are kept unless a shard recomputed them. The shard files
     stay (remove ``OUT.h5.shards/`` once you no longer need to rerun a shard).
     """
-    from seqdance.inference.embedding_store import merge_embedding_files
+    return merge_run(EmbeddingLayout, path).n_combined
 
-    path = Path(path)
-    folder = embedding_shards_folder(path)
-    manifests = complete_run(folder, "embed")
-    run = manifests[0]["run"]
-    files = [folder / f"{Shard(int(m['shard']), int(m['n_shards'])).name}.h5" for m in manifests]
-    files = [f for f in files if f.is_file()]
-    if path.exists():
-        _check_model_name(path, run["model_name"])
-    sources = ([path] if path.exists() else []) + files
-    ids = merged_items(manifests)
-    total = merge_embedding_files(path, sources, order=ids, model=run["model_name"], fingerprint=run["model"])
-    from seqdance.inference.embedding_store import read_embedding_index
-
-    present = read_embedding_index(path)
-    missing = [i for i in ids if not present.get(i, False) and (i not in present or run["options"]["per_residue"])]
-    if missing:
-        raise ShardError(f"{path}: {len(missing)} record(s) of the run have no embedding from its model "
-                         f"(first: {missing[0]!r}); rerun the shard that owns it")
-    return total

@@ -1,8 +1,9 @@
 """Shards of a large inference run: which shard this process is, a token-balanced partition, shard manifests.
 
-A run over many sequences (``predict``, ``embed``, ``score``, ``benchmark-dms``) can be cut into N shards run by
-N independent processes: the tasks of a SLURM job array (``--shard i/N``, 0-based like ``dataset build``) or the
-ranks of ``torchrun`` (RANK / WORLD_SIZE, no process group). Both together give shard ``i*W + rank`` of ``N*W``.
+A run over many inputs (``predict``, ``embed``, ``score``, ``benchmark-dms``, ``analyze attention``) can be cut
+into N shards run by N independent processes: the tasks of a SLURM job array (``--shard i/N``, 0-based like
+``dataset build``; parsed by :func:`seqdance.shards.parse_shard`) or the ranks of ``torchrun`` (RANK /
+WORLD_SIZE, no process group). Both together give shard ``i*W + rank`` of ``N*W``.
 
 **Partition.** The run is first cut into work units (a batch of sequences, one long sequence, one protein, one
 assay) exactly as a single process would cut it, so that every value is computed in the same batch whatever N
@@ -13,64 +14,54 @@ the 35M model's CPU timings in docs/predict.md: ``t * (1 + t / K)`` per input of
 when pair outputs or attention maps are computed and ``K = 1680`` for the residue-only path.
 
 **Manifests.** Each shard writes ``shard-i-of-N.json`` into the run's manifest folder (``OUTDIR/shards/``,
-``OUT.h5.shards/``): the run key (a hash of
-everything that must agree between the shards: the inputs, the model fingerprint, the options, N), the items it
-owns (input index and id) and whether it finished. The shard that finishes last sees every manifest of its run
-complete and writes the combined outputs; ``seqdance merge`` does the same on demand and names, in one line,
-a shard that is missing, unfinished, or belongs to another run.
+``OUT.h5.shards/``): the run key (a hash of everything that must agree between the shards: the inputs, the
+model fingerprint, the options, N), the items it owns with what each item's output must record, the items that
+failed with a user error, and whether it finished. :class:`seqdance.inference.sharded_run.ShardedRun` writes
+and reads them; the functions here only know their format, and name in one line a manifest that is unreadable,
+of another shape, missing, unfinished, or of another run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqdance.errors import InputError, SeqdanceError
+from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
+from seqdance.shards import MAX_SHARDS, Shard, ShardError, parse_shard
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MAX_SHARDS",
+    "Shard",
+    "ShardError",
+    "complete_run",
+    "content_key",
+    "input_cost",
+    "launcher_shard",
+    "local_rank",
+    "parse_shard",
+    "partition",
+    "read_manifests",
+    "records_digest",
+    "resolve_shard",
+    "run_is_complete",
+    "shard_units",
+    "write_manifest",
+]
 
 #: Quadratic-cost scale (tokens) of one input: cost = t * (1 + t / K).
 PAIR_COST_TOKENS = 65.0
 RESIDUE_COST_TOKENS = 1680.0
+#: Version of the manifest layout; manifests of another version are named as such (rerun the shard).
+MANIFEST_FORMAT = 2
 _MANIFEST_RE = re.compile(r"^shard-(\d+)-of-(\d+)\.json$")
-
-
-class ShardError(SeqdanceError, ValueError):
-    """A shard specification is malformed, or the shards of a run do not fit together."""
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` (0-based) of ``count``."""
-
-    index: int
-    count: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.index}/{self.count}"
-
-    @property
-    def name(self) -> str:
-        return f"shard-{self.index}-of-{self.count}"
-
-
-def parse_shard(text: str) -> Shard:
-    """``"i/N"`` -> :class:`Shard`; ``0 <= i < N``."""
-    match = re.fullmatch(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*", str(text))
-    if match is None:
-        raise ShardError(f"--shard {text!r}: write it i/N, the 0-based shard index and the number of shards (e.g. 0/8)")
-    index, count = int(match.group(1)), int(match.group(2))
-    if count < 1:
-        raise ShardError(f"--shard {text}: the number of shards must be at least 1, got {count}")
-    if not 0 <= index < count:
-        raise ShardError(f"--shard {text}: the shard index is 0-based and must lie in 0..{count - 1}, got {index}")
-    return Shard(index, count)
 
 
 def launcher_shard(env: Mapping[str, str] | None = None) -> Shard | None:
@@ -93,15 +84,19 @@ def local_rank(env: Mapping[str, str] | None = None) -> int:
     return int(env.get("LOCAL_RANK", "0") or 0)
 
 
-def resolve_shard(text: str | None, env: Mapping[str, str] | None = None) -> Shard | None:
+def resolve_shard(text: str | Shard | None, env: Mapping[str, str] | None = None) -> Shard | None:
     """The shard of this process: ``--shard i/N`` refined by torchrun's rank, or the rank alone, or None."""
-    given = parse_shard(text) if text is not None else None
+    given = parse_shard(text) if isinstance(text, str) else text
     launched = launcher_shard(env)
     if launched is None or launched.count == 1:
         return given
     if given is None:
         return launched
-    return Shard(given.index * launched.count + launched.index, given.count * launched.count)
+    count = given.count * launched.count
+    if count > MAX_SHARDS:
+        raise ShardError(f"--shard {given.label} under torchrun's WORLD_SIZE={launched.count} makes {count:,} shards, "
+                         f"more than {MAX_SHARDS:,}")
+    return Shard(given.index * launched.count + launched.index, count)
 
 
 def input_cost(tokens: int, *, quadratic: bool) -> float:
@@ -110,30 +105,54 @@ def input_cost(tokens: int, *, quadratic: bool) -> float:
     return float(tokens) * (1.0 + tokens / scale)
 
 
+def _deal(costs: Sequence[float], keys: Sequence[str], n_shards: int) -> list[tuple[int, int]]:
+    """(unit, shard) for every unit: greedy longest-first into the lightest shard (memory O(units), not O(N))."""
+    if not 1 <= n_shards <= MAX_SHARDS:
+        raise ShardError(f"the number of shards must lie in 1..{MAX_SHARDS:,}, got {n_shards}")
+    if len(costs) != len(keys):
+        raise InputError(f"got {len(costs)} costs for {len(keys)} keys")
+    order = sorted(range(len(costs)), key=lambda u: (-float(costs[u]), str(keys[u]), u))
+    used: list[tuple[float, int]] = []  # heap of (load, shard) of the shards given a unit so far
+    fresh = 0  # shards fresh..N-1 have load 0 and nothing yet; costs are >= 0, so one of them or the heap's top
+    dealt = []
+    for unit in order:
+        cost = max(0.0, float(costs[unit]))
+        if used and (fresh >= n_shards or used[0] <= (0.0, fresh)):
+            load, shard = heapq.heappop(used)
+        else:
+            load, shard = 0.0, fresh
+            fresh += 1
+        heapq.heappush(used, (load + cost, shard))
+        dealt.append((unit, shard))
+    return dealt
+
+
 def partition(costs: Sequence[float], keys: Sequence[str], n_shards: int) -> list[list[int]]:
     """Unit indices of each of ``n_shards`` shards: greedy longest-first into the lightest shard.
 
     Deterministic: units are taken by decreasing cost, ties by ``keys``; a unit goes to the shard with the
     smallest load so far, ties to the lowest shard index. Each shard's list is in increasing unit order.
     """
-    if n_shards < 1:
-        raise ShardError(f"the number of shards must be at least 1, got {n_shards}")
-    if len(costs) != len(keys):
-        raise InputError(f"got {len(costs)} costs for {len(keys)} keys")
-    order = sorted(range(len(costs)), key=lambda u: (-float(costs[u]), str(keys[u]), u))
-    loads = [0.0] * n_shards
-    owned: list[list[int]] = [[] for _ in range(n_shards)]
-    for unit in order:
-        lightest = min(range(n_shards), key=lambda s: (loads[s], s))
-        loads[lightest] += float(costs[unit])
-        owned[lightest].append(unit)
-    return [sorted(units) for units in owned]
+    owned: list[list[int]] = [[] for _ in range(min(n_shards, len(costs)))]
+    for unit, shard in _deal(costs, keys, n_shards):
+        owned[shard].append(unit)
+    return [sorted(units) for units in owned] + [[] for _ in range(n_shards - len(owned))]
+
+
+def shard_units(costs: Sequence[float], keys: Sequence[str], shard: Shard) -> list[int]:
+    """The units :func:`partition` gives ``shard``, in increasing order, without listing the other shards."""
+    return sorted(unit for unit, owner in _deal(costs, keys, shard.count) if owner == shard.index)
 
 
 def content_key(obj: Any) -> str:
     """SHA-256 of the canonical JSON of ``obj``: the identity of a run or of one record's output."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def text_digest(text: str) -> str:
+    """SHA-256 (hex) of a text: how run plans and outputs record a sequence without holding it twice."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def records_digest(items: Sequence[tuple[str, str]]) -> str:
@@ -148,55 +167,76 @@ def manifest_path(folder: str | os.PathLike[str], shard: Shard) -> Path:
     return Path(folder) / f"{shard.name}.json"
 
 
-def write_manifest(
-    folder: str | os.PathLike[str],
-    shard: Shard,
-    *,
-    command: str,
-    run_key: str,
-    run: Mapping[str, Any],
-    items: Sequence[tuple[int, str]],
-    n_items: int,
-    complete: bool,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write (atomically) the manifest of one shard: its run, the items it owns and whether it finished."""
+def write_manifest(folder: str | os.PathLike[str], shard: Shard, data: Mapping[str, Any]) -> Path:
+    """Write (atomically) the manifest of one shard; ``data`` holds everything but the shard's place."""
     path = manifest_path(folder, shard)
-    data = {
-        "command": command,
-        "run_key": run_key,
-        "run": dict(run),
-        "shard": shard.index,
-        "n_shards": shard.count,
-        "n_items": n_items,
-        "items": [[int(i), str(name)] for i, name in items],
-        "complete": bool(complete),
-        **dict(extra or {}),
-    }
+    body = {"format": MANIFEST_FORMAT, **dict(data), "shard": shard.index, "n_shards": shard.count}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+#: Fields of a manifest and their types (a manifest of another shape is named, never half-read).
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "command": str, "run_key": str, "run": dict, "shard": int, "n_shards": int, "n_items": int, "items": list,
+    "expect": dict, "failures": dict, "complete": bool,
+}
+
+
+def _check_manifest(path: Path, data: Any) -> dict[str, Any]:
+    """The manifest ``data`` read from ``path`` if it has the expected shape; a one-line ShardError otherwise."""
+    where = f"{path}: not a shard manifest"
+    if not isinstance(data, dict):
+        raise ShardError(f"{where} (a JSON {type(data).__name__}, not an object); rerun that shard")
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ShardError(f"{where} of this seqdance version (format {data.get('format')!r}, expected "
+                         f"{MANIFEST_FORMAT}); rerun that shard")
+    for name, kind in _FIELDS.items():
+        value = data.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ShardError(f"{where} ('{name}' is {value!r}, expected {getattr(kind, '__name__', kind)}); "
+                             "rerun that shard")
+    match = _MANIFEST_RE.match(path.name)
+    if match and (int(match.group(1)), int(match.group(2))) != (data["shard"], data["n_shards"]):
+        raise ShardError(f"{where} of its name (it says shard {data['shard']}/{data['n_shards']}); rerun that shard")
+    if not 1 <= data["n_shards"] <= MAX_SHARDS or not 0 <= data["shard"] < data["n_shards"]:
+        raise ShardError(f"{where} (shard {data['shard']}/{data['n_shards']} is out of range); rerun that shard")
+    for item in data["items"]:
+        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int) and isinstance(item[1], str)
+                and isinstance(item[2], str) and isinstance(item[3], dict)):
+            raise ShardError(f"{where} (an item is {item!r}, expected [index, id, output, fields]); rerun that shard")
+    return data
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One shard manifest (with its ``path``); unreadable or of another shape: a ShardError naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ShardError(f"{path}: unreadable shard manifest ({' '.join(str(exc).split())}); rerun that shard"
+                         ) from exc
+    data = _check_manifest(path, data)
+    data["path"] = str(path)
+    return data
 
 
 def read_manifests(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every shard manifest in ``folder`` (each with its ``path``), sorted by shard count and index."""
     folder = Path(folder)
-    found = []
-    for path in sorted(folder.glob("shard-*-of-*.json")) if folder.is_dir() else []:
-        if not _MANIFEST_RE.match(path.name):
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ShardError(f"{path}: unreadable shard manifest ({exc}); rerun that shard") from exc
-        data["path"] = str(path)
-        found.append(data)
-    return sorted(found, key=lambda d: (int(d.get("n_shards", 0)), int(d.get("shard", 0))))
+    paths = sorted(folder.glob("shard-*-of-*.json")) if folder.is_dir() else []
+    found = [read_manifest(path) for path in paths if _MANIFEST_RE.match(path.name)]
+    return sorted(found, key=lambda d: (d["n_shards"], d["shard"]))
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(keys) or "run key"
+
+
+def _shard_list(indices: Sequence[int], count: int) -> str:
+    shown = ", ".join(f"{i}/{count}" for i in indices[:10])
+    return shown + (f" and {len(indices) - 10:,} more" if len(indices) > 10 else "")
 
 
 def complete_run(folder: str | os.PathLike[str], command: str | None = None) -> list[dict[str, Any]]:
@@ -210,31 +250,29 @@ def complete_run(folder: str | os.PathLike[str], command: str | None = None) -> 
     if not manifests:
         raise ShardError(f"{where}: no shard manifests (run the shards with --shard i/N first)")
     if command is not None:
-        other = [m for m in manifests if m.get("command") != command]
+        other = [m for m in manifests if m["command"] != command]
         if other:
-            raise ShardError(f"{other[0]['path']} is a manifest of '{other[0].get('command')}', not '{command}'")
+            raise ShardError(f"{other[0]['path']} is a manifest of '{other[0]['command']}', not '{command}'")
     first = manifests[0]
     for m in manifests[1:]:
-        if m.get("run_key") != first.get("run_key"):
+        if m["run_key"] != first["run_key"]:
             raise ShardError(
                 f"{where} mixes shards of different runs: {Path(m['path']).name} differs from "
-                f"{Path(first['path']).name} in {_differences(first.get('run', {}), m.get('run', {}))}; "
+                f"{Path(first['path']).name} in {_differences(first['run'], m['run'])}; "
                 "rerun the stale shards with the same inputs, model and options, or remove their manifests"
             )
-    count = int(first["n_shards"])
-    present = {int(m["shard"]): m for m in manifests}
+    count = first["n_shards"]
+    present = {m["shard"]: m for m in manifests}
     missing = [i for i in range(count) if i not in present]
     if missing:
-        raise ShardError(f"{where}: shard(s) {', '.join(f'{i}/{count}' for i in missing)} not run yet (no manifest)")
-    unfinished = [i for i in range(count) if not present[i].get("complete")]
+        raise ShardError(f"{where}: shard(s) {_shard_list(missing, count)} not run yet (no manifest)")
+    unfinished = [i for i in range(count) if not present[i]["complete"]]
     if unfinished:
-        raise ShardError(
-            f"{where}: shard(s) {', '.join(f'{i}/{count}' for i in unfinished)} did not finish; rerun them "
-            "(they resume where they stopped)"
-        )
+        raise ShardError(f"{where}: shard(s) {_shard_list(unfinished, count)} did not finish; rerun them "
+                         "(they resume where they stopped)")
     ordered = [present[i] for i in range(count)]
-    indices = sorted(int(i) for m in ordered for i, _ in m["items"])
-    if indices != list(range(int(first["n_items"]))):
+    indices = sorted(item[0] for m in ordered for item in m["items"])
+    if indices != list(range(first["n_items"])):
         raise ShardError(f"{where}: the shards' items do not cover the {first['n_items']} inputs exactly once")
     return ordered
 
@@ -242,17 +280,10 @@ def complete_run(folder: str | os.PathLike[str], command: str | None = None) -> 
 def run_is_complete(folder: str | os.PathLike[str], run_key: str, count: int) -> bool:
     """Whether every shard of the run ``run_key`` (``count`` shards) has written a finished manifest."""
     for index in range(count):
-        path = manifest_path(folder, Shard(index, count))
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = read_manifest(manifest_path(folder, Shard(index, count)))
+        except ShardError:
             return False
-        if data.get("run_key") != run_key or not data.get("complete"):
+        if data["run_key"] != run_key or not data["complete"]:
             return False
     return True
-
-
-def merged_items(manifests: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Item names of a complete run, in input order."""
-    pairs = sorted((int(i), str(name)) for m in manifests for i, name in m["items"])
-    return [name for _, name in pairs]

@@ -11,6 +11,11 @@ is not a true end of the sequence (true ends never count as cuts). A pair (i, j)
 window that contains both residues and maximises ``min(context(i), context(j))``. Ties go to the earlier
 window. Pairs that share no window are NaN. Every residue is covered, so residue outputs are never NaN.
 With ``overlap`` tokens of overlap, every pair up to ``overlap`` tokens apart shares a window.
+
+The same rule merges token-level outputs (every token of the parent input, chain linkers included, for the
+``all`` pooling of :mod:`seqdance.inference.embeddings`): an inner token takes its value from the window where it
+is most central; the parent's ``<cls>`` comes from the first window and its ``<eos>`` from the last (the only
+windows where they are true ends). On residue tokens this is exactly the residue rule.
 """
 
 from __future__ import annotations
@@ -34,10 +39,21 @@ class Window:
     residue_index: np.ndarray  # (n,) positions of the window's residues in ``ids``
     first_residue: int  # the window covers parent residues [first_residue, first_residue + n)
     context: np.ndarray  # (n,) int32 distance of each residue to the nearest artificial cut
+    token_start: int = 1  # parent position of the window's first inner token (its input position 1)
+    token_context: np.ndarray | None = None  # (t - 2,) int32 context of each inner token (None: no cut)
 
     @property
     def n_residues(self) -> int:
         return int(self.residue_index.shape[0])
+
+    def inner_tokens(self) -> Window:
+        """The window seen token by token: every inner token as a 'residue' of the parent's inner tokens (for
+        :class:`WindowMerger` over token-level outputs)."""
+        t = int(self.ids.shape[0])
+        context = self.token_context
+        if context is None:
+            context = np.full(t - 2, _UNBOUNDED, dtype=np.int32)
+        return Window(self.ids, np.arange(1, t - 1), self.token_start - 1, context)
 
 
 def window_starts(n_inner: int, window: int, overlap: int) -> list[int]:
@@ -71,18 +87,26 @@ def split_windows(encoded: Encoded, window: int | None, overlap: int) -> list[Wi
         if stop <= first:  # a span of linker tokens only (window of 1-2 tokens); nothing to predict
             continue
         members = pos[first:stop]
-        left = members - lo if lo > 1 else np.full(members.shape, _UNBOUNDED)
-        right = hi - 1 - members if hi < ids.shape[0] - 1 else np.full(members.shape, _UNBOUNDED)
+        tokens = np.arange(members[0], members[-1] + 1)  # parent positions of the window's inner tokens
         piece = np.concatenate(([CLS_ID], ids[members[0] : members[-1] + 1], [EOS_ID])).astype(np.int64)
         windows.append(
             Window(
                 ids=piece,
                 residue_index=members - members[0] + 1,
                 first_residue=first,
-                context=np.minimum(left, right).astype(np.int32),
+                context=_context(members, lo, hi, ids.shape[0]),
+                token_start=int(members[0]),
+                token_context=_context(tokens, lo, hi, ids.shape[0]),
             )
         )
     return windows
+
+
+def _context(positions: np.ndarray, lo: int, hi: int, n_tokens: int) -> np.ndarray:
+    """Distance of parent ``positions`` to the nearest artificial cut of the span [lo, hi) (true ends never cut)."""
+    left = positions - lo if lo > 1 else np.full(positions.shape, _UNBOUNDED)
+    right = hi - 1 - positions if hi < n_tokens - 1 else np.full(positions.shape, _UNBOUNDED)
+    return np.minimum(left, right).astype(np.int32)
 
 
 class WindowMerger:

@@ -20,12 +20,17 @@ Output folder layout::
     summary.csv                  median of each metric over assays, per predictor
     summary_by_<column>.csv      the same medians per category value
     failures.csv                 assays that failed in the last run and why
-    keys/<assay>.json            what an assay's results were computed from (content key, model fingerprints)
+    keys/<assay>.json            what an assay's results were computed from (content key and fields, the rows of
+                                 its tables), written after its tables
     shards/                      manifests of a sharded run (``shard``; :mod:`seqdance.inference.sharding`)
 
-An assay's results are reused only when its content key matches: the assay file and wild type, the settings
-and the fingerprints of the models. A sharded run deals the assays out by cost (variants × window tokens);
+The run goes through the one run protocol (:class:`seqdance.inference.sharded_run.ShardedRun`; the layout is
+:class:`BenchmarkLayout`). An assay's results are reused only when its key file records the content key of the
+assay file and wild type, the settings and the model fingerprints, AND its three tables are whole (every row
+the key file counts, each row complete). A sharded run deals the assays out by cost (variants × window tokens);
 the shard that finishes last writes the tables over all assays (:func:`merge_benchmark` does it on demand).
+Only a user error (:class:`~seqdance.errors.SeqdanceError`: a bad table, no wild type, too few variants) is
+recorded as the assay's failure; anything else is a bug and stops the run with its traceback.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,19 +46,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqdance.errors import InputError
+from seqdance.errors import InputError, SeqdanceError
 from seqdance.inference.fingerprint import module_fingerprint
-from seqdance.inference.sharding import (
-    Shard,
-    ShardError,
-    complete_run,
-    content_key,
-    input_cost,
-    merged_items,
-    partition,
-    run_is_complete,
-    write_manifest,
+from seqdance.inference.sharded_run import (
+    RunItem,
+    RunLayout,
+    RunReport,
+    ShardedRun,
+    Verdict,
+    WorkUnit,
+    csv_table_problem,
+    merge_run,
+    missing,
+    read_record,
+    unreadable,
 )
+from seqdance.inference.sharding import Shard, content_key, input_cost, text_digest
 from seqdance.io_utils import atomic_path, read_csv_table, read_fasta, sha256_file
 from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
@@ -84,10 +92,15 @@ class Assay:
 
 @dataclass
 class BenchmarkResult:
-    per_assay: pd.DataFrame
-    summary: pd.DataFrame
-    failures: pd.DataFrame
-    skipped: list[str]  # assays already finished by an earlier run
+    per_assay: pd.DataFrame  # the whole run's (this shard's assays when the run is not merged yet)
+    summary: pd.DataFrame  # empty until the run is merged
+    failures: pd.DataFrame  # assay, error
+    report: RunReport
+
+    @property
+    def n_skipped(self) -> int:
+        """Assays whose results an earlier run left and that checked out."""
+        return self.report.n_done
 
 
 def _read_reference(path: Path) -> pd.DataFrame:
@@ -236,7 +249,11 @@ def load_assay_variants(
     if assay.wild_type is None:
         raise InputError(assay.problem or "no wild-type sequence")
     wild_type = check_wild_type(assay.wild_type, f"{assay.name} wild type")
-    check_table_fields(assay.table_path.read_text(encoding="utf-8-sig"), ",", assay.table_path)
+    try:
+        text = assay.table_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{assay.table_path}: cannot read the assay table ({exc})") from exc
+    check_table_fields(text, ",", assay.table_path)
     table = read_csv_table(assay.table_path, dtype={"mutant": str}, keep_default_na=True)
     if "mutant" not in table.columns:
         raise InputError(f"{assay.table_path}: no 'mutant' column (columns: {list(table.columns)})")
@@ -272,8 +289,11 @@ def load_assay_variants(
 def _check_run_settings(out_dir: Path, settings: dict, restart: bool) -> None:
     path = out_dir / "run.json"
     if path.is_file() and not restart:
-        previous = json.loads(path.read_text())
-        if previous != settings:
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            previous = None  # unreadable: written again below
+        if isinstance(previous, dict) and previous != settings:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise InputError(
                 f"{out_dir} holds results of a run with other settings (differing: {', '.join(changed)}); "
@@ -302,6 +322,61 @@ def summarise(per_assay: pd.DataFrame, group: str | None = None) -> pd.DataFrame
     return summary.reset_index(drop=True)
 
 
+TABLE_DIRS: tuple[str, ...] = ("scores", "proteingym", "metrics")
+KEYS_DIR = "keys"
+
+
+class BenchmarkLayout(RunLayout):
+    """Per assay ``scores/``, ``proteingym/``, ``metrics/<assay>.csv`` and ``keys/<assay>.json``; combined into
+    ``per_assay.csv``, ``summary*.csv`` and ``failures.csv``. The run record holds the settings, the category
+    columns and each assay's categories (so a merge needs no reference CSV)."""
+
+    command = "benchmark-dms"
+    unit_noun = ("assay", "assays")
+
+    def path(self, folder: str, item: RunItem) -> Path:
+        return self.target / folder / f"{item.output}{'.json' if folder == KEYS_DIR else '.csv'}"
+
+    def begin(self, items: Sequence[RunItem], overwrite: bool) -> None:
+        _check_run_settings(self.target, self.run["settings"], overwrite)
+        for folder in (*TABLE_DIRS, KEYS_DIR):
+            (self.target / folder).mkdir(parents=True, exist_ok=True)
+
+    def check(self, items: Sequence[RunItem]) -> list[Verdict]:
+        verdicts = []
+        for item in items:
+            key_file = self.path(KEYS_DIR, item)
+            if not key_file.is_file():
+                verdicts.append(missing(key_file))
+                continue
+            recorded = read_record(key_file)
+            if isinstance(recorded, Verdict):
+                verdicts.append(recorded)
+                continue
+            try:
+                rows = {"scores": int(recorded["n_variants"]), "proteingym": int(recorded["n_variants"]),
+                        "metrics": int(recorded["n_predictors"])}
+            except (KeyError, ValueError, TypeError) as exc:
+                verdicts.append(unreadable(key_file, f"no row counts: {exc!r}"))
+                continue
+            problem, where = None, key_file
+            for folder in TABLE_DIRS:
+                where = self.path(folder, item)
+                problem = "is missing" if not where.is_file() else csv_table_problem(where, rows[folder])
+                if problem:
+                    break
+            verdicts.append(Verdict.judge(str(key_file), item, recorded, recorded.get("content_key"), problem,
+                                          str(where)))
+        return verdicts
+
+    def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
+        names = [item.id for item in items]
+        listed = [{"assay": name, "error": failures[name]} for name in names if name in failures]
+        per_assay, _ = write_summaries(self.target, [n for n in names if n not in failures], self.run["categories"],
+                                       self.run["category_columns"], listed)
+        return len(per_assay)
+
+
 def run_benchmark(
     assays: Sequence[Assay],
     out_dir: str | os.PathLike[str],
@@ -323,14 +398,14 @@ def run_benchmark(
     report: Callable[[str], None] | None = None,
     shard: Shard | None = None,
 ) -> BenchmarkResult:
-    """Score and evaluate every assay (or this ``shard``'s); finished assays whose content key matches are not
+    """Score and evaluate every assay (or this ``shard``'s); finished assays whose results check out are not
     recomputed.
 
     ``settings`` (model sources etc.) are recorded in ``run.json`` together with the scoring options; a
-    resumed run must match them. Failures are reported per assay and do not stop the run.
+    resumed run must match them (``restart`` recomputes everything). An assay that fails with a user error is
+    reported and recorded, and does not stop the others.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     say = report or log.info
     run_settings = {
         **(settings or {}),
@@ -342,77 +417,77 @@ def run_benchmark(
         "seed": seed if max_variants is not None else None,
         "skip_invalid": skip_invalid,
     }
-    _check_run_settings(out, run_settings, restart)
-    for folder in ("scores", "metrics", "proteingym"):
-        (out / folder).mkdir(exist_ok=True)
+    assays = list(assays)
     fingerprints = {"model": module_fingerprint(model) if model is not None else None,
                     "esm2": module_fingerprint(esm_model) if esm_model is not None else None}
-    keys = {a.name: assay_content_key(a, run_settings, fingerprints) for a in assays}
-    all_assays = list(assays)
-    if shard is not None:
-        costs = [assay_cost(a, run_settings, with_esm=esm_model is not None) for a in all_assays]
-        owned = partition(costs, [a.name for a in all_assays], shard.count)[shard.index]
-        assays = [all_assays[i] for i in owned]
-        run = {"command": "benchmark-dms", "assays": content_key(sorted(keys.items())), **fingerprints,
-               "settings": run_settings, "n_shards": shard.count}
-        run_key = content_key(run)
-        items = [(i, all_assays[i].name) for i in owned]
-        write_manifest(out / SHARDS_DIR, shard, command="benchmark-dms", run_key=run_key, run=run, items=items,
-                       n_items=len(all_assays), complete=False)
+    items = [RunItem(k, a.name, a.name, assay_fields(a, run_settings, fingerprints)) for k, a in enumerate(assays)]
+    units = [WorkUnit((k,), assay_cost(a, run_settings, with_esm=esm_model is not None)) for k, a in enumerate(assays)]
+    run = {"assays": content_key(sorted((item.id, item.key) for item in items)), **fingerprints,
+           "settings": run_settings, "category_columns": list(category_columns),
+           "categories": {a.name: dict(a.categories) for a in assays}}
+    layout = BenchmarkLayout(out, run, shard)
+    sharded = ShardedRun(layout, items, units, shard=shard, overwrite=restart)
 
-    failures: list[dict[str, str]] = []
-    skipped: list[str] = []
-    iterator = assays
-    if progress:
-        from tqdm.auto import tqdm
+    def compute(chosen: list[WorkUnit], pending: set[int]) -> dict[int, str]:
+        failed: dict[int, str] = {}
+        todo = sorted(pending)
+        iterator = todo
+        if progress:
+            from tqdm.auto import tqdm
 
-        iterator = tqdm(assays, desc="benchmark-dms", unit="assay")
-    for assay in iterator:
-        metrics_path = out / "metrics" / f"{assay.name}.csv"
-        gym_path = out / "proteingym" / f"{assay.name}.csv"
-        if metrics_path.is_file() and not restart and _stored_assay_key(out, assay.name) == keys[assay.name]:
-            skipped.append(assay.name)
-            if not gym_path.is_file() and assay.wild_type:  # finished by a version without these files
-                scores = pd.read_csv(out / "scores" / f"{assay.name}.csv", dtype={"mutant": str})
-                _write_csv(proteingym_table(scores, check_wild_type(assay.wild_type, assay.name)), gym_path)
-            continue
-        try:
-            wild_type, variants, rows, note = load_assay_variants(
-                assay, skip_invalid=skip_invalid, max_variants=max_variants, seed=seed, window=window
-            )
-            scores = score_variants(
-                wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=region,
-                local_radius=local_radius, batch_size=batch_size, window=window,
-            )
-            table = pd.concat([rows, scores], axis=1)
-            _write_csv(table, out / "scores" / f"{assay.name}.csv")
-            _write_csv(proteingym_table(table, wild_type), gym_path)
-            metrics = metrics_table(table, assay.name)
-            _write_csv(metrics, metrics_path)
-            _write_assay_key(out, assay.name, keys[assay.name], fingerprints)
-            say(f"{assay.name}: {len(variants)} variants" + (f" ({note})" if note else ""))
+            iterator = tqdm(todo, desc="benchmark-dms", unit="assay")
+        for k in iterator:
+            assay = assays[k]
+            try:
+                n_variants, note, metrics = _score_assay(assay, layout, items[k], model=model, esm_model=esm_model,
+                                                         properties=properties, region=region,
+                                                         local_radius=local_radius, batch_size=batch_size,
+                                                         window=window, max_variants=max_variants, seed=seed,
+                                                         skip_invalid=skip_invalid)
+            except SeqdanceError as exc:  # the assay's own problem: recorded, the others go on
+                failed[k] = " ".join(str(exc).split()) or type(exc).__name__
+                say(f"{assay.name}: FAILED: {failed[k]}")
+                continue
+            sharded.throughput.add(n_variants, n_variants * (min(len(assay.wild_type or ""), window) + 2))
+            say(f"{assay.name}: {n_variants} variants" + (f" ({note})" if note else ""))
             for line in metric_warnings(metrics):
                 say(f"warning: {line}")
-        except Exception as exc:  # one assay's failure is reported and must not stop the others
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            failures.append({"assay": assay.name, "error": message})
-            say(f"{assay.name}: FAILED: {message}")
-    failures_frame = pd.DataFrame(failures, columns=["assay", "error"])
-    categories = {a.name: dict(a.categories) for a in assays}
-    if shard is None:
-        per_assay, summary = write_summaries(out, [a.name for a in assays], categories, category_columns, failures)
-        return BenchmarkResult(per_assay, summary, failures_frame, skipped)
-    write_manifest(out / SHARDS_DIR, shard, command="benchmark-dms", run_key=run_key, run=run, items=items,
-                   n_items=len(all_assays), complete=True,
-                   extra={"failures": failures, "categories": categories, "category_columns": list(category_columns),
-                          "content_keys": {a.name: keys[a.name] for a in assays}})
-    if run_is_complete(out / SHARDS_DIR, run_key, shard.count):
-        merged = merge_benchmark(out)
-        return BenchmarkResult(merged.per_assay, merged.summary, failures_frame, skipped)
-    frames = [pd.read_csv(out / "metrics" / f"{a.name}.csv") for a in assays
-              if (out / "metrics" / f"{a.name}.csv").is_file()]
+        return failed
+
+    result = sharded.execute(compute)
+    failures = pd.DataFrame([{"assay": a, "error": e} for a, e in result.failures.items()], columns=["assay", "error"])
+    if result.merged:
+        per_assay = pd.read_csv(out / "per_assay.csv") if result.n_combined else pd.DataFrame(
+            columns=["assay", "predictor"])
+        summary = pd.read_csv(out / "summary.csv") if result.n_combined else pd.DataFrame()
+        return BenchmarkResult(per_assay, summary, failures, result)
+    mine = [out / "metrics" / f"{items[k].output}.csv" for k in sharded.owned if items[k].id not in result.failures]
+    frames = [pd.read_csv(path) for path in mine if path.is_file()]
     per_assay = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["assay", "predictor"])
-    return BenchmarkResult(per_assay, pd.DataFrame(), failures_frame, skipped)
+    return BenchmarkResult(per_assay, pd.DataFrame(), failures, result)
+
+
+def _score_assay(assay: Assay, layout: BenchmarkLayout, item: RunItem, *, model, esm_model, properties, region,
+                 local_radius, batch_size, window, max_variants, seed, skip_invalid
+                 ) -> tuple[int, str, pd.DataFrame]:
+    """Score and evaluate one assay and write its tables, key file last; returns (variants, note, metrics)."""
+    wild_type, variants, rows, note = load_assay_variants(
+        assay, skip_invalid=skip_invalid, max_variants=max_variants, seed=seed, window=window
+    )
+    scores = score_variants(
+        wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=region,
+        local_radius=local_radius, batch_size=batch_size, window=window,
+    )
+    table = pd.concat([rows, scores], axis=1)
+    metrics = metrics_table(table, assay.name)
+    _write_csv(table, layout.path("scores", item))
+    _write_csv(proteingym_table(table, wild_type), layout.path("proteingym", item))
+    _write_csv(metrics, layout.path("metrics", item))
+    record = {"assay": assay.name, "content_key": item.key, **item.expect, "n_variants": len(table),
+              "n_predictors": len(metrics)}
+    with atomic_path(layout.path(KEYS_DIR, item)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return len(variants), note, metrics
 
 
 def write_summaries(
@@ -438,14 +513,11 @@ def write_summaries(
     return per_assay, summary
 
 
-SHARDS_DIR = "shards"
-KEYS_DIR = "keys"
-
-
-def assay_content_key(assay: Assay, run_settings: dict, fingerprints: dict) -> str:
+def assay_fields(assay: Assay, run_settings: dict, fingerprints: dict) -> dict[str, str | None]:
     """What an assay's results depend on: its table file, wild type, the run settings and the model fingerprints."""
     table = sha256_file(assay.table_path) if assay.table_path.is_file() else None
-    return content_key({"table": table, "wild_type": assay.wild_type, "settings": run_settings, **fingerprints})
+    sequence = text_digest(assay.wild_type) if assay.wild_type is not None else None
+    return {"table": table, "sequence": sequence, "settings": content_key(run_settings), **fingerprints}
 
 
 def assay_cost(assay: Assay, run_settings: dict, *, with_esm: bool) -> float:
@@ -465,18 +537,6 @@ def assay_cost(assay: Assay, run_settings: dict, *, with_esm: bool) -> float:
     return cost
 
 
-def _write_assay_key(out: Path, name: str, key: str, fingerprints: dict) -> None:
-    with atomic_path(out / KEYS_DIR / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps({"assay": name, "content_key": key, **fingerprints}, indent=1, sort_keys=True) + "\n")
-
-
-def _stored_assay_key(out: Path, name: str) -> str | None:
-    try:
-        return json.loads((out / KEYS_DIR / f"{name}.json").read_text()).get("content_key")
-    except (OSError, ValueError):
-        return None
-
-
 @dataclass
 class MergedBenchmark:
     per_assay: pd.DataFrame
@@ -487,24 +547,12 @@ class MergedBenchmark:
 def merge_benchmark(out_dir: str | os.PathLike[str]) -> MergedBenchmark:
     """Check the shards of a benchmark run in ``out_dir`` and write the tables over all assays.
 
-    Every shard must be finished and of the same run, and every assay that did not fail must have results with
-    that run's content key (a ShardError names the first that does not).
+    Every shard must be finished and of the same run, and every assay that did not fail must have results that
+    check out against the run's plan (a ShardError names the first that does not).
     """
     out = Path(out_dir)
-    manifests = complete_run(out / SHARDS_DIR, "benchmark-dms")
-    names = merged_items(manifests)
-    failures = [f for m in manifests for f in m.get("failures", [])]
-    failed = {f["assay"] for f in failures}
-    categories: dict[str, dict[str, str]] = {}
-    keys: dict[str, str] = {}
-    for m in manifests:
-        categories.update(m.get("categories", {}))
-        keys.update(m.get("content_keys", {}))
-    for name in names:
-        if name not in failed and _stored_assay_key(out, name) != keys.get(name):
-            raise ShardError(f"{out / 'metrics' / (name + '.csv')} is missing or comes from another run (other "
-                             "assay files, models or settings than the shards' manifests); rerun its shard")
-    columns = manifests[0].get("category_columns", [])
-    failures.sort(key=lambda f: names.index(f["assay"]) if f["assay"] in names else len(names))
-    per_assay, summary = write_summaries(out, names, categories, columns, failures)
-    return MergedBenchmark(per_assay, summary, pd.DataFrame(failures, columns=["assay", "error"]))
+    merged = merge_run(BenchmarkLayout, out)
+    per_assay = pd.read_csv(out / "per_assay.csv") if merged.n_combined else pd.DataFrame(columns=["assay", "predictor"])
+    summary = pd.read_csv(out / "summary.csv") if merged.n_combined else pd.DataFrame()
+    failures = pd.DataFrame([{"assay": a, "error": e} for a, e in merged.failures.items()], columns=["assay", "error"])
+    return MergedBenchmark(per_assay, summary, failures)

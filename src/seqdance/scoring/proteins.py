@@ -5,15 +5,17 @@ Output folder::
 
     proteins/<id>.csv    one row per variant of the protein: the input columns, n_mutations, score, change_*,
                          esm2_* (as ``seqdance score`` writes for one protein)
-    proteins/<id>.json   what the table was computed from (its content key, the model fingerprints)
+    proteins/<id>.json   what the table was computed from (its content key and fields), written after the table
     scores.csv           every protein's rows, with the protein ``id`` first; proteins in FASTA order
     invalid.csv          with --skip-invalid: id, row, mutant, reason of the rows left out
     shards/              manifests of a sharded run (:mod:`seqdance.inference.sharding`)
 
-Each protein is scored whole in one process (the combined score normalises over a protein's variants), so a
-sharded run's tables are bitwise those of a single process. A protein's table is reused only when its content
-key matches: wild type, its input rows, the dynamics and ESM2 model fingerprints and the scoring settings.
-Proteins are dealt to shards by their cost, variants × window tokens.
+The run goes through the one run protocol (:class:`seqdance.inference.sharded_run.ShardedRun`; the layout is
+:class:`ScoreLayout`): each protein is scored whole in one process (the combined score normalises over a
+protein's variants), so a sharded run's tables are bitwise those of a single process. A protein's table is
+reused only when its JSON records the content key of its wild type, input rows, model fingerprints and scoring
+settings AND the table itself checks out: a header and one complete row per variant (a truncated, cut or empty
+table is recomputed). Proteins are dealt to shards by their cost, variants × window tokens.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,18 +34,20 @@ import torch
 from seqdance.errors import InputError
 from seqdance.inference.fingerprint import module_fingerprint
 from seqdance.inference.prediction_io import unique_stems
-from seqdance.inference.sharding import (
-    Shard,
-    ShardError,
-    complete_run,
-    content_key,
-    input_cost,
-    merged_items,
-    partition,
-    run_is_complete,
-    write_manifest,
+from seqdance.inference.sharded_run import (
+    RunItem,
+    RunLayout,
+    RunReport,
+    ShardedRun,
+    Verdict,
+    WorkUnit,
+    csv_table_problem,
+    merge_run,
+    missing,
+    read_record,
 )
-from seqdance.inference.writer import BackgroundWriter, Throughput
+from seqdance.inference.sharding import Shard, content_key, input_cost, text_digest
+from seqdance.inference.writer import BackgroundWriter
 from seqdance.io_utils import FastaRecord, atomic_path
 from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS
@@ -61,7 +65,6 @@ from seqdance.scoring.windows import drop_unscorable
 PROTEINS_DIR = "proteins"
 COMBINED_CSV = "scores.csv"
 INVALID_CSV = "invalid.csv"
-SHARDS_DIR = "shards"
 ID_COLUMN = "id"
 
 
@@ -180,6 +183,36 @@ def _global(seq_id: str, positions: list[int], item: InvalidMutant) -> InvalidRo
     return InvalidRow(seq_id, positions[item.row - 1] + 1, item.mutant, item.reason)
 
 
+def protein_tasks(
+    records: Sequence[FastaRecord],
+    fasta: str,
+    *,
+    mutations: str | os.PathLike[str] | None,
+    id_column: str = ID_COLUMN,
+    offset: int = 1,
+    window: int = ESM2_MAX_RESIDUES,
+    skip_invalid: bool = False,
+) -> tuple[list[ProteinTask], list[InvalidRow]]:
+    """The proteins of a scoring run: every wild type's saturation scan (``mutations`` None) or the rows of a
+    mutation table keyed by ``id_column``. Invalid rows stop here (the first five named) unless ``skip_invalid``;
+    nothing left to score is an error."""
+    if mutations is None:
+        tasks, invalid = saturation_tasks(records, fasta, offset=offset), []
+    else:
+        from seqdance.scoring.mutations import read_mutations
+
+        tasks, invalid = table_tasks(records, read_mutations(mutations), str(mutations), id_column=id_column,
+                                     offset=offset, window=window)
+        if invalid and not skip_invalid:
+            listed = "; ".join(str(i) for i in invalid[:5]) + (f"; and {len(invalid) - 5} more"
+                                                               if len(invalid) > 5 else "")
+            raise InputError(f"{mutations}: {len(invalid)} invalid mutant(s): {listed} "
+                             "(use --skip-invalid to score the rest)")
+    if not tasks:
+        raise InputError("no valid mutants to score")
+    return tasks, invalid
+
+
 def write_invalid(out_dir: str | os.PathLike[str], invalid: Sequence[InvalidRow]) -> Path:
     path = Path(out_dir) / INVALID_CSV
     frame = pd.DataFrame([{"id": i.id, "row": i.row, "mutant": i.mutant, "reason": i.reason} for i in invalid],
@@ -203,16 +236,36 @@ def task_cost(task: ProteinTask, settings: ScoreSettings, *, with_esm: bool) -> 
     return cost
 
 
-@dataclass
-class ScoreRunReport:
-    n_proteins: int
-    n_owned: int
-    n_done: int
-    n_scored: int
-    n_variants: int = 0
-    throughput: Throughput | None = None
-    merged: bool = False
-    n_rows: int = 0
+class ScoreLayout(RunLayout):
+    """``proteins/<id>.csv`` + ``.json`` per protein, combined into ``scores.csv``."""
+
+    command = "score"
+    unit_noun = ("protein", "proteins")
+
+    def paths(self, item: RunItem) -> tuple[Path, Path]:
+        folder = self.target / PROTEINS_DIR
+        return folder / f"{item.output}.csv", folder / f"{item.output}.json"
+
+    def begin(self, items: Sequence[RunItem], overwrite: bool) -> None:
+        (self.target / PROTEINS_DIR).mkdir(parents=True, exist_ok=True)
+
+    def check(self, items: Sequence[RunItem]) -> list[Verdict]:
+        verdicts = []
+        for item in items:
+            table, meta = self.paths(item)
+            if not table.is_file() or not meta.is_file():
+                verdicts.append(missing(table if not table.is_file() else meta))
+                continue
+            recorded = read_record(meta)
+            if isinstance(recorded, Verdict):
+                verdicts.append(recorded)
+                continue
+            verdicts.append(Verdict.judge(str(table), item, recorded, recorded.get("content_key"),
+                                          csv_table_problem(table, int(item.expect["n_variants"]))))
+        return verdicts
+
+    def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
+        return write_combined(self.target, [item.id for item in items], {item.id: item.output for item in items})
 
 
 def run_protein_scores(
@@ -224,88 +277,64 @@ def run_protein_scores(
     settings: ScoreSettings = ScoreSettings(),
     batch_size: int | None = None,
     shard: Shard | None = None,
+    overwrite: bool = False,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
-) -> ScoreRunReport:
-    """Score every protein (or this shard's) into ``out_dir``; see the module docstring."""
+) -> RunReport:
+    """Score every protein (or this shard's) into ``out_dir``; see the module docstring.
+
+    The report's throughput counts variants. ``overwrite``: score every protein again, even those whose table
+    checks out.
+    """
     out = Path(out_dir)
-    (out / PROTEINS_DIR).mkdir(parents=True, exist_ok=True)
     tasks = list(tasks)
     ids = [t.id for t in tasks]
     stems = unique_stems(ids)
     fingerprints = {"model": module_fingerprint(model) if model is not None else None,
                     "esm2": module_fingerprint(esm_model) if esm_model is not None else None}
-    keys = [content_key({"protein": t.digest(), "settings": settings.as_dict(), **fingerprints}) for t in tasks]
-    if shard is None:
-        owned = list(range(len(tasks)))
-    else:
-        costs = [task_cost(t, settings, with_esm=esm_model is not None) for t in tasks]
-        owned = partition(costs, ids, shard.count)[shard.index]
-    run = {"command": "score", "proteins": content_key(list(zip(ids, keys))), **fingerprints,
-           "settings": settings.as_dict(), "n_shards": shard.count if shard else 1}
-    run_key = content_key(run)
-    folder = out / SHARDS_DIR
-    items = [(i, ids[i]) for i in owned]
-    if shard is not None:
-        write_manifest(folder, shard, command="score", run_key=run_key, run=run, items=items, n_items=len(tasks),
-                       complete=False, extra={"stems": {ids[i]: stems[ids[i]] for i in owned}})
-    pending = [i for i in owned if _stored_key(out, stems[ids[i]]) != keys[i]]
-    result = ScoreRunReport(len(tasks), len(owned), len(owned) - len(pending), 0, throughput=Throughput())
-    iterator = pending
-    if progress and len(pending) > 1:
-        from tqdm.auto import tqdm
+    settings_key = content_key(settings.as_dict())
+    items = [RunItem(k, t.id, stems[t.id], {"sequence": text_digest(t.wild_type), "inputs": t.digest(),
+                                            "settings": settings_key, "n_variants": str(len(t.variants)),
+                                            **fingerprints}) for k, t in enumerate(tasks)]
+    units = [WorkUnit((k,), task_cost(t, settings, with_esm=esm_model is not None)) for k, t in enumerate(tasks)]
+    run = {"proteins": content_key([(item.id, item.key) for item in items]), **fingerprints,
+           "settings": settings.as_dict()}
+    layout = ScoreLayout(out, run, shard)
+    sharded = ShardedRun(layout, items, units, shard=shard, overwrite=overwrite)
 
-        iterator = tqdm(pending, desc="proteins", unit="protein")
-    result.throughput.start()
-    with BackgroundWriter() as writer:
-        for i in iterator:
-            task = tasks[i]
-            scores = score_variants(
-                task.wild_type, task.variants, model=model, esm_model=esm_model,
-                properties=list(settings.properties) if settings.properties else None, region=settings.region,
-                local_radius=settings.local_radius, batch_size=batch_size, window=settings.window,
-                progress=progress and len(pending) == 1,
-            )
-            table = variant_table(task.rows, task.variants, scores)
-            writer.submit(_write_protein, out, stems[task.id], table,
-                          {"id": task.id, "content_key": keys[i], "n_variants": len(task.variants), **fingerprints})
-            result.n_scored += 1
-            result.n_variants += len(task.variants)
-            result.throughput.add(len(task.variants), len(task.variants) * (min(len(task.wild_type),
-                                                                                 settings.window) + 2))
-            if report is not None:
-                report(f"{task.id}: {len(task.variants)} variant(s) scored")
-    result.throughput.stop()
-    if shard is None:
-        result.n_rows = write_combined(out, ids, stems)
-        result.merged = True
-        return result
-    write_manifest(folder, shard, command="score", run_key=run_key, run=run, items=items, n_items=len(tasks),
-                   complete=True, extra={"stems": {ids[i]: stems[ids[i]] for i in owned},
-                                         "content_keys": {ids[i]: keys[i] for i in owned}})
-    if run_is_complete(folder, run_key, shard.count):
-        result.n_rows = merge_protein_scores(out)
-        result.merged = True
-    return result
+    def compute(chosen: list[WorkUnit], pending: set[int]) -> None:
+        todo = sorted(pending)
+        iterator = todo
+        if progress and len(todo) > 1:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(todo, desc="score", unit="protein")
+        with BackgroundWriter() as writer:
+            for i in iterator:
+                task = tasks[i]
+                scores = score_variants(
+                    task.wild_type, task.variants, model=model, esm_model=esm_model,
+                    properties=list(settings.properties) if settings.properties else None, region=settings.region,
+                    local_radius=settings.local_radius, batch_size=batch_size, window=settings.window,
+                    progress=progress and len(todo) == 1,
+                )
+                table = variant_table(task.rows, task.variants, scores)
+                writer.submit(_write_protein, layout.paths(items[i]), table,
+                              {"id": task.id, "content_key": items[i].key, **items[i].expect})
+                sharded.throughput.add(len(task.variants), len(task.variants) * (min(len(task.wild_type),
+                                                                                      settings.window) + 2))
+                if report is not None:
+                    report(f"{task.id}: {len(task.variants)} variant(s) scored")
+
+    return sharded.execute(compute)
 
 
-def _write_protein(out: Path, stem: str, table: pd.DataFrame, meta: dict) -> None:
-    folder = out / PROTEINS_DIR
-    with atomic_path(folder / f"{stem}.csv") as tmp:
+def _write_protein(paths: tuple[Path, Path], table: pd.DataFrame, meta: dict) -> None:
+    table_path, meta_path = paths
+    with atomic_path(table_path) as tmp:
         table.to_csv(tmp, index=False)
-    with atomic_path(folder / f"{stem}.json") as tmp:  # written last: a table without it is recomputed
+    with atomic_path(meta_path) as tmp:  # written last: a table without it is recomputed
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _stored_key(out: Path, stem: str) -> str | None:
-    meta = out / PROTEINS_DIR / f"{stem}.json"
-    table = out / PROTEINS_DIR / f"{stem}.csv"
-    if not meta.is_file() or not table.is_file():
-        return None
-    try:
-        return json.loads(meta.read_text(encoding="utf-8")).get("content_key")
-    except (OSError, ValueError):
-        return None
 
 
 def write_combined(out_dir: str | os.PathLike[str], ids: Sequence[str], stems: dict[str, str]) -> int:
@@ -339,21 +368,5 @@ def write_combined(out_dir: str | os.PathLike[str], ids: Sequence[str], stems: d
 
 
 def merge_protein_scores(out_dir: str | os.PathLike[str]) -> int:
-    """Check the shards of a scoring run in ``out_dir`` and write ``scores.csv``; returns its row count.
-
-    Every shard must be finished and of the same run, and every protein's table must carry that run's content
-    key (a ShardError names the first that does not).
-    """
-    out = Path(out_dir)
-    manifests = complete_run(out / SHARDS_DIR, "score")
-    stems: dict[str, str] = {}
-    keys: dict[str, str] = {}
-    for m in manifests:
-        stems.update(m.get("stems", {}))
-        keys.update(m.get("content_keys", {}))
-    ids = merged_items(manifests)
-    for seq_id in ids:
-        if _stored_key(out, stems[seq_id]) != keys.get(seq_id):
-            raise ShardError(f"{out / PROTEINS_DIR / (stems[seq_id] + '.csv')} is missing or comes from another run "
-                             "(other inputs, model or settings than the shards' manifests); rerun its shard")
-    return write_combined(out, ids, stems)
+    """Check the shards of a scoring run in ``out_dir`` and write ``scores.csv``; returns its row count."""
+    return merge_run(ScoreLayout, out_dir).n_combined

@@ -35,10 +35,12 @@ from typing import Any
 
 import pandas as pd
 
-from seqdance.errors import InputError, SeqdanceError
+from seqdance.errors import SeqdanceError
 from seqdance.features.inputs.spec import InputSpec
 from seqdance.features.options import MdOptions, NmaOptions, OptionError
 from seqdance.schema import GROUP_KIND, source_group
+from seqdance.shards import Shard
+from seqdance.shards import parse_shard as _parse_shard
 from seqdance.store.hdf5 import LABEL_WIDTH, check_name
 
 _PATH_COLUMNS = ("structure", "topology", "trajectory", "features")
@@ -238,13 +240,6 @@ def shard_of(name: str, n_shards: int) -> int:
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % n_shards
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` (0 ≤ i < N) -> (i, N)."""
-    try:
-        left, right = text.split("/")
-        i, n = int(left), int(right)
-    except ValueError:
-        raise InputError(f"shard must be written i/N (e.g. 0/8), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise InputError(f"shard {text!r}: need N ≥ 1 and 0 ≤ i < N")
-    return i, n
+def parse_shard(text: str) -> Shard:
+    """``"i/N"`` (0 ≤ i < N) -> ``(i, N)``: :func:`seqdance.shards.parse_shard`, the one parser of ``--shard``."""
+    return _parse_shard(text)

@@ -1,0 +1,67 @@
+"""What ``score`` and ``benchmark-dms`` share on the command line: the scoring options and the model loading."""
+
+from __future__ import annotations
+
+import argparse
+
+from seqdance.cli.options import int_at_least
+from seqdance.cli.run_options import add_shard_option
+from seqdance.errors import InputError
+from seqdance.schema import PROPERTY_NAMES
+
+
+def property_list(values: list[str] | None) -> list[str] | None:
+    """Property names from ``--properties`` (space- or comma-separated); None means all."""
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROPERTY_NAMES]
+    if unknown:
+        raise InputError(f"unknown property name(s) {unknown}; known: {', '.join(PROPERTY_NAMES)}")
+    return names
+
+
+def add_scoring_options(parser: argparse.ArgumentParser, shard_what: str) -> None:
+    from seqdance.schema import ESM2_MAX_RESIDUES
+    from seqdance.scoring.options import DEFAULT_LOCAL_RADIUS, REGIONS
+
+    parser.add_argument("--model", required=True, metavar="SOURCE",
+                        help="dynamics model: Hugging Face id (e.g. ChaoHou/ESMDance), local folder or update_*.pt")
+    parser.add_argument("--esm2", metavar="SOURCE",
+                        help="also score with an ESM2 masked LM (e.g. facebook/esm2_t12_35M_UR50D or a local folder): "
+                        "masked-marginal and wild-type-marginal log-likelihood ratios")
+    parser.add_argument("--properties", nargs="+", metavar="NAME",
+                        help="properties to score (default: all 23); only residue properties -> fast path without "
+                        "pair outputs")
+    parser.add_argument("--region", choices=REGIONS, default="reference",
+                        help="entries averaged in each property's change: 'reference' = all tokens incl. <cls>/<eos> "
+                        "and all pairs (the published definition, default); 'residues' = residue tokens only; "
+                        "'local' = residues near the mutated sites")
+    parser.add_argument("--local-radius", type=int_at_least(0), default=DEFAULT_LOCAL_RADIUS, metavar="R",
+                        help=f"half-width in residues of the 'local' region (default {DEFAULT_LOCAL_RADIUS})")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="skip invalid mutants (reported) instead of stopping")
+    parser.add_argument("--batch-size", type=int_at_least(1), metavar="N",
+                        help="mutants per forward pass (default: chosen from the protein length)")
+    parser.add_argument("--window", type=int_at_least(1, maximum=ESM2_MAX_RESIDUES), default=ESM2_MAX_RESIDUES,
+                        metavar="N", help=f"most residues per forward pass (default {ESM2_MAX_RESIDUES}, the ESM2 "
+                        "limit); longer proteins are scored on a window of N residues around each variant's sites")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
+    add_shard_option(parser, shard_what)
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+
+
+def load_models(args: argparse.Namespace):
+    """The dynamics model of ``--model`` (on ``--device``; torchrun: the rank's GPU) and the ESM2 of ``--esm2``."""
+    from seqdance.devices import resolve_device
+    from seqdance.inference.sharding import local_rank
+    from seqdance.model import load_model
+
+    model = load_model(args.model, device=resolve_device(args.device, local_rank=local_rank()))
+    esm_model = None
+    if args.esm2:
+        from seqdance.model import load_esm2_masked_lm
+
+        esm_model = load_esm2_masked_lm(args.esm2, device=next(model.parameters()).device)
+    return model, esm_model
