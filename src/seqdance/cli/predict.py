@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seqdance.cli.options import int_at_least
+from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.errors import InputError
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 
@@ -76,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also draw OUTDIR/<id>.profiles.png (RMSF, SASA, secondary structure, GNM fluctuations) and "
         "OUTDIR/<id>.pairs.png (correlation, summed interactions, ANM correlation) per sequence",
     )
+    add_report_option(pred)
     pred.set_defaults(func=run_predict)
 
     emb = subparsers.add_parser(
@@ -174,6 +176,7 @@ def run_predict(args: argparse.Namespace) -> int:
           + (f" and {n_plots} figures" if args.plots else "") + f" in {args.output}",
           file=sys.stderr)
     report_run(report, shard, RESIDUE_CSV, args.output)
+    write_run_report(args, args.output, complete=report.merged)
     return 0
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from seqdance.cli.options import int_at_least
+from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.errors import InputError
 from seqdance.schema import PROPERTY_NAMES
 
@@ -85,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--heatmap-column", default=None, metavar="COLUMN",
                        help="column drawn in the heat map (default: score)")
     _add_scoring_options(score)
+    add_report_option(score)
     score.set_defaults(func=run_score)
 
     bench = subparsers.add_parser(
@@ -224,6 +226,7 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
     if shard is not None and not result.merged:
         print(f"shard {shard.label}: the last shard to finish writes {out / COMBINED_CSV} "
               f"(or run: seqdance merge {out})", file=sys.stderr)
+    write_run_report(args, out, complete=result.merged, model=model)
     return 0
 
 
@@ -292,6 +295,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
             label=column, title=f"{column} of single substitutions",
         )
         print(f"wrote heat map of {drawn} substitution(s) to {args.heatmap}")
+    write_run_report(args, out, model=model)
     return 0
 
 
