@@ -116,6 +116,7 @@ def hover_cell(driver, plot, row: int, column: int) -> str:
 def screenshot(driver, path: Path, docs_name: str) -> Path:
     """Save a screenshot of the whole page to ``path`` (and to docs/images/``docs_name`` when
     SEQDANCE_UPDATE_SCREENSHOTS=1)."""
+    driver.execute_script("window.scrollTo(0, 0)")
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1400, min(max(int(height) + 40, 800), 4000))
     driver.save_screenshot(str(path))
