@@ -126,6 +126,24 @@ def test_saturation_payload_against_the_score_table() -> None:
     assert [data["top"]["properties"][i] for i in data["top"]["index"][k][2]] == expected
 
 
+def test_report_of_a_score_folder_of_several_proteins(tmp_path) -> None:
+    run = tmp_path / "scans"
+    (run / "proteins").mkdir(parents=True)
+    rows = [{"id": pid, "mutant": f"{wt}{i + 1}{m}", "n_mutations": 1, "score": -0.1 * i, "change_psi": 0.1 * i}
+            for pid, wild in (("a", "MKT"), ("b", "GSW")) for i, wt in enumerate(wild) for m in "AC" if m != wt]
+    pd.DataFrame(rows).to_csv(run / "scores.csv", index=False)
+    (run / "proteins" / "a.json").write_text(json.dumps({"id": "a", "model": "9" * 64, "esm2": None}))
+    assert main(["report", str(run), "-q"]) == 0
+    html = (run / "report.html").read_text(encoding="utf-8")
+    table = page_table(html)
+    assert [r["id"] for r in table["rows"]] == ["a", "b"] and table["columns"][0] == "variants"
+    assert [r["values"][0] for r in table["rows"]] == [6, 6]  # two substitutions at each of three positions
+    assert "9" * 64 in html
+    payloads = page_payloads(html)
+    assert [p["panels"][0]["kind"] for p in payloads] == ["saturation", "saturation"]
+    assert payloads[1]["panels"][0]["data"]["wild_type"] == ["G", "S", "W"]
+
+
 def test_units_cover_the_schema_and_file_names_match_the_runs() -> None:
     from seqdance.inference.runs import RESIDUE_CSV
     from seqdance.report import sources
