@@ -207,6 +207,7 @@ def test_report_flags_write_the_pages(runs) -> None:
 def test_report_in_a_browser(runs, browser, tmp_path) -> None:
     from selenium.webdriver.common.by import By
 
+    console_errors(browser)  # drain what earlier tests of this browser session left in its log
     browser.get((runs / "pred" / "report.html").as_uri())
     wait_for(browser, "return document.body.dataset.ready === 'true'")
     assert console_errors(browser) == []

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from seqdance.display.plots import SS_COLOURS, SS_NAMES, summed_interactions
+from seqdance.errors import InputError
 from seqdance.report.encode import block_mean, quantised_map, rounded
 from seqdance.report.views import ProteinView, ReportOptions
 from seqdance.schema import INTERACTION_NAMES, PROPERTY_NAMES, SS_CLASSES
@@ -205,7 +206,7 @@ def register_panel(panel: Panel, *, index: int | None = None) -> None:
     """Add a panel (at ``index`` in page order; last by default); its renderer is ``assets/panels/<kind>.js``
     of the package that defines it (see :func:`panel_script`)."""
     if any(p.kind == panel.kind for p in PANELS):
-        raise ValueError(f"a panel of kind {panel.kind!r} is registered already")
+        raise InputError(f"a panel of kind {panel.kind!r} is registered already")
     PANELS.insert(len(PANELS) if index is None else index, panel)
 
 

@@ -16,7 +16,7 @@ SeqdanceReport.registerPanel("profiles", function (el, data, protein) {
     const axis = r === 0 ? "y" : "y" + (r + 1);
     const top = 1 - r * (height + gap);
     layout["yaxis" + (r === 0 ? "" : r + 1)] = Object.assign({ domain: [top - height, top], anchor: "x", zeroline: false },
-      row.log ? { type: "log", tickformat: ".2~g", nticks: 5 } : {}, row.stacked ? { range: [0, 1] } : {});
+      row.log ? { type: "log", dtick: "D2" } : {}, row.stacked ? { range: [0, 1] } : {});
     annotations.push({ text: "<b>" + SR.escape(row.title) + "</b>", xref: "paper", yref: "paper", x: 0, y: top, xanchor: "left", yanchor: "bottom", showarrow: false, font: { size: 12 } });
     row.traces.forEach((trace) => {
       const head = "<b>%{customdata[0]}</b><br>";
