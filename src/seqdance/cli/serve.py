@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda, mps ...")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; another needs --token)")
-    parser.add_argument("--port", type=int_at_least(0, maximum=65535), default=7860, help="port (default 7860)")
+    parser.add_argument("--port", type=int_at_least(1, maximum=65535), default=7860, help="port (default 7860)")
     parser.add_argument("--token", default=None,
                         help=f"a secret every request must carry (default: ${TOKEN_ENV}); required with a --host "
                         "other machines can reach. Note: a command line is visible to other users of this machine")
@@ -68,15 +68,21 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise InputError(f"seqdance serve needs the app extra ({exc.name} is missing): "
                          "pip install 'seqdance[app]'") from None
+    from pathlib import Path
+
     from seqdance.app.server import create_app
     from seqdance.app.work import ModelService
-    from seqdance.cli.predict import _load, _model_name
+    from seqdance.devices import resolve_device
+    from seqdance.model import load_model
     from seqdance.report.assets import plotly_js
 
     plotly_js()  # the page's library: a missing plots extra fails now, not on the first visit
-    model = _load(args)
+    model = load_model(args.model, model_select=args.model_select, encoder=args.encoder,
+                       device=resolve_device(args.device))
     device = str(next(model.parameters()).device)
-    service = ModelService(model, name=_model_name(args.model), device=device, settings=settings)
+    local = Path(args.model).expanduser()
+    name = str(local.resolve()) if local.exists() else args.model  # as `seqdance predict` records it
+    service = ModelService(model, name=name, device=device, settings=settings)
     app = create_app(service, settings, host=args.host)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
                             access_log=not args.quiet, timeout_graceful_shutdown=5, lifespan="on")
