@@ -46,4 +46,5 @@ def require(path: Path) -> Path:
         pytest.skip(f"test data file absent: {path}")
     return path
 
+from _browser import browser, browser_downloads  # noqa: E402, F401
 from _store_fixtures import md_store, small_real_store  # noqa: E402, F401

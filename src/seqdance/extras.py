@@ -26,7 +26,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "nma": ("gemmi",),  # features nma, dataset build of NMA entries
     "structure": ("gemmi",),  # seqdance map: reading the PDB/mmCIF to colour
     "analysis": ("sklearn", "matplotlib"),  # probe (scikit-learn and its figures), analyze attention (heat maps)
-    "plots": ("matplotlib",),  # predict --plots, score --heatmap, evaluation figures
+    "plots": ("matplotlib", "plotly"),  # predict --plots, score --heatmap, evaluation figures; report, --report
+    "app": ("fastapi", "uvicorn", "multipart", "orjson", "plotly", "gemmi"),  # seqdance serve
     "dask": ("dask", "distributed"),  # --scheduler: a Dask cluster
     "tpr": ("MDAnalysis",),  # GROMACS .tpr topologies
     "hydrogens": ("openmm",),  # --add-hydrogens
@@ -41,6 +42,11 @@ MODULE_EXTRA: dict[str, str] = {
     "gemmi": "nma",
     "sklearn": "analysis",
     "matplotlib": "plots",
+    "plotly": "plots",
+    "fastapi": "app",
+    "uvicorn": "app",
+    "multipart": "app",
+    "orjson": "app",
     "distributed": "dask",
     "dask": "dask",
     "MDAnalysis": "tpr",
@@ -61,12 +67,15 @@ COMMAND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "map": ("structure", ("gemmi",)),
     "probe": ("analysis", ("sklearn", "matplotlib")),
     "analyze attention": ("analysis", ("matplotlib",)),
+    "report": ("plots", ("plotly",)),
+    "serve": ("app", ("fastapi", "uvicorn", "multipart", "orjson", "plotly")),
 }
 
 #: Options (argparse destinations) that ask for pictures -> the extra drawing them needs.
 OPTION_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "plots": ("plots", ("matplotlib",)),  # predict --plots
     "heatmap": ("plots", ("matplotlib",)),  # score --heatmap OUT.png
+    "report": ("plots", ("plotly",)),  # predict/score --report
 }
 
 

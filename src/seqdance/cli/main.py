@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.train",  # train, evaluate, loss-weights
     "seqdance.cli.analyze",  # analyze attention
     "seqdance.cli.probe",  # probe
+    "seqdance.cli.report",  # report (an HTML page of a run)
+    "seqdance.cli.serve",  # serve (the local web app)
 )
 
 
@@ -109,6 +111,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_argv = list(sys.argv[1:] if argv is None else argv)  # what a report names as its command
     configure_logging(args.verbose, bool(getattr(args, "quiet", False)))
     if not getattr(args, "func", None):
         parser.print_help()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from seqdance.cli.options import int_at_least
+from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import add_shard_option, model_name, report_run
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pred.add_argument("--plots", action="store_true",
                       help="also draw OUTDIR/<id>.profiles.png (RMSF, SASA, secondary structure, GNM fluctuations) "
                       "and OUTDIR/<id>.pairs.png (correlation, summed interactions, ANM correlation) per sequence")
+    add_report_option(pred)
     pred.set_defaults(func=run_predict)
 
 
@@ -110,4 +112,5 @@ def run_predict(args: argparse.Namespace) -> int:
           + (f" and {RESIDUE_CSV} ({report.n_combined} residues)" if shard is None else "")
           + (f" and {n_plots} figure(s)" if args.plots else "") + f" in {args.output}", file=sys.stderr)
     report_run(report, noun="sequences", merged_what=RESIDUE_CSV, merge_target=args.output)
+    write_run_report(args, args.output, complete=report.merged)
     return 0

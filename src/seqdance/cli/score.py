@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import report_run
 from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
 from seqdance.errors import InputError
@@ -48,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="several proteins: score every protein again, even those whose table is complete (one "
                        "protein's CSV is always replaced)")
     add_scoring_options(score, " of the proteins")
+    add_report_option(score)
     score.set_defaults(func=run_score)
 
 
@@ -112,6 +114,7 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
     print(f"{scope}{result.n_computed} protein(s) scored, {result.n_done} already done, of {result.n_owned}"
           + (f"; {COMBINED_CSV} ({result.n_combined} variants) in {out}" if result.merged else f" in {out}"))
     report_run(result, noun="variants", merged_what=str(out / COMBINED_CSV), merge_target=out)
+    write_run_report(args, out, complete=result.merged, model=model)
     return 0
 
 
@@ -152,4 +155,5 @@ def _run_score_one(args: argparse.Namespace) -> int:
         drawn = plot_score_heatmap(args.heatmap, wild_type, chosen.variants, result[column].to_numpy(dtype=float),
                                    offset=args.offset, label=column, title=f"{column} of single substitutions")
         print(f"wrote heat map of {drawn} substitution(s) to {args.heatmap}")
+    write_run_report(args, Path(args.output), model=model)
     return 0

@@ -47,7 +47,7 @@ from seqdance.inference.sharded_run import (
     missing,
     unreadable,
 )
-from seqdance.inference.sharding import Shard, records_digest, text_digest
+from seqdance.inference.sharding import Shard, content_key, records_digest, text_digest
 from seqdance.inference.writer import BackgroundWriter
 from seqdance.schema import PROPERTIES, PROPERTY_BY_NAME
 from seqdance.tokenizer import Encoded
@@ -210,6 +210,17 @@ class PredictionLayout(RunLayout):
                                                              if item.id not in failures))
 
 
+def prediction_content(sequence: str, fingerprint: str, value_options: str) -> dict[str, str]:
+    """What a prediction file's content key is made of: its sequence, the model fingerprint, the value options."""
+    return {"sequence": text_digest(sequence), "model": fingerprint, "options": value_options}
+
+
+def prediction_metadata(sequence: str, fingerprint: str, value_options: str) -> dict[str, str]:
+    """The metadata ``seqdance predict`` records in each ``.npz`` (anything writing one must record the same)."""
+    return {"model_fingerprint": fingerprint, "options": value_options,
+            "content_key": content_key(prediction_content(sequence, fingerprint, value_options))}
+
+
 def run_predictions(
     model,
     ids: Sequence[str],
@@ -239,8 +250,8 @@ def run_predictions(
                                    max_tokens_per_batch=options.max_tokens_per_batch)
     run = {"records": records_digest([(job.id, job.sequence) for job in prepared]), "model": fingerprint,
            "options": options.as_dict()}
-    items = [RunItem(job.index, job.id, stems[job.id], {"sequence": text_digest(job.sequence), "model": fingerprint,
-                                                         "options": value_options}) for job in prepared]
+    items = [RunItem(job.index, job.id, stems[job.id], prediction_content(job.sequence, fingerprint, value_options))
+             for job in prepared]
     layout = PredictionLayout(out_dir, run, shard, model_name=model_name)
     sharded = ShardedRun(layout, items, _plan_units(plan, quadratic), shard=shard, overwrite=overwrite)
     tokens = {unit.members: unit.tokens for unit in plan}
