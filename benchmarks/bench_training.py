@@ -3,7 +3,7 @@
     python benchmarks/bench_training.py            # batch 16 x 256 tokens, SeqDance-35M (reference needs several GB)
     python benchmarks/bench_training.py --quick    # batch 2 x 128 tokens (~1.5 GB), to check the script works
 
-One *step* = forward of a batch of the MD source group (residue + pair outputs), the DESIGN §7 loss,
+One *step* = forward of a batch of the MD source group (residue + pair outputs), the docs/design.md#loss loss,
 backward, gradient value clipping (0.5) and an AdamW step: what one micro-batch costs in training.
 
 * ``reference``: the straightforward formulation of the released training code: ``benchmarks/reference_model.py``

@@ -1,4 +1,4 @@
-"""Conformational properties (DESIGN §10.3) against MDTraj and independent formulas on real trajectories."""
+"""Conformational properties (docs/design.md#conformational-properties) against MDTraj and independent formulas on real trajectories."""
 
 from __future__ import annotations
 

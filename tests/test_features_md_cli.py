@@ -39,7 +39,7 @@ def test_writes_npz_with_all_features(tmp_path, golden, capsys):
         assert z["residue_ids"]["resSeq"][0] == 1
         assert list(z["frames"]) == [0, -1, 2]
         assert list(z["source_trajectories"]) == [str(dcd)]
-        # DESIGN §10.3 conformational properties of the one chain over the 5 frames
+        # docs/design.md#conformational-properties conformational properties of the one chain over the 5 frames
         assert z["conformation_n_frames"].tolist() == [5] and z["conformation_n_residues"].tolist() == [38]
         assert 0.5 < z["conformation_rg_mean"][0] < 2.0 and 0 < z["conformation_asphericity_mean"][0] < 1
     assert [p.name for p in out.parent.iterdir()] == ["3tvj.npz"]  # atomic write leaves no temporary file

@@ -1,4 +1,4 @@
-"""MD features on the shipped 3tvj_I example against the reference pipeline's outputs (DESIGN §9).
+"""MD features on the shipped 3tvj_I example against the reference pipeline's outputs (docs/design.md#test-data).
 
 Golden files: ``3tvj_I_res_feature.csv`` (MDTraj features), ``3tvj_I_pair_feature.npz`` (reference-mode
 interaction frequencies + Cα correlation) and GetContacts' own per-frame atom contacts ``*_contact.tsv``.

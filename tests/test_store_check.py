@@ -117,7 +117,7 @@ ATOM_LEVEL = ("sasa_mean", "sasa_std", "ss", "chi", "phi", "psi", "vdw", "hbbb",
 
 
 def _calpha_targets(seq: str = SEQ_MD):
-    """Stored targets of a one-bead (Cα) protein: every atom-level property masked (DESIGN §3b)."""
+    """Stored targets of a one-bead (Cα) protein: every atom-level property masked (docs/design.md#missing-properties)."""
     features = synthetic_features(seq, "md", seed=5)
     features["missing_properties"] = ATOM_LEVEL
     return features_to_targets(features, "md")

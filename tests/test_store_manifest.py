@@ -37,7 +37,7 @@ def test_parses_md_and_nma_rows_with_relative_paths(tmp_path) -> None:
 
 
 def test_back_mapping_and_hydrogen_columns_become_options_without_defaults(tmp_path) -> None:
-    """Per-row input options (DESIGN §3b): only values other than the defaults enter a protein's options (and so its
+    """Per-row input options (docs/design.md#input-kinds): only values other than the defaults enter a protein's options (and so its
     spec), so a column of defaults recomputes nothing and a changed value recomputes that protein; an ensemble
     may be its own trajectory."""
     path = _write(tmp_path, (

@@ -1,4 +1,4 @@
-"""A store mixing every MD input kind of DESIGN §3b, end to end on real data: ``dataset build`` (per-row back-mapping
+"""A store mixing every MD input kind of docs/design.md#input-kinds, end to end on real data: ``dataset build`` (per-row back-mapping
 and hydrogen options, a changed option recomputing that protein alone, a bad input failing alone with a one-line
 error), ``dataset check`` (the missing-property rule), training a few updates and ``evaluate``."""
 

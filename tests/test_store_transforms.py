@@ -99,7 +99,7 @@ def test_bad_features_name_the_problem(mutate, message: str) -> None:
 
 
 def test_reference_golden_features_transform(shared_data) -> None:
-    """The reference pipeline's own 3tvj_I outputs (CSV + npz) go through the transforms as DESIGN §2 says."""
+    """The reference pipeline's own 3tvj_I outputs (CSV + npz) go through the transforms as docs/design.md#property-schema says."""
     ref = shared_data / "reference" / "md"
     table = pd.read_csv(require(ref / "3tvj_I_res_feature.csv"))
     pair_ref = np.load(require(ref / "3tvj_I_pair_feature.npz"))["array"]
@@ -132,7 +132,7 @@ ATOM_LEVEL = tuple(n for n in MD_NAMES if n not in ("rmsf_nor", "corr"))
 
 
 def test_listed_missing_properties_are_masked_for_the_whole_protein() -> None:
-    """A Cα trace's features (DESIGN §3b): the listed properties are NaN and become MASK_VALUE everywhere; the
+    """A Cα trace's features (docs/design.md#missing-properties): the listed properties are NaN and become MASK_VALUE everywhere; the
     others are stored as usual."""
     features = synthetic_features("MKTAYIAK", "md", seed=3)
     for name in ATOM_LEVEL:

@@ -1,4 +1,4 @@
-"""The DESIGN §7 loss against an independent per-protein, per-property loop on hand-made tensors."""
+"""The docs/design.md#loss loss against an independent per-protein, per-property loop on hand-made tensors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Masked (missing) properties never reach loss weights, the training loss or evaluation (DESIGN §3b).
+"""Masked (missing) properties never reach loss weights, the training loss or evaluation (docs/design.md#missing-properties).
 
 A store mixes all-atom proteins with one-bead (Cα) proteins whose atom-level properties are masked and listed in
 their provenance, as ``dataset build`` writes them: the weight statistics, the training loss and every evaluation

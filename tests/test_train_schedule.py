@@ -1,4 +1,4 @@
-"""The learning-rate schedule follows the piecewise-linear rule of DESIGN §7, and the config reads YAML."""
+"""The learning-rate schedule follows the piecewise-linear rule of docs/design.md#optimiser-and-schedule, and the config reads YAML."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ PEAK = 1e-4
 
 
 def rule_lr(n: int, total: int = 200_000, warmup: int = 2000) -> float:
-    """The DESIGN §7 rule written out independently: LR of the n-th update (1-based)."""
+    """The docs/design.md#optimiser-and-schedule rule written out independently: LR of the n-th update (1-based)."""
     decay_end = int(0.9 * total)
     if n < warmup:
         return PEAK * n / warmup

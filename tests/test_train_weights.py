@@ -1,4 +1,4 @@
-"""Loss weights computed by the DESIGN §7 rules satisfy the stated ratios; weight tables load tolerantly."""
+"""Loss weights computed by the docs/design.md#loss-weights rules satisfy the stated ratios; weight tables load tolerantly."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The property schema: the single source of truth for the 23 dynamic properties.
 
 Every other module (feature extraction, dataset store, model heads, loss, scoring, plots) takes property
-names, channel positions, activations, target transforms and source groups from here. DESIGN.md §2.
+names, channel positions, activations, target transforms and source groups from here. docs/design.md#property-schema.
 
 Two channel layouts exist for each level:
 
@@ -35,7 +35,7 @@ ANGSTROM_PER_NM = 10.0
 MASK_VALUE = -1.0
 
 #: Tokens an ESM2 encoder was trained on at most (its context), and the residues that fit between <cls> and
-#: <eos>. Prediction windows, mutation-scoring windows and evaluation crops default to these (DESIGN §7, §10.1).
+#: <eos>. Prediction windows, mutation-scoring windows and evaluation crops default to these (docs/design.md#crops, #attention-metrics).
 ESM2_MAX_TOKENS = 1024
 ESM2_MAX_RESIDUES = ESM2_MAX_TOKENS - 2
 
@@ -208,7 +208,7 @@ def get_properties(names: Iterable[str] | None = None) -> tuple[Property, ...]:
     return tuple(p for p in PROPERTIES if p.name in wanted)
 
 
-# --- source groups (DESIGN §7) -------------------------------------------------------------------
+# --- source groups (docs/design.md#source-groups) -------------------------------------------------------------------
 
 SourceGroup = Literal["md", "idr", "nma"]
 
@@ -217,7 +217,7 @@ GROUP_KIND: dict[str, FeatureKind] = {"md": "md", "idr": "md", "nma": "nma"}
 SOURCE_GROUPS: tuple[str, ...] = tuple(GROUP_KIND)
 
 #: Dataset source labels of the released data and the group each belongs to. The released training script
-#: forgot mdCATH in the high-resolution MD group; it is included here (DESIGN §7).
+#: forgot mdCATH in the high-resolution MD group; it is included here (docs/design.md#source-groups).
 KNOWN_SOURCES: dict[str, str] = {
     "ATLAS": "md",
     "GPCRmd": "md",

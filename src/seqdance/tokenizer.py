@@ -2,7 +2,7 @@
 
 Written by hand because the transformers tokenizer maps unknown or lower-case characters silently to
 ``<unk>``; here lower case is read as upper case and anything else outside the vocabulary is an error naming
-the sequence and position. Multi-chain input joins chains with ``<eos><cls>`` (DESIGN §2).
+the sequence and position. Multi-chain input joins chains with ``<eos><cls>`` (docs/design.md#property-schema).
 
 Special tokens typed inside a sequence: ``<mask>`` and ``<unk>`` stand for one residue each (for programmatic
 masking; every output stays aligned with them); the literal linker ``<eos><cls>`` (the released ``modify_seq``

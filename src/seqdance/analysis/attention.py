@@ -1,8 +1,8 @@
-"""Per-protein, per-head agreement between attention maps and stored pair properties (DESIGN §10.1).
+"""Per-protein, per-head agreement between attention maps and stored pair properties (docs/design.md#attention-metrics).
 
 Tokens are ``<cls> residues <eos>`` truncated to 1,024 (T = token count). A head's map ``a`` (T×T) holds the
 softmax probabilities, row i attending to column j. Pairs are *ordered* token pairs (i, j) of residue tokens
-with |i − j| > 2 whose targets are valid. Two pair properties, from the stored targets (DESIGN §2/§5):
+with |i − j| > 2 whose targets are valid. Two pair properties, from the stored targets (docs/design.md#property-schema, #targets):
 
 * co-movement f = pair channel ``corr`` (valid at every residue–residue pair; −1 there is a real value);
 * interaction f = Σ over the nine interaction channels of (stored value)³ — the store holds cube roots — valid
@@ -51,7 +51,7 @@ from seqdance.errors import InputError
 MAX_TOKENS = schema.ESM2_MAX_TOKENS
 #: Pairs with |i − j| greater than this enter the notebook's metrics ...
 NOTEBOOK_MIN_SEPARATION = 2
-#: ... and greater than this the paper's (DESIGN §8, §10.1).
+#: ... and greater than this the paper's (docs/design.md#attention-paper, #attention-metrics).
 PAPER_MIN_SEPARATION = 5
 #: Added to the denominator of the top-L ratio.
 TOPL_EPSILON = 1e-8

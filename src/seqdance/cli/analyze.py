@@ -1,4 +1,4 @@
-"""``seqdance analyze attention``: how each attention head agrees with the stored pair properties (DESIGN §10.1)."""
+"""``seqdance analyze attention``: how each attention head agrees with the stored pair properties (docs/design.md#attention-metrics)."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     lw = subparsers.add_parser(
         "loss-weights",
-        help="compute the DESIGN §7 loss weights from a store, or normalise a released weight table",
+        help="compute the docs/design.md#loss-weights loss weights from a store, or normalise a released weight table",
         description="Writes OUTPUT (wide CSV: property x group), OUTPUT_details.csv (baselines, shares) and "
         "OUTPUT_channel_means.csv (training means, for 'evaluate --baseline-means').",
     )

@@ -1,4 +1,4 @@
-"""Global conformational properties of a chain ensemble from its Cα trace (DESIGN §10.3).
+"""Global conformational properties of a chain ensemble from its Cα trace (docs/design.md#conformational-properties).
 
 Per chain and frame, over Cα positions r_1..r_N (nm):
 
@@ -8,7 +8,7 @@ Per chain and frame, over Cα positions r_1..r_N (nm):
   Δ = 1 − 3(λ1λ2 + λ2λ3 + λ3λ1)/(λ1 + λ2 + λ3)² (0 for a sphere, 1 for a rod);
 
 ensemble values are their means and (population) standard deviations over frames; the scaled radius of
-gyration is ⟨Rg⟩ / N^0.366 (the ordered-protein normalisation of DESIGN §10.2). The Flory scaling exponent ν
+gyration is ⟨Rg⟩ / N^0.366 (the ordered-protein normalisation of docs/design.md#conformational-properties). The Flory scaling exponent ν
 comes from a fit of the root-mean-square intrachain distance at sequence separation s,
 R(s) = sqrt(mean over frames and over pairs (i, i+s) of |r_{i+s} − r_i|²), to R(s) = R0 s^ν over s > 5.
 
@@ -16,7 +16,7 @@ R(s) = sqrt(mean over frames and over pairs (i, i+s) of |r_{i+s} − r_i|²), to
 as above (one root-mean-square over frames *and* pairs), separations s > 5, an unweighted non-linear
 least-squares fit of R(s) (not of its logarithm) from the start (R0, ν) = (0.4 nm, 0.5), **R0 free** — this is
 the default here. ``r0=...`` fixes R0 instead and fits ν alone. (IDRome also weights Rg and the gyration tensor
-by residue mass and reports Δ as a ratio of ensemble averages; DESIGN §10.3 asks for the unweighted, per-frame
+by residue mass and reports Δ as a ratio of ensemble averages; docs/design.md#conformational-properties asks for the unweighted, per-frame
 definitions above.)
 
 Everything is vectorised over frames (no loop over frames, residues or pairs); :class:`ConformationAccumulator`
@@ -36,7 +36,7 @@ import numpy as np
 from seqdance.errors import InputError
 from seqdance.features.options import CONFORMATION_PROPERTIES
 
-#: Exponent of the ordered-protein Rg normalisation, Rg / N^0.366 (DESIGN §10.2, §10.3).
+#: Exponent of the ordered-protein Rg normalisation, Rg / N^0.366 (docs/design.md#conformational-properties).
 RG_SCALING_EXPONENT = 0.366
 #: The Flory fit uses separations s > this (IDRome's convention).
 FLORY_MIN_SEPARATION = 5

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from seqdance.errors import InputError
 from seqdance.features.inputs.spec import InputSpec, InputSpecLike, as_specs
 
-#: Interaction frequency definitions (DESIGN §3.8): atom-pair records per frame, as the released data, or the
+#: Interaction frequency definitions (docs/design.md#interaction-frequencies): atom-pair records per frame, as the released data, or the
 #: fraction of frames with at least one contact (symmetric).
 Frequency = Literal["reference", "fraction"]
 FREQUENCIES: tuple[str, ...] = ("reference", "fraction")
@@ -40,7 +40,7 @@ ZERO_MODES: tuple[str, ...] = ("rigid", "reference")
 Disconnected = Literal["error", "split"]
 DISCONNECTED: tuple[str, ...] = ("error", "split")
 
-#: Per-chain conformational properties of DESIGN §10.3 (seqdance.features.conformation), in table order.
+#: Per-chain conformational properties of docs/design.md#conformational-properties (seqdance.features.conformation), in table order.
 CONFORMATION_PROPERTIES: tuple[str, ...] = (
     "rg_mean", "rg_std", "ree_mean", "ree_std", "asphericity_mean", "asphericity_std", "scaled_rg", "nu", "r0",
 )
@@ -57,7 +57,7 @@ BACKMAP_PROPERTY_SETS: tuple[str, ...] = ("reproduced", "all")
 #: Schema names of the MD properties back-mapped frames reproduce usefully (RMSF and the movement correlation come
 #: from the trace itself); measured by benchmarks/bench_backmapping.py, decision in docs/coarse_grained.md.
 BACKMAP_REPRODUCED: tuple[str, ...] = ("sasa_mean", "sasa_std", "rmsf_nor", "ss", "vdw", "hbbb", "corr")
-#: Schema names of the MD properties a Cα trace defines by itself (DESIGN §3b).
+#: Schema names of the MD properties a Cα trace defines by itself (docs/design.md#calpha-traces).
 CALPHA_PROPERTIES: tuple[str, ...] = ("rmsf_nor", "corr")
 
 #: Force fields for adding hydrogens (seqdance.features.inputs.hydrogens): Amber ff14SB, or "none" for Modeller's

@@ -28,7 +28,7 @@ class ChainLayout(TypedDict):
 
 
 class Conformation(TypedDict):
-    """Conformational properties of each chain's Cα trace over the frames (DESIGN §10.3; one frame for a
+    """Conformational properties of each chain's Cα trace over the frames (docs/design.md#conformational-properties; one frame for a
     structure), (chains,) each; :func:`seqdance.features.conformation.conformation_arrays` writes them and
     :func:`~seqdance.features.conformation.chains_from_arrays` reads them back."""
 
@@ -46,7 +46,7 @@ class Conformation(TypedDict):
 
 
 class MdFeatures(ChainLayout, Conformation):
-    """Raw MD features of one trajectory (or pooled replicas); DESIGN §3."""
+    """Raw MD features of one trajectory (or pooled replicas); docs/design.md#md-features."""
 
     sasa_mean: np.ndarray  # (N,) nm², Shrake-Rupley, mean over frames
     sasa_std: np.ndarray  # (N,) nm², its standard deviation over frames
@@ -76,13 +76,13 @@ class MdFeatures(ChainLayout, Conformation):
     #: What the input was (seqdance.features.options.INPUT_KINDS): "all_atom", "all_atom_protonated" (hydrogens
     #: added here), "calpha" (one bead per residue) or "backmapped" (a one-bead trace rebuilt to all atoms).
     input_kind: str
-    #: Schema names of the properties this input cannot give (DESIGN §3b), schema order: their arrays above are
+    #: Schema names of the properties this input cannot give (docs/design.md#missing-properties), schema order: their arrays above are
     #: NaN with their usual shapes (never zero), and the store masks them for this protein.
     missing_properties: tuple[str, ...]
 
 
 class NmaFeatures(ChainLayout, Conformation):
-    """Normal-mode features of one structure (float64); DESIGN §4."""
+    """Normal-mode features of one structure (float64); docs/design.md#nma-features."""
 
     nma_res1: np.ndarray  # (N,) GNM mean-square fluctuation, low-frequency modes
     nma_res2: np.ndarray  # (N,) mid-frequency modes

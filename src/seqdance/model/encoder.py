@@ -268,7 +268,7 @@ class Esm2Encoder(nn.Module):
 
 
 def seqdance_init_(encoder: nn.Module, dropout: float | None = 0.1) -> None:
-    """SeqDance's re-initialisation of an encoder (DESIGN §6).
+    """SeqDance's re-initialisation of an encoder (docs/design.md#model-architecture).
 
     Xavier-uniform weights for every Linear and Embedding (query/key/value with gain 1/√2), zero biases,
     LayerNorm weight 1 / bias 0, and hidden and attention-probability dropout ``dropout`` (None: unchanged).

@@ -1,4 +1,4 @@
-"""The dynamics heads of DESIGN §6 and the schema's output activations.
+"""The dynamics heads of docs/design.md#model-architecture and the schema's output activations.
 
 The pair head as the reference wrote it builds concat(q_j ⊙ k_i, q_j − k_i) for every pair (an L×L×2d tensor,
 4 GB at L=1024) and then concat(middle, attention). Both linear maps act before any non-linearity, so here

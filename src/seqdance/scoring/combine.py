@@ -1,4 +1,4 @@
-"""Combining the per-property changes of the variants of one protein into one score (DESIGN §8).
+"""Combining the per-property changes of the variants of one protein into one score (docs/design.md#combined-score).
 
 The reference (notebook ``zero_shot_mutation.ipynb``) quantile-normalises the variants × properties matrix
 in the classic sense (Bolstad et al. 2003): each column is replaced, rank for rank, by the mean over columns

@@ -1,4 +1,4 @@
-"""Zero-shot mutation effects from predicted dynamics (DESIGN §8).
+"""Zero-shot mutation effects from predicted dynamics (docs/design.md#relative-change).
 
 For each property the change of a variant is
 

@@ -1,5 +1,5 @@
 """The dynamics dataset store: target transforms, the HDF5 store (ours and the released layout), builder,
-split by sequence identity and validation (DESIGN §5; docs/dataset.md).
+split by sequence identity and validation (docs/design.md#dataset-layout; docs/dataset.md).
 
 Public names are imported on first use, so the command line's choices (:mod:`seqdance.store.options`) load
 neither h5py nor pandas.

@@ -296,7 +296,7 @@ def build_store(
     dask.distributed scheduler address (or scheduler file) instead. ``shard=(i, N)`` builds only the proteins
     of shard i (by a hash of the name) — write each shard to its own store and combine them with
     :func:`merge_stores`. ``md_options``: the options every MD row starts from (its manifest columns change
-    them); ``frequency`` (interaction frequency mode of MD entries, DESIGN §3.8) and ``missing_hydrogens``
+    them); ``frequency`` (interaction frequency mode of MD entries, docs/design.md#interaction-frequencies) and ``missing_hydrogens``
     change these.
     ``fold_every``: also fold the journal into the store after every this many computed proteins (bounds the
     journal's disk use on long builds; each fold copies the store once); 0 folds only at the end.

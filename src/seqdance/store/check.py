@@ -15,7 +15,7 @@ damaged chunk: Fletcher-32 checksum or decompression error) is reported and the 
 A residue (or residue pair) may be masked: all channels of a property equal to MASK_VALUE there. Every special
 token row/column (<cls>, <eos>, chain linkers) must be fully masked.
 
-**Missing properties** (DESIGN §3b). A protein whose metadata (provenance) lists ``missing_properties`` — an
+**Missing properties** (docs/design.md#missing-properties). A protein whose metadata (provenance) lists ``missing_properties`` — an
 input that cannot give them, such as a Cα trace — must hold those properties fully masked, and may hold masks
 nowhere else except where a dihedral is undefined (chi of Gly/Ala, phi/psi at chain ends): a masked SASA, RMSF,
 DSSP or interaction entry, or a dihedral histogram masked at every residue although the sequence defines it,

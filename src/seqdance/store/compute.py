@@ -120,7 +120,7 @@ def _compute(entry: ManifestEntry, settings: BuildSettings, start: float) -> Ent
     if entry.features is not None:  # what the feature file was computed from (its recorded fingerprint)
         provenance["derived_from"] = derived_from
     if entry.kind == "md":
-        # input_kind and missing_properties: the properties masked for this protein (DESIGN §3b); dataset
+        # input_kind and missing_properties: the properties masked for this protein (docs/design.md#missing-properties); dataset
         # check, the loss-weight statistics and training read them from here.
         provenance.update(frequency=settings.frequency, n_frames=int(features["n_frames"]),
                           scales=rmsf_scale(features), missing_hydrogens=settings.missing_hydrogens,
@@ -130,7 +130,7 @@ def _compute(entry: ManifestEntry, settings: BuildSettings, start: float) -> Ent
         skipped = features.get("skipped_residues", [])
         provenance.update(skipped_residues=[_skipped_text(s) for s in skipped],  # type: ignore[union-attr]
                           missing_properties=[])
-    provenance["conformation"] = [c.as_dict() for c in chains_from_arrays(features)]  # DESIGN §10.3, per chain
+    provenance["conformation"] = [c.as_dict() for c in chains_from_arrays(features)]  # docs/design.md#conformational-properties, per chain
     return EntryResult(entry.name, True, str(features["sequence"]), residue, pair, provenance,
                        seconds=time.perf_counter() - start)
 

@@ -1,6 +1,6 @@
 """The dynamics dataset store: one HDF5 file in the released layout, plus our own metadata.
 
-Layout (DESIGN §5), readable by the reference training code unchanged::
+Layout (docs/design.md#dataset-layout), readable by the reference training code unchanged::
 
     /{name}_res_feature     float32 (T, 47 | 3)        T = tokens: <cls> residues <eos> (+ <eos><cls> linkers)
     /{name}_pair_feature    float32 (T, T, 10 | 3)     MASK_VALUE (-1) at special / masked positions

@@ -1,4 +1,4 @@
-"""Conformational properties stored per protein (DESIGN §10.3) as a label table for ``seqdance probe``.
+"""Conformational properties stored per protein (docs/design.md#conformational-properties) as a label table for ``seqdance probe``.
 
 The builder records, in each protein's provenance (``conformation``: one entry per chain), the properties of
 :mod:`seqdance.features.conformation`: from the trajectory frames for MD entries, from the single structure for

@@ -1,4 +1,4 @@
-"""Train/test split by sequence identity, and a homology check against the training split (DESIGN §5).
+"""Train/test split by sequence identity, and a homology check against the training split (docs/design.md#splits).
 
 Sequences are clustered at 50% identity (default) and whole clusters go to train or test (95/5 of clusters,
 deterministic given a seed), so no test protein has a close homolog in training. By default the clusters of

@@ -1,4 +1,4 @@
-"""Raw dynamic features <-> stored training targets (DESIGN §2, §5).
+"""Raw dynamic features <-> stored training targets (docs/design.md#property-schema, #targets).
 
 The one place where the schema's target transforms are applied: cube root of interaction frequencies,
 RMSF divided by the protein's own maximum, undefined dihedral histograms (NaN rows) masked with
@@ -70,7 +70,7 @@ def _transform(prop: Property, raw: np.ndarray, label: str) -> np.ndarray:
 
 
 def missing_properties(features: Mapping[str, Any], kind: FeatureKind, label: str = "features") -> frozenset[str] | None:
-    """The schema names a feature dict lists as missing (``missing_properties``, DESIGN §3b), checked against the
+    """The schema names a feature dict lists as missing (``missing_properties``, docs/design.md#missing-properties), checked against the
     schema; ``None`` when the dict has no such key (features written before the key existed)."""
     if "missing_properties" not in features:
         return None
@@ -90,7 +90,7 @@ def features_to_targets(
     """Stored targets ``(residue (T, 47|3), pair (T, T, 10|3))`` float32 from raw features, ``T = L + 2 (+2 per linker)``.
 
     A property the features list in ``missing_properties`` (an input that cannot give it: a Cα trace, a trajectory
-    without hydrogens; DESIGN §3b) is masked for the whole protein, whatever its values. Otherwise NaN is allowed
+    without hydrogens; docs/design.md#missing-properties) is masked for the whole protein, whatever its values. Otherwise NaN is allowed
     only where a property's histogram is undefined (a dihedral a residue does not have); those entries, and every
     special-token row/column, hold :data:`MASK_VALUE`. Any other NaN/inf is an error naming the protein and
     property. (Features without a ``missing_properties`` key, written before it existed, keep the old rule: a

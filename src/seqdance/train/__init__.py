@@ -1,4 +1,4 @@
-"""seqdance.train: loss, loss weights, schedule, data sampling, the trainer and evaluation (DESIGN §7, §8).
+"""seqdance.train: loss, loss weights, schedule, data sampling, the trainer and evaluation (docs/design.md#training, #evaluation-metrics).
 
 Public names are imported on first use, so ``import seqdance.train`` stays light.
 """

@@ -46,10 +46,10 @@ class DataConfig:
     train_split: str = "train"
     test_split: str = "test"
     groups: list[str] | None = None  # None: every group with training proteins
-    loss_weights: str = "compute"  # "compute" (DESIGN §7 rules on the training split) or a CSV path
+    loss_weights: str = "compute"  # "compute" (docs/design.md#loss-weights rules on the training split) or a CSV path
     weight_max_proteins: int | None = None  # subsample per group when computing weights
     # near-zero baselines (few proteins): floor as a share of the largest baseline of the same kind, and
-    # cap weights at this multiple of the group's median weight; 0 / null give the plain DESIGN §7 rule
+    # cap weights at this multiple of the group's median weight; 0 / null give the plain docs/design.md#loss-weights rule
     weight_baseline_floor: float = BASELINE_FLOOR
     weight_max_ratio: float | None = MAX_WEIGHT_RATIO
     sequences_per_group: int = 128  # per update, all ranks together
@@ -60,7 +60,7 @@ class DataConfig:
     eval_max_tokens: int = schema.ESM2_MAX_TOKENS
     eval_batch_size: int = 4
     num_workers: int = 2  # data-loading processes per rank (0: load in the training process)
-    loss_mask: str = "entry"  # "entry" (DESIGN) or "reference" (released code: channel-0 validity)
+    loss_mask: str = "entry"  # "entry" (docs/design.md#loss) or "reference" (released code: channel-0 validity)
     target_clamp: list[float] | None = None  # e.g. [-2, 2] as the released data loader did
 
 

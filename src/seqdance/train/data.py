@@ -50,7 +50,7 @@ def token_counts(sequences: pd.Series) -> np.ndarray:
 
 def missing_matrix(index: pd.DataFrame) -> np.ndarray:
     """(rows, len(schema.PROPERTY_NAMES)) bool: which properties each protein of a store index lists as missing
-    (``missing_properties`` of its provenance, DESIGN §3b; rows without it have none)."""
+    (``missing_properties`` of its provenance, docs/design.md#missing-properties; rows without it have none)."""
     out = np.zeros((len(index), len(schema.PROPERTY_NAMES)), dtype=bool)
     if "provenance" not in index.columns:
         return out

@@ -1,4 +1,4 @@
-"""Evaluation on held-out proteins: test loss per group and property, and the DESIGN §8 metrics.
+"""Evaluation on held-out proteins: test loss per group and property, and the docs/design.md#evaluation-metrics metrics.
 
 * **Loss**: the training loss (per-protein RMSE per property, mean over the proteins that have valid
   entries of the property, weighted sum per group) on N-terminal windows of at most ``max_tokens`` tokens.
@@ -37,7 +37,7 @@ from seqdance.train.loss import group_layout, per_protein_rmse
 
 log = logging.getLogger(__name__)
 
-#: Pairs closer than this in sequence are left out of movement-correlation metrics (DESIGN §8: |i−j| > 5).
+#: Pairs closer than this in sequence are left out of movement-correlation metrics (docs/design.md#evaluation-metrics: |i−j| > 5).
 MIN_SEPARATION = 5
 
 

@@ -1,9 +1,9 @@
-"""Training loss (DESIGN §7): per-protein RMSE of each property, mean over proteins, weighted sum per group.
+"""Training loss (docs/design.md#loss): per-protein RMSE of each property, mean over proteins, weighted sum per group.
 
 For one protein and one property the RMSE runs over the property's valid entries (target != -1), all
 channels of a multi-channel property (ss, chi, phi, psi) pooled together. The batch loss of a property is the
 mean of the per-protein RMSEs over the proteins that have the property (a property masked for a protein, a
-missing one of DESIGN §3b, contributes no term), and a source group's loss is ``Σ weight[group, property] × loss[property]``
+missing one of docs/design.md#missing-properties, contributes no term), and a source group's loss is ``Σ weight[group, property] × loss[property]``
 over the properties that group trains (``schema.group_properties``).
 
 Everything is vectorised over proteins, tokens and pairs: squared errors of a whole kind block are reduced to
@@ -11,7 +11,7 @@ per-(protein, channel) sums in one pass and then summed into properties with a 0
 
 Masking (``mask_mode``):
 
-* ``"entry"`` (default, DESIGN §7): an entry counts when its own target is not -1, so undefined dihedral
+* ``"entry"`` (default, docs/design.md#loss): an entry counts when its own target is not -1, so undefined dihedral
   histograms (chi of Gly/Ala) are left out while the other channels of that residue still count;
 * ``"reference"``: the released training code decided validity from the first channel of the stored block
   only (residue channel 0, pair channel 0) and so trained undefined angles towards -1. Kept as a switch to
@@ -187,8 +187,7 @@ def group_loss(
 
     ``denominator`` is the number of proteins each property's RMSE sum is divided by (a scalar, or (P,) one per
     property). Training passes, per property, the number of proteins of the whole (global, accumulated) group
-    batch that have the property (``TrainPlan.property_counts``: not masked as missing for that protein, DESIGN
-    §3b), so that the summed gradients of micro-batches and ranks equal the gradient of the mean over those
+    batch that have the property (``TrainPlan.property_counts``: not masked as missing for that protein, docs/design.md#missing-properties), so that the summed gradients of micro-batches and ranks equal the gradient of the mean over those
     proteins and a protein lacking the property adds no term; ``None`` divides by the proteins that have valid
     entries of each property in these rows (the evaluation convention).
     """
@@ -211,7 +210,7 @@ def batch_group_loss(
     mask_mode: str = "entry",
     denominator: float | torch.Tensor | None = None,
 ) -> GroupLoss:
-    """Per-protein RMSE followed by :func:`group_loss` (the whole DESIGN §7 loss of one group batch)."""
+    """Per-protein RMSE followed by :func:`group_loss` (the whole docs/design.md#loss loss of one group batch)."""
     rmse, has_valid = per_protein_rmse(
         residue_pred, pair_pred, residue_target, pair_target, group, mask_mode=mask_mode
     )

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of DESIGN §7.
+"""Optimiser and learning-rate schedule of docs/design.md#optimiser-and-schedule.
 
 The n-th update (n = 1, 2, ...) uses ``peak × f(n)`` with the piecewise-linear rule
 

@@ -3,7 +3,7 @@
 One update = for each source group, the configured number of sequences (all ranks together) in
 micro-batches, gradients accumulated locally (DDP ``no_sync``) and all-reduced once, on the last backward.
 Each micro-batch's loss is ``Σ_p w_p Σ_{proteins} RMSE / S × world_size`` (S = sequences per group), so the
-averaged gradient DDP produces is exactly the gradient of the batch-mean loss of DESIGN §7 over the global
+averaged gradient DDP produces is exactly the gradient of the batch-mean loss of docs/design.md#loss over the global
 batch, whatever the number of ranks or micro-batches. Then: unscale (fp16), element-wise gradient value
 clipping, AdamW step, LR schedule step.
 

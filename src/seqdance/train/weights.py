@@ -1,4 +1,4 @@
-"""Loss weights per (source group, property): computed from a store by the DESIGN §7 rules, or loaded.
+"""Loss weights per (source group, property): computed from a store by the docs/design.md#loss-weights rules, or loaded.
 
 **Rules.** For every training protein and property the *baseline* is the RMSE of predicting the protein's own
 mean (one mean per channel; channels of a multi-channel property pooled), averaged over the group's proteins.
@@ -371,7 +371,7 @@ class StoreStatistics:
     n_proteins: dict[str, dict[str, int]]  # group -> property -> proteins with valid entries
     residue_means: dict[str, np.ndarray]  # group -> (C_res stored,) mean target of each channel
     pair_means: dict[str, np.ndarray]  # group -> (C_pair stored,)
-    #: Floor and cap of :func:`weights_from_baselines` (0 and None: the plain DESIGN §7 rule).
+    #: Floor and cap of :func:`weights_from_baselines` (0 and None: the plain docs/design.md#loss-weights rule).
     baseline_floor: float = BASELINE_FLOOR
     max_weight_ratio: float | None = MAX_WEIGHT_RATIO
     _weights: LossWeights | None = field(default=None, repr=False)

@@ -1,4 +1,4 @@
-"""Back-mapping a Cα trace to all-atom (heavy-atom) frames with PULCHRA (DESIGN §3b).
+"""Back-mapping a Cα trace to all-atom (heavy-atom) frames with PULCHRA (docs/design.md#backmapping).
 
 The reference converted IDRome's one-bead CALVADOS trajectories to all-atom before feature extraction. This
 module rebuilds the backbone and side chains of every frame from its Cα positions with PULCHRA (Rotkiewicz &

@@ -1,6 +1,6 @@
 """Adding hydrogens to all-atom frames that have none (PED conformers, X-ray ensembles, back-mapped frames).
 
-Hydrogen bonds (DESIGN §3 item 7) need explicit hydrogens. OpenMM's ``Modeller.addHydrogens`` chooses the
+Hydrogen bonds (docs/design.md#interactions) need explicit hydrogens. OpenMM's ``Modeller.addHydrogens`` chooses the
 protonation state of every residue at the given pH (standard pKa values; His tautomer from its hydrogen-bond
 partners), places the hydrogens and relaxes them by energy minimisation with the heavy atoms fixed. Run per
 frame it rebuilds the force-field system each time (~1.7 s per frame of a 214-residue protein). This module

@@ -5,7 +5,7 @@ or gzipped, with the alternate-location, model and residue-classification handli
 reads no mmCIF and Biopython is several times slower, so gemmi does the file work and this module only
 selects atoms.
 
-Rules (DESIGN §4):
+Rules (docs/design.md#nma-features):
 - one model (``model``, 0-based); all chains in file order, or the chains named in ``chains``;
 - alternate locations: the first conformer in the file is kept (usually altloc ``A``, as ProDy does);
 - protein residues are amino acids of gemmi's residue table (standard, modified such as MSE/SEP, D-amino

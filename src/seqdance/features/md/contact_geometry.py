@@ -1,4 +1,4 @@
-"""Who can interact with whom: the static atom classes behind the nine interaction types (DESIGN §3.7).
+"""Who can interact with whom: the static atom classes behind the nine interaction types (docs/design.md#interactions).
 
 GetContacts (the tool the reference used) needs VMD and is not installable, so its default criteria are
 re-implemented here; the chemistry tables below follow its selections, and the radii are Bondi's van der Waals

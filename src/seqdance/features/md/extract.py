@@ -1,4 +1,4 @@
-"""Dynamic features of an MD trajectory (DESIGN §3): :func:`extract_md` (returns :class:`~seqdance.features.results.MdFeatures`).
+"""Dynamic features of an MD trajectory (docs/design.md#md-features): :func:`extract_md` (returns :class:`~seqdance.features.results.MdFeatures`).
 
 Its steps: the options (:class:`~seqdance.features.options.MdOptions`), the frame stream of the input kind
 (:func:`~seqdance.features.md.frames.open_frames`: chunks made whole across periodic boundaries, and for
@@ -9,7 +9,7 @@ the result. Per chunk it finds the nine interaction types natively
 Shrake-Rupley numbers, frames in parallel, or on a GPU), MDTraj's DSSP and dihedrals, and the per-chain
 conformational properties of the Cα trace (:mod:`seqdance.features.conformation`). Several trajectories
 (replicas of one system) pool their frames. A one-bead (Cα) trace gives its own RMSF, correlation and
-conformation; what an input cannot give is missing (NaN, listed), never zero (DESIGN §3b).
+conformation; what an input cannot give is missing (NaN, listed), never zero (docs/design.md#missing-properties).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def missing_arrays(n_residues: int, names: Sequence[str]) -> dict[str, np.ndarra
 
 def extract_md(topology: InputSpecLike, trajectory: InputSpecLike | Sequence[InputSpecLike] | None = None,
                options: MdOptions | None = None, *, progress: bool = False, **keywords: Any) -> MdFeatures:
-    """Raw MD features of a protein trajectory (DESIGN §3, §3b); what it returns is :class:`MdFeatures`.
+    """Raw MD features of a protein trajectory (docs/design.md#md-features, #missing-properties); what it returns is :class:`MdFeatures`.
 
     ``topology``: any topology MDTraj reads (PDB, PSF, GRO, PRMTOP, ...), a GROMACS TPR (via MDAnalysis) or an
     mdCATH HDF5 file. ``trajectory``: one path or a list (replicas, frames pooled); ``None`` uses the frames of
@@ -287,7 +287,7 @@ def _fold(stream: AllAtomFrames | TraceFrames, options: MdOptions, sasa_device: 
 
 
 def _missing_properties(input_kind: str, backmap_properties: str, acc: _Accumulators | None) -> list[str]:
-    """Schema names (schema order) of the MD properties an input kind cannot give (DESIGN §3b)."""
+    """Schema names (schema order) of the MD properties an input kind cannot give (docs/design.md#missing-properties)."""
     if input_kind in TRACE_INPUT_KINDS:
         keep = set(CALPHA_PROPERTIES)
     elif input_kind == "backmapped" and backmap_properties == "reproduced":

@@ -6,7 +6,7 @@ masks over that pair list. Aromatic rings and cations are few, so pi-cation and 
 broadcasting. No Python loop touches atoms or pairs; the only loop is over the frames of a chunk.
 
 Records follow GetContacts: one record per atom pair (per cation-ring pair, per ring pair), written with the
-atom whose label ``chain:resname:resid:name`` sorts first as atom 1. Frequencies (DESIGN §3.8):
+atom whose label ``chain:resname:resid:name`` sorts first as atom 1. Frequencies (docs/design.md#interaction-frequencies):
 
 * ``reference``: records per residue pair / n_frames, row = atom 1's residue (asymmetric, may exceed 1) -
   what the released SeqDance data holds;

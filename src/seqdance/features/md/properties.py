@@ -4,7 +4,7 @@ MDTraj computes the per-frame DSSP and phi/psi/chi1 (SASA: :mod:`seqdance.featur
 one frame per call with :func:`sasa_per_residue`); this module only folds them
 into running statistics so that trajectories of any length are processed in bounded memory. Means, variances
 and the Cα co-moment matrix are merged across chunks with Chan et al.'s pairwise update, which is exact and
-numerically stable (no sum-of-squares cancellation). Definitions: DESIGN §3.
+numerically stable (no sum-of-squares cancellation). Definitions: docs/design.md#md-features.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def sasa_per_residue(traj: md.Trajectory, residue_rows: np.ndarray) -> np.ndarra
 
     MDTraj 1.11 keeps per-thread work buffers between the frames of one ``shrake_rupley`` call, so every frame
     after a thread's first is off by up to ~0.003 nm² (this, not a version change, is the 0.0018 nm² gap to the
-    reference's MDTraj 1.9.9 noted in DESIGN §3). Calling it per frame reproduces the reference to 1e-7.
+    reference's MDTraj 1.9.9 noted in docs/design.md#md-features). Calling it per frame reproduces the reference to 1e-7.
     """
     out = np.empty((traj.n_frames, len(residue_rows)), dtype=np.float64)
     for k in range(traj.n_frames):
@@ -165,7 +165,7 @@ def sasa_per_residue(traj: md.Trajectory, residue_rows: np.ndarray) -> np.ndarra
 
 
 class CalphaFluctuations:
-    """Cα RMSF and movement correlation folded chunk by chunk (DESIGN §3 items 1, 5, 6).
+    """Cα RMSF and movement correlation folded chunk by chunk (docs/design.md#superposition, #rmsf, #movement-correlation).
 
     Frames are superposed on the first frame added (by all given positions, with MDTraj's ``superpose``, as
     extract_md superposes by Cα) and their covariance accumulated with :class:`CoordinateCovariance`.
