@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.train",  # train, evaluate, loss-weights
     "seqdance.cli.analyze",  # analyze attention
     "seqdance.cli.probe",  # probe
+    "seqdance.cli.finetune",  # finetune
 )
 
 
