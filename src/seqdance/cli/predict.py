@@ -159,6 +159,10 @@ def run_predict(args: argparse.Namespace) -> int:
     shard = resolve_shard(args.shard)
     records = _valid_records(args.input, args.skip_invalid, args.remove_gaps)
     stems = unique_stems(r.id for r in records)
+    from seqdance.finetuning.files import is_finetuned_dir
+
+    if is_finetuned_dir(args.model):
+        return run_predict_finetuned(args, records, stems, shard)
     options = RunOptions(pairs=not args.no_pairs, embeddings=args.embeddings, attentions=args.attention,
                          max_tokens_per_batch=_batch_tokens(args))
     model = _load(args)
@@ -174,6 +178,32 @@ def run_predict(args: argparse.Namespace) -> int:
           + (f" and {n_plots} figures" if args.plots else "") + f" in {args.output}",
           file=sys.stderr)
     report_run(report, shard, RESIDUE_CSV, args.output)
+    return 0
+
+
+def run_predict_finetuned(args: argparse.Namespace, records: list[FastaRecord], stems: dict[str, str], shard) -> int:
+    """``predict --model RUN/model``: the fine-tuned target(s) of every record, and the 23 properties beside them when
+    the base is a dynamics model (docs/finetune.md)."""
+    from seqdance.devices import resolve_device
+    from seqdance.finetuning.files import load_finetuned
+    from seqdance.finetuning.predict import dynamics_base, write_target_predictions
+    from seqdance.inference.runs import RunOptions, run_predictions
+
+    if shard is not None:
+        raise InputError("a fine-tuned model predicts in one process: drop --shard (and torchrun)")
+    model = load_finetuned(args.model, device=resolve_device(args.device))
+    path = write_target_predictions(model, [r.id for r in records], [r.sequence for r in records], args.output, stems)
+    print(f"wrote the fine-tuned target {model.info['target']!r} of {len(records)} sequence(s) to {path}",
+          file=sys.stderr)
+    base = dynamics_base(model)
+    if base is not None:
+        options = RunOptions(pairs=not args.no_pairs, embeddings=args.embeddings, attentions=args.attention,
+                             max_tokens_per_batch=_batch_tokens(args))
+        report = run_predictions(base, [r.id for r in records], [r.sequence for r in records], args.output, stems,
+                                 model_name=_model_name(args.model), options=options, overwrite=args.overwrite,
+                                 progress=not args.quiet)
+        print(f"{report.n_written} predicted, {report.n_done} already done (the 23 properties of the base) in "
+              f"{args.output}", file=sys.stderr)
     return 0
 
 

@@ -84,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--heatmap", metavar="OUT.png", help="also draw a position x amino-acid heat map")
     score.add_argument("--heatmap-column", default=None, metavar="COLUMN",
                        help="column drawn in the heat map (default: score)")
+    score.add_argument("--target", default=None, metavar="COLUMN",
+                       help="with a fine-tuned model (--model RUN/model): score by its prediction of this target, "
+                       "mutant minus wild type, column finetuned_<COLUMN> (docs/finetune.md)")
     _add_scoring_options(score)
     score.set_defaults(func=run_score)
 
@@ -110,7 +113,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_models(args: argparse.Namespace):
-    from seqdance.model import load_model
     from seqdance.schema import ESM2_MAX_RESIDUES
 
     if not 1 <= args.window <= ESM2_MAX_RESIDUES:
@@ -120,13 +122,34 @@ def _load_models(args: argparse.Namespace):
     from seqdance.devices import resolve_device
     from seqdance.inference.sharding import local_rank
 
-    model = load_model(args.model, device=resolve_device(args.device, local_rank=local_rank()))
+    model = _load_dynamics_or_finetuned(args, resolve_device(args.device, local_rank=local_rank()))
     esm_model = None
     if args.esm2:
         from seqdance.model import load_esm2_masked_lm
 
-        esm_model = load_esm2_masked_lm(args.esm2, device=next(model.parameters()).device)
+        device = next((model or args.finetuned_model).parameters()).device
+        esm_model = load_esm2_masked_lm(args.esm2, device=device)
     return model, esm_model
+
+
+def _load_dynamics_or_finetuned(args: argparse.Namespace, device):
+    """The dynamics model to score with; a fine-tuned model folder is kept in ``args.finetuned_model`` and its
+    dynamics base (None for an ESM2 base) is returned."""
+    from seqdance.finetuning.files import is_finetuned_dir
+    from seqdance.model import load_model
+
+    args.finetuned_model = None
+    if not is_finetuned_dir(args.model):
+        if getattr(args, "target", None):
+            raise InputError(f"--target scores with a fine-tuned model (--model RUN/model); {args.model} is not one")
+        return load_model(args.model, device=device)
+    if getattr(args, "target", None) is None:
+        raise InputError(f"{args.model} is a fine-tuned model: name its target with --target (docs/finetune.md)")
+    from seqdance.finetuning.files import load_finetuned
+    from seqdance.finetuning.predict import dynamics_base
+
+    args.finetuned_model = load_finetuned(args.model, device=device)
+    return dynamics_base(args.finetuned_model)
 
 
 def _wild_type(args: argparse.Namespace) -> str:
@@ -208,6 +231,9 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
     if not tasks:
         raise InputError("no valid mutants to score")
     model, esm_model = _load_models(args)  # before any output exists: a model that cannot load leaves nothing
+    if args.finetuned_model is not None:
+        raise InputError("fine-tuned scores (--target) are computed for one wild type at a time: --sequence, or "
+                         "--fasta with --fasta-id")
     out.mkdir(parents=True, exist_ok=True)
     if invalid:
         write_invalid(out, invalid)
@@ -264,11 +290,19 @@ def _run_score_one(args: argparse.Namespace) -> int:
     if len(wild_type) > args.window:
         print(f"the wild type has {len(wild_type)} residues, more than the {args.window}-residue window: each "
               f"variant is scored on a window of {args.window} residues around its sites", file=sys.stderr)
-    scores = score_variants(
-        wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=args.region,
-        local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
-        progress=not args.quiet,
-    )
+    if model is None and esm_model is None:  # a fine-tuned model on a plain ESM2: its own scores only
+        scores = pd.DataFrame(index=range(len(variants)))
+    else:
+        scores = score_variants(
+            wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=args.region,
+            local_radius=args.local_radius, batch_size=args.batch_size, window=args.window,
+            progress=not args.quiet,
+        )
+    if args.finetuned_model is not None:
+        from seqdance.finetuning.predict import score_mutants_finetuned
+
+        extra = score_mutants_finetuned(args.finetuned_model, wild_type, variants, target=args.target)
+        scores = pd.concat([scores.reset_index(drop=True), extra], axis=1)
     result = variant_table(rows, variants, scores)
     out = Path(args.output)
     with atomic_path(out) as tmp:
@@ -307,6 +341,9 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
         raise InputError("--max-variants must be at least 2")
     assays = discover_assays(args.assays, reference_csv=args.reference_csv, category_columns=args.category_column)
     model, esm_model = _load_models(args)
+    if args.finetuned_model is not None or model is None:
+        raise InputError("benchmark-dms scores a dynamics model; evaluate a fine-tuned model with seqdance finetune's "
+                         "folds instead (docs/finetune.md)")
 
     def report(message: str) -> None:
         print(message, file=sys.stderr)
