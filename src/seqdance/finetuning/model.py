@@ -162,7 +162,7 @@ def resolve_lora_targets(encoder: nn.Module, targets: Sequence[str]) -> list[str
     names = linear_module_names(encoder)
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
-        leaves = sorted({".".join(n.split(".")[-2:]) for n in names if ".layer." in n})
+        leaves = sorted({n.split(".layer.", 1)[1].split(".", 1)[1] for n in names if ".layer." in n})
         raise InputError(f"LoRA target module(s) {', '.join(missing)} do not exist in the model (its encoder's linear "
                          f"layers end in: {', '.join(leaves)})")
     return list(dict.fromkeys(targets))
