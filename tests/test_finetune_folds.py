@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import require
 
 ASSAY = "IF1_ECOLI_Kelsic_2016"  # 72 residues, 1,367 single substitutions
