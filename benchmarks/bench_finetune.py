@@ -35,8 +35,8 @@ def _random_model(shape: str):
 def one_step(method: str, shape: str, length: int, batch: int, checkpointing: bool) -> dict:
     """One training update (forward, loss, backward, AdamW) in this process; prints a JSON line."""
     import torch
-
     from _memory import peak_rss_gb
+
     from seqdance.finetuning.model import FinetunedModel, TaskHead, add_lora, set_trainable
     from seqdance.tokenizer import CLS_ID, EOS_ID
 

@@ -224,3 +224,26 @@ def test_residue_and_mutant_tasks_end_to_end(data, tmp_path, one_torch_thread):
     arrays = np.load(tmp_path / "pred" / "w.targets.npz")
     assert arrays["y"].shape == (len(wild_type), 2)
     assert (tmp_path / "pred" / "targets_residues.csv").is_file()
+
+
+def test_non_finite_loss_stops_the_job_naming_the_batch(data, one_torch_thread):
+    from seqdance.errors import NonFiniteError
+    from seqdance.finetuning.loop import train_job
+    from seqdance.finetuning.run import Combo
+    from seqdance.finetuning.splits import make_folds
+
+    runner = _runner(data)
+    fold = make_folds(runner.labels, "kfold", folds=2)[0][0]
+    combo = Combo("dyn", "head", False)
+    model = runner.build(combo, "job", fold.train)
+    with torch.no_grad():
+        model.head.mlp[0].weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"test, epoch 1: the loss or a gradient is NaN or infinite for the batch "
+                                             r"holding p\d+"):
+        train_job(model, runner.inputs(combo, model), fold.train, fold.valid, fold.test, runner.settings("head"),
+                  key="job", label="test", out_dir=None)
+    settings = runner.settings("head")
+    settings.on_nonfinite = "skip"
+    result = train_job(model, runner.inputs(combo, model), fold.train, fold.valid, fold.test, settings, key="job",
+                       label="test", out_dir=None)
+    assert result.skipped_updates == 2 * -(-int(fold.train.sum()) // 8)  # every update of both epochs skipped

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,7 +300,9 @@ def train_job(model: FinetunedModel, inputs: JobInputs, train: np.ndarray, valid
                 log.warning("skipped: %s", problem)
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
+                with warnings.catch_warnings():  # the schedule follows the update count, stepped or skipped
+                    warnings.simplefilter("ignore", UserWarning)
+                    scheduler.step()
                 continue
             offset = 0
             for p in params:
