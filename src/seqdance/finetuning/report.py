@@ -339,11 +339,15 @@ def plot_predicted_vs_true(predictions: pd.DataFrame, summary: pd.DataFrame, lab
             index = {c: k for k, c in enumerate(classes)}
             cm = np.zeros((len(classes), len(classes)))
             np.add.at(cm, (p["true"].map(index).to_numpy(), p["predicted"].map(index).to_numpy()), 1)
-            ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+            share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+            ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+            for (r, c), value in np.ndenumerate(share):  # each true class's share predicted as each class
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if value > 0.6 else "black")
             ax.set_xticks(range(len(classes)), classes, fontsize=7, rotation=30)
             ax.set_yticks(range(len(classes)), classes, fontsize=7)
             ax.set_xlabel("predicted", fontsize=8)
-            ax.set_ylabel("true", fontsize=8)
+            ax.set_ylabel("true (rows sum to 1)", fontsize=8)
         else:
             ax.scatter(p["true"], p["predicted"], s=4, alpha=0.35)
             lo = float(min(p["true"].min(), p["predicted"].min()))
