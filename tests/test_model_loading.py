@@ -278,7 +278,11 @@ def test_pytorch_bin_layout_and_compile_prefix(tmp_path) -> None:
         assert torch.equal(value, b.state_dict()[key]), key
     path = write_update_checkpoint(tmp_path / "update_7.pt", "tiny", "esmdance", prefix="module._orig_mod.")
     assert load_model(path, model_select="esmdance").model_select == "esmdance"
-    assert seqdance.load_model is load_model
+    # the package's name dispatches fine-tuned model folders first, then delegates here (docs/architecture.md)
+    from seqdance.finetuning import files as finetuned_files
+
+    assert seqdance.load_model is finetuned_files.load_model
+    assert seqdance.load_model(path, model_select="esmdance").model_select == "esmdance"
 
 
 def test_seqdance_training_checkpoint_records_its_architecture(tmp_path) -> None:

@@ -8,7 +8,11 @@ from seqdance.lazy import lazy_exports
 from seqdance.schema import PROPERTIES, PROPERTY_NAMES
 
 #: Public names imported on first use (so ``import seqdance`` does not import torch): name -> module.
-_LAZY = {"load_model": "seqdance.model.loading", "predict": "seqdance.inference.predict"}
+_LAZY = {
+    "load_model": "seqdance.finetuning.files",  # fine-tuned model folders, then everything seqdance.model reads
+    "predict": "seqdance.inference.predict",
+    "finetune": "seqdance.finetuning.run",
+}
 
 _lazy_names, __getattr__ = lazy_exports(__name__, _LAZY)
 __all__ = ["PROPERTIES", "PROPERTY_NAMES", "__version__", *_lazy_names]

@@ -10,6 +10,7 @@ from pathlib import Path
 from seqdance.cli.options import int_at_least
 from seqdance.cli.run_options import report_run
 from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
+from seqdance.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +46,9 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
     properties = property_list(args.properties)
     assays = discover_assays(args.assays, reference_csv=args.reference_csv, category_columns=args.category_column)
     model, esm_model = load_models(args)
+    if args.finetuned_model is not None or model is None:
+        raise InputError("benchmark-dms scores a dynamics model; evaluate a fine-tuned model with seqdance finetune's "
+                         "folds instead (docs/finetune.md)")
     result = run_benchmark(
         assays, args.output, model=model, esm_model=esm_model, settings={"model": args.model, "esm2": args.esm2},
         properties=properties, region=args.region, local_radius=args.local_radius, batch_size=args.batch_size,

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.probe",  # probe
     "seqdance.cli.report",  # report (an HTML page of a run)
     "seqdance.cli.serve",  # serve (the local web app)
+    "seqdance.cli.finetune",  # finetune
 )
 
 

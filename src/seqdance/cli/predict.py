@@ -14,6 +14,7 @@ from pathlib import Path
 from seqdance.cli.options import int_at_least
 from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import add_shard_option, model_name, report_run
+from seqdance.errors import InputError
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 
 
@@ -96,6 +97,10 @@ def run_predict(args: argparse.Namespace) -> int:
     shard = resolve_shard(args.shard)
     records = read_inputs(args)
     stems = unique_stems(records.ids)
+    from seqdance.finetuning.files import is_finetuned_dir
+
+    if is_finetuned_dir(args.model):
+        return run_predict_finetuned(args, records, stems, shard)
     options = RunOptions(pairs=not args.no_pairs, embeddings=args.embeddings, attentions=args.attention,
                          max_tokens_per_batch=batch_tokens(args))
     report = run_predictions(load(args), records.ids, None, args.output, stems, model_name=model_name(args.model),
@@ -113,4 +118,30 @@ def run_predict(args: argparse.Namespace) -> int:
           + (f" and {n_plots} figure(s)" if args.plots else "") + f" in {args.output}", file=sys.stderr)
     report_run(report, noun="sequences", merged_what=RESIDUE_CSV, merge_target=args.output)
     write_run_report(args, args.output, complete=report.merged)
+    return 0
+
+
+def run_predict_finetuned(args: argparse.Namespace, records, stems: dict[str, str], shard) -> int:
+    """``predict --model RUN/model``: the fine-tuned target(s) of every record, and the 23 properties beside them when
+    the base is a dynamics model (docs/finetune.md)."""
+    from seqdance.devices import resolve_device
+    from seqdance.finetuning.files import load_finetuned
+    from seqdance.finetuning.predict import dynamics_base, write_target_predictions
+    from seqdance.inference.runs import RunOptions, run_predictions
+
+    if shard is not None:
+        raise InputError("a fine-tuned model predicts in one process: drop --shard (and torchrun)")
+    model = load_finetuned(args.model, device=resolve_device(args.device))
+    path = write_target_predictions(model, records.ids, records.sequences, args.output, stems)
+    print(f"wrote the fine-tuned target {model.info['target']!r} of {len(records.ids)} sequence(s) to {path}",
+          file=sys.stderr)
+    base = dynamics_base(model)
+    if base is not None:
+        options = RunOptions(pairs=not args.no_pairs, embeddings=args.embeddings, attentions=args.attention,
+                             max_tokens_per_batch=batch_tokens(args))
+        report = run_predictions(base, records.ids, None, args.output, stems, model_name=model_name(args.model),
+                                 options=options, overwrite=args.overwrite, progress=not args.quiet,
+                                 encoded=records.encoded)
+        print(f"{report.n_computed} predicted, {report.n_done} already done (the 23 properties of the base) in "
+              f"{args.output}", file=sys.stderr)
     return 0

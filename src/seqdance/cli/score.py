@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--overwrite", action="store_true",
                        help="several proteins: score every protein again, even those whose table is complete (one "
                        "protein's CSV is always replaced)")
+    score.add_argument("--target", default=None, metavar="COLUMN",
+                       help="with a fine-tuned model (--model RUN/model): score by its prediction of this target, "
+                       "mutant minus wild type, column finetuned_<COLUMN> (docs/finetune.md)")
     add_scoring_options(score, " of the proteins")
     add_report_option(score)
     score.set_defaults(func=run_score)
@@ -101,6 +104,9 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
                                    id_column=args.id_column or "id", offset=args.offset, window=args.window,
                                    skip_invalid=args.skip_invalid)
     model, esm_model = load_models(args)  # before any output exists: a model that cannot load leaves nothing
+    if args.finetuned_model is not None:
+        raise InputError("fine-tuned scores (--target) are computed for one wild type at a time: --sequence, or "
+                         "--fasta with --fasta-id")
     out.mkdir(parents=True, exist_ok=True)
     if invalid:
         write_invalid(out, invalid)
@@ -137,9 +143,21 @@ def _run_score_one(args: argparse.Namespace) -> int:
     if len(wild_type) > args.window:
         print(f"the wild type has {len(wild_type)} residues, more than the {args.window}-residue window: each "
               f"variant is scored on a window of {args.window} residues around its sites", file=sys.stderr)
-    scores = score_variants(wild_type, chosen.variants, model=model, esm_model=esm_model, properties=properties,
-                            region=args.region, local_radius=args.local_radius, batch_size=args.batch_size,
-                            window=args.window, progress=not args.quiet)
+    if model is None and esm_model is None:  # a fine-tuned model on a plain ESM2: its own scores only
+        import pandas as pd
+
+        scores = pd.DataFrame(index=range(len(chosen.variants)))
+    else:
+        scores = score_variants(wild_type, chosen.variants, model=model, esm_model=esm_model, properties=properties,
+                                region=args.region, local_radius=args.local_radius, batch_size=args.batch_size,
+                                window=args.window, progress=not args.quiet)
+    if args.finetuned_model is not None:
+        import pandas as pd
+
+        from seqdance.finetuning.predict import score_mutants_finetuned
+
+        extra = score_mutants_finetuned(args.finetuned_model, wild_type, chosen.variants, target=args.target)
+        scores = pd.concat([scores.reset_index(drop=True), extra], axis=1)
     result = variant_table(chosen.rows, chosen.variants, scores)
     invalid_path = write_scores(args.output, result, chosen.invalid)
     print(f"wrote {len(result)} variant(s) to {args.output}")

@@ -53,15 +53,40 @@ def add_scoring_options(parser: argparse.ArgumentParser, shard_what: str) -> Non
 
 
 def load_models(args: argparse.Namespace):
-    """The dynamics model of ``--model`` (on ``--device``; torchrun: the rank's GPU) and the ESM2 of ``--esm2``."""
+    """The dynamics model of ``--model`` (on ``--device``; torchrun: the rank's GPU) and the ESM2 of ``--esm2``.
+
+    A fine-tuned model folder (``--model RUN/model``) is kept in ``args.finetuned_model`` and its dynamics base
+    (None for a plain ESM2 base) is returned as the model; ``--target`` names the fine-tuned target to score.
+    """
     from seqdance.devices import resolve_device
     from seqdance.inference.sharding import local_rank
-    from seqdance.model import load_model
 
-    model = load_model(args.model, device=resolve_device(args.device, local_rank=local_rank()))
+    device = resolve_device(args.device, local_rank=local_rank())
+    model = _dynamics_or_finetuned(args, device)
     esm_model = None
     if args.esm2:
         from seqdance.model import load_esm2_masked_lm
 
-        esm_model = load_esm2_masked_lm(args.esm2, device=next(model.parameters()).device)
+        owner = model if model is not None else args.finetuned_model
+        esm_model = load_esm2_masked_lm(args.esm2, device=next(owner.parameters()).device)
     return model, esm_model
+
+
+def _dynamics_or_finetuned(args: argparse.Namespace, device):
+    from seqdance.errors import InputError
+    from seqdance.finetuning.files import is_finetuned_dir
+    from seqdance.model import load_model
+
+    args.finetuned_model = None
+    target = getattr(args, "target", None)
+    if not is_finetuned_dir(args.model):
+        if target:
+            raise InputError(f"--target scores with a fine-tuned model (--model RUN/model); {args.model} is not one")
+        return load_model(args.model, device=device)
+    if target is None:
+        raise InputError(f"{args.model} is a fine-tuned model: name its target with --target (docs/finetune.md)")
+    from seqdance.finetuning.files import load_finetuned
+    from seqdance.finetuning.predict import dynamics_base
+
+    args.finetuned_model = load_finetuned(args.model, device=device)
+    return dynamics_base(args.finetuned_model)

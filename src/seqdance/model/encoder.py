@@ -218,6 +218,8 @@ class Esm2Encoder(nn.Module):
         self.encoder = Esm2Stack(config)
         self.pooler = Esm2Pooler(config) if add_pooling_layer else None
         self.contact_head = Esm2ContactHead(config)
+        #: Recompute each layer's activations in the backward pass (training memory against time).
+        self.gradient_checkpointing = False
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -256,8 +258,14 @@ class Esm2Encoder(nn.Module):
             key_bias = key_bias.masked_fill(~keep, torch.finfo(hidden.dtype).min)
         need_probs = need_attentions or attention_hook is not None
         maps: list[torch.Tensor] = []
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for index, layer in enumerate(self.layers):
-            hidden, probs = layer(hidden, cos, sin, key_bias, need_probs)
+            if recompute:
+                from torch.utils.checkpoint import checkpoint
+
+                hidden, probs = checkpoint(layer, hidden, cos, sin, key_bias, need_probs, use_reentrant=False)
+            else:
+                hidden, probs = layer(hidden, cos, sin, key_bias, need_probs)
             if probs is not None:
                 if attention_hook is not None:
                     attention_hook(index, probs)
