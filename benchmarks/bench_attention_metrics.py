@@ -1,4 +1,5 @@
-"""Attention metrics of one layer (docs/design.md#attention-metrics): seqdance's batched scoring vs the straightforward per-head loop.
+"""Attention metrics of one layer (docs/design.md#attention-metrics): seqdance's batched scoring vs the straightforward
+per-head loop.
 
 The reference formulation scores each head alone with scipy's ``spearmanr`` and scikit-learn's ``roc_auc_score``
 over index-selected pairs (what the notebook does); seqdance sorts each head's attention twice per layer and

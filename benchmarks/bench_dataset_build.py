@@ -52,7 +52,8 @@ def bench_build(manifest: Path, work: Path, workers: int, max_residues: int | No
     from seqdance.store.builder import build_store
 
     runs: list[tuple[str, dict]] = [("serial (in-process)", {"workers": 0}),
-                                    (f"{workers} local worker processes", {"workers": workers, "threads_per_worker": 1})]
+                                    (f"{workers} local worker processes",
+                                     {"workers": workers, "threads_per_worker": 1})]
     cluster = None
     if dask:
         try:

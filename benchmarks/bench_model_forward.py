@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         weights = Path(tmp) / "weights.safetensors"
         make_weights(weights, args.seed)
         common = ["--weights", str(weights), "--repeats", str(args.repeats), "--seed", str(args.seed)]
-        print(f"\n{'config':<14}{'L':>6}{'time (s)':>10}{'cpu (s)':>9}{'peak RSS (GB)':>15}{'added (GB)':>12}  vs reference")
+        print(f"\n{'config':<14}{'L':>6}{'time (s)':>10}{'cpu (s)':>9}{'peak RSS (GB)':>15}{'added (GB)':>12}"
+              "  vs reference")
         for length in lengths:
             rows = {}
             for config in args.configs:
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = ""
                 ref = rows.get("reference")
                 if ref is not None and config != "reference":
-                    ratio = f"{ref['time_s'] / row['time_s']:.1f}x faster, {row['peak_rss_gb'] / ref['peak_rss_gb']:.2f} mem"
+                    ratio = (f"{ref['time_s'] / row['time_s']:.1f}x faster, "
+                             f"{row['peak_rss_gb'] / ref['peak_rss_gb']:.2f} mem")
                 print(
                     f"{config:<14}{length:>6}{row['time_s']:>10.2f}{row['cpu_s']:>9.2f}{row['peak_rss_gb']:>15.2f}"
                     f"{row['added_gb']:>12.2f}  {ratio}",

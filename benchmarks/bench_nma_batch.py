@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", choices=("bioemu", "af2"), default="bioemu")
     args = parser.parse_args()
-    folder = DATA / "structures" / "bioemu_reference" if args.set == "bioemu" else DATA / "proteingym_single_dev" / "af2_pdb"
+    folder = (DATA / "structures" / "bioemu_reference" if args.set == "bioemu"
+              else DATA / "proteingym_single_dev" / "af2_pdb")
     structures = sorted(folder.rglob("*.pdb"))[: args.structures]
     if len(structures) < args.structures:
         sys.exit(f"need {args.structures} structures under {folder}")
@@ -88,7 +89,8 @@ def main() -> None:
             "reference: earlier features nma pool": [sys.executable, str(old_pool), "{work}/old",
                                                      str(args.workers), *map(str, structures)],
         }
-        print(f"{len(structures)} structures ({args.set}), {args.workers} workers, {os.cpu_count()} CPUs, best of {args.repeats}")
+        print(f"{len(structures)} structures ({args.set}), {args.workers} workers, {os.cpu_count()} CPUs, "
+              f"best of {args.repeats}")
         for label, command in runs.items():
             seconds = timed(command, args.repeats, env)
             print(f"  {label:<40s} {seconds:7.2f} s   {len(structures) / seconds:6.2f} structures/s")

@@ -147,7 +147,8 @@ def main() -> None:
     rows.append((f"ESM2-35M masked marginal ({n_esm_pos} positions)", len(subset), wall, cpu))
 
     base = rows[0][1] / rows[0][2]
-    print(f"\n{'configuration':50s} {'variants':>8s} {'wall s':>8s} {'variants/s':>11s} {'CPU ms/var':>11s} {'vs (a)':>7s}")
+    print(f"\n{'configuration':50s} {'variants':>8s} {'wall s':>8s} {'variants/s':>11s} {'CPU ms/var':>11s} "
+          f"{'vs (a)':>7s}")
     for name, n, wall, cpu in rows:
         rate = n / wall
         print(f"{name:50s} {n:8d} {wall:8.2f} {rate:11.2f} {1000 * cpu / n:11.1f} {rate / base:6.1f}x")

@@ -16,10 +16,10 @@ fresh ``python -m seqdance.cli.main predict``:
 
 The printout gives the wall times and their ratio, each shard's wall time, tokens and share of the estimated
 cost, the wall time of a rerun of the finished one-process run (every output checked by content and found done,
-``residues.csv`` written again: what the run protocol itself costs), the same shares for a split by record count (what a naive split would give), the sequences/s and tokens/s
-the commands report, the largest difference between the two runs' outputs (they use different thread counts,
-so they agree to float rounding, not bitwise), and the model's FLOPs per token at the human proteome's mean
-length (``torch.utils.flop_counter``) for the cost estimate in docs/large_runs.md.
+``residues.csv`` written again: what the run protocol itself costs), the same shares for a split by record count (what a
+naive split would give), the sequences/s and tokens/s the commands report, the largest difference between the two runs'
+outputs (they use different thread counts, so they agree to float rounding, not bitwise), and the model's FLOPs per
+token at the human proteome's mean length (``torch.utils.flop_counter``) for the cost estimate in docs/large_runs.md.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def run(cmd: list[str], threads: int) -> tuple[subprocess.Popen, float]:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), time.perf_counter()
+    return (subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+            time.perf_counter())
 
 
 def finish(proc: subprocess.Popen, start: float) -> tuple[float, str]:

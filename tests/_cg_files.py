@@ -66,7 +66,8 @@ def martini_model(traj: md.Trajectory, *, waters: int = 3) -> tuple[md.Trajector
     return model, model.xyz[:, backbone_rows]
 
 
-def write_martini_files(traj: md.Trajectory, folder: Path, stem: str, *, waters: int = 3) -> tuple[Path, Path, np.ndarray]:
+def write_martini_files(traj: md.Trajectory, folder: Path, stem: str, *,
+                        waters: int = 3) -> tuple[Path, Path, np.ndarray]:
     """:func:`martini_model` of ``traj`` as PDB + DCD, and its BB positions."""
     model, backbone = martini_model(traj, waters=waters)
     pdb, dcd = folder / f"{stem}.pdb", folder / f"{stem}.dcd"

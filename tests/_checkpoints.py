@@ -43,7 +43,8 @@ def randomize_parameters_(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
-def random_dynamics_model(encoder: str | EncoderConfig = "tiny", model_select: str = "esmdance", seed: int = 0) -> DynamicsModel:
+def random_dynamics_model(encoder: str | EncoderConfig = "tiny", model_select: str = "esmdance",
+                          seed: int = 0) -> DynamicsModel:
     """A DynamicsModel whose every parameter (encoder, pooler, contact head, heads) is random."""
     torch.manual_seed(seed)
     return randomize_parameters_(DynamicsModel(encoder, model_select), seed).eval()

@@ -1,4 +1,5 @@
-"""Attention metrics (docs/design.md#attention-metrics) against a straightforward per-head implementation, on a real store.
+"""Attention metrics (docs/design.md#attention-metrics) against a straightforward per-head implementation, on a real
+store.
 
 The store is built with the project's builder from the shared MD data (3tvj_I as ATLAS, mdCATH 2hbaA00, the
 neopetrosiamide NMR ensemble as idr) plus two NMA structures; the attention maps come from a tiny random

@@ -1,4 +1,5 @@
-"""Embedding probe (docs/design.md#embedding-probes) on real sequences: the 364 Tsuboyama stability sequences of the shared data."""
+"""Embedding probe (docs/design.md#embedding-probes) on real sequences: the 364 Tsuboyama stability sequences of the
+shared data."""
 
 from __future__ import annotations
 

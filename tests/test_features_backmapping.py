@@ -17,7 +17,8 @@ from seqdance.features.inputs.backmapping import Backmapper, BackmappingError, b
 from seqdance.features.inputs.coarse_grained import bead_topology, calpha_trace
 from seqdance.features.inputs.protein import build_protein_topology
 
-pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; it compiles with a C++ compiler)")
+pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; "
+                                        "it compiles with a C++ compiler)")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,8 @@ def test_engines_build_the_same_atoms(golden) -> None:
     c = Backmapper(beads, engine="pulchra")
     py = Backmapper(beads, engine="pulchra-python")
     xc, xp = c.frames(trace), py.frames(trace)
-    assert [(a.residue.index, a.name) for a in c.topology.atoms] == [(a.residue.index, a.name) for a in py.topology.atoms]
+    assert ([(a.residue.index, a.name) for a in c.topology.atoms]
+            == [(a.residue.index, a.name) for a in py.topology.atoms])
     ca = c.topology.select("name CA")
     assert np.abs(xc[0, ca] - xp[0, ca]).max() < 0.02
 
@@ -124,7 +126,8 @@ def test_failure_on_one_frame_names_file_and_frame(golden, monkeypatch) -> None:
 
     monkeypatch.setitem(bm._RUNNERS, "pulchra", flaky)
     mapper = Backmapper(beads, source="idr_0001/traj.dcd")
-    with pytest.raises(BackmappingError, match=r"idr_0001/traj\.dcd: frame 25: back-mapping \(pulchra\) returned no atoms"):
+    with pytest.raises(BackmappingError,
+                       match=r"idr_0001/traj\.dcd: frame 25: back-mapping \(pulchra\) returned no atoms"):
         mapper.frames(trace, first_frame=5, stride=10)
 
     def raising(names, xyz):

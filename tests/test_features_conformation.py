@@ -1,4 +1,5 @@
-"""Conformational properties (docs/design.md#conformational-properties) against MDTraj and independent formulas on real trajectories."""
+"""Conformational properties (docs/design.md#conformational-properties) against MDTraj and independent formulas on real
+trajectories."""
 
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ def test_non_finite_frame_is_an_error(golden) -> None:
 def test_relaxing_all_but_calpha_removes_clashes_of_a_backmapped_disordered_chain() -> None:
     """A self-avoiding Cα walk with CALVADOS geometry back-maps with clashing side chains (PULCHRA); relaxing every
     atom but Cα removes them and keeps Cα exactly where the trace put them."""
-    pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; it compiles with a C++ compiler)")
+    pytest.importorskip("pypulchra", reason="back-mapping needs pypulchra (pip install 'seqdance[backmap]'; "
+                                            "it compiles with a C++ compiler)")
     from bench_cg_cost import bead_chain, random_sequence, self_avoiding_walk
 
     from seqdance.features.inputs.backmapping import Backmapper

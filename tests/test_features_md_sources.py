@@ -1,6 +1,6 @@
-"""extract_md on every input kind of docs/design.md#input-kinds, on real trajectories: one-bead-per-residue traces (Cα properties
-equal to the all-atom run's, conformational properties equal to an independent computation, the rest missing),
-back-mapped traces, hydrogen-less all-atom inputs given hydrogens, PED-like multi-model ensembles (PDB and
+"""extract_md on every input kind of docs/design.md#input-kinds, on real trajectories: one-bead-per-residue traces (Cα
+properties equal to the all-atom run's, conformational properties equal to an independent computation, the rest
+missing), back-mapped traces, hydrogen-less all-atom inputs given hydrogens, PED-like multi-model ensembles (PDB and
 mmCIF), and the one-line errors for bad input (file and frame/residue/model named)."""
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def assert_missing(features: dict, names: tuple[str, ...], like: dict) -> None:
 
 def independent_conformation(ca: np.ndarray) -> dict[str, float]:
     """Rg, Re, asphericity (means, s.d.) and the Flory fit of a single-chain Cα trace (F, N, 3) nm, written
-    directly from the definitions of docs/design.md#conformational-properties (MDTraj for Rg; loops over separations; scipy's curve_fit)."""
+    directly from the definitions of docs/design.md#conformational-properties (MDTraj for Rg; loops over separations;
+    scipy's curve_fit)."""
     from scipy.optimize import curve_fit
 
     traj = md.Trajectory(ca.astype(np.float32), None)

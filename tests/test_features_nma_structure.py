@@ -38,7 +38,8 @@ def test_altlocs_first_conformer_and_non_protein_ignored(golden_pdb: Path) -> No
     prody.confProDy(verbosity="none")
     structure = read_calpha_structure(golden_pdb)
     text = golden_pdb.read_text()
-    assert "HOH" in text and "SO4" in text and any(ln[12:17] == " CA B" for ln in text.splitlines())  # waters, sulphate, alternate Cα positions
+    # waters, sulphate, alternate Cα positions
+    assert "HOH" in text and "SO4" in text and any(ln[12:17] == " CA B" for ln in text.splitlines())
     assert structure.n_residues == 119 and structure.chain_ids == ("A",)
     reference = prody.parsePDB(str(golden_pdb)).select("calpha")  # ProDy keeps altloc A
     np.testing.assert_array_equal(structure.coords, reference.getCoords())

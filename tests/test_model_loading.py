@@ -69,7 +69,8 @@ def test_released_layout_matches_reference_formulation(tmp_path, model_select) -
 
 def test_released_35m_checkpoint_matches_reference(tmp_path) -> None:
     directory = write_released_checkpoint(tmp_path / "ESMDance", "35M", "esmdance", seed=1)
-    assert json.loads((directory / "config.json").read_text()) == {"esm2_select": "model_35M", "model_select": "esmdance"}
+    assert json.loads((directory / "config.json").read_text()) == {"esm2_select": "model_35M",
+                                                                   "model_select": "esmdance"}
     keys = set(load_file(directory / "model.safetensors"))
     assert "esm2.encoder.layer.11.attention.self.rotary_embeddings.inv_freq" in keys
     assert "esm2.embeddings.position_embeddings.weight" in keys and "esm2.contact_head.regression.weight" in keys
@@ -102,7 +103,8 @@ def test_missing_parameters_are_named(tmp_path) -> None:
 
 
 def test_unexpected_keys_are_named_but_known_unused_ones_ignored(tmp_path) -> None:
-    ok = write_released_checkpoint(tmp_path / "ok", extra_keys={"esm2.embeddings.position_ids": torch.arange(1026)[None]})
+    ok = write_released_checkpoint(tmp_path / "ok",
+                                   extra_keys={"esm2.embeddings.position_ids": torch.arange(1026)[None]})
     load_model(ok)
     bad = write_released_checkpoint(tmp_path / "bad", extra_keys={"pair_extra_linear.weight": torch.zeros(2, 2)})
     with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): pair_extra_linear.weight"):
@@ -160,7 +162,8 @@ def test_training_checkpoint_with_ddp_prefix(tmp_path, wrap_key) -> None:
     lean = write_update_checkpoint(tmp_path / "update_2.pt", "tiny", "esmdance", legacy_keys=False, prefix="")
     assert load_model(lean, model_select="esmdance", encoder="tiny").freeze_encoder
     with pytest.raises(CheckpointError, match="shape mismatches"):
-        load_model(lean, model_select="esmdance", encoder={**ENCODER_PRESETS["tiny"].to_dict(), "intermediate_size": 96})
+        load_model(lean, model_select="esmdance",
+                   encoder={**ENCODER_PRESETS["tiny"].to_dict(), "intermediate_size": 96})
 
 
 def test_build_esmdance_from_esm2_checkpoint(tmp_path) -> None:

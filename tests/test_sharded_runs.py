@@ -225,7 +225,8 @@ def test_bad_shards_and_mixed_runs_are_one_clear_line(checkpoints, fasta, tmp_pa
     capsys.readouterr()
     assert main(["merge", str(out)]) == 1
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "mixes shards of different runs" in err and "differs from shard-0-of-2.json in model" in err
+    assert ("\n" not in err and "mixes shards of different runs" in err
+            and "differs from shard-0-of-2.json in model" in err)
     # shards of 2 and of 3 in one folder
     out3 = tmp_path / "counts"
     assert main([*base, "-o", str(out3), "--shard", "0/2"]) == 0
@@ -242,7 +243,8 @@ def test_bad_shards_and_mixed_runs_are_one_clear_line(checkpoints, fasta, tmp_pa
     victim = sorted(done.glob("*.npz"))[0]
     shutil.copy(victim, tmp_path / "keep.npz")
     for extra, why in ((["--model", str(other)], "holds a result of another model (its fingerprint differs)"),
-                       (["--model", str(dyn), "--no-pairs"], "lacks corr, hbbb, hbsb ... (predicted with fewer outputs)")):
+                       (["--model", str(dyn), "--no-pairs"],
+                        "lacks corr, hbbb, hbsb ... (predicted with fewer outputs)")):
         sep = tmp_path / f"sep{len(extra)}"
         assert main(["predict", str(fasta), "-q", "-o", str(sep), *extra]) == 0
         shutil.copy(sep / victim.name, victim)

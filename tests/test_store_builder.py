@@ -203,7 +203,8 @@ def test_resume_failures_labels_and_changed_inputs(shared_data, tmp_path) -> Non
     assert (report.computed, report.failed) == (len(rows) - 2, 2)
     failures = pd.read_csv(failures_path(store))
     assert set(failures["name"]) == {"missing_file", "not_a_structure"}
-    assert failures.set_index("name").loc["missing_file", "error"].startswith("MissingFileError: structure file not found")
+    assert failures.set_index("name").loc["missing_file", "error"].startswith(
+        "MissingFileError: structure file not found")
     assert str(tmp_path / "nowhere" / "x.pdb") in failures.set_index("name").loc["missing_file", "error"]
     mtime = store.stat().st_mtime_ns
     again = build_store(manifest, store, workers=0)

@@ -87,7 +87,8 @@ def test_valid_targets_pass_and_shape_kind_length_are_checked() -> None:
     assert [p.check for p in check_protein("x", SEQ_MD, "md", residue, pair, length=3)] == ["length"]
     # fraction-mode frequencies are at most 1 and symmetric; reference-mode ones need not be
     residue, pair = _targets("md", SEQ_MD, frequency="reference")
-    assert {p.check for p in check_protein("x", SEQ_MD, "md", residue, pair, frequency="fraction")} == {"range", "symmetry"}
+    assert ({p.check for p in check_protein("x", SEQ_MD, "md", residue, pair, frequency="fraction")}
+            == {"range", "symmetry"})
     residue, pair = _targets("md", SEQ_MD, frequency="fraction")
     assert check_protein("x", SEQ_MD, "md", residue, pair, frequency="fraction") == []
 
@@ -117,7 +118,8 @@ ATOM_LEVEL = ("sasa_mean", "sasa_std", "ss", "chi", "phi", "psi", "vdw", "hbbb",
 
 
 def _calpha_targets(seq: str = SEQ_MD):
-    """Stored targets of a one-bead (Cα) protein: every atom-level property masked (docs/design.md#missing-properties)."""
+    """Stored targets of a one-bead (Cα) protein: every atom-level property masked
+    (docs/design.md#missing-properties)."""
     features = synthetic_features(seq, "md", seed=5)
     features["missing_properties"] = ATOM_LEVEL
     return features_to_targets(features, "md")

@@ -26,7 +26,8 @@ def test_parses_md_and_nma_rows_with_relative_paths(tmp_path) -> None:
     ))
     entries = read_manifest(path)
     a, b, c, d = entries
-    assert (a.kind, a.group, a.structure, a.options) == ("nma", "nma", path.parent / "pdb/a.pdb", {"chains": ["A", "B"]})
+    assert (a.kind, a.group, a.structure, a.options) == ("nma", "nma", path.parent / "pdb/a.pdb",
+                                                         {"chains": ["A", "B"]})
     assert (b.kind, b.group, b.label) == ("md", "md", "test")
     assert b.trajectories == (path.parent / "traj/b1.xtc", path.parent / "traj/b2.xtc")
     assert b.options == {"stride": 5} and b.row == 1
@@ -37,9 +38,9 @@ def test_parses_md_and_nma_rows_with_relative_paths(tmp_path) -> None:
 
 
 def test_back_mapping_and_hydrogen_columns_become_options_without_defaults(tmp_path) -> None:
-    """Per-row input options (docs/design.md#input-kinds): only values other than the defaults enter a protein's options (and so its
-    spec), so a column of defaults recomputes nothing and a changed value recomputes that protein; an ensemble
-    may be its own trajectory."""
+    """Per-row input options (docs/design.md#input-kinds): only values other than the defaults enter a protein's options
+    (and so its spec), so a column of defaults recomputes nothing and a changed value recomputes that protein; an
+    ensemble may be its own trajectory."""
     path = _write(tmp_path, (
         "name,source,topology,trajectory,backmap,backmap_properties,add_hydrogens,hydrogen_ph,hydrogen_forcefield\n"
         "cg,IDRome,cg.pdb,cg.dcd,,,,,\n"
@@ -69,7 +70,8 @@ def test_back_mapping_and_hydrogen_columns_become_options_without_defaults(tmp_p
         ("name,source,topology,trajectory\na,ATLAS,,t.dcd\n", "MD entries need a 'topology'"),
         ("name,source,topology,trajectory,backmap\na,IDRome,t.pdb,t.dcd,cg2all\n", "'backmap' must be one of"),
         ("name,source,topology,trajectory,backmap_properties\na,IDRome,t.pdb,t.dcd,all\n", "give 'backmap' too"),
-        ("name,source,topology,trajectory,add_hydrogens\na,PED,t.pdb,t.dcd,maybe\n", "'add_hydrogens' must be yes or no"),
+        ("name,source,topology,trajectory,add_hydrogens\na,PED,t.pdb,t.dcd,maybe\n",
+         "'add_hydrogens' must be yes or no"),
         ("name,source,topology,trajectory,hydrogen_ph\na,PED,t.pdb,t.dcd,6\n", "apply when hydrogens are added"),
         ("name,source,topology,trajectory,add_hydrogens,hydrogen_ph\na,PED,t.pdb,t.dcd,yes,15\n", r"\[0, 14\]"),
         ("name,source,topology,trajectory,add_hydrogens,hydrogen_forcefield\na,PED,t.pdb,t.dcd,yes,charmm\n",

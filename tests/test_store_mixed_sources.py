@@ -1,6 +1,6 @@
-"""A store mixing every MD input kind of docs/design.md#input-kinds, end to end on real data: ``dataset build`` (per-row back-mapping
-and hydrogen options, a changed option recomputing that protein alone, a bad input failing alone with a one-line
-error), ``dataset check`` (the missing-property rule), training a few updates and ``evaluate``."""
+"""A store mixing every MD input kind of docs/design.md#input-kinds, end to end on real data: ``dataset build`` (per-row
+back-mapping and hydrogen options, a changed option recomputing that protein alone, a bad input failing alone with a
+one-line error), ``dataset check`` (the missing-property rule), training a few updates and ``evaluate``."""
 
 from __future__ import annotations
 

@@ -63,8 +63,9 @@ def test_nma_block_layout() -> None:
     for i in range(3):
         np.testing.assert_allclose(residue[rows, PROPERTY_BY_NAME[f"nma_res{i + 1}"].store_channels.start],
                                    features[f"nma_res{i + 1}"], rtol=1e-6)
-        np.testing.assert_allclose(pair[np.ix_(rows, rows)][:, :, PROPERTY_BY_NAME[f"nma_pair{i + 1}"].store_channels.start],
-                                   features[f"nma_pair{i + 1}"], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            pair[np.ix_(rows, rows)][:, :, PROPERTY_BY_NAME[f"nma_pair{i + 1}"].store_channels.start],
+            features[f"nma_pair{i + 1}"], rtol=1e-6, atol=1e-7)
 
 
 def test_undefined_hbond_maps_are_masked() -> None:
@@ -99,7 +100,8 @@ def test_bad_features_name_the_problem(mutate, message: str) -> None:
 
 
 def test_reference_golden_features_transform(shared_data) -> None:
-    """The reference pipeline's own 3tvj_I outputs (CSV + npz) go through the transforms as docs/design.md#property-schema says."""
+    """The reference pipeline's own 3tvj_I outputs (CSV + npz) go through the transforms as
+    docs/design.md#property-schema says."""
     ref = shared_data / "reference" / "md"
     table = pd.read_csv(require(ref / "3tvj_I_res_feature.csv"))
     pair_ref = np.load(require(ref / "3tvj_I_pair_feature.npz"))["array"]
@@ -122,7 +124,8 @@ def test_reference_golden_features_transform(shared_data) -> None:
     assert np.isnan(features["chi"]).any()  # the golden CSV has undefined chi rows -> masked
     chi = PROPERTY_BY_NAME["chi"].store_channels
     assert ((res[:, chi] == MASK_VALUE).all(axis=1) == np.isnan(features["chi"]).all(axis=1)).all()
-    np.testing.assert_allclose(res[:, PROPERTY_BY_NAME["rmsf_nor"].start], table["rmsf"] / table["rmsf"].max(), rtol=1e-6)
+    np.testing.assert_allclose(res[:, PROPERTY_BY_NAME["rmsf_nor"].start], table["rmsf"] / table["rmsf"].max(),
+                               rtol=1e-6)
     np.testing.assert_allclose(pair[np.ix_(rows, rows)][:, :, :9], np.cbrt(pair_ref[:, :, :9]), rtol=1e-6, atol=1e-7)
     assert pair[np.ix_(rows, rows)][:, :, :9].max() > 1.0  # reference-mode frequencies exceed 1
 
@@ -132,8 +135,8 @@ ATOM_LEVEL = tuple(n for n in MD_NAMES if n not in ("rmsf_nor", "corr"))
 
 
 def test_listed_missing_properties_are_masked_for_the_whole_protein() -> None:
-    """A Cα trace's features (docs/design.md#missing-properties): the listed properties are NaN and become MASK_VALUE everywhere; the
-    others are stored as usual."""
+    """A Cα trace's features (docs/design.md#missing-properties): the listed properties are NaN and become MASK_VALUE
+    everywhere; the others are stored as usual."""
     features = synthetic_features("MKTAYIAK", "md", seed=3)
     for name in ATOM_LEVEL:
         features[PROPERTY_BY_NAME[name].raw_key] = np.full_like(np.asarray(features[PROPERTY_BY_NAME[name].raw_key]),

@@ -1,4 +1,5 @@
-"""Evaluation metrics (docs/design.md#evaluation-metrics), the evaluation loop and the train/evaluate/loss-weights commands."""
+"""Evaluation metrics (docs/design.md#evaluation-metrics), the evaluation loop and the train/evaluate/loss-weights
+commands."""
 
 from __future__ import annotations
 

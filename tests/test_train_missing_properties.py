@@ -1,4 +1,5 @@
-"""Masked (missing) properties never reach loss weights, the training loss or evaluation (docs/design.md#missing-properties).
+"""Masked (missing) properties never reach loss weights, the training loss or evaluation
+(docs/design.md#missing-properties).
 
 A store mixes all-atom proteins with one-bead (Cα) proteins whose atom-level properties are masked and listed in
 their provenance, as ``dataset build`` writes them: the weight statistics, the training loss and every evaluation
@@ -106,7 +107,8 @@ def test_group_loss_divides_each_property_by_its_own_count() -> None:
 
 def test_training_loss_leaves_masked_properties_out(mixed: Path, tmp_path: Path) -> None:
     config = tiny_config(mixed, tmp_path / "run", **{
-        "total_updates": 1, "optim.warmup_updates": 0, "dropout": 0.0, "data.sequences_per_group": 3, "data.micro_batch_size": 2,
+        "total_updates": 1, "optim.warmup_updates": 0, "dropout": 0.0, "data.sequences_per_group": 3,
+        "data.micro_batch_size": 2,
         "data.curriculum": [{"until": 1.0, "max_tokens": 64}], "data.groups": ["idr"],
     })
     trainer = Trainer(config)

@@ -79,7 +79,8 @@ def train_and_compare(small_real_store: Path, folder: Path, recipe: dict) -> tup
 
 
 @pytest.mark.slow
-def test_tiny_seqdance_beats_training_mean_on_real_data(small_real_store: Path, tmp_path: Path, one_torch_thread) -> None:
+def test_tiny_seqdance_beats_training_mean_on_real_data(small_real_store: Path, tmp_path: Path,
+                                                        one_torch_thread) -> None:
     trainer, history, result = train_and_compare(small_real_store, tmp_path, RECIPE)
     assert trainer.groups == ["md", "idr", "nma"]
     assert trainer.channel_means is not None

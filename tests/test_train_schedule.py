@@ -1,4 +1,5 @@
-"""The learning-rate schedule follows the piecewise-linear rule of docs/design.md#optimiser-and-schedule, and the config reads YAML."""
+"""The learning-rate schedule follows the piecewise-linear rule of docs/design.md#optimiser-and-schedule, and the config
+reads YAML."""
 
 from __future__ import annotations
 

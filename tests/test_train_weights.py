@@ -1,4 +1,5 @@
-"""Loss weights computed by the docs/design.md#loss-weights rules satisfy the stated ratios; weight tables load tolerantly."""
+"""Loss weights computed by the docs/design.md#loss-weights rules satisfy the stated ratios; weight tables load
+tolerantly."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ ANGSTROM_PER_NM = 10.0
 MASK_VALUE = -1.0
 
 #: Tokens an ESM2 encoder was trained on at most (its context), and the residues that fit between <cls> and
-#: <eos>. Prediction windows, mutation-scoring windows and evaluation crops default to these (docs/design.md#crops, #attention-metrics).
+#: <eos>. Prediction windows, mutation-scoring windows and evaluation crops default to these
+#: (docs/design.md#crops, #attention-metrics).
 ESM2_MAX_TOKENS = 1024
 ESM2_MAX_RESIDUES = ESM2_MAX_TOKENS - 2
 
@@ -271,7 +272,8 @@ def property_of_channel(level: Level, channel: int, kind: FeatureKind | None = N
     """The property a channel belongs to: a model-layout channel (``kind`` None) or a stored channel of ``kind``."""
     offset = 0 if kind is None else _KIND_OFFSETS[(level, kind)]
     for prop in PROPERTIES:
-        if prop.level == level and (kind is None or prop.kind == kind) and prop.start <= channel + offset < prop.start + prop.width:
+        if (prop.level == level and (kind is None or prop.kind == kind)
+                and prop.start <= channel + offset < prop.start + prop.width):
             return prop
     raise InputError(f"no {level} property at channel {channel}" + (f" of the {kind} block" if kind else ""))
 

@@ -2,7 +2,8 @@
 
 Tokens are ``<cls> residues <eos>`` truncated to 1,024 (T = token count). A head's map ``a`` (T×T) holds the
 softmax probabilities, row i attending to column j. Pairs are *ordered* token pairs (i, j) of residue tokens
-with |i − j| > 2 whose targets are valid. Two pair properties, from the stored targets (docs/design.md#property-schema, #targets):
+with |i − j| > 2 whose targets are valid. Two pair properties, from the stored targets
+(docs/design.md#property-schema, #targets):
 
 * co-movement f = pair channel ``corr`` (valid at every residue–residue pair; −1 there is a real value);
 * interaction f = Σ over the nine interaction channels of (stored value)³ — the store holds cube roots — valid
@@ -302,10 +303,12 @@ class AttentionMetricPlan:
         """Every metric for each head of ``maps`` (H, T', T') with T' ≥ T (only the first T tokens are used)."""
         tensor = maps.detach() if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
         if tensor.dim() != 3 or tensor.shape[1] != tensor.shape[2] or tensor.shape[1] < self.n_tokens:
-            raise InputError(f"attention maps must be (heads, T, T) with T >= {self.n_tokens}, got {tuple(tensor.shape)}")
+            raise InputError(f"attention maps must be (heads, T, T) with T >= {self.n_tokens}, "
+                             f"got {tuple(tensor.shape)}")
         if tensor.dtype in (torch.float16, torch.bfloat16):
             tensor = tensor.float()
-        parts = [self._evaluate_chunk(tensor[h:h + self.head_chunk]) for h in range(0, tensor.shape[0], self.head_chunk)]
+        parts = [self._evaluate_chunk(tensor[h:h + self.head_chunk])
+                 for h in range(0, tensor.shape[0], self.head_chunk)]
         return {name: torch.cat([p[name] for p in parts]).cpu().numpy() for name in METRIC_NAMES}
 
     @torch.no_grad()

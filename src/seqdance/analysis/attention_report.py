@@ -19,7 +19,8 @@ from seqdance.analysis.attention import (
 )
 from seqdance.io_utils import atomic_path, markdown_table, save_figure
 
-#: The paper's best-head medians (docs/design.md#attention-paper, #attention-metrics): symmetrised attention, |i − j| > 5, Spearman.
+#: The paper's best-head medians (docs/design.md#attention-paper, #attention-metrics): symmetrised attention,
+#: |i − j| > 5, Spearman.
 PAPER_REFERENCE: dict[tuple[str, str], float] = {
     ("sym_interact_spearman", "md"): 0.41,  # ordered proteins
     ("sym_interact_spearman", "idr"): 0.52,

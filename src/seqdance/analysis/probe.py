@@ -1,4 +1,5 @@
-"""Linear probes of global properties from pooled embeddings, beside trivial baselines (docs/design.md#embedding-probes).
+"""Linear probes of global properties from pooled embeddings, beside trivial baselines
+(docs/design.md#embedding-probes).
 
 For each label and each train/test split: optional PCA fitted on the training proteins only (the notebook: 200
 components), then ordinary least squares (``linear``, the notebook's) and ridge regression with its penalty

@@ -1,9 +1,9 @@
 """The probe as a job: read a label table, embed with each model (cached), fit, write tables and figures.
 
 Label table (CSV): ``name``, ``sequence`` (chains joined by ':'), one or more numeric label columns, and
-optionally ``split_*`` columns holding ``train``/``test``; ``info_*`` columns are ignored. Every problem is reported as one line naming the
-file, column and row: missing columns, duplicate names, empty or non-numeric labels, unknown label columns,
-sequences the tokenizer rejects, split values other than train/test, a split without test proteins.
+optionally ``split_*`` columns holding ``train``/``test``; ``info_*`` columns are ignored. Every problem is reported as
+one line naming the file, column and row: missing columns, duplicate names, empty or non-numeric labels, unknown label
+columns, sequences the tokenizer rejects, split values other than train/test, a split without test proteins.
 """
 
 from __future__ import annotations

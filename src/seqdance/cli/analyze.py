@@ -1,4 +1,5 @@
-"""``seqdance analyze attention``: how each attention head agrees with the stored pair properties (docs/design.md#attention-metrics)."""
+"""``seqdance analyze attention``: how each attention head agrees with the stored pair properties
+(docs/design.md#attention-metrics)."""
 
 from __future__ import annotations
 

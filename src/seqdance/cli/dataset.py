@@ -70,14 +70,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        description="Build (or resume) a store from a manifest CSV; see docs/dataset.md.")
     p.add_argument("manifest", help="CSV: name, source, structure | topology + trajectory (';'-separated)")
     p.add_argument("-o", "--output", required=True, help="store file (HDF5) to create or extend")
-    p.add_argument("--workers", type=int_at_least(0), default=1, help="local worker processes (0 = in this process; default 1)")
+    p.add_argument("--workers", type=int_at_least(0), default=1,
+                   help="local worker processes (0 = in this process; default 1)")
     p.add_argument("--shard", help="i/N: build only shard i of N (0-based) into its own store; combine with merge")
     p.add_argument("--scheduler", help="dask.distributed scheduler address or scheduler file (instead of --workers)")
     add_option_arguments(p, MdOptions, ("frequency", "missing_hydrogens"))  # every MD row's; columns set the rest
     p.add_argument("--max-residues", type=int_at_least(1), help="skip (as failures) proteins longer than this")
     p.add_argument("--compression", type=_compression, default="auto",
                    help="auto (default: gzip level 1 where it saves ≥25%%), gzip, lzf or none")
-    p.add_argument("--threads-per-worker", type=int_at_least(1), help="BLAS/OpenMP threads per worker (default cores/workers)")
+    p.add_argument("--threads-per-worker", type=int_at_least(1),
+                   help="BLAS/OpenMP threads per worker (default cores/workers)")
     p.add_argument("--fold-every", type=int_at_least(0), default=0,
                    help="fold the journal into the store every N computed proteins (default: only at the end)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any protein failed")

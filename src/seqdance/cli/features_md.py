@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "md",
         help="MD features (SASA, RMSF, DSSP, dihedrals, Cα correlation, nine interaction types) of a trajectory",
         description=(
-            "Compute the raw MD features of docs/design.md#md-features for one system and write them to an .npz file (atomically). "
+            "Compute the raw MD features of docs/design.md#md-features for one system and write them to an .npz file "
+            "(atomically). "
             "Several --trajectory options (replicas of the same system) pool their frames. Topology: any format "
             "MDTraj reads, GROMACS .tpr, or an mdCATH .h5 file (select temperature/replica with FILE.h5#348/0); a "
             "multi-model PDB/mmCIF ensemble (PED, NMR) may be its own trajectory. A one-bead-per-residue topology "

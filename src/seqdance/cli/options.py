@@ -92,7 +92,8 @@ def add_option_arguments(parser: argparse.ArgumentParser, options: Any, names: I
             for old in info.deprecated_flags:
                 deprecated_alias(parser, old, info.flags[0], name, takes_value=False)
             continue
-        kwargs: dict[str, Any] = {"dest": name, "default": info.cli_default if info.cli_default is not None else default}
+        kwargs: dict[str, Any] = {"dest": name,
+                                  "default": info.cli_default if info.cli_default is not None else default}
         if info.kind == "int":
             low = 0 if info.minimum is None else int(info.minimum)
             kwargs["type"] = int_at_least(low, maximum=None if info.maximum is None else int(info.maximum))

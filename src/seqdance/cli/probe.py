@@ -1,4 +1,5 @@
-"""``seqdance probe``: linear probes of labels (e.g. conformational properties) from pooled embeddings (docs/design.md#embedding-probes).
+"""``seqdance probe``: linear probes of labels (e.g. conformational properties) from pooled embeddings
+(docs/design.md#embedding-probes).
 
 The embeddings come from :mod:`seqdance.inference.embeddings`, the path ``embed`` uses too (windows beyond 1,022
 residues, batching, pooling), cached in the embedding-file layout of ``embed``."""

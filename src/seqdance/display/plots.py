@@ -4,8 +4,8 @@
   (``rmsf_nor``), solvent-accessible surface (``sasa_mean`` with a ±``sasa_std`` band), the eight DSSP classes
   as stacked fractions, and the three GNM fluctuation ranges (``nma_res1..3``) on a log scale;
 * **pair maps** — movement correlation (``corr``), the summed interaction frequency
-  (Σ over the nine types of value³: the model predicts cube roots, docs/design.md#attention-metrics) and the low-frequency ANM
-  correlation (``nma_pair1``), each with its own colour bar.
+  (Σ over the nine types of value³: the model predicts cube roots, docs/design.md#attention-metrics) and the
+  low-frequency ANM correlation (``nma_pair1``), each with its own colour bar.
 
 Chain boundaries are drawn in every panel and map, and each chain is labelled. Figures are written atomically.
 """

@@ -8,16 +8,16 @@ Per chain and frame, over Cα positions r_1..r_N (nm):
   Δ = 1 − 3(λ1λ2 + λ2λ3 + λ3λ1)/(λ1 + λ2 + λ3)² (0 for a sphere, 1 for a rod);
 
 ensemble values are their means and (population) standard deviations over frames; the scaled radius of
-gyration is ⟨Rg⟩ / N^0.366 (the ordered-protein normalisation of docs/design.md#conformational-properties). The Flory scaling exponent ν
-comes from a fit of the root-mean-square intrachain distance at sequence separation s,
+gyration is ⟨Rg⟩ / N^0.366 (the ordered-protein normalisation of docs/design.md#conformational-properties). The Flory
+scaling exponent ν comes from a fit of the root-mean-square intrachain distance at sequence separation s,
 R(s) = sqrt(mean over frames and over pairs (i, i+s) of |r_{i+s} − r_i|²), to R(s) = R0 s^ν over s > 5.
 
 **IDRome's convention** (Tesei et al. 2024, ``calcRs`` and the ``curve_fit`` of their analysis script): R(s)
 as above (one root-mean-square over frames *and* pairs), separations s > 5, an unweighted non-linear
 least-squares fit of R(s) (not of its logarithm) from the start (R0, ν) = (0.4 nm, 0.5), **R0 free** — this is
 the default here. ``r0=...`` fixes R0 instead and fits ν alone. (IDRome also weights Rg and the gyration tensor
-by residue mass and reports Δ as a ratio of ensemble averages; docs/design.md#conformational-properties asks for the unweighted, per-frame
-definitions above.)
+by residue mass and reports Δ as a ratio of ensemble averages; docs/design.md#conformational-properties asks for the
+unweighted, per-frame definitions above.)
 
 Everything is vectorised over frames (no loop over frames, residues or pairs); :class:`ConformationAccumulator`
 folds frames in chunk by chunk so trajectories of any length fit in memory. Hand-written because no library

@@ -32,7 +32,8 @@ from seqdance.io_utils import atomic_path
 from seqdance.schema import PROPERTY_BY_NAME, SS_CLASSES, FeatureKind, properties_of_kind
 
 __all__ = [
-    "FINGERPRINT_KEY", "MdFileResult", "compute_md_file", "feature_fingerprint", "feature_kind", "fingerprint_array", "is_complete_nma_file",
+    "FINGERPRINT_KEY", "MdFileResult", "compute_md_file", "feature_fingerprint", "feature_kind", "fingerprint_array",
+    "is_complete_nma_file",
     "is_up_to_date", "load_feature_file", "load_nma_features", "recorded_fingerprint", "residue_table",
     "save_md_features", "save_nma_features", "write_residue_csv",
 ]

@@ -18,8 +18,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 from seqdance.errors import InputError
 from seqdance.features.inputs.spec import InputSpec, InputSpecLike, as_specs
 
-#: Interaction frequency definitions (docs/design.md#interaction-frequencies): atom-pair records per frame, as the released data, or the
-#: fraction of frames with at least one contact (symmetric).
+#: Interaction frequency definitions (docs/design.md#interaction-frequencies): atom-pair records per frame, as the
+#: released data, or the fraction of frames with at least one contact (symmetric).
 Frequency = Literal["reference", "fraction"]
 FREQUENCIES: tuple[str, ...] = ("reference", "fraction")
 
@@ -40,7 +40,8 @@ ZERO_MODES: tuple[str, ...] = ("rigid", "reference")
 Disconnected = Literal["error", "split"]
 DISCONNECTED: tuple[str, ...] = ("error", "split")
 
-#: Per-chain conformational properties of docs/design.md#conformational-properties (seqdance.features.conformation), in table order.
+#: Per-chain conformational properties of docs/design.md#conformational-properties (seqdance.features.conformation), in
+#: table order.
 CONFORMATION_PROPERTIES: tuple[str, ...] = (
     "rg_mean", "rg_std", "ree_mean", "ree_std", "asphericity_mean", "asphericity_std", "scaled_rg", "nu", "r0",
 )

@@ -28,8 +28,8 @@ class ChainLayout(TypedDict):
 
 
 class Conformation(TypedDict):
-    """Conformational properties of each chain's Cα trace over the frames (docs/design.md#conformational-properties; one frame for a
-    structure), (chains,) each; :func:`seqdance.features.conformation.conformation_arrays` writes them and
+    """Conformational properties of each chain's Cα trace over the frames (docs/design.md#conformational-properties; one
+    frame for a structure), (chains,) each; :func:`seqdance.features.conformation.conformation_arrays` writes them and
     :func:`~seqdance.features.conformation.chains_from_arrays` reads them back."""
 
     conformation_n_residues: np.ndarray  # int64
@@ -76,8 +76,8 @@ class MdFeatures(ChainLayout, Conformation):
     #: What the input was (seqdance.features.options.INPUT_KINDS): "all_atom", "all_atom_protonated" (hydrogens
     #: added here), "calpha" (one bead per residue) or "backmapped" (a one-bead trace rebuilt to all atoms).
     input_kind: str
-    #: Schema names of the properties this input cannot give (docs/design.md#missing-properties), schema order: their arrays above are
-    #: NaN with their usual shapes (never zero), and the store masks them for this protein.
+    #: Schema names of the properties this input cannot give (docs/design.md#missing-properties), schema order: their
+    #: arrays above are NaN with their usual shapes (never zero), and the store masks them for this protein.
     missing_properties: tuple[str, ...]
 
 

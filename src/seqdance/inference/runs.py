@@ -81,7 +81,8 @@ class RunOptions:
 
     def as_dict(self) -> dict:
         return {"pairs": self.pairs, "embeddings": self.embeddings, "attentions": self.attentions,
-                "max_tokens_per_batch": self.max_tokens_per_batch, "window": self.window, "window_overlap": self.overlap}
+                "max_tokens_per_batch": self.max_tokens_per_batch, "window": self.window,
+                "window_overlap": self.overlap}
 
 
 def _remove_stale_temporaries(folder: Path, names: Sequence[str]) -> None:

@@ -1,4 +1,5 @@
-"""ESM2-family encoder configurations: the presets of docs/design.md#model-architecture and conversion to/from Hugging Face configs.
+"""ESM2-family encoder configurations: the presets of docs/design.md#model-architecture and conversion to/from Hugging
+Face configs.
 
 The field names are ours (short, explicit); :meth:`EncoderConfig.to_hf_dict` / :meth:`EncoderConfig.from_hf_dict`
 translate to the ``config.json`` of the ``facebook/esm2_*`` checkpoints (``EsmConfig`` names).

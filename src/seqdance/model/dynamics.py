@@ -1,4 +1,5 @@
-"""SeqDance / ESMDance: an ESM2 encoder plus the dynamics heads (docs/design.md#model-architecture), with the released parameter names."""
+"""SeqDance / ESMDance: an ESM2 encoder plus the dynamics heads (docs/design.md#model-architecture), with the released
+parameter names."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ class DynamicsOutput:
 class DynamicsModel(nn.Module):
     """An ESM2 encoder (``esm2``) with residue and pair heads predicting the 23 dynamic properties.
 
-    ``model_select="seqdance"``: the encoder is re-initialised (Xavier, docs/design.md#model-architecture) and trained with dropout
-    ``dropout``. ``"esmdance"``: the encoder is meant to hold pretrained ESM2 weights and is frozen
+    ``model_select="seqdance"``: the encoder is re-initialised (Xavier, docs/design.md#model-architecture) and trained
+    with dropout ``dropout``. ``"esmdance"``: the encoder is meant to hold pretrained ESM2 weights and is frozen
     (``requires_grad=False``, run under ``no_grad``, kept in eval mode by :meth:`train`). ``freeze_encoder``
     overrides the freezing. The constructor never touches the network: weights come from
     :meth:`from_pretrained` (``seqdance.load_model``) or :meth:`from_esm2`.

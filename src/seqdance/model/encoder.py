@@ -48,7 +48,8 @@ def rotary_inv_freq(head_dim: int, device: torch.device | None = None) -> torch.
     return 1.0 / (ROTARY_BASE**exponents)
 
 
-def rotary_cos_sin(length: int, head_dim: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_cos_sin(length: int, head_dim: int, device: torch.device,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables (length, head_dim) for positions 0..length-1, computed in float32."""
     positions = torch.arange(length, device=device, dtype=torch.float32)
     freqs = torch.outer(positions, rotary_inv_freq(head_dim, device))

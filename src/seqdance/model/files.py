@@ -402,7 +402,8 @@ def load_into(
             unexpected.append(key)
     missing = [
         k for k in expected
-        if k not in usable and not (k.startswith(encoder_prefix) and _OPTIONAL_ENCODER_KEYS.match(k[len(encoder_prefix):]))
+        if k not in usable
+        and not (k.startswith(encoder_prefix) and _OPTIONAL_ENCODER_KEYS.match(k[len(encoder_prefix):]))
     ]
     wrong_shape = [
         f"{k} {tuple(usable[k].shape)} (model: {tuple(expected[k].shape)})"
@@ -516,7 +517,8 @@ def read_esm2_checkpoint(
     description, config_path, weights_path = resolve_source(source, revision, kind="ESM2 checkpoint")
     assert weights_path is not None
     if config_path is None:
-        raise FileNotFoundError(f"{description}: an ESM2 checkpoint needs its Hugging Face config.json beside the weights")
+        raise FileNotFoundError(f"{description}: an ESM2 checkpoint needs its Hugging Face config.json "
+                                "beside the weights")
     config = EncoderConfig.from_hf_dict(read_json(config_path))
     state = read_state_dict(weights_path)
     if not any(k.startswith("esm.") for k in state):  # a bare EsmModel checkpoint

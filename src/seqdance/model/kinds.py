@@ -1,4 +1,5 @@
-"""The two models (docs/design.md#overview, #model-architecture), defined once; light, so command-line choices read it without torch.
+"""The two models (docs/design.md#overview, #model-architecture), defined once; light, so command-line choices read it
+without torch.
 
 ``esmdance``: pretrained ESM2 encoder, frozen, heads trained. ``seqdance``: the same architecture, encoder
 re-initialised and trained on dynamics. The name is what the released ``config.json`` records as

@@ -552,7 +552,8 @@ def merge_benchmark(out_dir: str | os.PathLike[str]) -> MergedBenchmark:
     """
     out = Path(out_dir)
     merged = merge_run(BenchmarkLayout, out)
-    per_assay = pd.read_csv(out / "per_assay.csv") if merged.n_combined else pd.DataFrame(columns=["assay", "predictor"])
+    per_assay = (pd.read_csv(out / "per_assay.csv") if merged.n_combined
+                 else pd.DataFrame(columns=["assay", "predictor"]))
     summary = pd.read_csv(out / "summary.csv") if merged.n_combined else pd.DataFrame()
     failures = pd.DataFrame([{"assay": a, "error": e} for a, e in merged.failures.items()], columns=["assay", "error"])
     return MergedBenchmark(per_assay, summary, failures)

@@ -1,4 +1,5 @@
-"""ESM2 zero-shot baselines: wild-type-marginal and masked-marginal log-likelihood ratios (docs/design.md#esm2-baselines).
+"""ESM2 zero-shot baselines: wild-type-marginal and masked-marginal log-likelihood ratios
+(docs/design.md#esm2-baselines).
 
 For a substitution wt→mt at position i the score is ``log p(mt | context) - log p(wt | context)``, with
 log-probabilities from a log-softmax over the full 33-token ESM2 vocabulary (as ProteinGym and the ESM

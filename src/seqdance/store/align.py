@@ -145,7 +145,8 @@ def _align_batch(a_codes: list[np.ndarray], b_codes: list[np.ndarray], gap_open:
     for d0 in (0, 1, 2):
         hs0 = np.broadcast_to(fresh(i_all, d0), (n, width)).copy()
         bufs.append([np.zeros((n, width), np.int32), hs0, np.full((n, width), neg, np.int32),
-                     np.zeros((n, width), np.int64), np.full((n, width), neg, np.int32), np.zeros((n, width), np.int64)])
+                     np.zeros((n, width), np.int64), np.full((n, width), neg, np.int32),
+                     np.zeros((n, width), np.int64)])
     best = np.zeros(n, dtype=np.int32)
     best_stats = np.zeros(n, dtype=np.int64)
     best_i = np.zeros(n, dtype=np.int64)

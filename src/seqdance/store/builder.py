@@ -4,8 +4,8 @@ How a build survives ``kill -9`` at any moment (each step is one method of :clas
 
 1. **recover** — temporary files a killed run left are deleted; proteins already in the store or in the
    journal count as complete when their recorded inputs and options equal the manifest's *and* every input
-   file still has the recorded content (size, then SHA-256): a file replaced under the same name is recomputed. An exclusive lock on ``STORE.lock`` (released
-   by the kernel when the process dies) keeps two builders off one store.
+   file still has the recorded content (size, then SHA-256): a file replaced under the same name is recomputed. An
+   exclusive lock on ``STORE.lock`` (released by the kernel when the process dies) keeps two builders off one store.
 2. **pending** — everything else is computed, in parallel (:func:`seqdance.parallel.run_jobs`: in this process,
    local worker processes or Dask; a dead worker fails only its own protein; workers exit with the builder).
 3. **accept** — each finished protein becomes one **journal** entry, ``STORE.journal/NAME.npz`` (targets *and*
@@ -296,8 +296,8 @@ def build_store(
     dask.distributed scheduler address (or scheduler file) instead. ``shard=(i, N)`` builds only the proteins
     of shard i (by a hash of the name) — write each shard to its own store and combine them with
     :func:`merge_stores`. ``md_options``: the options every MD row starts from (its manifest columns change
-    them); ``frequency`` (interaction frequency mode of MD entries, docs/design.md#interaction-frequencies) and ``missing_hydrogens``
-    change these.
+    them); ``frequency`` (interaction frequency mode of MD entries, docs/design.md#interaction-frequencies) and
+    ``missing_hydrogens`` change these.
     ``fold_every``: also fold the journal into the store after every this many computed proteins (bounds the
     journal's disk use on long builds; each fold copies the store once); 0 folds only at the end.
     ``overwrite``: recompute every protein of the manifest, even those the store already holds.
@@ -320,7 +320,8 @@ def build_store(
         "manifest": str(manifest_path) if manifest_path else None,
         "manifest_sha256": sha256_file(manifest_path) if manifest_path else None,
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-        "settings": {"frequency": md.frequency, "max_residues": max_residues, "missing_hydrogens": md.missing_hydrogens},
+        "settings": {"frequency": md.frequency, "max_residues": max_residues,
+                     "missing_hydrogens": md.missing_hydrogens},
     }
     settings = BuildSettings(md=md, max_residues=max_residues)
     build = StoreBuild(entries, output, settings, compression=compression, fold_every=fold_every,

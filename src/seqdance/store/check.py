@@ -15,10 +15,10 @@ damaged chunk: Fletcher-32 checksum or decompression error) is reported and the 
 A residue (or residue pair) may be masked: all channels of a property equal to MASK_VALUE there. Every special
 token row/column (<cls>, <eos>, chain linkers) must be fully masked.
 
-**Missing properties** (docs/design.md#missing-properties). A protein whose metadata (provenance) lists ``missing_properties`` — an
-input that cannot give them, such as a Cα trace — must hold those properties fully masked, and may hold masks
-nowhere else except where a dihedral is undefined (chi of Gly/Ala, phi/psi at chain ends): a masked SASA, RMSF,
-DSSP or interaction entry, or a dihedral histogram masked at every residue although the sequence defines it,
+**Missing properties** (docs/design.md#missing-properties). A protein whose metadata (provenance) lists
+``missing_properties`` — an input that cannot give them, such as a Cα trace — must hold those properties fully masked,
+and may hold masks nowhere else except where a dihedral is undefined (chi of Gly/Ala, phi/psi at chain ends): a masked
+SASA, RMSF, DSSP or interaction entry, or a dihedral histogram masked at every residue although the sequence defines it,
 is reported, as is a listed property that holds values. Proteins without that metadata (stores built before it
 existed, the released dataset) are held to the earlier rule: masks anywhere.
 """
@@ -124,7 +124,8 @@ def _check_residue_property(prop: Property, values: np.ndarray, name: str, out: 
             report("range", np.abs(live[:, 0]) > 1 + RANGE_TOLERANCE, "is outside [-1, 1]")
 
 
-def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequency: str | None, out: list[Problem]) -> None:
+def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequency: str | None,
+                         out: list[Problem]) -> None:
     """``values``: (L, L) at residue pairs."""
     if prop.activation == "signed_sigmoid":
         if (np.abs(values) > 1 + RANGE_TOLERANCE).any():
@@ -133,7 +134,8 @@ def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequenc
                                               f"(value {values[bad][0]:.6g})"))
         diag = np.diagonal(values)
         if (np.abs(diag - 1) > DIAGONAL_TOLERANCE).any():
-            out.append(Problem(name, "diagonal", f"{prop.name}: diagonal is not 1 at residue {_first(np.abs(diag - 1) > DIAGONAL_TOLERANCE)}"))
+            out.append(Problem(name, "diagonal", f"{prop.name}: diagonal is not 1 at residue "
+                                                 f"{_first(np.abs(diag - 1) > DIAGONAL_TOLERANCE)}"))
         asym = np.abs(values - values.T) > SYMMETRY_TOLERANCE
         if asym.any():
             out.append(Problem(name, "symmetry", f"{prop.name}: not symmetric at residue pair ({_first(asym)})"))
@@ -141,7 +143,8 @@ def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequenc
     live = values != MASK_VALUE
     bad = live & (values < -RANGE_TOLERANCE)
     if bad.any():
-        out.append(Problem(name, "range", f"{prop.name}: residue pair ({_first(bad)}) is negative ({values[bad][0]:.6g})"))
+        out.append(Problem(name, "range", f"{prop.name}: residue pair ({_first(bad)}) is negative "
+                                          f"({values[bad][0]:.6g})"))
     if prop.transform == "cube_root" and frequency == "fraction":
         bad = live & (values > 1 + RANGE_TOLERANCE)
         if bad.any():
@@ -149,7 +152,8 @@ def _check_pair_property(prop: Property, values: np.ndarray, name: str, frequenc
                                               f"{values[bad][0]:.6g} > 1 in fraction mode"))
         asym = np.abs(values - values.T) > SYMMETRY_TOLERANCE
         if asym.any():
-            out.append(Problem(name, "symmetry", f"{prop.name}: not symmetric at residue pair ({_first(asym)}) in fraction mode"))
+            out.append(Problem(name, "symmetry", f"{prop.name}: not symmetric at residue pair ({_first(asym)}) "
+                                                 "in fraction mode"))
 
 
 #: Residues without a chi1 angle (the dihedral histogram a protein may leave masked everywhere).
@@ -171,9 +175,10 @@ def _check_missing_rule(prop: Property, values: np.ndarray, listed: Collection[s
     masked = values == MASK_VALUE
     if prop.name in listed:
         if not masked.all():
-            where = f"residue pair ({_first(~masked)})" if prop.level == "pair" else f"residue {_first(~masked.all(axis=1))}"
-            out.append(Problem(name, "missing-property", f"{prop.name}: listed as missing in the protein's metadata but holds "
-                                                f"a value at {where}"))
+            where = (f"residue pair ({_first(~masked)})" if prop.level == "pair"
+                     else f"residue {_first(~masked.all(axis=1))}")
+            out.append(Problem(name, "missing-property", f"{prop.name}: listed as missing in the protein's metadata "
+                                                         f"but holds a value at {where}"))
         return True
     if prop.activation == "signed_sigmoid":
         return False  # -1 is also a valid correlation: a full mask shows up as a diagonal problem
@@ -219,7 +224,8 @@ def check_protein(
     except ValueError as exc:
         return [*out, Problem(name, "shape", f"residue dataset shape {residue.shape}: {exc}")]
     if group in GROUP_KIND and GROUP_KIND[group] != kind:
-        out.append(Problem(name, "kind", f"source group {group!r} holds {GROUP_KIND[group]} targets, the datasets hold {kind}"))
+        out.append(Problem(name, "kind", f"source group {group!r} holds {GROUP_KIND[group]} targets, "
+                                         f"the datasets hold {kind}"))
     want_res = (n_tokens, stored_width("residue", kind))
     want_pair = (n_tokens, n_tokens, stored_width("pair", kind))
     if residue.shape != want_res or pair.shape != want_pair:
@@ -235,7 +241,8 @@ def check_protein(
         return out
     special = np.ones(n_tokens, dtype=bool)
     special[residue_index] = False
-    if (residue[special] != MASK_VALUE).any() or (pair[special] != MASK_VALUE).any() or (pair[:, special] != MASK_VALUE).any():
+    if ((residue[special] != MASK_VALUE).any() or (pair[special] != MASK_VALUE).any()
+            or (pair[:, special] != MASK_VALUE).any()):
         out.append(Problem(name, "special-mask", f"special-token rows/columns are not all {MASK_VALUE:g}"))
     if missing is not None:
         unknown = sorted(set(missing) - {p.name for p in properties_of_kind(kind)})

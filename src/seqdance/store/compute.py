@@ -120,8 +120,8 @@ def _compute(entry: ManifestEntry, settings: BuildSettings, start: float) -> Ent
     if entry.features is not None:  # what the feature file was computed from (its recorded fingerprint)
         provenance["derived_from"] = derived_from
     if entry.kind == "md":
-        # input_kind and missing_properties: the properties masked for this protein (docs/design.md#missing-properties); dataset
-        # check, the loss-weight statistics and training read them from here.
+        # input_kind and missing_properties: the properties masked for this protein (docs/design.md#missing-properties);
+        # dataset check, the loss-weight statistics and training read them from here.
         provenance.update(frequency=settings.frequency, n_frames=int(features["n_frames"]),
                           scales=rmsf_scale(features), missing_hydrogens=settings.missing_hydrogens,
                           input_kind=str(features["input_kind"]),
@@ -130,7 +130,8 @@ def _compute(entry: ManifestEntry, settings: BuildSettings, start: float) -> Ent
         skipped = features.get("skipped_residues", [])
         provenance.update(skipped_residues=[_skipped_text(s) for s in skipped],  # type: ignore[union-attr]
                           missing_properties=[])
-    provenance["conformation"] = [c.as_dict() for c in chains_from_arrays(features)]  # docs/design.md#conformational-properties, per chain
+    # docs/design.md#conformational-properties, per chain
+    provenance["conformation"] = [c.as_dict() for c in chains_from_arrays(features)]
     return EntryResult(entry.name, True, str(features["sequence"]), residue, pair, provenance,
                        seconds=time.perf_counter() - start)
 

@@ -95,7 +95,8 @@ def check_finite_targets(name: str, residue: np.ndarray, pair: np.ndarray, kind:
 def check_name(name: str) -> str:
     """A protein name usable as an HDF5 dataset prefix (non-empty, no '/', no surrounding whitespace)."""
     if not isinstance(name, str) or not name or name != name.strip() or "/" in name:
-        raise InputError(f"protein name {name!r} is not usable: it must be non-empty, without '/' or surrounding spaces")
+        raise InputError(f"protein name {name!r} is not usable: it must be non-empty, without '/' "
+                         "or surrounding spaces")
     return name
 
 
@@ -123,7 +124,8 @@ class StoredProtein:
         return to_modify_seq(self.sequence)
 
     def features(self) -> dict[str, Any]:
-        """Residue-aligned raw features (inverse transforms; see :func:`~seqdance.store.transforms.targets_to_features`)."""
+        """Residue-aligned raw features (inverse transforms; see
+        :func:`~seqdance.store.transforms.targets_to_features`)."""
         from seqdance.store.transforms import targets_to_features
 
         return targets_to_features(
@@ -201,7 +203,8 @@ class DynamicsStore:
     # --- opening / lifetime ------------------------------------------------------------------------
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], mode: str = "r", *, index: str | os.PathLike[str] | pd.DataFrame | None = None
+        cls, path: str | os.PathLike[str], mode: str = "r", *,
+        index: str | os.PathLike[str] | pd.DataFrame | None = None
     ) -> DynamicsStore:
         """Open a store for reading (``mode="r"``; stores are written with :class:`StoreWriter`)."""
         if mode != "r":
@@ -583,7 +586,8 @@ class StoreWriter:
         for key, value in attrs.items():
             if value is None:
                 continue
-            meta.attrs[key] = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list)) else value
+            meta.attrs[key] = (json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list))
+                               else value)
 
     def close(self) -> Path:
         """Write the index and metadata, flush, and atomically put the file in place."""

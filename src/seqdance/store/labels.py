@@ -1,4 +1,5 @@
-"""Conformational properties stored per protein (docs/design.md#conformational-properties) as a label table for ``seqdance probe``.
+"""Conformational properties stored per protein (docs/design.md#conformational-properties) as a label table for
+``seqdance probe``.
 
 The builder records, in each protein's provenance (``conformation``: one entry per chain), the properties of
 :mod:`seqdance.features.conformation`: from the trajectory frames for MD entries, from the single structure for
@@ -84,7 +85,8 @@ def conformation_table(
     if store_split:
         labels = set(table[SPLIT_COLUMN])
         if not labels <= {"train", "test"} or len(labels) < 2:
-            raise InputError(f"{store.path}: the selected proteins are labelled {', '.join(sorted(labels)) or 'nothing'}; "
+            raise InputError(f"{store.path}: the selected proteins are labelled "
+                             f"{', '.join(sorted(labels)) or 'nothing'}; "
                              "a split column needs train and test (run 'seqdance dataset split' first)")
     else:
         table = table.drop(columns=[SPLIT_COLUMN])

@@ -19,8 +19,8 @@ Columns (header required, order free):
   atoms; empty or ``none``: a one-bead trace gives its Cα properties only), ``backmap_properties``
   (``reproduced``, the default, or ``all``), ``add_hydrogens`` (yes/no: protonate an all-atom input without
   hydrogens), ``hydrogen_ph`` (default 7) and ``hydrogen_forcefield`` (``amber14``, the default, or ``none``)
-  (docs/design.md#input-kinds, docs/coarse_grained.md); NMA ``chains`` (chain ids, e.g. ``A`` or ``A,B``) and ``model`` (model
-  index). Only values other than the defaults enter a protein's options (its spec), so adding a column of
+  (docs/design.md#input-kinds, docs/coarse_grained.md); NMA ``chains`` (chain ids, e.g. ``A`` or ``A,B``) and ``model``
+  (model index). Only values other than the defaults enter a protein's options (its spec), so adding a column of
   defaults recomputes nothing; changing a value recomputes that protein.
 
 Paths may carry a selector (``domain.h5#320/0``, :class:`seqdance.features.inputs.spec.InputSpec`).

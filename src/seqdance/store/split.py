@@ -67,7 +67,8 @@ def _resolve_method(method: str) -> str:
     if method == "auto":
         return "mmseqs" if mmseqs_binary() else "python"
     if method == "mmseqs" and not mmseqs_binary():
-        raise FileNotFoundError("the mmseqs binary was not found on PATH (install MMseqs2, e.g. apt-get install mmseqs2)")
+        raise FileNotFoundError("the mmseqs binary was not found on PATH "
+                                "(install MMseqs2, e.g. apt-get install mmseqs2)")
     return method
 
 
@@ -186,7 +187,8 @@ def greedy_set_cover(n: int, edges_a: np.ndarray, edges_b: np.ndarray, lengths: 
     return rep
 
 
-def _python_representatives(names: Sequence[str], sequences: Sequence[str], identity: float, coverage: float) -> list[str]:
+def _python_representatives(names: Sequence[str], sequences: Sequence[str], identity: float,
+                            coverage: float) -> list[str]:
     if len(names) > PYTHON_BACKEND_SOFT_LIMIT:
         log.warning("clustering %d sequences without MMseqs2 is quadratic and slow; install mmseqs2", len(names))
     edges = similar_pairs(sequences, None, identity, coverage)

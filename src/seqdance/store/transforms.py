@@ -69,9 +69,10 @@ def _transform(prop: Property, raw: np.ndarray, label: str) -> np.ndarray:
     return raw
 
 
-def missing_properties(features: Mapping[str, Any], kind: FeatureKind, label: str = "features") -> frozenset[str] | None:
-    """The schema names a feature dict lists as missing (``missing_properties``, docs/design.md#missing-properties), checked against the
-    schema; ``None`` when the dict has no such key (features written before the key existed)."""
+def missing_properties(features: Mapping[str, Any], kind: FeatureKind,
+                       label: str = "features") -> frozenset[str] | None:
+    """The schema names a feature dict lists as missing (``missing_properties``, docs/design.md#missing-properties),
+    checked against the schema; ``None`` when the dict has no such key (features written before the key existed)."""
     if "missing_properties" not in features:
         return None
     raw = features["missing_properties"]
@@ -87,14 +88,15 @@ def missing_properties(features: Mapping[str, Any], kind: FeatureKind, label: st
 def features_to_targets(
     features: Mapping[str, Any], kind: FeatureKind, *, name: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stored targets ``(residue (T, 47|3), pair (T, T, 10|3))`` float32 from raw features, ``T = L + 2 (+2 per linker)``.
+    """Stored targets ``(residue (T, 47|3), pair (T, T, 10|3))`` float32 from raw features,
+    ``T = L + 2 (+2 per linker)``.
 
     A property the features list in ``missing_properties`` (an input that cannot give it: a Cα trace, a trajectory
-    without hydrogens; docs/design.md#missing-properties) is masked for the whole protein, whatever its values. Otherwise NaN is allowed
-    only where a property's histogram is undefined (a dihedral a residue does not have); those entries, and every
-    special-token row/column, hold :data:`MASK_VALUE`. Any other NaN/inf is an error naming the protein and
-    property. (Features without a ``missing_properties`` key, written before it existed, keep the old rule: a
-    pair property NaN everywhere, H-bonds without hydrogens, is masked.)
+    without hydrogens; docs/design.md#missing-properties) is masked for the whole protein, whatever its values.
+    Otherwise NaN is allowed only where a property's histogram is undefined (a dihedral a residue does not have); those
+    entries, and every special-token row/column, hold :data:`MASK_VALUE`. Any other NaN/inf is an error naming the
+    protein and property. (Features without a ``missing_properties`` key, written before it existed, keep the old rule:
+    a pair property NaN everywhere, H-bonds without hydrogens, is masked.)
     """
     if kind not in ("md", "nma"):
         raise InputError(f"feature kind must be 'md' or 'nma', not {kind!r}")
@@ -175,9 +177,11 @@ def targets_to_features(
         kind = kind_of_stored_width("residue", residue.shape[-1])
     n_tokens, residue_index = token_layout(sequence.replace("<eos><cls>", tokenizer.CHAIN_SEPARATOR))
     if residue.shape != (n_tokens, stored_width("residue", kind)):
-        raise InputError(f"residue targets have shape {residue.shape}; expected {(n_tokens, stored_width('residue', kind))}")
+        raise InputError(f"residue targets have shape {residue.shape}; "
+                         f"expected {(n_tokens, stored_width('residue', kind))}")
     if pair.shape != (n_tokens, n_tokens, stored_width("pair", kind)):
-        raise InputError(f"pair targets have shape {pair.shape}; expected {(n_tokens, n_tokens, stored_width('pair', kind))}")
+        raise InputError(f"pair targets have shape {pair.shape}; "
+                         f"expected {(n_tokens, n_tokens, stored_width('pair', kind))}")
     res = residue[residue_index].astype(np.float64)
     prs = pair[np.ix_(residue_index, residue_index)].astype(np.float64)
     out: dict[str, Any] = {"sequence": sequence.replace("<eos><cls>", tokenizer.CHAIN_SEPARATOR)}

@@ -1,4 +1,5 @@
-"""seqdance.train: loss, loss weights, schedule, data sampling, the trainer and evaluation (docs/design.md#training, #evaluation-metrics).
+"""seqdance.train: loss, loss weights, schedule, data sampling, the trainer and evaluation
+(docs/design.md#training, #evaluation-metrics).
 
 Public names are imported on first use, so ``import seqdance.train`` stays light.
 """

@@ -49,7 +49,8 @@ class DataConfig:
     loss_weights: str = "compute"  # "compute" (docs/design.md#loss-weights rules on the training split) or a CSV path
     weight_max_proteins: int | None = None  # subsample per group when computing weights
     # near-zero baselines (few proteins): floor as a share of the largest baseline of the same kind, and
-    # cap weights at this multiple of the group's median weight; 0 / null give the plain docs/design.md#loss-weights rule
+    # cap weights at this multiple of the group's median weight; 0 / null give the plain
+    # docs/design.md#loss-weights rule
     weight_baseline_floor: float = BASELINE_FLOOR
     weight_max_ratio: float | None = MAX_WEIGHT_RATIO
     sequences_per_group: int = 128  # per update, all ranks together

@@ -37,7 +37,8 @@ from seqdance.train.loss import group_layout, per_protein_rmse
 
 log = logging.getLogger(__name__)
 
-#: Pairs closer than this in sequence are left out of movement-correlation metrics (docs/design.md#evaluation-metrics: |i−j| > 5).
+#: Pairs closer than this in sequence are left out of movement-correlation metrics (docs/design.md#evaluation-metrics:
+#: |i−j| > 5).
 MIN_SEPARATION = 5
 
 

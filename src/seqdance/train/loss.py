@@ -3,8 +3,8 @@
 For one protein and one property the RMSE runs over the property's valid entries (target != -1), all
 channels of a multi-channel property (ss, chi, phi, psi) pooled together. The batch loss of a property is the
 mean of the per-protein RMSEs over the proteins that have the property (a property masked for a protein, a
-missing one of docs/design.md#missing-properties, contributes no term), and a source group's loss is ``Σ weight[group, property] × loss[property]``
-over the properties that group trains (``schema.group_properties``).
+missing one of docs/design.md#missing-properties, contributes no term), and a source group's loss is
+``Σ weight[group, property] × loss[property]`` over the properties that group trains (``schema.group_properties``).
 
 Everything is vectorised over proteins, tokens and pairs: squared errors of a whole kind block are reduced to
 per-(protein, channel) sums in one pass and then summed into properties with a 0/1 channel→property matrix.
@@ -187,9 +187,10 @@ def group_loss(
 
     ``denominator`` is the number of proteins each property's RMSE sum is divided by (a scalar, or (P,) one per
     property). Training passes, per property, the number of proteins of the whole (global, accumulated) group
-    batch that have the property (``TrainPlan.property_counts``: not masked as missing for that protein, docs/design.md#missing-properties), so that the summed gradients of micro-batches and ranks equal the gradient of the mean over those
-    proteins and a protein lacking the property adds no term; ``None`` divides by the proteins that have valid
-    entries of each property in these rows (the evaluation convention).
+    batch that have the property (``TrainPlan.property_counts``: not masked as missing for that protein,
+    docs/design.md#missing-properties), so that the summed gradients of micro-batches and ranks equal the gradient of
+    the mean over those proteins and a protein lacking the property adds no term; ``None`` divides by the proteins that
+    have valid entries of each property in these rows (the evaluation convention).
     """
     rmse_sum = rmse.sum(dim=0)
     valid_count = has_valid.sum(dim=0).to(rmse.dtype)

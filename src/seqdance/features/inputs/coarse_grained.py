@@ -1,14 +1,14 @@
 """One-bead-per-residue (Cα-trace) inputs: detection, validation and reading.
 
 Coarse-grained simulations such as CALVADOS (IDRome), HPS or Cα-only structure sets write one bead per residue,
-named by the residue's 3-letter code (docs/design.md#calpha-traces). Martini models have several beads per residue, one of them the
-backbone bead ``BB`` (the centre of N, Cα, C and O); their ``BB`` beads are read as the trace (input kind
-``martini``: the same properties, on the backbone centre instead of Cα; docs/coarse_grained.md). This module recognises such a topology, checks it (known
-residue names, chains that are continuous in every frame), reads its frames in chunks made whole across periodic
-boundaries. What a Cα trace defines (the Cα RMSF and movement correlation of docs/design.md#md-features) is computed by
-:class:`~seqdance.features.md.properties.CalphaFluctuations` with the same superposition and accumulator as the
-all-atom path, so both give the same numbers for the same Cα coordinates. Atom-level properties (SASA, DSSP,
-dihedrals, interactions) are not defined on a trace; they need back-mapping
+named by the residue's 3-letter code (docs/design.md#calpha-traces). Martini models have several beads per residue, one
+of them the backbone bead ``BB`` (the centre of N, Cα, C and O); their ``BB`` beads are read as the trace (input kind
+``martini``: the same properties, on the backbone centre instead of Cα; docs/coarse_grained.md). This module recognises
+such a topology, checks it (known residue names, chains that are continuous in every frame), reads its frames in chunks
+made whole across periodic boundaries. What a Cα trace defines (the Cα RMSF and movement correlation of
+docs/design.md#md-features) is computed by :class:`~seqdance.features.md.properties.CalphaFluctuations` with the
+same superposition and accumulator as the all-atom path, so both give the same numbers for the same Cα coordinates.
+Atom-level properties (SASA, DSSP, dihedrals, interactions) are not defined on a trace; they need back-mapping
 (:mod:`seqdance.features.inputs.backmapping`).
 """
 

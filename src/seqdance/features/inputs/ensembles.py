@@ -61,7 +61,8 @@ def _mmcif_model_atoms(path: str) -> Iterator[tuple[int, str | None, list[str]]]
 
 def _describe_atom(identity: str) -> str:
     """'HB2 of PHE 1 (chain A)' from a PDB-column identity (see :func:`_pdb_model_atoms`)."""
-    name, resname, chain, number = identity[0:4].strip(), identity[4:7].strip(), identity[8:9].strip(), identity[9:].strip()
+    name, resname, chain, number = (identity[0:4].strip(), identity[4:7].strip(), identity[8:9].strip(),
+                                    identity[9:].strip())
     return f"{name} of {resname} {number}" + (f" (chain {chain})" if chain else "")
 
 
@@ -121,7 +122,8 @@ class ModelFileSource(FrameSource):
                 f"({type(exc).__name__}: {exc}); do they describe the same system?"
             ) from exc
         xyz = traj.xyz[selected.start:selected.stop:selected.step]
-        box = None if traj.unitcell_vectors is None else traj.unitcell_vectors[selected.start:selected.stop:selected.step]
+        box = (None if traj.unitcell_vectors is None
+               else traj.unitcell_vectors[selected.start:selected.stop:selected.step])
         for lo in range(0, len(xyz), chunk_frames):
             yield FrameChunk(np.ascontiguousarray(xyz[lo:lo + chunk_frames]),
                              None if box is None else box[lo:lo + chunk_frames])

@@ -251,9 +251,9 @@ class HydrogenAdder:
 
 def _hydrogen_wall(openmm, topology, added: np.ndarray, system):
     """A steep, short-ranged wall 4ε(σ/r)¹² (σ = 0.1 nm, ε = 1 kJ/mol) between each added hydrogen that has no
-    Lennard-Jones term and every atom. Amber gives hydroxyl and thiol hydrogens no van der Waals radius, so in a strained
-    frame the minimiser can pull one onto an acceptor (r → 0). The wall is negligible at hydrogen-bond distances
-    (< 0.004 kJ/mol beyond 0.18 nm). It excludes the pairs the force field's nonbonded force excludes (1-2 to
+    Lennard-Jones term and every atom. Amber gives hydroxyl and thiol hydrogens no van der Waals radius, so in a
+    strained frame the minimiser can pull one onto an acceptor (r → 0). The wall is negligible at hydrogen-bond
+    distances (< 0.004 kJ/mol beyond 0.18 nm). It excludes the pairs the force field's nonbonded force excludes (1-2 to
     1-4; OpenMM requires identical exclusions)."""
     nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
     wall = openmm.CustomNonbondedForce("4*(0.1/r)^12")

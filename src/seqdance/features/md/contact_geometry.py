@@ -154,7 +154,8 @@ def build_contact_model(protein: ProteinTopology, first_frame_nm: np.ndarray,
     local_of_atom = np.full(n_atoms, -1, dtype=np.int64)
     local_of_atom[heavy] = np.arange(len(heavy))
 
-    radius = np.array([VDW_RADII_ANGSTROM.get(e, DEFAULT_VDW_RADIUS_ANGSTROM) for e in elements[heavy]]) / ANGSTROM_PER_NM
+    radius = (np.array([VDW_RADII_ANGSTROM.get(e, DEFAULT_VDW_RADIUS_ANGSTROM) for e in elements[heavy]])
+              / ANGSTROM_PER_NM)
     heavy_elements = elements[heavy]
     polar = np.isin(heavy_elements, ("N", "O"))
     backbone = np.isin(names[heavy], tuple(BACKBONE_POLAR_NAMES))

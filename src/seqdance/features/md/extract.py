@@ -1,4 +1,5 @@
-"""Dynamic features of an MD trajectory (docs/design.md#md-features): :func:`extract_md` (returns :class:`~seqdance.features.results.MdFeatures`).
+"""Dynamic features of an MD trajectory (docs/design.md#md-features): :func:`extract_md` (returns
+:class:`~seqdance.features.results.MdFeatures`).
 
 Its steps: the options (:class:`~seqdance.features.options.MdOptions`), the frame stream of the input kind
 (:func:`~seqdance.features.md.frames.open_frames`: chunks made whole across periodic boundaries, and for
@@ -175,7 +176,8 @@ def missing_arrays(n_residues: int, names: Sequence[str]) -> dict[str, np.ndarra
 
 def extract_md(topology: InputSpecLike, trajectory: InputSpecLike | Sequence[InputSpecLike] | None = None,
                options: MdOptions | None = None, *, progress: bool = False, **keywords: Any) -> MdFeatures:
-    """Raw MD features of a protein trajectory (docs/design.md#md-features, #missing-properties); what it returns is :class:`MdFeatures`.
+    """Raw MD features of a protein trajectory (docs/design.md#md-features, #missing-properties); what it returns is
+    :class:`MdFeatures`.
 
     ``topology``: any topology MDTraj reads (PDB, PSF, GRO, PRMTOP, ...), a GROMACS TPR (via MDAnalysis) or an
     mdCATH HDF5 file. ``trajectory``: one path or a list (replicas, frames pooled); ``None`` uses the frames of
@@ -287,7 +289,8 @@ def _fold(stream: AllAtomFrames | TraceFrames, options: MdOptions, sasa_device: 
 
 
 def _missing_properties(input_kind: str, backmap_properties: str, acc: _Accumulators | None) -> list[str]:
-    """Schema names (schema order) of the MD properties an input kind cannot give (docs/design.md#missing-properties)."""
+    """Schema names (schema order) of the MD properties an input kind cannot give
+    (docs/design.md#missing-properties)."""
     if input_kind in TRACE_INPUT_KINDS:
         keep = set(CALPHA_PROPERTIES)
     elif input_kind == "backmapped" and backmap_properties == "reproduced":

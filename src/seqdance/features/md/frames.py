@@ -1,4 +1,5 @@
-"""The frames :func:`~seqdance.features.md.extract_md` measures, from each kind of input (docs/design.md#md-features, #missing-properties).
+"""The frames :func:`~seqdance.features.md.extract_md` measures, from each kind of input
+(docs/design.md#md-features, #missing-properties).
 
 :func:`open_frames` is the one entry: it reads the topology, recognises the input kind, checks that the options
 apply to it and opens the trajectories. The stream it returns reads its input chunk by chunk and yields

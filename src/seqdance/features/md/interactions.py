@@ -6,7 +6,8 @@ masks over that pair list. Aromatic rings and cations are few, so pi-cation and 
 broadcasting. No Python loop touches atoms or pairs; the only loop is over the frames of a chunk.
 
 Records follow GetContacts: one record per atom pair (per cation-ring pair, per ring pair), written with the
-atom whose label ``chain:resname:resid:name`` sorts first as atom 1. Frequencies (docs/design.md#interaction-frequencies):
+atom whose label ``chain:resname:resid:name`` sorts first as atom 1. Frequencies
+(docs/design.md#interaction-frequencies):
 
 * ``reference``: records per residue pair / n_frames, row = atom 1's residue (asymmetric, may exceed 1) -
   what the released SeqDance data holds;
@@ -154,7 +155,8 @@ def _aromatic_records(model: ContactModel, xyz: np.ndarray) -> tuple[np.ndarray,
         ring_atoms_gap = np.linalg.norm(
             xyz[model.rings[r1]][:, :, None, :] - xyz[model.rings[r2]][:, None, :, :], axis=-1
         ).min(axis=(1, 2))
-        stacked = (dist <= c.pi_stack_distance / ANGSTROM_PER_NM) & (ring_atoms_gap < 1.0)  # GetContacts' 10 Å prefilter
+        # GetContacts' 10 Å prefilter
+        stacked = (dist <= c.pi_stack_distance / ANGSTROM_PER_NM) & (ring_atoms_gap < 1.0)
         stacked &= np.minimum(normals_angle, 180.0 - normals_angle) <= c.pi_stack_angle
         stacked &= psi_cos >= np.cos(np.deg2rad(c.pi_stack_psi))
         t_shaped = (dist <= c.t_stack_distance / ANGSTROM_PER_NM) & (ring_atoms_gap < 0.6)  # GetContacts' 6 Å prefilter

@@ -155,7 +155,8 @@ def sasa_per_residue(traj: md.Trajectory, residue_rows: np.ndarray) -> np.ndarra
 
     MDTraj 1.11 keeps per-thread work buffers between the frames of one ``shrake_rupley`` call, so every frame
     after a thread's first is off by up to ~0.003 nm² (this, not a version change, is the 0.0018 nm² gap to the
-    reference's MDTraj 1.9.9 noted in docs/design.md#md-features). Calling it per frame reproduces the reference to 1e-7.
+    reference's MDTraj 1.9.9 noted in docs/design.md#md-features). Calling it per frame reproduces the
+    reference to 1e-7.
     """
     out = np.empty((traj.n_frames, len(residue_rows)), dtype=np.float64)
     for k in range(traj.n_frames):
@@ -165,7 +166,8 @@ def sasa_per_residue(traj: md.Trajectory, residue_rows: np.ndarray) -> np.ndarra
 
 
 class CalphaFluctuations:
-    """Cα RMSF and movement correlation folded chunk by chunk (docs/design.md#superposition, #rmsf, #movement-correlation).
+    """Cα RMSF and movement correlation folded chunk by chunk
+    (docs/design.md#superposition, #rmsf, #movement-correlation).
 
     Frames are superposed on the first frame added (by all given positions, with MDTraj's ``superpose``, as
     extract_md superposes by Cα) and their covariance accumulated with :class:`CoordinateCovariance`.

@@ -353,8 +353,9 @@ def sasa_atoms(xyz: np.ndarray, radii: np.ndarray, *, n_sphere_points: int = N_S
 
     ``xyz`` (F, N, 3) or (N, 3) nm; ``radii`` (N,) van der Waals + probe radius (:func:`atom_radii`). Frames run in
     parallel on ``threads`` threads (default :func:`default_threads`), each running the compiled kernel on a block
-    of frames with the GIL released; 1 runs on the calling thread only. Memory: O(atoms + sphere points) per thread. Coincident atoms raise an
-    :class:`InputError` naming them (``atom_names``), the frame (``frame_numbers``) and the file (``where``).
+    of frames with the GIL released; 1 runs on the calling thread only. Memory: O(atoms + sphere points) per thread.
+    Coincident atoms raise an :class:`InputError` naming them (``atom_names``), the frame (``frame_numbers``) and the
+    file (``where``).
     """
     frames, radii = _as_frames(xyz, radii)
     points = sphere_points(n_sphere_points)

@@ -1,4 +1,5 @@
-"""Normal modes of elastic networks (docs/design.md#nma-features): GNM fluctuations and ANM correlations in three frequency ranges.
+"""Normal modes of elastic networks (docs/design.md#nma-features): GNM fluctuations and ANM correlations in three
+frequency ranges.
 
 Elastic networks on Cα atoms with distance-dependent springs (γ = 10 / 2 / 1 for d ≤ 4 / 10 / 15 Å, 0
 beyond); the Kirchhoff matrix (GNM) gives per-residue fluctuations, the 3N Hessian (ANM) pair correlations.
