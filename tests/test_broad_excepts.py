@@ -23,6 +23,8 @@ BOUNDARIES: dict[tuple[str, str], str] = {
     ("seqdance/inference/writer.py", "*"): "the background writer: its error is handed to the producer, "
                                            "which re-raises it (the producer's own error wins)",
     ("seqdance/store/hdf5.py", "DynamicsStore.__del__"): "cleanup at interpreter exit",
+    ("seqdance/app/jobs.py", "JobQueue._loop"): "the web app's worker: a job's bug is logged with its traceback and "
+                                                "answered as a bug, and the worker lives on for the next request",
 }
 
 
