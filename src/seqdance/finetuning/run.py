@@ -180,7 +180,7 @@ class Runner:
             for name, base in self.bases.items():
                 self.dynamics[name] = (base, self.refs[name]) if is_dynamics_model(base) else (extra, extra_ref)
         self.tokens = tokenize(self.labels.sequences, self.labels.names, cfg.max_tokens)
-        cut = sum(len(r.residues) < r.n_residues for r in self.tokens)
+        cut = sum(r.cut for r in self.tokens)
         if cut:
             self.notes.append(f"{cut} sequence(s) longer than {cfg.max_tokens - 2} residues were cut to their first "
                               f"{cfg.max_tokens} tokens")
