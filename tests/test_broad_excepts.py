@@ -23,6 +23,8 @@ BOUNDARIES: dict[tuple[str, str], str] = {
     ("seqdance/inference/writer.py", "*"): "the background writer: its error is handed to the producer, "
                                            "which re-raises it (the producer's own error wins)",
     ("seqdance/store/hdf5.py", "DynamicsStore.__del__"): "cleanup at interpreter exit",
+    ("seqdance/app/jobs.py", "JobQueue._loop"): "the web app's job worker: a job that raises a bug fails only "
+                                                "itself (traceback in the server's log, the page told it is a bug)",
 }
 
 

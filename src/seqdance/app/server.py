@@ -97,7 +97,7 @@ class TokenGuard:
         self.token = token
 
     def _given(self, scope) -> str | None:
-        from http.cookies import SimpleCookie
+        from http.cookies import CookieError, SimpleCookie
         from urllib.parse import parse_qs
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
@@ -112,7 +112,7 @@ class TokenGuard:
         cookie = SimpleCookie()
         try:
             cookie.load(headers.get("cookie", ""))
-        except Exception:
+        except CookieError:  # a malformed cookie header carries no token
             return None
         return cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else None
 
