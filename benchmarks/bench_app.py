@@ -198,7 +198,8 @@ def main() -> int:
         print(f"| seqdance.predict | {min(found['direct']):.3f} | {med_direct:.3f} |")
         print(f"| POST /api/predict (answer read, {found['bytes'] / 1e6:.1f} MB JSON) | {min(found['api']):.3f} | "
               f"{med_api:.3f} |")
-        print(f"| + parsing the answer (orjson) | {min(found['parse']):.3f} | {statistics.median(found['parse']):.3f} |")
+        print(f"| + parsing the answer (orjson) | {min(found['parse']):.3f} | "
+              f"{statistics.median(found['parse']):.3f} |")
         ratio = med_api / med_direct
         print(f"ratio of medians: {ratio:.2f} (goal <= 1.2): {'ok' if ratio <= 1.2 else 'OVER'}")
 

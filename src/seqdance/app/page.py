@@ -63,10 +63,13 @@ def app_page(service, settings: AppSettings) -> str:
 </header>
 <main>
 <form id="job-form" class="card">
-<label for="fasta">Sequences (FASTA: a line <code>&gt;id</code>, then the residues; chains of a complex joined by <code>:</code>)</label>
-<textarea id="fasta" name="fasta" rows="5" spellcheck="false" placeholder="&gt;my_protein&#10;MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"></textarea>
+<label for="fasta">Sequences (FASTA: a line <code>&gt;id</code>, then the residues; chains of a complex joined by
+<code>:</code>)</label>
+<textarea id="fasta" name="fasta" rows="5" spellcheck="false"
+placeholder="&gt;my_protein&#10;MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"></textarea>
 <div class="row">
-<label>or upload a FASTA file <input type="file" id="fasta-file" name="fasta_file" accept=".fa,.fasta,.faa,.txt,.gz"></label>
+<label>or upload a FASTA file <input type="file" id="fasta-file" name="fasta_file"
+accept=".fa,.fasta,.faa,.txt,.gz"></label>
 </div>
 <div class="row">
 <label>task <select id="task" name="task">
@@ -74,7 +77,8 @@ def app_page(service, settings: AppSettings) -> str:
 <option value="saturation">saturation scan (all single substitutions, one protein)</option>
 <option value="variants">score listed variants (one protein)</option>
 </select></label>
-<label>properties <input id="properties" name="properties" placeholder="all 23 (or e.g. sasa_mean psi)" size="30"></label>
+<label>properties <input id="properties" name="properties" placeholder="all 23 (or e.g. sasa_mean psi)"
+size="30"></label>
 </div>
 <div class="row" id="mutants-row" hidden>
 <label for="mutants">variants, one per line (e.g. <code>A23G</code>, <code>A23G:L45P</code>)</label>
@@ -90,7 +94,8 @@ def app_page(service, settings: AppSettings) -> str:
 <form id="structure-form">
 <label>colour a structure by <select id="structure-property" name="property"></select></label>
 <label>of <select id="structure-protein" name="protein"></select></label>
-<label>upload PDB / mmCIF <input type="file" id="structure-file" name="structure" accept=".pdb,.cif,.ent,.mmcif,.gz"></label>
+<label>upload PDB / mmCIF <input type="file" id="structure-file" name="structure"
+accept=".pdb,.cif,.ent,.mmcif,.gz"></label>
 <button type="submit" id="structure-run">Colour</button>
 <span id="structure-status" class="status"></span>
 </form>
@@ -98,7 +103,8 @@ def app_page(service, settings: AppSettings) -> str:
 <div id="protein-list" hidden></div>
 <div id="protein"></div>
 </main>
-<footer>seqdance {html.escape(__version__)} · the page and the JSON API (<code>GET /api/health</code>, <code>POST /api/predict</code>) are described in docs/browser.md</footer>
+<footer>seqdance {html.escape(__version__)} · the page and the JSON API (<code>GET /api/health</code>,
+<code>POST /api/predict</code>) are described in docs/browser.md</footer>
 <script type="application/json" id="app-config">{config}</script>
 <script src="/assets/plotly.min.js"></script>
 <script src="/assets/report.js"></script>

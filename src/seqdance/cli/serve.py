@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "extra: pip install 'seqdance[app]'. Stop it with Ctrl-C (or SIGTERM).",
     )
     parser.add_argument("--model", default=DEFAULT_MODEL_SOURCE,
-                        help=f"Hugging Face repo id or local model directory / checkpoint (default: {DEFAULT_MODEL_SOURCE})")
+                        help="Hugging Face repo id or local model directory / checkpoint "
+                             f"(default: {DEFAULT_MODEL_SOURCE})")
     parser.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                         help="model kind; needed for a training checkpoint (update_*.pt)")
     parser.add_argument("--encoder", default=None, help="encoder preset of a training checkpoint")

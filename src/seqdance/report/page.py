@@ -127,7 +127,8 @@ def facts(run: RunView, command: str | None) -> list[tuple[str, str]]:
 
 def _page(run: RunView, fact_rows: list[tuple[str, str]], notes: list[str], table: dict, payloads: list[str]) -> str:
     fact_html = "".join(
-        f"<dt>{html.escape(k)}</dt><dd>{'<code>' + html.escape(v) + '</code>' if k in ('command', 'model fingerprint') else html.escape(v)}</dd>"
+        f"<dt>{html.escape(k)}</dt>"
+        f"<dd>{'<code>' + html.escape(v) + '</code>' if k in ('command', 'model fingerprint') else html.escape(v)}</dd>"
         for k, v in fact_rows)
     note_html = ("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
     blobs = "".join(f'<script type="text/plain" id="protein-{k}">{p}</script>\n' for k, p in enumerate(payloads))
@@ -203,7 +204,7 @@ def report_for_run(
     for a folder, ``OUT.html`` beside a table), recording this process's command line."""
     source = Path(run_path)
     target = Path(output) if output else (source / "report.html" if source.is_dir() else source.with_suffix(".html"))
-    path = write_report(source, target, command=command or command_line(), model=model, model_fingerprint=model_fingerprint,
-                        progress=not quiet)
+    path = write_report(source, target, command=command or command_line(), model=model,
+                        model_fingerprint=model_fingerprint, progress=not quiet)
     print(f"wrote the report {path} ({path.stat().st_size / 1e6:.1f} MB; open it in a browser)", file=sys.stderr)
     return path
