@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from seqdance.devices import eval_mode, model_device
-from seqdance.errors import NonFiniteError
+from seqdance.errors import InputError, NonFiniteError
 from seqdance.tokenizer import decode, encode, pad_batch
 
 BATCH_TOKENS = 8192
@@ -114,7 +114,7 @@ def frozen_features(model: torch.nn.Module, sequences: Sequence[str], rows: Sequ
     the row's model input, mean-pooled over residues ((d,) float32) or per residue ((L', d)); from the cache
     where it holds them (see the module docstring)."""
     if kind not in FEATURE_KINDS:
-        raise ValueError(f"unknown kind of frozen features {kind!r}")
+        raise InputError(f"kind of frozen features must be one of {', '.join(FEATURE_KINDS)}, got {kind!r}")
     from seqdance.inference.fingerprint import module_fingerprint
 
     fingerprint = module_fingerprint(model) if cache_dir is not None else None
