@@ -93,7 +93,8 @@ def parameter_budget(shape: str) -> dict:
         base = _random_model(shape)
         model = FinetunedModel(base, TaskHead(base.encoder_config.hidden_size, 0, 1, task="protein"))
         if method == "lora":
-            add_lora(base.esm2, rank=8, alpha=16, dropout=0.0, targets=["query", "key", "value", "attention.output.dense"])
+            add_lora(base.esm2, rank=8, alpha=16, dropout=0.0,
+                     targets=["query", "key", "value", "attention.output.dense"])
         set_trainable(model, method)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=1e-4)
@@ -165,13 +166,15 @@ def main() -> None:
         n, length_h = (64, 62) if args.quick else (256, 254)
         e = head_epochs(shape, n, length_h, 6, Path(tmp))
         print(f"\n1. head, {shape}, {n} proteins of {length_h} residues (training half: {n // 2 - n // 20} rows): "
-              f"epoch 1 = feature forward {e['features_s']:.2f} s + head {e['epochs'][0]:.3f} s = {e['epoch1_s']:.2f} s; "
+              f"epoch 1 = feature forward {e['features_s']:.2f} s + head {e['epochs'][0]:.3f} s = "
+              f"{e['epoch1_s']:.2f} s; "
               f"epochs 2..6: {', '.join(f'{v:.3f}' for v in e['epochs'][1:])} s "
               f"(mean {e['later_mean_s']:.3f} s, {e['epoch1_s'] / e['later_mean_s']:.0f}x cheaper)")
     budget = parameter_budget(shape)
     lora, full = budget["lora"], budget["full"]
     print(f"\n2. {shape}: lora trains {lora['trainable']:,} parameters, full {full['trainable']:,} "
-          f"({100 * lora['trainable'] / full['trainable']:.2f}%); AdamW state {lora['optimizer_state_bytes'] / 2**20:.2f} "
+          f"({100 * lora['trainable'] / full['trainable']:.2f}%); "
+          f"AdamW state {lora['optimizer_state_bytes'] / 2**20:.2f} "
           f"MiB vs {full['optimizer_state_bytes'] / 2**20:.1f} MiB "
           f"({100 * lora['optimizer_state_bytes'] / full['optimizer_state_bytes']:.2f}%)")
     print(f"\n3. one update, {shape}, L = {length}, batch {batch}, fresh process each (CPU):")

@@ -13,8 +13,8 @@ inputs (for the ESM2-shaped model they come from the small SeqDance), and the le
     python benchmarks/finetune_real_data.py --seqdance tour/runs/tiny_cpu/model -o ft_real/ [--max-rows 300]
 
 Prints one Markdown table per data set (mean over assays of the per-assay mean over folds) and keeps every run's
-outputs under ``-o``. LoRA on the ESM2-8M-shaped model runs only with ``--lora-esm2`` (its backward costs minutes per epoch on a
-2-core CPU; the docs give the measured cost).
+outputs under ``-o``. LoRA on the ESM2-8M-shaped model runs only with ``--lora-esm2`` (its backward costs minutes
+per epoch on a 2-core CPU; the docs give the measured cost).
 """
 
 from __future__ import annotations

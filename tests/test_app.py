@@ -120,6 +120,7 @@ def test_token_guard_and_upload_limit() -> None:
     assert _call(guarded, headers={"X-Seqdance-Token": "s3cret-token"}) == 200
     assert _call(guarded, "/?token=s3cret-token") == 200
     assert _call(guarded, headers={"Cookie": "seqdance_token=s3cret-token"}) == 200
+    assert _call(guarded, headers={"Cookie": 'seqdance_token="s3cret-token; \x00=1'}) == 401  # malformed: no token
     limited = BodyLimit(_reads_all, 5000)
     assert _call(limited, body=b"x" * 4000) == 200
     assert _call(limited, body=b"x" * 6000) == 413  # declared length

@@ -31,7 +31,8 @@ def test_residue_label_count_must_match_the_sequence(tmp_path):
     from seqdance.finetuning.labels import read_residue_labels
 
     path = tmp_path / "r.csv"
-    pd.DataFrame({"name": ["a", "b"], "sequence": ["MKT", "MKTAY"], "y": ["1 0 1", "1,0,nan,1"]}).to_csv(path, index=False)
+    pd.DataFrame({"name": ["a", "b"], "sequence": ["MKT", "MKTAY"],
+                  "y": ["1 0 1", "1,0,nan,1"]}).to_csv(path, index=False)
     with pytest.raises(InputError, match=r"row 3 \(b\): 4 residue label\(s\) in 'y' but the sequence has 5 residues"):
         read_residue_labels(str(path), "y")
 

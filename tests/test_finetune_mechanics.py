@@ -140,7 +140,8 @@ def test_kill_during_an_epoch_and_resume_gives_the_same_weights(data, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     for name in ("head.safetensors", "adapter.safetensors"):
         assert (cut / "model" / name).read_bytes() == (tmp_path / "whole" / "model" / name).read_bytes()
-    pd.testing.assert_frame_equal(pd.read_csv(cut / "predictions.csv"), pd.read_csv(tmp_path / "whole" / "predictions.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(cut / "predictions.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "predictions.csv"))
 
 
 def test_metrics_equal_scikit_learn():
@@ -164,7 +165,8 @@ def test_metrics_equal_scikit_learn():
         got = classification_metrics(truth, proba)
         pred = proba.argmax(1)
         auroc = sk.roc_auc_score(truth, proba[:, 1]) if k == 2 else sk.roc_auc_score(truth, proba, multi_class="ovr")
-        want = {"accuracy": sk.accuracy_score(truth, pred), "balanced_accuracy": sk.balanced_accuracy_score(truth, pred),
+        want = {"accuracy": sk.accuracy_score(truth, pred),
+                "balanced_accuracy": sk.balanced_accuracy_score(truth, pred),
                 "macro_f1": sk.f1_score(truth, pred, average="macro"), "auroc": auroc,
                 "mcc": sk.matthews_corrcoef(truth, pred)}
         for name, value in want.items():
@@ -198,7 +200,8 @@ def test_residue_and_mutant_tasks_end_to_end(data, tmp_path, one_torch_thread):
 
     table, fasta = write_assay(tmp_path / "assay")
     mut = seqdance.finetune(labels=str(table), wild_types=str(fasta), task="mutant", model=data["dyn"],
-                            method="head", epochs=2, progress=False, split="fold_random_5,fold_modulo_5,fold_contiguous_5",
+                            method="head", epochs=2, progress=False,
+                            split="fold_random_5,fold_modulo_5,fold_contiguous_5",
                             output_dir=str(tmp_path / "mut"))
     for scheme in ("fold_random_5", "fold_modulo_5", "fold_contiguous_5"):
         layout = pd.read_csv(tmp_path / "mut" / "proteingym" / scheme / "ASSAY_TEST.csv")

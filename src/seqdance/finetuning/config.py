@@ -122,7 +122,8 @@ class FinetuneConfig:
             bad("no label table given (--labels)")
         schemes = [s.strip() for s in self.split.split(",") if s.strip()]
         if not schemes or any(s not in SPLITS for s in schemes):
-            bad(f"split must be one of {', '.join(SPLITS)} (mutant tasks: several joined by commas), got {self.split!r}")
+            bad(f"split must be one of {', '.join(SPLITS)} (mutant tasks: several joined by commas), "
+                f"got {self.split!r}")
         if len(schemes) > 1 and (self.task != "mutant" or any(s not in PROTEINGYM_SCHEMES for s in schemes)):
             bad("several splits at once are ProteinGym's schemes of a mutant task (fold_random_5,fold_modulo_5,...)")
         for name, value, allowed in (("task", self.task, TASKS), ("pooling", self.pooling, POOLINGS),

@@ -45,7 +45,8 @@ def describe_source(source: str | os.PathLike[str]) -> str:
     return str(path.resolve()) if path.exists() else str(source)
 
 
-def load_base(source: str, model_select: str | None = None, device: str | torch.device | None = None) -> torch.nn.Module:
+def load_base(source: str, model_select: str | None = None, device: str | torch.device | None = None
+              ) -> torch.nn.Module:
     """A SeqDance/ESMDance model or a plain ESM2 (facebook/esm2_* id or layout, a preset name)."""
     from seqdance.analysis.models import load_analysis_model
 

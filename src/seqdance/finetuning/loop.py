@@ -157,7 +157,8 @@ class Batcher:
             assert inp.hidden is not None
             if self.pooled_cache:
                 hidden = torch.from_numpy(np.stack([inp.hidden[i] for i in rows])).to(dev)
-                dyn = None if inp.dynamics is None else torch.from_numpy(np.stack([inp.dynamics[i] for i in rows])).to(dev)
+                dyn = (None if inp.dynamics is None
+                       else torch.from_numpy(np.stack([inp.dynamics[i] for i in rows])).to(dev))
                 return self.model.head.forward_pooled(hidden, dyn), None
             hidden, mask = _pad([inp.hidden[i] for i in rows], dev)
             dyn = None if inp.dynamics is None else _pad([inp.dynamics[i] for i in rows], dev)[0]
@@ -382,7 +383,8 @@ def predict_rows(batcher: Batcher, rows: np.ndarray, batch_size: int = 32) -> An
         batch = rows[i : i + batch_size].tolist()
         out, mask = batcher.outputs(batch)
         out = out.float()
-        values = torch.softmax(out, -1) if inp.n_classes is not None else out[..., 0] * batcher.scaler[1] + batcher.scaler[0]
+        values = (torch.softmax(out, -1) if inp.n_classes is not None
+                  else out[..., 0] * batcher.scaler[1] + batcher.scaler[0])
         values = values.cpu().numpy().astype(np.float64)
         if mask is None:
             out_rows.extend(values)

@@ -33,7 +33,8 @@ KEYS = ["scheme", "unit", "fold", "model", "method", "dynamics"]
 BASELINE_MODEL = "-"
 
 
-def _rows_frame(labels: LabelSet, tokens, test_rows: np.ndarray, predictions: Any, ident: dict[str, Any]) -> pd.DataFrame:
+def _rows_frame(labels: LabelSet, tokens, test_rows: np.ndarray, predictions: Any, ident: dict[str, Any]
+               ) -> pd.DataFrame:
     """Long predictions of one predictor on one fold's test rows (labelled entries only)."""
     classes = labels.classes
     if labels.task != "residue":
@@ -205,7 +206,8 @@ def best_combination(summary: pd.DataFrame, metrics: pd.DataFrame, unit: str, la
     """The best fine-tuned (model, method, dynamics) of the first scheme for ``unit``, and its best fold."""
     primary = "mcc" if labels.is_classification else "spearman"
     scheme = summary["scheme"].iloc[0]
-    part = summary[(summary["scheme"] == scheme) & (summary["unit"] == unit) & ~summary["method"].str.startswith("ridge")]
+    part = summary[(summary["scheme"] == scheme) & (summary["unit"] == unit)
+                   & ~summary["method"].str.startswith("ridge")]
     part = part.sort_values(f"{primary}_mean", ascending=False, na_position="last")
     row = part.iloc[0]
     combo = (str(row["model"]), str(row["method"]), bool(row["dynamics"]))
@@ -232,7 +234,8 @@ def summary_markdown(runner, summary: pd.DataFrame, per_job: list[dict[str, Any]
     cfg = runner.cfg
     names = CLASSIFICATION_METRICS if labels.is_classification else REGRESSION_METRICS
     lines = [f"# Fine-tuning: {labels.task} task, target {labels.target}", "",
-             f"Labels: {labels.source} ({labels.n} rows{', classes ' + ', '.join(labels.classes) if labels.classes else ''}). "
+             f"Labels: {labels.source} "
+             f"({labels.n} rows{', classes ' + ', '.join(labels.classes) if labels.classes else ''}). "
              f"Models: {', '.join(f'{n} ({s})' for n, s in runner.specs)}. Methods: {', '.join(cfg.methods)}; "
              f"dynamics inputs: {cfg.with_dynamics}; pooling: {cfg.pooling}; up to {cfg.epochs} epochs (patience "
              f"{cfg.patience}), batch {cfg.batch_size}. Mean ± sd over folds, best first; baselines are ridge "
@@ -256,7 +259,8 @@ def summary_markdown(runner, summary: pd.DataFrame, per_job: list[dict[str, Any]
             rows = part[part["unit"] == unit]
             shown = pd.DataFrame({"predictor": [_predictor(r) for _, r in rows.iterrows()],
                                   "folds": rows["n_folds"].to_numpy(),
-                                  **{m: [_pm(a, b) for a, b in zip(rows[f"{m}_mean"], rows[f"{m}_sd"])] for m in names}})
+                                  **{m: [_pm(a, b) for a, b in zip(rows[f"{m}_mean"], rows[f"{m}_sd"])]
+                                     for m in names}})
             title = f"## {scheme}" + (f": {unit}" if unit != "all" else "")
             lines += [title, "", markdown_table(shown), ""]
     if per_job:

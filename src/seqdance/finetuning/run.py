@@ -173,21 +173,24 @@ class Runner:
                                      "name the model that supplies them with --dynamics-model")
                 extra = load_base(cfg.dynamics_model, cfg.model_select, self.device)
                 if not is_dynamics_model(extra):
-                    raise InputError(f"--dynamics-model {cfg.dynamics_model} is not a dynamics model (SeqDance/ESMDance)")
+                    raise InputError(f"--dynamics-model {cfg.dynamics_model} is not a dynamics model "
+                                     "(SeqDance/ESMDance)")
                 extra.requires_grad_(False)
                 extra_ref = {"source": describe_source(cfg.dynamics_model), "model_select": cfg.model_select,
                              "fingerprint": module_fingerprint(extra)}
             for name, base in self.bases.items():
                 self.dynamics[name] = (base, self.refs[name]) if is_dynamics_model(base) else (extra, extra_ref)
         self.tokens = tokenize(self.labels.sequences, self.labels.names, cfg.max_tokens)
-        cut = sum(len(r.residues) < r.n_residues for r in self.tokens)
+        cut = sum(r.cut for r in self.tokens)
         if cut:
             self.notes.append(f"{cut} sequence(s) longer than {cfg.max_tokens - 2} residues were cut to their first "
                               f"{cfg.max_tokens} tokens")
-        self.identity = {"labels": _label_digest(cfg.labels), "models": {n: r["fingerprint"] for n, r in self.refs.items()},
+        self.identity = {"labels": _label_digest(cfg.labels),
+                         "models": {n: r["fingerprint"] for n, r in self.refs.items()},
                          "dynamics": {n: r["fingerprint"] for n, (_, r) in self.dynamics.items()},
                          "config": {k: v for k, v in cfg.to_dict().items()
-                                    if k not in ("progress", "output_dir", "device", "cache_dir", "keep", "merge_lora")}}
+                                    if k not in ("progress", "output_dir", "device", "cache_dir", "keep",
+                                                 "merge_lora")}}
 
     def units(self) -> list[tuple[str, np.ndarray]]:
         if self.labels.task == "mutant":
@@ -439,7 +442,8 @@ def keep_models(runner: Runner, tables: dict[str, pd.DataFrame], per_job: list[d
 
             found = load_latest_checkpoint(entry["folder"])
             if found is None:
-                raise InputError(f"{entry['folder']}: the checkpoint of the best fold is missing; rerun with --overwrite")
+                raise InputError(f"{entry['folder']}: the checkpoint of the best fold is missing; "
+                                 "rerun with --overwrite")
             model.load_state_dict(found[1]["best_state"], strict=False)
             result = entry["result"]
             selection = f"best fold {fold_name}"

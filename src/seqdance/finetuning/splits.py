@@ -82,7 +82,8 @@ def fold_ids_random(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return ids[rng.permutation(n)]
 
 
-def proteingym_fold_ids(scheme: str, positions: list[tuple[int, ...]], rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def proteingym_fold_ids(scheme: str, positions: list[tuple[int, ...]], rng: np.random.Generator
+                        ) -> tuple[np.ndarray, int]:
     """Fold numbers 0..4 of one assay's mutants under a ProteinGym scheme, and how many multi-mutants got random
     folds (modulo and contiguous are defined on the position of single substitutions)."""
     n = len(positions)

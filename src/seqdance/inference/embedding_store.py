@@ -4,7 +4,8 @@ Layout of ``OUT.h5``::
 
     /mean/<key>          (d,)   float32  mean over residues (``residues`` pooling: no special tokens, no chain
                                           linkers); attrs ``id``, ``sequence``, ``length``, ``content``,
-                                          ``model_fingerprint``
+                                          ``model_fingerprint``, ``options``; ``kept`` on an entry of a
+                                          cropped input (below)
     /mean_all/<key>      (d,)   float32  mean over every token, <cls>/<eos> and linkers included (``all``
                                           pooling, the reference notebook's; :mod:`seqdance.inference.embeddings`)
     /per_residue/<key>   (L, d) float32  per-residue embeddings (only with ``per_residue=True``)
@@ -24,6 +25,12 @@ and the options that change values); an entry is reused only when that key match
 out (its sequence, the mean vectors' shapes and, when asked for, a per-residue array of (L, d)). A file that
 cannot be read is named in one line (:class:`EmbeddingFileError`); a writer told ``damaged="recompute"`` warns
 and recomputes its entries instead.
+
+Cropped inputs: an entry may hold the vectors of a model input that kept only the first ``kept`` residues of its
+sequence (fine-tuning cuts sequences to a token limit, see :mod:`seqdance.finetuning.inputs`). Its ``sequence``
+and ``length`` stay those of the whole sequence (what its content key hashes, with the options naming the cut);
+``kept`` records how many leading residues its per-residue array covers, and its means are over the cropped
+input.
 """
 
 from __future__ import annotations
@@ -83,10 +90,16 @@ class EmbeddingEntry:
     all_shape: tuple[int, ...] | None
     per_residue_shape: tuple[int, ...] | None
     source: Path
+    kept: int | None = None  # leading residues covered, for an entry of a cropped input (see the module docstring)
 
     @property
     def per_residue(self) -> bool:
         return self.per_residue_shape is not None
+
+    @property
+    def n_covered(self) -> int:
+        """Residues the entry's per-residue array covers: ``kept`` for a cropped input, else the sequence's."""
+        return self.length if self.kept is None else self.kept
 
     def problem(self, per_residue: bool) -> str | None:
         """Why the entry's own content does not check out (None when it does)."""
@@ -97,9 +110,12 @@ class EmbeddingEntry:
             return "has no all-token mean of the same size (written by an older seqdance?)"
         if self.length != n:
             return f"records length {self.length} for a sequence of {n} residues"
-        if per_residue and self.per_residue_shape != (n, self.mean_shape[0]):
+        if self.kept is not None and not 0 < self.kept <= n:
+            return f"records {self.kept} kept residues for a sequence of {n}"
+        rows = self.n_covered
+        if per_residue and self.per_residue_shape != (rows, self.mean_shape[0]):
             found = "none" if self.per_residue_shape is None else str(self.per_residue_shape)
-            return f"has per-residue embeddings of shape {found}, not ({n}, {self.mean_shape[0]})"
+            return f"has per-residue embeddings of shape {found}, not ({rows}, {self.mean_shape[0]})"
         return None
 
 
@@ -120,12 +136,14 @@ def read_entries(path: str | os.PathLike[str]) -> dict[str, EmbeddingEntry]:
             for key in mean:
                 attrs = mean[key].attrs
                 content, fingerprint, options = (attrs.get(k) for k in ("content", "model_fingerprint", "options"))
+                kept = attrs.get("kept")
                 out[key] = EmbeddingEntry(
                     _text(attrs["id"]), key, _text(attrs["sequence"]), int(attrs["length"]),
                     None if content is None else _text(content), None if fingerprint is None else _text(fingerprint),
                     None if options is None else _text(options),
                     tuple(mean[key].shape), tuple(every[key].shape) if key in every else None,
                     tuple(per_residue[key].shape) if key in per_residue else None, path,
+                    None if kept is None else int(kept),
                 )
         except (KeyError, OSError, ValueError, TypeError, AttributeError) as exc:
             raise EmbeddingFileError(f"{path}: not an embeddings file of this layout ({exc})") from exc
@@ -186,7 +204,7 @@ class EmbeddingWriter:
         self.flush_every = max(1, flush_every)
         self.fingerprint = fingerprint
         self.options = options
-        self._buffer: list[tuple[str, object]] = []
+        self._buffer: list[tuple[str, object, int | None]] = []
         self._damaged: set[Path] = set()
         if overwrite:
             self.path.unlink(missing_ok=True)
@@ -231,9 +249,12 @@ class EmbeddingWriter:
         return entry.sequence == sequence and entry.content == entry_content_key(sequence, self.fingerprint,
                                                                                   self.options)
 
-    def add(self, embedding, key: str | None = None) -> None:
-        """Queue one :class:`~seqdance.inference.embeddings.Embedding` (stored under ``key``, default its id)."""
-        self._buffer.append((key or embedding.id, embedding))
+    def add(self, embedding, key: str | None = None, *, kept: int | None = None) -> None:
+        """Queue one :class:`~seqdance.inference.embeddings.Embedding` (stored under ``key``, default its id).
+
+        ``kept``: the embedding is of a cropped input that kept the sequence's first ``kept`` residues (its
+        per-residue array has ``kept`` rows; see the module docstring)."""
+        self._buffer.append((key or embedding.id, embedding, kept))
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
@@ -247,11 +268,13 @@ class EmbeddingWriter:
         with atomic_path(part) as tmp:
             with h5py.File(tmp, "w") as fh:
                 fh.attrs["model"] = self.model
-                for entry_id, emb in self._buffer:
+                for entry_id, emb, kept in self._buffer:
                     key = safe_stem(entry_id)
                     ds = fh.create_dataset(f"mean/{key}", data=emb.pooled["residues"])
                     fh.create_dataset(f"mean_all/{key}", data=emb.pooled["all"])
                     ds.attrs.update({"id": entry_id, "sequence": emb.sequence, "length": emb.n_residues})
+                    if kept is not None:
+                        ds.attrs["kept"] = int(kept)
                     if self.fingerprint is not None:
                         ds.attrs["content"] = entry_content_key(emb.sequence, self.fingerprint, self.options)
                         ds.attrs["model_fingerprint"] = self.fingerprint
@@ -278,12 +301,20 @@ class EmbeddingWriter:
 
     def read_pooled(self, ids: Sequence[str], pooling: str) -> dict[str, np.ndarray]:
         """id -> pooled vector of the given entries, read from wherever each is stored."""
-        group = POOLING_GROUPS[pooling]
+        return self._read(ids, POOLING_GROUPS[pooling])
+
+    def read_per_residue(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """id -> per-residue array (L, d) (``(kept, d)`` for a cropped input) of the given entries."""
+        return self._read(ids, "per_residue")
+
+    def _read(self, ids: Sequence[str], group: str) -> dict[str, np.ndarray]:
         by_source: dict[Path, list[EmbeddingEntry]] = {}
         for seq_id in ids:
             entry = self.entry(seq_id)
             if entry is None:
                 raise InputError(f"{self.path}: no embedding of {seq_id!r}")
+            if group == "per_residue" and not entry.per_residue:
+                raise InputError(f"{entry.source}: the entry of {seq_id!r} holds no per-residue embeddings")
             by_source.setdefault(entry.source, []).append(entry)
         out = {}
         for source, entries in by_source.items():
