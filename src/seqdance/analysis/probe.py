@@ -86,7 +86,7 @@ def splits_by_clustering(
     coverage: float = PROBE_COVERAGE,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
-    method: str = "auto",
+    method: str = "python",
     threads: int = 1,
 ) -> tuple[list[ProbeSplit], pd.DataFrame]:
     """``n_splits`` cluster-disjoint splits (seeds ``seed``..``seed+n_splits-1``) and the cluster table."""

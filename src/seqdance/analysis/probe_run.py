@@ -133,7 +133,7 @@ def probe_models(
     coverage: float = 0.5,
     test_fraction: float = 0.2,
     seed: int = 0,
-    cluster_method: str = "auto",
+    cluster_method: str = "python",
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> ProbeResult:
@@ -146,10 +146,11 @@ def probe_models(
         splits = table.splits
     split_source = "split_* columns"
     if not splits:
-        splits, _ = splits_by_clustering(table.names, table.sequences, n_splits=n_splits, identity=identity,
-                                         coverage=coverage, test_fraction=test_fraction, seed=seed,
-                                         method=cluster_method)
-        split_source = f"{len(splits)} clustered splits ({identity:.0%} identity, {coverage:.0%} coverage)"
+        splits, clusters = splits_by_clustering(table.names, table.sequences, n_splits=n_splits, identity=identity,
+                                                coverage=coverage, test_fraction=test_fraction, seed=seed,
+                                                method=cluster_method)
+        split_source = (f"{len(splits)} clustered splits ({identity:.0%} identity, {coverage:.0%} coverage, "
+                        f"clusters: {clusters.attrs.get('method', cluster_method)})")
     names = [n for n, _ in models]
     if len(set(names)) != len(names):
         raise InputError(f"model names must be distinct, got {names}")
