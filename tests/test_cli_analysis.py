@@ -170,8 +170,17 @@ def test_dataset_labels_export_feeds_the_probe(md_store, model_dirs, tmp_path, c
 
     out = tmp_path / "conf.csv"
     assert main(["dataset", "labels", str(md_store), "-o", str(out), "--store-split"]) == 0
-    assert "wrote" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "wrote" in err
+    # ν is explained, and its fit's quality stands beside it (not as a label the probe would fit)
+    note = next(line for line in err.splitlines() if line.startswith("note: nu is the Flory exponent"))
+    assert "describes disordered chains" in note and "chain(s) here fit with R² < 0.9" in note
     table = pd.read_csv(out)
+    assert {"info_nu_r2", "info_nu_s_min", "info_nu_s_max"} <= set(table.columns)
+    assert (table["info_nu_s_min"] == 6).all() and (table["info_nu_s_max"] == table["info_n_residues"] - 1).all()
+    assert table["info_nu_r2"].between(-1, 1).all()
+    poor = int((table["info_nu_r2"] < 0.9).sum())
+    assert f"{poor} of {len(table)} chain(s) here fit with R² < 0.9" in note
     with DynamicsStore.open(md_store) as store:
         assert sorted(table["name"]) == sorted(store.names)  # single-chain entries: one row each
         for _, row in table.iterrows():
