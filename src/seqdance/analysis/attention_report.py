@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,9 @@ PAPER_REFERENCE: dict[tuple[str, str], float] = {
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Every value as it was computed: Python's shortest repr reads back to the same float64."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        frame.to_csv(tmp, index=False)
     return path
 
 
@@ -41,9 +43,19 @@ def best_heads_with_reference(summary: pd.DataFrame) -> pd.DataFrame:
     return best
 
 
-def summary_markdown(summary: pd.DataFrame, best: pd.DataFrame, *, title: str, n_proteins: dict[str, int]) -> str:
+def left_out_note(left_out: Sequence[str], selection: str) -> str:
+    """One sentence naming the proteins of the selection that were not analysed, and why."""
+    shown = ", ".join(left_out[:8]) + (f" and {len(left_out) - 8} more" if len(left_out) > 8 else "")
+    return (f"{len(left_out)} protein(s) of {selection} left out: NMA entries have no co-movement or interaction "
+            f"maps to compare attention with ({shown}).")
+
+
+def summary_markdown(summary: pd.DataFrame, best: pd.DataFrame, *, title: str, n_proteins: dict[str, int],
+                     left_out: Sequence[str] = (), selection: str = "the selection") -> str:
     lines = [f"# Attention analysis: {title}", ""]
     lines += ["Proteins per group: " + ", ".join(f"{g} {n}" for g, n in n_proteins.items()) + ".", ""]
+    if left_out:
+        lines += [left_out_note(left_out, selection), ""]
     lines += ["## Best head per metric (median over proteins)", "",
               "Best = highest median, except for the negative-correlation Spearman metrics (lowest).", ""]
     shown = best.copy()
@@ -100,8 +112,10 @@ def plot_heatmap(summary: pd.DataFrame, metric: str, path: Path) -> Path:
     return path
 
 
-def write_attention_report(per_head: pd.DataFrame, outdir: str | os.PathLike[str], *, title: str) -> dict[str, Path]:
-    """per_head.csv, summary.csv, best_heads.csv, summary.md and heatmap_<metric>.png in ``outdir``."""
+def write_attention_report(per_head: pd.DataFrame, outdir: str | os.PathLike[str], *, title: str,
+                           left_out: Sequence[str] = (), selection: str = "the selection") -> dict[str, Path]:
+    """per_head.csv, summary.csv, best_heads.csv, summary.md and heatmap_<metric>.png in ``outdir``; ``left_out``
+    names the proteins of the selection that hold no MD pair targets (said in summary.md)."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise_heads(per_head)
@@ -115,7 +129,8 @@ def write_attention_report(per_head: pd.DataFrame, outdir: str | os.PathLike[str
     }
     target = out / "summary.md"
     with atomic_path(target) as tmp:
-        tmp.write_text(summary_markdown(summary, best, title=title, n_proteins=n_proteins))
+        tmp.write_text(summary_markdown(summary, best, title=title, n_proteins=n_proteins, left_out=left_out,
+                                        selection=selection))
     paths["markdown"] = target
     for metric in METRIC_NAMES:
         paths[f"heatmap_{metric}"] = plot_heatmap(summary, metric, out / f"heatmap_{metric}.png")
