@@ -103,6 +103,8 @@ def run_probe(args: argparse.Namespace) -> int:
     )
     paths = write_probe_report(result, args.output)
     print(paths["markdown"].read_text())
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     computed = int(result.embedding_stats["computed"].sum())
     print(f"{len(table.names)} proteins, {len(table.labels)} label(s), {len(models)} model(s); {computed} embeddings "
           f"computed, {int(result.embedding_stats['cached'].sum())} from the cache "
