@@ -316,10 +316,10 @@ class AttentionMetricPlan:
 
         # the notebook's code: every token pair with |i - j| > 2 (row-major, as np.where gives them); |f| of the
         # valid ones (f != -9) in that order; attention ranked over the AUROC pairs (f == 0 or f >= 0.01)
-        written = (np.zeros(t * t) if targets.interaction_as_written is None
-                   else targets.interaction_as_written.ravel())
         every = np.flatnonzero(separation > NOTEBOOK_MIN_SEPARATION)
-        w = written[every]
+        if targets.interaction_as_written is None:  # targets built without it: the column stays NaN
+            every = every[:0]
+        w = np.zeros(0) if targets.interaction_as_written is None else targets.interaction_as_written.ravel()[every]
         arrays.update(written_auroc=every[(w == 0) | (w >= AUROC_POSITIVE_MIN)],
                       written_magnitude=np.abs(w[w != _NOTEBOOK_MASKED_SUM]))
         subsets = {"near_pos": _Subset.of(c > 0, c), "near_neg": _Subset.of(c < 0, c),
