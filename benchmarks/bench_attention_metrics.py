@@ -53,8 +53,19 @@ def reference_layer(maps: np.ndarray, pair: np.ndarray) -> dict[str, np.ndarray]
         order = np.argsort(-a, kind="stable")
         return np.abs(f[order[:t]]).mean() / (np.abs(f[order[t:]]).mean() + 1e-8)
 
+    every = np.abs(i - j) > 2  # the notebook's code: all token pairs, valid f != -9, attention over its AUROC pairs
+    f_every = inter[every]
+    f_flat = f_every[f_every != -9]
+    written_auroc = (f_every == 0) | (f_every >= 0.01)
+
+    def topl_as_written(a: np.ndarray) -> float:
+        top = np.argsort(-a[every][written_auroc], kind="stable")[:t]
+        rest = np.setdiff1d(np.arange(f_flat.size), top)
+        return np.abs(f_flat[top]).mean() / (np.abs(f_flat[rest]).mean() + 1e-8)
+
     for h, a in enumerate(maps.astype(np.float64)):
         sym = (a + a.T) / 2
+        out["interact_topl_ratio_as_written"][h] = topl_as_written(a)
         out["comove_topl_ratio"][h] = topl(a[near], comove[near])
         out["comove_pos_spearman"][h] = spear(a[near & (comove > 0)], comove[near & (comove > 0)])
         out["comove_neg_spearman"][h] = spear(a[near & (comove < 0)], comove[near & (comove < 0)])

@@ -4,24 +4,22 @@ store.
 The store is built with the project's builder from the shared MD data (3tvj_I as ATLAS, mdCATH 2hbaA00, the
 neopetrosiamide NMR ensemble as idr) plus two NMA structures; the attention maps come from a tiny random
 SeqDance model (``DynamicsModel(..., return_attentions=True)``) and a tiny random ESM2 ``EsmMaskedLM``
-(its encoder with ``need_attentions=True``). The reference below selects pairs from the raw stored arrays
-with plain loops and scores each head with scipy's ``spearmanr`` and scikit-learn's ``roc_auc_score``.
+(its encoder with ``need_attentions=True``). The reference (tests/_attention_reference.py) selects pairs from
+the raw stored arrays with plain loops and scores each head with scipy's ``spearmanr`` and scikit-learn's
+``roc_auc_score``.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _attention_reference import maps_of, notebook_topl_as_written, reference_metrics, reference_pairs
 from _checkpoints import random_dynamics_model, random_esm2_mlm
-from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
 
-from seqdance import tokenizer
 from seqdance.analysis.attention import (
     METRIC_NAMES,
     AttentionMetricPlan,
@@ -42,64 +40,6 @@ def attention_store(md_store: Path) -> Path:
     return md_store
 
 
-# --- the independent reference --------------------------------------------------------------------------
-
-def _reference_pairs(pair: np.ndarray, sequence: str, t: int):
-    """(i, j) lists and targets, selected by explicit loops over the raw stored array."""
-    ids = tokenizer.encode(sequence).ids[:t]
-    residue = [int(x) not in tokenizer.SPECIAL_IDS for x in ids]
-    out = {key: [] for key in ("comove", "interact")}
-    for i in range(t):
-        for j in range(t):
-            if not (residue[i] and residue[j]) or i == j:
-                continue
-            out["comove"].append((i, j, float(pair[i, j, 9])))
-            channels = pair[i, j, :9].astype(np.float64)
-            if (channels != -1).all():
-                out["interact"].append((i, j, float((channels**3).sum())))
-    return {k: np.array(v, dtype=np.float64).reshape(-1, 3) for k, v in out.items()}
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2:
-        return np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(spearmanr(x, y).statistic)
-
-
-def _topl(att: np.ndarray, f: np.ndarray, t: int) -> float:
-    if len(att) <= t:
-        return np.nan
-    order = np.argsort(-att, kind="stable")
-    top, rest = np.abs(f[order[:t]]), np.abs(f[order[t:]])
-    return top.mean() / (rest.mean() + 1e-8)
-
-
-def reference_metrics(a: np.ndarray, pairs: dict, t: int) -> dict[str, float]:
-    """All metrics for one head's map ``a`` (T, T), float64."""
-    sym = (a + a.T) / 2
-    c, it = pairs["comove"], pairs["interact"]
-    ci, cj, cf = c[:, 0].astype(int), c[:, 1].astype(int), c[:, 2]
-    ii, ij, inf = it[:, 0].astype(int), it[:, 1].astype(int), it[:, 2]
-    near_c, near_i = np.abs(ci - cj) > 2, np.abs(ii - ij) > 2
-    far_c, far_i = np.abs(ci - cj) > 5, np.abs(ii - ij) > 5
-    out = {
-        "comove_topl_ratio": _topl(a[ci, cj][near_c], cf[near_c], t),
-        "comove_pos_spearman": _spearman(a[ci, cj][near_c & (cf > 0)], cf[near_c & (cf > 0)]),
-        "comove_neg_spearman": _spearman(a[ci, cj][near_c & (cf < 0)], cf[near_c & (cf < 0)]),
-        "interact_topl_ratio": _topl(a[ii, ij][near_i], inf[near_i], t),
-        "sym_comove_pos_spearman": _spearman(sym[ci, cj][far_c & (cf > 0)], cf[far_c & (cf > 0)]),
-        "sym_comove_neg_spearman": _spearman(sym[ci, cj][far_c & (cf < 0)], cf[far_c & (cf < 0)]),
-        "sym_interact_spearman": _spearman(sym[ii, ij][far_i], inf[far_i]),
-    }
-    labelled = near_i & ((inf >= 0.01) | (inf == 0))
-    labels = inf[labelled] >= 0.01
-    scores = a[ii, ij][labelled]
-    out["interact_auroc"] = float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else np.nan
-    return out
-
-
 def _assert_close(ours: float, ref: float, what: str) -> None:
     if np.isnan(ref):
         assert np.isnan(ours), what
@@ -108,17 +48,6 @@ def _assert_close(ours: float, ref: float, what: str) -> None:
 
 
 # --- tests -----------------------------------------------------------------------------------------------
-
-def _maps_of(model, sequence: str, t: int) -> np.ndarray:
-    """(layers*heads, T, T) float64 maps through each model's public attention output."""
-    ids = torch.as_tensor(tokenizer.encode(sequence).ids[:t])[None]
-    with torch.no_grad():
-        if hasattr(model, "esm2"):
-            maps = model(ids, pairs=False, return_attentions=True).attentions[0].permute(2, 0, 1)
-        else:
-            maps = model.esm(ids, need_attentions=True)[1][0]
-    return maps.double().numpy()
-
 
 @pytest.mark.parametrize("kind", ["seqdance", "esm2"])
 def test_metrics_equal_independent_implementation(attention_store, kind, one_torch_thread):
@@ -134,12 +63,12 @@ def test_metrics_equal_independent_implementation(attention_store, kind, one_tor
         for name in md_names:
             protein = store.read(name)
             t = min(1024, protein.pair.shape[0])
-            pairs = _reference_pairs(protein.pair, protein.sequence, t)
-            maps = _maps_of(model, protein.sequence, t)
+            pairs = reference_pairs(protein.pair, protein.sequence, t)
+            maps = maps_of(model, protein.sequence, t)
             rows = per_head[per_head["protein"] == name]
             assert len(rows) == maps.shape[0]
             for _, row in rows.iterrows():
-                ref = reference_metrics(maps[int(row["layer"]) * heads + int(row["head"])], pairs, t)
+                ref = reference_metrics(maps[int(row["layer"]) * heads + int(row["head"])], pairs, t, protein.pair)
                 for metric in METRIC_NAMES:
                     _assert_close(float(row[metric]), ref[metric], f"{name} L{row['layer']}H{row['head']} {metric}")
                     checked += np.isfinite(ref[metric])
@@ -154,11 +83,52 @@ def test_ties_in_attention_follow_a_stable_order(attention_store):
     rng = np.random.default_rng(0)
     maps = np.round(rng.random((3, t, t)) * 8) / 8  # 9 distinct values
     ours = AttentionMetricPlan(attention_targets(protein.pair, protein.sequence)).evaluate(maps)
-    pairs = _reference_pairs(protein.pair, protein.sequence, t)
+    pairs = reference_pairs(protein.pair, protein.sequence, t)
     for h in range(3):
-        ref = reference_metrics(maps[h], pairs, t)
+        ref = reference_metrics(maps[h], pairs, t, protein.pair)
         for metric in METRIC_NAMES:
             _assert_close(float(ours[metric][h]), ref[metric], f"head {h} {metric}")
+
+
+def _constructed_protein(n: int, low: list[tuple[int, int]], seed: int = 0) -> tuple[np.ndarray, str]:
+    """Stored pair targets of an n-residue protein: interactions only in vdw (cube roots stored), f = 0 or
+    ≥ 0.05 everywhere except ``low`` pairs (and their mirror), which get 0 < f < 0.01."""
+    rng = np.random.default_rng(seed)
+    t = n + 2
+    pair = np.full((t, t, 10), -1.0, dtype=np.float32)
+    f = np.where(rng.random((n, n)) < 0.4, rng.uniform(0.05, 1.0, (n, n)), 0.0)
+    for i, j in low:
+        f[i - 1, j - 1] = f[j - 1, i - 1] = 0.004
+    f = (f + f.T) / 2 * (np.abs(np.subtract.outer(np.arange(n), np.arange(n))) > 0)
+    pair[1:-1, 1:-1, :9] = 0.0
+    pair[1:-1, 1:-1, 0] = np.cbrt(f)
+    pair[1:-1, 1:-1, 9] = rng.uniform(-1, 1, (n, n))
+    return pair, "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), n))
+
+
+def test_interaction_topl_as_written_reproduces_the_notebooks_misalignment():
+    """The notebook takes attention over the AUROC pairs (f = 0 or f ≥ 0.01) but |f| over all valid pairs, by
+    position: with pairs of 0 < f < 0.01 early in pair order the two lists slip against each other, and the value
+    differs from the aligned ratio; without such pairs the two are the same number."""
+    rng = np.random.default_rng(5)
+    pair, sequence = _constructed_protein(12, low=[(1, 5), (1, 7), (2, 9)])
+    t = pair.shape[0]
+    targets = attention_targets(pair, sequence)
+    inter = targets.interaction[np.isfinite(targets.interaction)]
+    assert ((inter > 0) & (inter < 0.01)).sum() == 6  # three pairs and their mirrors
+    maps = rng.random((4, t, t))
+    ours = AttentionMetricPlan(targets).evaluate(maps)
+    for h in range(4):
+        written = notebook_topl_as_written(maps[h], pair, t)
+        assert abs(ours["interact_topl_ratio_as_written"][h] - written) <= 1e-12 * written
+        assert abs(ours["interact_topl_ratio"][h] - written) > 1e-3  # the misalignment moves it
+    clean, _ = _constructed_protein(12, low=[])
+    aligned = AttentionMetricPlan(attention_targets(clean, sequence)).evaluate(maps)
+    for h in range(4):
+        assert aligned["interact_topl_ratio_as_written"][h] == pytest.approx(aligned["interact_topl_ratio"][h],
+                                                                              rel=1e-12)
+        assert aligned["interact_topl_ratio"][h] == pytest.approx(notebook_topl_as_written(maps[h], clean, t),
+                                                                   rel=1e-12)
 
 
 def test_truncation_to_1024_tokens():

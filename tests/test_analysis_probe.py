@@ -209,3 +209,98 @@ def test_cache_keeps_old_entries_across_saves(tmp_path, one_torch_thread):
     assert damaged.n_computed == 1
     np.testing.assert_allclose(damaged.values[0], first.values[1], atol=1e-5)  # batched alone: float rounding
     assert list(read_entries(tmp_path / f"{fp}.h5")) == [text_digest("GSHMLE")]
+
+
+def _degenerate_labels(path: Path, stability: pd.DataFrame) -> Path:
+    """60 real sequences; ``rg_std`` 0 for all but two (structures have no spread), ``flat`` one value for all,
+    ``size`` a length-like label; six split_* columns of which four hold no non-zero rg_std protein in test."""
+    frame = stability.drop_duplicates("sequence").iloc[:60]
+    n = len(frame)
+    rg_std = np.zeros(n)
+    rg_std[[3, 17]] = [0.05, 0.08]
+    table = pd.DataFrame({"name": frame["name"], "sequence": frame["sequence"], "rg_std": rg_std, "flat": 1.5,
+                          "size": frame["sequence"].str.len() * 0.01 + np.linspace(0, 0.2, n)})
+    for k in range(6):
+        test = np.zeros(n, dtype=bool)
+        test[np.arange(k * 10, k * 10 + 10)] = True  # splits 0 and 1 test one non-zero rg_std protein each
+        table[f"split_{k}"] = np.where(test, "test", "train")
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_constant_labels_are_named_and_skipped(stability, tmp_path, capsys, monkeypatch, one_torch_thread):
+    """A label with one value for every protein (blank correlations, baselines at -1 ± 0 before) is left out
+    with its reason; a label constant within the test proteins of some splits is probed on the others only; a
+    table whose every label is constant is one clear error."""
+    from seqdance.cli.main import main
+
+    labels = _degenerate_labels(tmp_path / "labels.csv", stability)
+    model_dir = tmp_path / "m"
+    random_esm2_mlm("tiny", seed=2).save_pretrained(model_dir)
+    monkeypatch.setenv("SEQDANCE_CACHE", str(tmp_path / "cache"))
+    assert main(["probe", "--labels", str(labels), "--model", f"esm2={model_dir}", "--pca", "5", "--estimator",
+                 "linear", "-o", str(tmp_path / "out"), "-q", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "note: flat left out: flat is 1.5 for every protein: nothing to predict" in err
+    assert ("note: rg_std: 4 of 6 splits left out, their test proteins (at least 3 needed) or training proteins "
+            "all share one value (58 of 60 proteins have rg_std = 0)") in err
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert set(summary["label"]) == {"rg_std", "size"}
+    assert (summary.loc[summary["label"] == "rg_std", "n_splits"] == 2).all()
+    assert (summary.loc[summary["label"] == "size", "n_splits"] == 6).all()
+    assert summary[["pearson_mean", "mae_mean"]].notna().all().all()  # no blank metric left
+    assert "flat left out" in (tmp_path / "out" / "summary.md").read_text()
+    only_flat = ["probe", "--labels", str(labels), "--label", "flat", "--model", f"esm2={model_dir}", "-o",
+                 str(tmp_path / "o2"), "-q", "--device", "cpu"]
+    assert main(only_flat) == 1
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "no label can be probed: flat is 1.5 for every protein" in message[0]
+
+
+def test_probe_pictures_are_readable(tmp_path, monkeypatch):
+    """MAE error bars stop at 0 (an error is never negative); the scatter plot is square panels with equal x and
+    y limits, grouped by label and wrapped into rows, with fonts of at least 8 points — not one tall column."""
+    from seqdance.analysis import probe_run
+    from seqdance.analysis.probe import summarise_probe
+
+    rng = np.random.default_rng(0)
+    rows, preds = [], []
+    labels = [f"label_{k}" for k in range(9)]
+    for label in labels:
+        for features in ("model", LENGTH_BASELINE, COMPOSITION_BASELINE):
+            for split in range(4):
+                mae = [0.01, 0.5, 0.02, 0.6][split]  # sd > mean: a symmetric bar would reach below 0
+                rows.append({"label": label, "features": features, "estimator": "linear", "split": f"s{split}",
+                             "n_train": 40, "n_test": 10, "mse": mae**2, "mae": mae, "pearson": rng.uniform(-1, 1),
+                             "spearman": rng.uniform(-1, 1), "pca_components": np.nan, "alpha": np.nan})
+                true = rng.normal(size=10)
+                preds.append(pd.DataFrame({"label": label, "features": features, "estimator": "linear",
+                                           "split": f"s{split}", "name": [f"p{i}" for i in range(10)],
+                                           "true": true, "predicted": true + rng.normal(scale=0.3, size=10)}))
+    per_split = pd.DataFrame(rows)
+    result = probe_run.ProbeResult(per_split, summarise_probe(per_split), pd.concat(preds), pd.DataFrame(), "test")
+    figures = {}
+
+    def keep(figure, path, **kwargs):
+        figures[Path(path).name] = figure
+        figure.canvas.draw()
+        return Path(path)
+
+    monkeypatch.setattr(probe_run, "save_figure", keep)
+    monkeypatch.setattr("matplotlib.pyplot.close", lambda *a, **k: None)
+    probe_run.plot_bars(result, tmp_path / "bars.png")
+    lows = [segment[:, 1].min() for ax in figures["bars.png"].axes for container in ax.containers
+            if getattr(container, "errorbar", None) is not None
+            for segment in container.errorbar.lines[2][0].get_segments()]
+    assert lows and min(lows) >= 0
+    probe_run.plot_scatter(result, tmp_path / "scatter.png")
+    figure = figures["scatter.png"]
+    width, height = figure.get_size_inches()
+    assert width <= 20 and height <= 20 and 0.5 < width / height < 2  # 9 labels x 3 sets: a compact grid
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(panels) == 27
+    for ax in panels:
+        assert ax.get_xlim() == ax.get_ylim()
+        box = ax.get_window_extent()
+        assert abs(box.width - box.height) < 0.02 * box.width  # square on the page
+        assert min(label.get_fontsize() for label in ax.get_xticklabels()) >= 8

@@ -54,6 +54,79 @@ def test_analyze_attention_writes_tables_and_heatmaps(md_store, model_dirs, tmp_
         assert "Best head per metric" in capsys.readouterr().out
 
 
+def test_analyze_attention_output_equals_a_float64_implementation(md_store, model_dirs, tmp_path, one_torch_thread):
+    """The command's files, not only the helper: every value of per_head.csv equals the float64 reference (scipy,
+    scikit-learn, the notebook transcribed) on the same float32 maps to 1e-9 (before, the CSV kept 6 digits:
+    3.7e-6 relative), and summary.csv holds their exact medians."""
+    from _attention_reference import maps_of, reference_metrics, reference_pairs
+
+    from seqdance.model import load_model
+    from seqdance.store import DynamicsStore
+
+    out = tmp_path / "att"
+    assert main(["analyze", "attention", "--model", str(model_dirs["seqdance"]), "--store", str(md_store),
+                 "-o", str(out), "-q", "--device", "cpu"]) == 0
+    per_head = pd.read_csv(out / "per_head.csv")
+    model = load_model(str(model_dirs["seqdance"]))
+    heads = model.esm2.config.num_heads
+    worst, checked = 0.0, 0
+    with DynamicsStore.open(md_store) as store:
+        for name, rows in per_head.groupby("protein"):
+            protein = store.read(name)
+            t = min(1024, protein.pair.shape[0])
+            maps = maps_of(model, protein.sequence, t)
+            pairs = reference_pairs(protein.pair, protein.sequence, t)
+            for _, row in rows.iterrows():
+                ref = reference_metrics(maps[int(row["layer"]) * heads + int(row["head"])], pairs, t, protein.pair)
+                for metric in METRIC_NAMES:
+                    if np.isnan(ref[metric]):
+                        assert np.isnan(row[metric]), (name, metric)
+                        continue
+                    worst = max(worst, abs(row[metric] - ref[metric]) / max(abs(ref[metric]), 1e-300))
+                    checked += 1
+    assert checked > 0.8 * per_head.shape[0] * len(METRIC_NAMES) and worst <= 1e-9, worst
+    summary = pd.read_csv(out / "summary.csv")
+    medians = per_head.groupby(["layer", "head"])[list(METRIC_NAMES)].median()
+    mine = summary[summary["group"] == "all"].set_index(["layer", "head"])[list(METRIC_NAMES)]
+    pd.testing.assert_frame_equal(mine, medians, check_exact=True)
+
+
+def test_analyze_attention_says_what_it_left_out_and_refuses_tiny_windows(md_store, model_dirs, tmp_path, capsys,
+                                                                           one_torch_thread):
+    """`--split all` holds two NMA entries besides the three MD/IDR proteins: they are named as left out, with
+    the reason, on the terminal and in summary.md; `--max-tokens` below 9 (the paper's metrics all NaN) is a
+    usage error."""
+    from seqdance.analysis.attention import MIN_TOKENS
+    from seqdance.cli.analyze import ATTENTION_MIN_TOKENS
+    from seqdance.store import DynamicsStore
+
+    with DynamicsStore.open(md_store) as store:
+        nma = sorted(n for n, k in zip(store.index["name"], store.index["kind"]) if k != "md")
+    assert len(nma) == 2
+    out = tmp_path / "all"
+    base = ["analyze", "attention", "--model", str(model_dirs["esm2"]), "--store", str(md_store), "-q",
+            "--device", "cpu"]
+    assert main([*base, "-o", str(out), "--split", "all"]) == 0
+    err = capsys.readouterr().err
+    note = next(line for line in err.splitlines() if line.startswith("note:"))
+    assert "2 protein(s) of the store left out: NMA entries have no co-movement or interaction maps" in note
+    assert all(name in note for name in nma)
+    assert "2 protein(s) of the store left out" in (out / "summary.md").read_text()
+    assert pd.read_csv(out / "per_head.csv")["protein"].nunique() == 3
+    assert main([*base, "-o", str(tmp_path / "test")]) == 0  # md_store's test split holds only MD/IDR proteins
+    assert "left out" not in capsys.readouterr().err
+    assert ATTENTION_MIN_TOKENS == MIN_TOKENS == 9
+    for too_few in ("3", "8"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, "-o", str(tmp_path / "tiny"), "--max-tokens", too_few])
+        assert exit_info.value.code == 2 and "must be at least 9" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()
+    assert main([*base, "-o", str(tmp_path / "nine"), "--max-tokens", "9", "--names", "mdcath_2hbaA00"]) == 0
+    nine = pd.read_csv(tmp_path / "nine" / "per_head.csv")
+    assert nine["comove_pos_spearman"].notna().any()
+    assert nine[["sym_comove_pos_spearman", "sym_comove_neg_spearman", "sym_interact_spearman"]].notna().any().any()
+
+
 def test_analyze_attention_resumes_and_refuses_another_run(md_store, model_dirs, tmp_path, capsys, monkeypatch,
                                                             one_torch_thread):
     out = tmp_path / "att"
@@ -170,8 +243,17 @@ def test_dataset_labels_export_feeds_the_probe(md_store, model_dirs, tmp_path, c
 
     out = tmp_path / "conf.csv"
     assert main(["dataset", "labels", str(md_store), "-o", str(out), "--store-split"]) == 0
-    assert "wrote" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "wrote" in err
+    # ν is explained, and its fit's quality stands beside it (not as a label the probe would fit)
+    note = next(line for line in err.splitlines() if line.startswith("note: nu is the Flory exponent"))
+    assert "describes disordered chains" in note and "chain(s) here fit with R² < 0.9" in note
     table = pd.read_csv(out)
+    assert {"info_nu_r2", "info_nu_s_min", "info_nu_s_max"} <= set(table.columns)
+    assert (table["info_nu_s_min"] == 6).all() and (table["info_nu_s_max"] == table["info_n_residues"] - 1).all()
+    assert table["info_nu_r2"].between(-1, 1).all()
+    poor = int((table["info_nu_r2"] < 0.9).sum())
+    assert f"{poor} of {len(table)} chain(s) here fit with R² < 0.9" in note
     with DynamicsStore.open(md_store) as store:
         assert sorted(table["name"]) == sorted(store.names)  # single-chain entries: one row each
         for _, row in table.iterrows():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -205,3 +207,61 @@ def test_split_table_is_readable() -> None:
     md = next(line.split() for line in lines if line.startswith("md "))
     assert md == ["md", "2", "2", "1", "1", "1"]
     assert "per source group" in text and result.stats["by_group"]["nma"]["test"] == 2
+
+
+def test_default_split_is_the_same_whatever_is_installed(shared_data, tmp_path, capsys, monkeypatch) -> None:
+    """The default method never depends on what is installed: with an ``mmseqs`` on PATH (a stand-in that
+    records being called) ``dataset split`` still clusters in Python, records and prints that, and gives the split
+    it gives without one; MMseqs2 runs only when asked for (``--method mmseqs``, or ``auto``)."""
+    from _store_fixtures import nma_rows, write_manifest
+
+    from seqdance.cli.dataset import main as dataset_main
+    from seqdance.store import DynamicsStore
+
+    rows = nma_rows(shared_data, 10, 0)
+    if len(rows) < 10:
+        pytest.skip("shared structures absent")
+    store = tmp_path / "s.h5"
+    assert dataset_main(["build", str(write_manifest(tmp_path / "m.csv", rows)), "-o", str(store), "-q"]) == 0
+    called = tmp_path / "mmseqs_was_called"
+    fake = tmp_path / "bin" / "mmseqs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n: > {called}\necho 'fake mmseqs' >&2\nexit 3\n")
+    fake.chmod(0o755)
+
+    def split(*extra: str) -> tuple[dict, dict, str]:
+        capsys.readouterr()
+        assert dataset_main(["split", str(store), "--test-fraction", "0.3", *extra]) == 0
+        printed = capsys.readouterr().out
+        with DynamicsStore.open(store) as opened:
+            labels = dict(zip(opened.index["name"], opened.index["label"]))
+            recorded = opened.metadata["split"]
+        return labels, recorded, printed
+
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SEQDANCE_MMSEQS", raising=False)
+    with_mmseqs, recorded, printed = split()
+    assert not called.exists()  # the old default ("auto") ran MMseqs2 here
+    assert recorded["parameters"]["method"] == "python" and "clusters: python at identity" in printed
+    monkeypatch.setenv("PATH", "/nonexistent")
+    without_mmseqs, _, _ = split()
+    assert with_mmseqs == without_mmseqs and set(with_mmseqs.values()) == {"train", "test"}
+    monkeypatch.setenv("SEQDANCE_MMSEQS", str(fake))
+    for method in ("mmseqs", "auto"):
+        assert dataset_main(["split", str(store), "--method", method]) == 1
+        assert "easy-cluster failed (exit 3)" in capsys.readouterr().err and called.exists()
+        called.unlink()
+
+
+def test_split_does_not_depend_on_which_member_represents_a_cluster() -> None:
+    """MMseqs2 and the Python search may find the same clusters but pick other representatives (a tie-break):
+    the draw goes by each cluster's first member, so equal memberships give equal splits."""
+    members = [(f"a{k:02d}", f"b{19 - k:02d}") for k in range(20)]  # the b members sort in reverse order
+    names = [name for pair in members for name in pair]
+    groups = ["nma"] * 36 + ["md"] * 4
+    first = pd.DataFrame({"name": names, "cluster": [m[0] for m in members for _ in m], "group": groups})
+    second = first.assign(cluster=[m[1] for m in members for _ in m])
+    for seed in range(6):
+        a = assign_split(first, seed=seed, test_fraction=0.2)
+        b = assign_split(second, seed=seed, test_fraction=0.2)
+        assert list(a) == list(b) and (a == "test").any()

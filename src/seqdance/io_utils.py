@@ -195,6 +195,26 @@ def save_figure(figure: Any, path: str | os.PathLike[str], *, dpi: int = 110) ->
     return target
 
 
+#: Folder and file names that say nothing about which model they hold (what `train` and `finetune` write, and
+#: the usual names of saved weights): a picture titled with one of them names its parent folder too.
+_GENERIC_MODEL_NAMES = frozenset({"model", "models", "final", "best", "checkpoint", "checkpoints", "weights",
+                                  "model.safetensors", "pytorch_model.bin"})
+
+
+def model_display_name(source: str | os.PathLike[str]) -> str:
+    """How a picture's title names a model: a hub id as given; a local folder or file by its name, with its
+    parent's when the name alone is generic (``runs/tiny_cpu/model`` -> ``tiny_cpu/model``)."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if not path.exists():
+        return text
+    resolved = path.resolve()
+    name = resolved.name or text
+    if name.lower() in _GENERIC_MODEL_NAMES or name.lower().startswith(("checkpoint", "update_")):
+        return f"{resolved.parent.name}/{name}" if resolved.parent.name else name
+    return name
+
+
 def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     """A GitHub-flavoured Markdown table of a DataFrame (non-finite floats as "–"; no extra dependency)."""
     import numpy as np

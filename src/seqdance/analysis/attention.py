@@ -17,6 +17,16 @@ The notebook's metrics, per head:
   f > 0 / f < 0;
 * ``interact_auroc``: positives f ≥ 0.01, negatives f = 0 (0 < f < 0.01 left out), score = attention.
 
+These follow the notebook's definitions with attention and targets aligned pair by pair. The notebook's code
+computes the interaction top-L ratio differently (docs/design.md#attention-notebook-as-written): it reassigns the
+pair mask to the AUROC pairs (f = 0 or f ≥ 0.01) before taking attention, but takes |f| from all valid pairs, so
+the k-th attention value is paired with the k-th valid pair's f — a different pair whenever a pair with
+0 < f < 0.01 comes before it. ``interact_topl_ratio_as_written`` reproduces that value exactly (so the paper's
+figure can be rebuilt): the top min(T, n_auroc) positions of the attention over the AUROC pairs (stable order),
+mean |f| at those positions of the valid-pair list / (mean |f| over the list's other positions + 1e-8), with f
+the sum of the nine stored channels cubed as the notebook writes it (partly masked channels included) and valid
+meaning f ≠ −9.
+
 The paper's variant: attention symmetrised ((a + aᵀ)/2), |i − j| > 5, Spearman with the pair property:
 ``sym_comove_pos_spearman`` / ``sym_comove_neg_spearman`` (co-movement > 0 / < 0) and ``sym_interact_spearman``
 (all valid interaction pairs). Ordered pairs are used here too; for a symmetric target this equals the upper
@@ -25,7 +35,9 @@ reference-mode interaction frequencies it uses both directions.
 
 Spearman = Pearson of average ranks (scipy's convention); AUROC = Mann–Whitney U / (n₊ n₋) with ties counted
 half (equal to scikit-learn's ``roc_auc_score``). Undefined values (fewer than two pairs, a constant input, no
-positive or no negative pair, no pair outside the top T) are NaN.
+positive or no negative pair, no pair outside the top T) are NaN. The maps stay in their own precision
+(float32); every reduction (sums, ranks, correlations, the symmetrised maps) is float64, so the metrics equal a
+float64 implementation on the same maps to round-off (tested to 1e-9 on the command's written output).
 
 Speed: the pairs, their targets and the target ranks are selected once per protein
 (:class:`AttentionMetricPlan`); then each layer's heads are scored together in torch, on the device the maps
@@ -58,17 +70,26 @@ PAPER_MIN_SEPARATION = 5
 TOPL_EPSILON = 1e-8
 #: Interaction sums at or above this are AUROC positives; exactly 0 are negatives.
 AUROC_POSITIVE_MIN = 0.01
+#: Fewest tokens an analysis may keep per protein: <cls> and 8 residues, the shortest window holding two residue
+#: pairs with |i − j| > 5, the least a Spearman correlation of the paper's metrics needs (fewer give only NaN).
+MIN_TOKENS = PAPER_MIN_SEPARATION + 4
+#: The notebook's "masked" interaction sum: nine channels at the mask value −1, cubed and summed.
+_NOTEBOOK_MASKED_SUM = -9.0
 
 #: Metric columns, in table order, and what each measures.
 METRICS: dict[str, str] = {
     "comove_topl_ratio": "mean |corr| of the top-T attended pairs / mean |corr| of the others (notebook)",
     "comove_pos_spearman": "Spearman(attention, corr) over pairs with corr > 0 (notebook)",
     "comove_neg_spearman": "Spearman(attention, corr) over pairs with corr < 0 (notebook)",
-    "interact_topl_ratio": "mean interaction of the top-T attended pairs / mean of the others (notebook)",
+    "interact_topl_ratio": "mean interaction of the top-T attended pairs / mean of the others (notebook's "
+                           "definition, attention and targets aligned)",
     "interact_auroc": "AUROC of attention for interacting (>= 0.01) vs non-interacting (= 0) pairs (notebook)",
     "sym_comove_pos_spearman": "Spearman((a+aT)/2, corr) over |i-j| > 5, corr > 0 (paper)",
     "sym_comove_neg_spearman": "Spearman((a+aT)/2, corr) over |i-j| > 5, corr < 0 (paper)",
     "sym_interact_spearman": "Spearman((a+aT)/2, interaction) over |i-j| > 5 (paper)",
+    "interact_topl_ratio_as_written": "the interaction top-T ratio as the notebook's code computes it: attention "
+                                      "ranked over the AUROC pairs, |f| taken from all valid pairs by position "
+                                      "(misaligned where 0 < f < 0.01; to rebuild the paper's figure)",
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
 #: Which end of a metric is "better" when picking the best head: attention that grows as the movement gets
@@ -88,6 +109,9 @@ class AttentionTargets:
     n_tokens: int
     comovement: np.ndarray  # (T, T) float64
     interaction: np.ndarray  # (T, T) float64
+    #: (T, T) float64: Σ of the nine stored channels cubed at every token pair, masked values (−1) included, as the
+    #: notebook's code sums them (−9 where all nine are masked); for ``interact_topl_ratio_as_written``
+    interaction_as_written: np.ndarray | None = None
 
 
 def attention_targets(
@@ -118,8 +142,9 @@ def attention_targets(
     comove = np.where(both, pair[..., _CORR.store_channels.start], np.nan)
     inter_channels = pair[..., [p.store_channels.start for p in _INTERACTIONS]]
     inter_valid = both & (inter_channels != schema.MASK_VALUE).all(axis=-1)
-    interaction = np.where(inter_valid, (inter_channels**3).sum(axis=-1), np.nan)
-    return AttentionTargets(t, comove, interaction)
+    as_written = (inter_channels**3).sum(axis=-1)
+    interaction = np.where(inter_valid, as_written, np.nan)
+    return AttentionTargets(t, comove, interaction, as_written)
 
 
 def _token_layout(sequence: str, name: str) -> tuple[int, np.ndarray]:
@@ -235,17 +260,29 @@ class _RankedPairs:
         return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-def _top_ratio(scores: torch.Tensor, kth: torch.Tensor, magnitude: torch.Tensor, top: int) -> torch.Tensor:
-    """Top-L ratio per row of ``scores`` (H, n) whose ``top``-th largest value is ``kth`` (H,): the ``top``
-    highest scores (ties broken by pair order, i.e. a stable descending sort) vs the rest, by mean ``magnitude``."""
+def _top_positions(scores: torch.Tensor, top: int, kth: torch.Tensor | None = None) -> torch.Tensor:
+    """(H, n) 0/1 float64: the ``top`` highest scores of each row, ties broken by position (a stable descending
+    sort), found from the ``top``-th largest value (``kth``, (H,), when already known) without sorting."""
     n = scores.shape[1]
+    if kth is None:
+        kth = torch.kthvalue(scores, n - top + 1, dim=-1).values
     kth = kth[:, None]
     above = scores > kth
     equal = scores == kth
     room = top - above.sum(dim=-1, keepdim=True)
-    chosen = above | (equal & (torch.cumsum(equal, dim=-1) <= room))
-    top_sum = chosen.to(torch.float64) @ magnitude
-    rest_mean = (magnitude.sum() - top_sum) / (n - top)
+    return (above | (equal & (torch.cumsum(equal, dim=-1) <= room))).to(torch.float64)
+
+
+def _top_ratio(scores: torch.Tensor, magnitude: torch.Tensor, top: int, *, total: int | None = None,
+               kth: torch.Tensor | None = None) -> torch.Tensor:
+    """Top-L ratio per row of ``scores`` (H, n): mean ``magnitude`` at the ``top`` highest scores (stable order)
+    over (mean at the others + 1e-8), in float64. ``magnitude`` is aligned with the scores (n,), or longer
+    (``total`` entries, the notebook's code: the scores' positions index it and the others are all the rest)."""
+    n = scores.shape[1]
+    total = n if total is None else total
+    chosen = _top_positions(scores, top, kth)
+    top_sum = chosen @ magnitude[:n]
+    rest_mean = (magnitude.sum() - top_sum) / (total - top)
     return (top_sum / top) / (rest_mean + TOPL_EPSILON)
 
 
@@ -276,6 +313,15 @@ class AttentionMetricPlan:
         arrays = {"near": near, "comove_magnitude": np.abs(c), "near_interact": np.flatnonzero(f_ok),
                   "interact_magnitude": np.abs(f[f_ok]),
                   "auroc_positive": (auroc_pairs & (f >= AUROC_POSITIVE_MIN)).astype(np.int32)}
+
+        # the notebook's code: every token pair with |i - j| > 2 (row-major, as np.where gives them); |f| of the
+        # valid ones (f != -9) in that order; attention ranked over the AUROC pairs (f == 0 or f >= 0.01)
+        every = np.flatnonzero(separation > NOTEBOOK_MIN_SEPARATION)
+        if targets.interaction_as_written is None:  # targets built without it: the column stays NaN
+            every = every[:0]
+        w = np.zeros(0) if targets.interaction_as_written is None else targets.interaction_as_written.ravel()[every]
+        arrays.update(written_auroc=every[(w == 0) | (w >= AUROC_POSITIVE_MIN)],
+                      written_magnitude=np.abs(w[w != _NOTEBOOK_MASKED_SUM]))
         subsets = {"near_pos": _Subset.of(c > 0, c), "near_neg": _Subset.of(c < 0, c),
                    "auroc": _Subset.of(auroc_pairs)}
 
@@ -322,14 +368,20 @@ class AttentionMetricPlan:
             near = _RankedPairs(flat.index_select(1, a["near"]))  # raw attention: exact in its own precision
             n = a["near"].numel()
             if n > t:
-                out["comove_topl_ratio"] = _top_ratio(near.scores, near.ordered[:, n - t], a["comove_magnitude"], t)
+                out["comove_topl_ratio"] = _top_ratio(near.scores, a["comove_magnitude"], t,
+                                                      kth=near.ordered[:, n - t])
             out["comove_pos_spearman"] = near.spearman(sub["near_pos"])
             out["comove_neg_spearman"] = near.spearman(sub["near_neg"])
             interact = near.scores.index_select(1, a["near_interact"])
             if interact.shape[1] > t:
-                kth = torch.kthvalue(interact, interact.shape[1] - t + 1, dim=-1).values
-                out["interact_topl_ratio"] = _top_ratio(interact, kth, a["interact_magnitude"], t)
+                out["interact_topl_ratio"] = _top_ratio(interact, a["interact_magnitude"], t)
             out["interact_auroc"] = near.auroc(sub["auroc"], a["auroc_positive"])
+        written = a["written_auroc"].numel()
+        top = min(t, written)
+        if top > 0 and a["written_magnitude"].numel() > top:
+            scores = flat.index_select(1, a["written_auroc"])
+            out["interact_topl_ratio_as_written"] = _top_ratio(scores, a["written_magnitude"], top,
+                                                               total=a["written_magnitude"].numel())
         if a["far"].numel():
             sym = (flat.index_select(1, a["far"]).to(torch.float64)
                    + flat.index_select(1, a["far_transpose"]).to(torch.float64)) / 2

@@ -28,6 +28,7 @@ import torch
 from seqdance import tokenizer
 from seqdance.analysis.attention import (
     MAX_TOKENS,
+    MIN_TOKENS,
     AttentionMetricPlan,
     attention_targets,
     rows_for_protein,
@@ -82,6 +83,28 @@ def md_pair_names(store: DynamicsStore, split: str | None) -> list[str]:
     return [str(n) for n, kind in zip(chosen["name"], chosen["kind"]) if kind == "md"]
 
 
+def check_max_tokens(max_tokens: int) -> None:
+    """Refuse a token limit below :data:`MIN_TOKENS`, under which every metric is NaN."""
+    if int(max_tokens) < MIN_TOKENS:
+        raise InputError(f"max_tokens must be at least {MIN_TOKENS} (<cls> and 8 residues, so that two residue "
+                         f"pairs with |i - j| > 5 exist), got {max_tokens}")
+
+
+def without_pair_targets(store: DynamicsStore, split: str | None, names: Sequence[str] | None = None) -> list[str]:
+    """The proteins of the selection that cannot be analysed: entries without MD pair targets (NMA), which a
+    split's selection leaves out (named ones are refused by :func:`select_proteins` instead)."""
+    if names:
+        return []
+    index = store.index
+    chosen = index if split is None else index[index["label"] == split]
+    return [str(n) for n, kind in zip(chosen["name"], chosen["kind"]) if kind != "md"]
+
+
+def selection_words(split: str | None) -> str:
+    """How a selection is named in messages: ``split 'test'`` or ``the store``."""
+    return "the store" if split is None else f"split {split!r}"
+
+
 def select_proteins(store: DynamicsStore, split: str | None, names: Sequence[str] | None = None) -> list[str]:
     """The proteins to analyse, with one clear error for each way the selection can be empty or wrong."""
     index = store.index
@@ -131,6 +154,7 @@ def analyze_attention(
     description: str = "model",
 ) -> pd.DataFrame:
     """per_head table: one row per protein × layer × head (protein, source, group, layer, head, metrics...)."""
+    check_max_tokens(max_tokens)
     encoder = attention_encoder(model, description)
     dev = torch.device(device) if device is not None else next(encoder.parameters()).device
     chosen = select_proteins(store, split, names)
@@ -207,7 +231,8 @@ class AttentionLayout(RunLayout):
         from seqdance.analysis.attention_report import write_attention_report
 
         per_head = pd.concat([self.read(item) for item in items], ignore_index=True)
-        write_attention_report(per_head, self.target, title=self.run["title"])
+        write_attention_report(per_head, self.target, title=self.run["title"], left_out=self.run.get("left_out", []),
+                               selection=selection_words(self.run.get("split")))
         return len(per_head)
 
 
@@ -229,8 +254,10 @@ def run_attention_analysis(
     """Analyse every chosen protein (or this shard's) into ``out_dir``; see the module docstring.
 
     When the run is complete, ``out_dir`` holds ``per_head.csv``, ``summary.csv``, ``best_heads.csv``,
-    ``summary.md`` and the heat maps (``report.merged``).
+    ``summary.md`` and the heat maps (``report.merged``). Proteins of the split without MD pair targets are left
+    out and named in summary.md (:func:`without_pair_targets`).
     """
+    check_max_tokens(max_tokens)
     encoder = attention_encoder(model, description)
     dev = torch.device(device) if device is not None else next(encoder.parameters()).device
     chosen = select_proteins(store, split, names)
@@ -249,7 +276,7 @@ def run_attention_analysis(
                                                     "n_rows": str(n_rows)}))
         units.append(WorkUnit((k,), input_cost(min(len(sequence) + 2, int(max_tokens)), quadratic=True)))
     run = {"model": fingerprint, "store": store_fingerprint(store, chosen), "split": split, "proteins": chosen,
-           "max_tokens": int(max_tokens), "title": title}
+           "max_tokens": int(max_tokens), "title": title, "left_out": without_pair_targets(store, split, names)}
     layout = AttentionLayout(out_dir, run, shard)
     sharded = ShardedRun(layout, items, units, shard=shard, overwrite=overwrite)
 

@@ -86,7 +86,7 @@ def splits_by_clustering(
     coverage: float = PROBE_COVERAGE,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
-    method: str = "auto",
+    method: str = "python",
     threads: int = 1,
 ) -> tuple[list[ProbeSplit], pd.DataFrame]:
     """``n_splits`` cluster-disjoint splits (seeds ``seed``..``seed+n_splits-1``) and the cluster table."""
@@ -109,6 +109,46 @@ def splits_by_clustering(
 
 
 # --- baseline features --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LabelScreen:
+    """Which splits can probe a label: those whose training proteins vary in it and whose test proteins (at
+    least three: two points always correlate perfectly) do too — a constant test set leaves the correlations
+    undefined, a constant training set teaches nothing. ``reason`` says why the label is left out altogether
+    (None: it is probed on ``usable``) and ``note`` which splits were dropped."""
+
+    label: str
+    usable: list[ProbeSplit]
+    reason: str | None
+    note: str | None
+
+
+#: Fewest test proteins a split needs for a correlation that means something (two always give ±1).
+MIN_TEST_PROTEINS = 3
+
+
+def screen_label(label: str, values: np.ndarray, splits: Sequence[ProbeSplit]) -> LabelScreen:
+    """Check one label against the splits before anything is fitted (see :class:`LabelScreen`)."""
+    y = np.asarray(values, dtype=np.float64)
+    distinct, counts = np.unique(y, return_counts=True)
+    if len(distinct) < 2:
+        return LabelScreen(label, [], f"{label} is {distinct[0]:g} for every protein: nothing to predict", None)
+
+    def varies(mask: np.ndarray, least: int) -> bool:
+        part = y[mask]
+        return part.size >= least and bool(np.ptp(part) > 0)
+
+    usable = [split for split in splits if varies(split.test, MIN_TEST_PROTEINS) and varies(split.train, 2)]
+    common = distinct[int(np.argmax(counts))]
+    share = f"{int(counts.max())} of {len(y)} proteins have {label} = {common:g}"
+    dropped = len(splits) - len(usable)
+    why = (f"their test proteins (at least {MIN_TEST_PROTEINS} needed) or training proteins all share one value")
+    if not usable:
+        return LabelScreen(label, [], f"{share}, and in every split {why}: correlations are undefined and there is "
+                           "nothing to learn", None)
+    note = f"{label}: {dropped} of {len(splits)} splits left out, {why} ({share})" if dropped else None
+    return LabelScreen(label, usable, None, note)
+
 
 def length_features(sequences: Sequence[str]) -> np.ndarray:
     """(n, 1) number of residues (chains together)."""
@@ -178,11 +218,13 @@ def run_probe(
     estimators: Sequence[str] = ESTIMATORS,
     pca: int | None = DEFAULT_PCA,
     baseline_sets: Sequence[str] = (LENGTH_BASELINE, COMPOSITION_BASELINE),
+    label_splits: Mapping[str, Sequence[ProbeSplit]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit every (label, feature set, estimator, split); returns (per-split metrics, test predictions).
 
     ``feature_sets``: name -> (n, d) (models' embeddings and baselines alike); PCA applies only to sets not
-    listed in ``baseline_sets`` (the baselines are small already).
+    listed in ``baseline_sets`` (the baselines are small already). ``label_splits``: the splits each label is
+    probed on (:func:`screen_label`), else ``splits`` for every label.
     """
     names = list(names)
     metric_rows: list[dict[str, object]] = []
@@ -192,7 +234,7 @@ def run_probe(
         for set_name, features in feature_sets.items():
             x = np.asarray(features, dtype=np.float64)
             for estimator in estimators:
-                for split in splits:
+                for split in (splits if label_splits is None else label_splits[label]):
                     reduce = None if set_name in baseline_sets else pca
                     predicted, details = fit_predict(x, y, split.train, estimator=estimator, pca=reduce)
                     metrics = regression_metrics(y[split.test], predicted)

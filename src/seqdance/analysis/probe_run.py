@@ -25,6 +25,7 @@ from seqdance.analysis.probe import (
     composition_features,
     length_features,
     run_probe,
+    screen_label,
     splits_by_clustering,
     splits_from_columns,
     summarise_probe,
@@ -118,6 +119,8 @@ class ProbeResult:
     predictions: pd.DataFrame
     embedding_stats: pd.DataFrame  # model, fingerprint, computed, cached, windowed
     split_source: str
+    #: labels left out and splits dropped per label, each one sentence saying why (screen_label)
+    notes: list[str] = field(default_factory=list)
 
 
 def probe_models(
@@ -133,7 +136,7 @@ def probe_models(
     coverage: float = 0.5,
     test_fraction: float = 0.2,
     seed: int = 0,
-    cluster_method: str = "auto",
+    cluster_method: str = "python",
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> ProbeResult:
@@ -146,13 +149,19 @@ def probe_models(
         splits = table.splits
     split_source = "split_* columns"
     if not splits:
-        splits, _ = splits_by_clustering(table.names, table.sequences, n_splits=n_splits, identity=identity,
-                                         coverage=coverage, test_fraction=test_fraction, seed=seed,
-                                         method=cluster_method)
-        split_source = f"{len(splits)} clustered splits ({identity:.0%} identity, {coverage:.0%} coverage)"
+        splits, clusters = splits_by_clustering(table.names, table.sequences, n_splits=n_splits, identity=identity,
+                                                coverage=coverage, test_fraction=test_fraction, seed=seed,
+                                                method=cluster_method)
+        split_source = (f"{len(splits)} clustered splits ({identity:.0%} identity, {coverage:.0%} coverage, "
+                        f"clusters: {clusters.attrs.get('method', cluster_method)})")
     names = [n for n, _ in models]
     if len(set(names)) != len(names):
         raise InputError(f"model names must be distinct, got {names}")
+    screens = [screen_label(label, values, splits) for label, values in table.labels.items()]
+    notes = [f"{s.label} left out: {s.reason}" for s in screens if s.reason] + [s.note for s in screens if s.note]
+    kept = {s.label: s.usable for s in screens if s.reason is None}
+    if not kept:
+        raise InputError(f"{table.path}: no label can be probed: " + "; ".join(s.reason or "" for s in screens))
     feature_sets: dict[str, np.ndarray] = {}
     stats = []
     for name, model in models:
@@ -163,9 +172,10 @@ def probe_models(
                       "cached": pooled.n_cached, "windowed": pooled.n_windowed})
     feature_sets[LENGTH_BASELINE] = length_features(table.sequences)
     feature_sets[COMPOSITION_BASELINE] = composition_features(table.sequences)
-    per_split, predictions = run_probe(feature_sets, table.labels, splits, names=table.names,
-                                       estimators=estimators, pca=pca)
-    return ProbeResult(per_split, summarise_probe(per_split), predictions, pd.DataFrame(stats), split_source)
+    per_split, predictions = run_probe(feature_sets, {k: table.labels[k] for k in kept}, splits, names=table.names,
+                                       estimators=estimators, pca=pca, label_splits=kept)
+    return ProbeResult(per_split, summarise_probe(per_split), predictions, pd.DataFrame(stats), split_source,
+                       notes)
 
 
 # --- report ---------------------------------------------------------------------------------------------------
@@ -177,6 +187,8 @@ def _markdown(frame: pd.DataFrame) -> str:
 def summary_markdown(result: ProbeResult, title: str = "Embedding probe") -> str:
     """Mean ± sd over splits per label, feature set and estimator, as Markdown."""
     lines = [f"# {title}", "", f"Splits: {result.split_source}.", ""]
+    if result.notes:
+        lines += ["Left out:", "", *[f"* {note}" for note in result.notes], ""]
     for label, frame in result.summary.groupby("label", sort=False):
         lines += [f"## {label}", ""]
         shown = pd.DataFrame({
@@ -195,8 +207,15 @@ def _pm(mean: float, sd: float) -> str:
     return f"{mean:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{mean:.4g}"
 
 
+#: Most scatter panels side by side: label blocks (one panel per feature set) wrap onto new rows beyond this.
+SCATTER_PANELS_PER_ROW = 6
+SCATTER_PANEL_INCHES = 2.5
+
+
 def plot_scatter(result: ProbeResult, path: Path, estimator: str = "linear") -> Path:
-    """Predicted vs true (test proteins of every split) for each label (rows) and feature set (columns)."""
+    """Predicted vs true for each label and feature set: one block of square panels per label (one panel per
+    feature set, same limits in x and y, identity line), blocks wrapped into rows; each point is one protein,
+    its prediction averaged over the splits that had it in test."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,25 +224,45 @@ def plot_scatter(result: ProbeResult, path: Path, estimator: str = "linear") -> 
     pred = result.predictions[result.predictions["estimator"] == estimator]
     labels = list(dict.fromkeys(pred["label"]))
     sets = list(dict.fromkeys(pred["features"]))
-    fig, axes = plt.subplots(len(labels), len(sets), figsize=(3.2 * len(sets), 3.0 * len(labels)), squeeze=False)
-    for r, label in enumerate(labels):
-        for c, set_name in enumerate(sets):
-            ax = axes[r][c]
-            part = pred[(pred["label"] == label) & (pred["features"] == set_name)]
-            ax.scatter(part["true"], part["predicted"], s=6, alpha=0.4)
-            lo = float(min(part["true"].min(), part["predicted"].min()))
-            hi = float(max(part["true"].max(), part["predicted"].max()))
+    per_row = max(1, SCATTER_PANELS_PER_ROW // max(1, len(sets)))
+    rows = -(-len(labels) // per_row)
+    cols = min(per_row, len(labels))
+    fig = plt.figure(figsize=(cols * len(sets) * SCATTER_PANEL_INCHES + 0.3 * cols,
+                              rows * (SCATTER_PANEL_INCHES + 0.75) + 0.5), layout="constrained")
+    blocks = np.atleast_1d(fig.subfigures(rows, cols, squeeze=False)).reshape(rows, cols)
+    for block in blocks.flat[len(labels):]:
+        block.set_visible(False)
+    mean_pred = pred.groupby(["label", "features", "name"], sort=False).agg(true=("true", "first"),
+                                                                            predicted=("predicted", "mean"))
+    for block, label in zip(blocks.flat, labels):
+        part = mean_pred.loc[label]
+        lo, hi = float(np.nanmin(part.to_numpy())), float(np.nanmax(part.to_numpy()))
+        pad = 0.05 * (hi - lo) if hi > lo else 0.5 * max(abs(hi), 1e-3)
+        lo, hi = lo - pad, hi + pad
+        axes = block.subplots(1, len(sets), squeeze=False)[0]
+        block.suptitle(label, fontsize=11, fontweight="bold")
+        for k, (ax, set_name) in enumerate(zip(axes, sets)):
+            points = part.loc[set_name] if set_name in part.index.get_level_values(0) else part.iloc[:0]
+            ax.scatter(points["true"], points["predicted"], s=9, alpha=0.5, color="#1f77b4", linewidths=0)
             ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+            ax.set_aspect("equal", adjustable="box")
             row = result.summary[(result.summary["label"] == label) & (result.summary["features"] == set_name)
                                  & (result.summary["estimator"] == estimator)]
             r_mean = float(row["pearson_mean"].iloc[0]) if len(row) else float("nan")
-            ax.set_title(f"{set_name}\nr = {r_mean:.2f}", fontsize=8)
-            if c == 0:
-                ax.set_ylabel(f"{label}: predicted", fontsize=8)
-            if r == len(labels) - 1:
-                ax.set_xlabel("true", fontsize=8)
-            ax.tick_params(labelsize=7)
-    fig.tight_layout()
+            mae = float(row["mae_mean"].iloc[0]) if len(row) else float("nan")
+            ax.set_title(set_name, fontsize=9)
+            ax.text(0.03, 0.97, f"r = {r_mean:.2f}\nMAE = {mae:.3g}", transform=ax.transAxes, ha="left", va="top",
+                    fontsize=8, bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none",
+                                      "alpha": 0.8})
+            ax.set_xlabel("true", fontsize=9)
+            if k == 0:
+                ax.set_ylabel("predicted", fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.locator_params(nbins=4)
+    fig.suptitle(f"Test predictions of the {estimator} probe (each point: a protein, its prediction averaged over "
+                 "the splits that tested it; r, MAE: mean over splits)", fontsize=10)
     save_figure(fig, path)
     plt.close(fig)
     return path
@@ -253,11 +292,14 @@ def plot_bars(result: ProbeResult, path: Path, metric: str = "mae") -> Path:
         x = np.arange(len(sets))
         for k, estimator in enumerate(estimators):
             rows = part[part["estimator"] == estimator].set_index("features").reindex(sets)
-            ax.bar(x + k * width, rows[f"{metric}_mean"], width, yerr=rows[f"{metric}_sd"], capsize=2,
-                   label=estimator)
+            mean, sd = rows[f"{metric}_mean"].to_numpy(float), rows[f"{metric}_sd"].to_numpy(float)
+            # an error (MAE, MSE) is never negative: the lower bar stops at 0
+            lower = np.minimum(sd, mean) if metric in ("mae", "mse") else sd
+            ax.bar(x + k * width, mean, width, yerr=np.vstack([lower, sd]), capsize=2, label=estimator)
         ax.set_xticks(x + width * (len(estimators) - 1) / 2, sets, rotation=30, ha="right", fontsize=7)
         ax.set_title(label, fontsize=9)
-        ax.set_ylabel(f"test {metric.upper()} (mean ± sd over splits)", fontsize=8)
+        ax.set_ylabel(f"test {metric.upper()} (mean ± sd over splits"
+                      + (", bars cut at 0)" if metric in ("mae", "mse") else ")"), fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)

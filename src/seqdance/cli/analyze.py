@@ -12,6 +12,10 @@ from seqdance.cli.options import int_at_least
 from seqdance.cli.run_options import add_shard_option, report_run
 from seqdance.schema import ESM2_MAX_TOKENS
 
+#: The fewest tokens per protein every metric can be defined on (seqdance.analysis.attention.MIN_TOKENS; kept
+#: here as a literal so that building the parser loads no numeric library, and checked equal by a test).
+ATTENTION_MIN_TOKENS = 9
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("analyze", help="what a model learned: attention analysis (see also 'probe')")
@@ -39,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     att.add_argument("--split", default="test",
                      help="split label of the proteins to analyse, or 'all' (default: test)")
     att.add_argument("--names", nargs="+", metavar="NAME", help="analyse only these proteins")
-    att.add_argument("--max-tokens", type=int_at_least(3), default=ESM2_MAX_TOKENS,
-                     help=f"tokens per protein (default {ESM2_MAX_TOKENS}, the notebook's)")
+    att.add_argument("--max-tokens", type=int_at_least(ATTENTION_MIN_TOKENS), default=ESM2_MAX_TOKENS,
+                     help=f"tokens per protein (default {ESM2_MAX_TOKENS}, the notebook's; at least "
+                          f"{ATTENTION_MIN_TOKENS}: <cls> and 8 residues, the fewest with two pairs |i-j| > 5)")
     att.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     att.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
     att.add_argument("--overwrite", action="store_true", help="discard an earlier run in DIR instead of resuming it")
@@ -70,6 +75,13 @@ def run_attention(args: argparse.Namespace) -> int:
     )
     if report.merged:
         print((out / "summary.md").read_text())
+    from seqdance.analysis.attention_report import left_out_note
+    from seqdance.analysis.attention_run import selection_words, without_pair_targets
+
+    left_out = without_pair_targets(store, None if args.split == "all" else args.split, args.names)
+    if left_out:
+        print("note: " + left_out_note(left_out, selection_words(None if args.split == "all" else args.split)),
+              file=sys.stderr)
     scope = f"shard {shard.label}: " if shard else ""
     print(f"{scope}{report.n_computed} protein(s) analysed, {report.n_done} already done, of {report.n_owned}"
           + (f"; {report.n_combined} protein x head rows in {out / 'per_head.csv'}" if report.merged else "")

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seqdance.errors import InputError
 from seqdance.features.options import CONFORMATION_PROPERTIES as PROPERTY_NAMES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "One row per chain: name, sequence, the properties (nm; means and sds over frames for MD entries, one "
             "structure for NMA entries) and info_* columns (with --store-split also split_store). The file "
             "is ready for 'seqdance probe --labels'. Chains missing a selected property (nu of chains too short "
-            "for the fit) are left out and counted."
+            "for the fit) are left out and counted. nu, the Flory exponent of R(s) = R0 s^nu, describes disordered "
+            "chains; info_nu_r2 (the fit's R²) and info_nu_s_min/max (the fitted separations) stand beside it, and "
+            "for folded chains the fit is formally defined but means nothing."
         ),
     )
     p.add_argument("store", type=Path, help="dataset store")
@@ -55,4 +61,23 @@ def run_labels(args: argparse.Namespace) -> int:
         notes.append(f"{counts['not_recorded']} protein(s) without recorded properties (built before; rebuild them)")
     print(f"wrote {args.output}: {len(table)} chain(s) of {counts['proteins']} protein(s)"
           + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
+    if "nu" in table.columns:
+        print(flory_note(table), file=sys.stderr)
     return 0
+
+
+#: Below this R² a power law does not describe R(s): the chain is not behaving as a disordered polymer.
+POOR_FIT_R2 = 0.9
+
+
+def flory_note(table: pd.DataFrame) -> str:
+    """What ν means, and how many of the exported chains it describes poorly (fit R² below POOR_FIT_R2)."""
+    r2 = table["info_nu_r2"].astype(float)
+    known = r2.notna()
+    poor = int((r2[known] < POOR_FIT_R2).sum())
+    quality = (f"{poor} of {int(known.sum())} chain(s) here fit with R² < {POOR_FIT_R2}"
+               + (f" ({int((~known).sum())} recorded before the fit's R² was kept: rebuild them)" if (~known).any()
+                  else ""))
+    return ("note: nu is the Flory exponent of R(s) = R0 s^nu over separations s > 5 (columns info_nu_r2, "
+            "info_nu_s_min, info_nu_s_max); it describes disordered chains, and for folded ones the fit is formally "
+            f"defined but has no such meaning: {quality}")

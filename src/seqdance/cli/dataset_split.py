@@ -8,6 +8,7 @@ import json
 from seqdance.cli.options import fraction, int_at_least
 from seqdance.store.options import (
     CLUSTER_METHODS,
+    DEFAULT_CLUSTER_METHOD,
     DEFAULT_COVERAGE,
     DEFAULT_IDENTITY,
     DEFAULT_MIN_TEST_CLUSTERS,
@@ -74,8 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-test-clusters", type=int, default=DEFAULT_MIN_TEST_CLUSTERS, metavar="N",
                    help="test clusters each group gets at least, when it has more (default "
                    f"{DEFAULT_MIN_TEST_CLUSTERS}; one always stays in training)")
-    p.add_argument("--method", choices=CLUSTER_METHODS, default="auto",
-                   help="clustering back-end (auto: MMseqs2 when installed)")
+    p.add_argument("--method", choices=CLUSTER_METHODS, default=DEFAULT_CLUSTER_METHOD,
+                   help="clustering back-end: python (default: exhaustive search, the same split on every machine), "
+                   "mmseqs (MMseqs2, for large sets), auto (mmseqs when installed, else python: machine-dependent)")
     p.add_argument("--threads", type=int_at_least(1), default=1, help="MMseqs2 threads")
     p.add_argument("--clusters", help="write name, cluster, label, group as TSV here")
     p.add_argument("--stats", help="write the split statistics as JSON here")
@@ -88,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default="train", help="compare against proteins with this label, or 'all'")
     p.add_argument("--identity", type=fraction, default=DEFAULT_IDENTITY)
     p.add_argument("--coverage", type=fraction, default=DEFAULT_COVERAGE)
-    p.add_argument("--method", choices=CLUSTER_METHODS, default="auto")
+    p.add_argument("--method", choices=CLUSTER_METHODS, default=DEFAULT_CLUSTER_METHOD,
+                   help="search back-end: python (default), mmseqs or auto, as for 'dataset split'")
     p.add_argument("--threads", type=int_at_least(1), default=1)
     p.add_argument("-o", "--output", help="write the per-query table (CSV) here")
     p.set_defaults(func=_cmd_homology)

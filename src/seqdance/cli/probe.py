@@ -58,8 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--coverage", type=float, default=0.5, help="clustering coverage (default 0.5)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="fraction of clusters in test (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first clustered split (default 0)")
-    parser.add_argument("--cluster-method", choices=("auto", "mmseqs", "python"), default="auto",
-                        help="MMseqs2 when installed (auto), or the exhaustive numpy back-end")
+    parser.add_argument("--cluster-method", choices=("python", "mmseqs", "auto"), default="python",
+                        help="clustering back-end of the splits: python (default: exhaustive search, the same splits "
+                        "on every machine), mmseqs (MMseqs2, for large tables), auto (mmseqs when installed)")
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help=f"embedding cache: one embedding file per model, <fingerprint>.h5 (default "
                         f"{default_cache_dir()}, or $SEQDANCE_CACHE/embeddings; delete the folder to clear it)")
@@ -102,6 +103,8 @@ def run_probe(args: argparse.Namespace) -> int:
     )
     paths = write_probe_report(result, args.output)
     print(paths["markdown"].read_text())
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     computed = int(result.embedding_stats["computed"].sum())
     print(f"{len(table.names)} proteins, {len(table.labels)} label(s), {len(models)} model(s); {computed} embeddings "
           f"computed, {int(result.embedding_stats['cached'].sum())} from the cache "

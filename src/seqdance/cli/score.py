@@ -165,13 +165,19 @@ def _run_score_one(args: argparse.Namespace) -> int:
         print(invalid_summary(chosen.invalid, chosen.source, limit=5), file=sys.stderr)
         print(f"skipped {len(chosen.invalid)} invalid mutant(s); all listed in {invalid_path}", file=sys.stderr)
     if args.heatmap:
-        from seqdance.scoring.heatmap import plot_score_heatmap
+        from seqdance.io_utils import model_display_name
+        from seqdance.scoring.heatmap import damaging_end, plot_score_heatmap
 
         column = args.heatmap_column or SCORE_COLUMN
         if column not in result.columns:
             raise InputError(f"--heatmap-column {column!r} is not an output column ({', '.join(scores.columns)})")
+        damaging = damaging_end(column)
+        direction = {"low": " (higher = fitter)", "high": " (larger = more damaging)"}.get(damaging or "", "")
+        source = args.model or getattr(args, "esm2", None)
         drawn = plot_score_heatmap(args.heatmap, wild_type, chosen.variants, result[column].to_numpy(dtype=float),
-                                   offset=args.offset, label=column, title=f"{column} of single substitutions")
+                                   offset=args.offset, label=column + direction, damaging=damaging,
+                                   title=f"{column} of single substitutions"
+                                   + (f" — {model_display_name(source)}" if source else ""))
         print(f"wrote heat map of {drawn} substitution(s) to {args.heatmap}")
     write_run_report(args, Path(args.output), model=model)
     return 0

@@ -5,7 +5,9 @@
   as stacked fractions, and the three GNM fluctuation ranges (``nma_res1..3``) on a log scale;
 * **pair maps** — movement correlation (``corr``), the summed interaction frequency
   (Σ over the nine types of value³: the model predicts cube roots, docs/design.md#attention-metrics) and the
-  low-frequency ANM correlation (``nma_pair1``), each with its own colour bar.
+  low-frequency ANM correlation (``nma_pair1``), each with its own colour bar. The interaction scale is fixed at
+  0–1 (a frequency; wider only when a value exceeds 1) and the panel states the largest value, so that
+  near-zero predictions look like no interaction instead of filling an auto-scaled range.
 
 Chain boundaries are drawn in every panel and map, and each chain is labelled. Figures are written atomically.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from seqdance.errors import InputError
-from seqdance.io_utils import save_figure
+from seqdance.io_utils import model_display_name, save_figure
 from seqdance.schema import INTERACTION_NAMES, SS_CLASSES
 
 #: Colours of the DSSP classes (helices warm, strands blue, turns/bends green, coil grey), in SS_CLASSES order.
@@ -165,10 +167,15 @@ def plot_pair_maps(
         maps.append(("movement correlation (corr)", np.asarray(values["corr"], dtype=np.float64), "RdBu_r",
                      Normalize(-1, 1), "correlation"))
     summed = summed_interactions(values)
+    notes: dict[str, str] = {}
     if summed is not None:
-        top = float(np.nanpercentile(summed, 99.5)) if np.isfinite(summed).any() else 1.0
-        maps.append(("interactions (sum of the 9 types)", summed, "Purples", PowerNorm(0.5, 0, max(top, 1e-6)),
-                     "frequency (square-root colour scale)"))
+        off_diagonal = summed[~np.eye(summed.shape[0], dtype=bool)] if summed.shape[0] > 1 else summed.ravel()
+        largest = float(np.nanmax(off_diagonal)) if np.isfinite(off_diagonal).any() else float("nan")
+        top = max(1.0, float(np.nanpercentile(off_diagonal, 99.5)) if np.isfinite(largest) else 1.0)
+        label = "interactions (sum of the 9 types)"
+        maps.append((label, summed, "Purples", PowerNorm(0.5, 0, top),
+                     f"frequency, 0–{top:g} (square-root colour scale)"))
+        notes[label] = f"largest: {largest:.2g}" if np.isfinite(largest) else "no value"
     if "nma_pair1" in values:
         maps.append(("ANM correlation, low freq. (nma_pair1)", np.asarray(values["nma_pair1"], dtype=np.float64),
                      "RdBu_r", Normalize(-1, 1), "correlation"))
@@ -188,6 +195,9 @@ def plot_pair_maps(
             ax.axvline(start + 0.5, **_CHAIN_LINE)
             ax.axhline(start + 0.5, **_CHAIN_LINE)
         ax.set_title(label, fontsize=10)
+        if label in notes:
+            ax.text(0.98, 0.98, notes[label], transform=ax.transAxes, ha="right", va="top", fontsize=9,
+                    bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "#bbbbbb", "alpha": 0.9})
         ax.set_xlabel("residue")
         ax.set_ylabel("residue")
         bar = figure.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
@@ -208,7 +218,7 @@ def plot_prediction(
     chains = len(prediction.chain_lengths)
     title = f"{prediction.id} — {n} residues" + (f", {chains} chains" if chains > 1 else "")
     if model:
-        title += f" — {Path(model).name if len(model) > 40 else model}"
+        title += f" — {model_display_name(model)}"
     written = [plot_residue_profiles(out / f"{stem}.profiles.png", prediction.values, prediction.chain_lengths,
                                      title=title)]
     pairs = plot_pair_maps(out / f"{stem}.pairs.png", prediction.values, prediction.chain_lengths, title=title)

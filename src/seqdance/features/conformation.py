@@ -40,11 +40,8 @@ from seqdance.features.options import CONFORMATION_PROPERTIES
 RG_SCALING_EXPONENT = 0.366
 #: The Flory fit uses separations s > this (IDRome's convention).
 FLORY_MIN_SEPARATION = 5
-#: Starting point (R0 nm, ν) of the non-linear Flory fit, as IDRome's analysis.
+#: Starting point (R0 nm, ν) of IDRome's non-linear Flory fit (the fit here needs none: see fit_flory_exponent).
 FLORY_START = (0.4, 0.5)
-#: Converge the fit to round-off (with an analytic Jacobian; scipy's defaults stop ~1e-8 away, so ν would depend
-#: on summation order).
-_FIT_TOLERANCE = {"ftol": 1e-14, "xtol": 1e-14, "gtol": 1e-14, "maxfev": 10000}
 
 #: Names of the per-chain ensemble properties, in table order (CSV columns, store metadata keys).
 PROPERTY_NAMES: tuple[str, ...] = CONFORMATION_PROPERTIES
@@ -128,7 +125,8 @@ def rms_distance_by_separation(xyz: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FloryFit:
-    """Result of fitting R(s) = R0 s^ν: ν, R0 (nm; the fixed value when it was not fitted) and standard errors."""
+    """Result of fitting R(s) = R0 s^ν: ν, R0 (nm; the fixed value when it was not fitted), standard errors, and
+    the fit's quality: R² of R(s) and the fitted separations s_min..s_max (``n_points`` of them)."""
 
     nu: float
     r0: float
@@ -136,6 +134,29 @@ class FloryFit:
     r0_stderr: float  # NaN when R0 was fixed
     n_points: int
     r0_fixed: bool
+    r_squared: float = float("nan")
+    s_min: int = 0  # 0 when there was nothing to fit
+    s_max: int = 0
+
+
+def _bracket_root(fun: Any, start: float, step: float = 0.05, limit: float = 20.0) -> tuple[float, float] | None:
+    """(lo, hi) around ``start`` with fun(lo) > 0 > fun(hi) (a maximum of the objective whose derivative has the
+    sign of ``fun``), searched outwards in doubling steps; None when there is none within ``limit``."""
+    lo = hi = start
+    f_lo = f_hi = fun(start)
+    if f_lo == 0:
+        return start, start
+    while step <= limit:
+        if f_lo <= 0:
+            lo -= step
+            f_lo = fun(lo)
+        if f_hi >= 0:
+            hi += step
+            f_hi = fun(hi)
+        if f_lo > 0 > f_hi:
+            return lo, hi
+        step *= 2
+    return None
 
 
 def fit_flory_exponent(
@@ -147,10 +168,14 @@ def fit_flory_exponent(
     """Fit R(s) = R0 s^ν to ``rms_by_separation`` (index s = 0..N−1) over s > ``min_separation``.
 
     ``r0=None`` (IDRome's convention) fits R0 and ν together; a number fixes R0 (nm) and fits ν alone. The fit is
-    an unweighted non-linear least squares on R(s) (scipy ``curve_fit``). Too few separations for the fit
-    (fewer than two, or one with R0 fixed) give NaN: ν is undefined for chains of ≤ min_separation + 2 residues.
+    the unweighted least squares on R(s) (not on log R) that IDRome's ``curve_fit`` solves, solved here to
+    round-off: for a given ν the best R0 is Σ R s^ν / Σ s^2ν in closed form, so ν is the root of a one-dimensional
+    stationarity condition, bracketed around the log-log linear fit and found by Brent's method to ~1e-15.
+    (An iterative two-parameter fit stops wherever its tolerance lets it, ~1e-8 away for flat R(s) such as a
+    folded chain's, so ν would depend on summation order.) Too few separations for the fit (fewer than two, or
+    one with R0 fixed) give NaN: ν is undefined for chains of ≤ min_separation + 2 residues.
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import brentq
 
     values = np.asarray(rms_by_separation, dtype=np.float64)
     s = np.arange(values.shape[0], dtype=np.float64)
@@ -162,22 +187,49 @@ def fit_flory_exponent(
         return FloryFit(nan, nan if r0 is None else float(r0), nan, nan, int(x.size), r0 is not None)
     if not np.isfinite(y).all() or (y <= 0).any():
         raise InputError("Flory fit: the root-mean-square distances must be finite and positive")
-    if r0 is not None:
-        if not r0 > 0:
-            raise InputError(f"Flory fit: fixed R0 must be positive, got {r0}")
+    if r0 is not None and not r0 > 0:
+        raise InputError(f"Flory fit: fixed R0 must be positive, got {r0}")
+    log_x, log_y = np.log(x), np.log(y)
+
+    def sums(nu: float) -> tuple[float, float, float, float]:
+        p = np.exp(nu * log_x)  # s^ν
+        return float(y @ p), float((y * log_x) @ p), float(p @ p), float((p * log_x) @ p)
+
+    if r0 is None:
+        def slope(nu: float) -> float:  # has the sign of d/dν (Σ y s^ν)² / Σ s^2ν, the variance R0(ν) explains
+            a, a_log, b, b_log = sums(nu)
+            return a_log * b - a * b_log
+        nu_start = float(np.polyfit(log_x, log_y, 1)[0]) if x.size >= 2 else FLORY_START[1]
+    else:
         fixed = float(r0)
-        popt, pcov = curve_fit(
-            lambda t, nu: fixed * np.power(t, nu), x, y, p0=[FLORY_START[1]],
-            jac=lambda t, nu: (fixed * np.power(t, nu) * np.log(t))[:, None], **_FIT_TOLERANCE,
-        )
-        err = math.sqrt(pcov[0, 0]) if np.isfinite(pcov[0, 0]) else nan
-        return FloryFit(float(popt[0]), float(r0), err, nan, int(x.size), True)
-    popt, pcov = curve_fit(
-        lambda t, a, nu: a * np.power(t, nu), x, y, p0=list(FLORY_START),
-        jac=lambda t, a, nu: np.stack([np.power(t, nu), a * np.power(t, nu) * np.log(t)], axis=1), **_FIT_TOLERANCE,
-    )
-    errs = np.sqrt(np.diag(pcov)) if np.isfinite(pcov).all() else np.full(2, nan)
-    return FloryFit(float(popt[1]), float(popt[0]), float(errs[1]), float(errs[0]), int(x.size), False)
+
+        def slope(nu: float) -> float:  # −½ d/dν Σ (y − R0 s^ν)² / R0
+            _, a_log, _, b_log = sums(nu)
+            return a_log - fixed * b_log
+        nu_start = float(np.mean((log_y - math.log(fixed))[x > 1] / log_x[x > 1])) if (x > 1).any() else 0.5
+    bracket = _bracket_root(slope, nu_start)
+    if bracket is None:
+        raise InputError(f"Flory fit: no least-squares optimum of R(s) = R0 s^nu near nu = {nu_start:.3g}")
+    nu = bracket[0] if bracket[0] == bracket[1] else brentq(slope, *bracket, xtol=1e-15, rtol=1e-15, maxiter=200)
+    a, _, b, _ = sums(nu)
+    amplitude = a / b if r0 is None else float(r0)
+    model = amplitude * np.exp(nu * log_x)
+    residual = y - model
+    ssr = float(residual @ residual)
+    sst = float(((y - y.mean()) ** 2).sum())
+    r_squared = 1.0 - ssr / sst if sst > 0 else (1.0 if ssr == 0 else nan)
+    # standard errors as curve_fit reports them: s² (JᵀJ)⁻¹, s² = SSR / (points − parameters)
+    jac = (model * log_x)[:, None] if r0 is not None else np.stack([model / amplitude, model * log_x], axis=1)
+    dof = x.size - jac.shape[1]
+    errs = np.full(jac.shape[1], nan)
+    if dof > 0:
+        with np.errstate(all="ignore"):
+            cov = np.linalg.pinv(jac.T @ jac) * (ssr / dof)
+        errs = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    common = {"n_points": int(x.size), "r_squared": r_squared, "s_min": int(x[0]), "s_max": int(x[-1])}
+    if r0 is not None:
+        return FloryFit(float(nu), float(r0), float(errs[0]), nan, r0_fixed=True, **common)
+    return FloryFit(float(nu), float(amplitude), float(errs[1]), float(errs[0]), r0_fixed=False, **common)
 
 
 @dataclass(frozen=True)
@@ -196,6 +248,10 @@ class ChainConformation:
     nu: float
     r0: float
     r0_fixed: bool = False
+    #: quality of the Flory fit: R² of R(s) and the fitted separations (0, 0: no fit; absent from older records)
+    nu_r2: float = float("nan")
+    nu_s_min: int = 0
+    nu_s_max: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
@@ -207,6 +263,7 @@ class ChainConformation:
         values = {k: (float("nan") if data.get(k) is None else data[k]) for k in cls.__dataclass_fields__}
         values["n_residues"], values["n_frames"] = int(values["n_residues"]), int(values["n_frames"])
         values["r0_fixed"] = bool(data.get("r0_fixed", False))
+        values["nu_s_min"], values["nu_s_max"] = int(data.get("nu_s_min") or 0), int(data.get("nu_s_max") or 0)
         return cls(**values)
 
 
@@ -241,6 +298,7 @@ class _ChainAccumulator:
             rg_mean=rg_mean, rg_std=float(rg.std()), ree_mean=float(ree.mean()), ree_std=float(ree.std()),
             asphericity_mean=float(delta.mean()), asphericity_std=float(delta.std()),
             scaled_rg=rg_mean / self.n_residues**rg_exponent, nu=fit.nu, r0=fit.r0, r0_fixed=fit.r0_fixed,
+            nu_r2=fit.r_squared, nu_s_min=fit.s_min, nu_s_max=fit.s_max,
         )
 
 
@@ -307,6 +365,8 @@ def conformational_properties(
 
 #: Prefix of the per-chain conformation arrays in feature dictionaries and ``features md`` output files.
 ARRAY_PREFIX = "conformation_"
+#: The Flory fit's quality, stored beside ν (``conformation_nu_r2`` ...): not a property, so never probed.
+FIT_QUALITY_NAMES: tuple[str, ...] = ("nu_r2", "nu_s_min", "nu_s_max")
 
 
 def conformation_arrays(chains: Sequence[ChainConformation]) -> dict[str, np.ndarray]:
@@ -315,6 +375,9 @@ def conformation_arrays(chains: Sequence[ChainConformation]) -> dict[str, np.nda
            f"{ARRAY_PREFIX}n_frames": np.array([c.n_frames for c in chains], dtype=np.int64)}
     for name in PROPERTY_NAMES:
         out[f"{ARRAY_PREFIX}{name}"] = np.array([getattr(c, name) for c in chains], dtype=np.float64)
+    out[f"{ARRAY_PREFIX}nu_r2"] = np.array([c.nu_r2 for c in chains], dtype=np.float64)
+    for name in ("nu_s_min", "nu_s_max"):
+        out[f"{ARRAY_PREFIX}{name}"] = np.array([getattr(c, name) for c in chains], dtype=np.int64)
     return out
 
 
@@ -324,7 +387,10 @@ def chains_from_arrays(arrays: Any) -> list[ChainConformation]:
     if key not in arrays:
         return []
     n = len(arrays[key])
+    quality = f"{ARRAY_PREFIX}nu_r2" in arrays  # absent from files written before the fit's quality was kept
     return [ChainConformation(
         n_residues=int(arrays[key][k]), n_frames=int(arrays[f"{ARRAY_PREFIX}n_frames"][k]),
         **{name: float(arrays[f"{ARRAY_PREFIX}{name}"][k]) for name in PROPERTY_NAMES},
+        **({"nu_r2": float(arrays[f"{ARRAY_PREFIX}nu_r2"][k]), "nu_s_min": int(arrays[f"{ARRAY_PREFIX}nu_s_min"][k]),
+            "nu_s_max": int(arrays[f"{ARRAY_PREFIX}nu_s_max"][k])} if quality else {}),
     ) for k in range(n)]

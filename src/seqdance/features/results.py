@@ -43,6 +43,9 @@ class Conformation(TypedDict):
     conformation_scaled_rg: np.ndarray  # nm, rg_mean / N^0.366
     conformation_nu: np.ndarray  # Flory exponent of R(s) = R0 s^nu over s > 5 (NaN for chains too short)
     conformation_r0: np.ndarray  # nm, its fitted prefactor
+    conformation_nu_r2: np.ndarray  # R² of that fit of R(s): near 1 for a power law (disordered chains), not folded
+    conformation_nu_s_min: np.ndarray  # int64, the fitted separations s_min..s_max (0, 0: no fit)
+    conformation_nu_s_max: np.ndarray  # int64
 
 
 class MdFeatures(ChainLayout, Conformation):

@@ -27,6 +27,17 @@ def score_grid(wild_type: str, variants: Sequence[Variant], values: Sequence[flo
     return grid
 
 
+def damaging_end(column: str) -> str | None:
+    """Which end of a score column's scale is damaging: ``"low"`` for scores where higher = fitter (``score``,
+    the ESM2 log-likelihood ratios), ``"high"`` for the per-property changes (larger = more damaging), None when
+    the column says nothing about fitness (e.g. a fine-tuned model's own target)."""
+    if column == "score" or column.startswith("esm2_"):
+        return "low"
+    if column.startswith("change_"):
+        return "high"
+    return None
+
+
 def plot_score_heatmap(
     path: str | os.PathLike[str],
     wild_type: str,
@@ -36,8 +47,12 @@ def plot_score_heatmap(
     offset: int = 1,
     label: str = "score (higher = fitter)",
     title: str | None = None,
+    damaging: str | None = None,
 ) -> int:
     """Write the heat map to ``path`` (format from its suffix); wild-type cells are marked with a dot.
+
+    ``damaging`` (``"low"``/``"high"``, :func:`damaging_end`): the colour bar says at which end the damaging
+    substitutions are.
 
     Returns the number of substitutions drawn; raises ValueError when there are none.
     """
@@ -50,7 +65,7 @@ def plot_score_heatmap(
     if drawn == 0:
         raise InputError("no single substitutions to draw in the heat map (it shows single mutants only)")
     length = len(wild_type)
-    width = float(min(2.5 + 0.12 * length, 120.0))
+    width = float(min(max(6.0, 2.5 + 0.12 * length), 120.0))
     fig = Figure(figsize=(width, 4.2))
     FigureCanvasAgg(fig)  # the Agg canvas: no display, no global pyplot state
     ax = fig.subplots()
@@ -68,9 +83,14 @@ def plot_score_heatmap(
     ax.set_xlabel("position (wild-type residue and number)")
     ax.set_ylabel("mutant residue")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, loc="left", fontsize=10)
     ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.12), fontsize=7, frameon=False, markerscale=2)
-    fig.colorbar(image, ax=ax, label=label, fraction=0.03, pad=0.01)
+    bar = fig.colorbar(image, ax=ax, fraction=0.03 if width > 12 else 0.05, pad=0.01)
+    if damaging in ("low", "high"):
+        top, bottom = ("fitter", "more damaging") if damaging == "low" else ("more damaging", "milder")
+        # the bar's label reads upwards along it: its bottom end first
+        label = f"{label}\n▼ {bottom}   ·   {top} ▲"
+    bar.set_label(label, fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, dpi=150)
     return drawn

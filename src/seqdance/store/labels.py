@@ -8,8 +8,9 @@ JSON, beside the input checksums.
 
 The table has one row per chain: single-chain proteins keep their name, chains of multi-chain entries are named
 ``NAME_chainK`` (1-based) and carry their own sequence. Columns: ``name``, ``sequence``, the properties, ``info_*``
-columns (protein, chain, source, group, residues, frames) that ``seqdance probe`` carries along without probing
-them and, on request, a ``split_store`` column holding the store's train/test labels.
+columns (protein, chain, source, group, residues, frames and, with ν, the Flory fit's R² and fitted separations)
+that ``seqdance probe`` carries along without probing them and, on request, a ``split_store`` column holding the
+store's train/test labels.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 
 from seqdance import tokenizer
 from seqdance.errors import InputError
-from seqdance.features.conformation import PROPERTY_NAMES
+from seqdance.features.conformation import FIT_QUALITY_NAMES, PROPERTY_NAMES
 from seqdance.store.hdf5 import DynamicsStore, from_modify_seq
 
 SPLIT_COLUMN = "split_store"
@@ -78,10 +79,14 @@ def conformation_table(
                 SPLIT_COLUMN: str(label), "info_protein": name, "info_chain": k + 1, "info_source": source,
                 "info_group": group, "info_n_residues": int(record.get("n_residues", len(chain))),
                 "info_n_frames": int(record.get("n_frames", 0)),
+                **{f"info_{q}": record.get(q) for q in FIT_QUALITY_NAMES},
             })
+    fit_quality = [f"info_{q}" for q in FIT_QUALITY_NAMES] if "nu" in chosen else []
     columns = ["name", "sequence", *chosen, SPLIT_COLUMN, "info_protein", "info_chain", "info_source", "info_group",
-               "info_n_residues", "info_n_frames"]
+               "info_n_residues", "info_n_frames", *fit_quality]
     table = pd.DataFrame(rows, columns=columns)
+    for column in fit_quality[1:]:  # the fitted separations, integers (absent from records before they were kept)
+        table[column] = table[column].astype("Int64")
     if store_split:
         labels = set(table[SPLIT_COLUMN])
         if not labels <= {"train", "test"} or len(labels) < 2:

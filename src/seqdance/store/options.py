@@ -10,5 +10,7 @@ DEFAULT_COVERAGE = 0.8
 DEFAULT_TEST_FRACTION = 0.05
 #: Test clusters each source group gets at least (when it has more clusters than that) in a stratified split.
 DEFAULT_MIN_TEST_CLUSTERS = 1
-#: How sequences are clustered: MMseqs2 when on PATH ("auto"), MMseqs2, or the pure-Python fallback.
-CLUSTER_METHODS: tuple[str, ...] = ("auto", "mmseqs", "python")
+#: How sequences are clustered: the exhaustive pure-Python search (the default: the same result on every machine),
+#: MMseqs2 (an explicit choice, for large sets), or "auto" (MMseqs2 when on PATH, else python: machine-dependent).
+CLUSTER_METHODS: tuple[str, ...] = ("python", "mmseqs", "auto")
+DEFAULT_CLUSTER_METHOD = "python"

@@ -9,12 +9,17 @@ Two clustering back-ends share one criterion — an edge joins two sequences whe
 identity ≥ ``identity`` (identical residues / alignment columns including gaps) and covers ≥ ``coverage`` of
 *both* sequences:
 
+* ``python`` (the default): exhaustive Smith-Waterman (BLOSUM62, gaps 11 + k, :mod:`seqdance.store.align`) over
+  all pairs that pass exact length/composition bounds, then greedy set cover. Deterministic and available on
+  every machine, so the same command on the same data gives the same split everywhere. Quadratic in the number
+  of sequences: meant for sets up to a few thousand;
 * ``mmseqs``: MMseqs2 ``easy-cluster --min-seq-id I -c C --cov-mode 0`` (its ``--seq-id-mode 0`` identity,
-  greedy set-cover clustering); used whenever the ``mmseqs`` binary is on PATH (Debian/Ubuntu: ``mmseqs2``);
-* ``python``: exhaustive Smith-Waterman (BLOSUM62, gaps 11 + k, :mod:`seqdance.store.align`) over all pairs that
-  pass exact length/composition bounds, then the same greedy set cover. Quadratic in the number of sequences:
-  meant for small sets (a few thousand). MMseqs2 additionally requires a k-mer prefilter hit and an E-value
-  below 1e-3, so it can only find fewer edges than the exhaustive search; cluster counts agree closely.
+  greedy set-cover clustering), an explicit choice for large sets (Debian/Ubuntu package ``mmseqs2``). MMseqs2
+  additionally requires a k-mer prefilter hit and an E-value below 1e-3, so it can only find fewer edges than
+  the exhaustive search: cluster counts agree closely, splits need not;
+* ``auto``: ``mmseqs`` when the binary is on PATH, else ``python`` — the result then depends on the machine.
+
+The method used is recorded with the split (the store's ``split`` metadata) and printed by ``dataset split``.
 
 Multi-chain entries are clustered on their chains concatenated.
 """
@@ -39,6 +44,7 @@ from seqdance.errors import InputError, SeqdanceError
 from seqdance.store.align import ALPHABET, align_pairs, encode
 from seqdance.store.options import (
     CLUSTER_METHODS,
+    DEFAULT_CLUSTER_METHOD,
     DEFAULT_COVERAGE,
     DEFAULT_IDENTITY,
     DEFAULT_MIN_TEST_CLUSTERS,
@@ -190,7 +196,8 @@ def greedy_set_cover(n: int, edges_a: np.ndarray, edges_b: np.ndarray, lengths: 
 def _python_representatives(names: Sequence[str], sequences: Sequence[str], identity: float,
                             coverage: float) -> list[str]:
     if len(names) > PYTHON_BACKEND_SOFT_LIMIT:
-        log.warning("clustering %d sequences without MMseqs2 is quadratic and slow; install mmseqs2", len(names))
+        log.warning("clustering %d sequences with the exhaustive python search is quadratic and slow; "
+                    "method 'mmseqs' (--method mmseqs) is made for large sets", len(names))
     edges = similar_pairs(sequences, None, identity, coverage)
     lengths = np.array([len(s.replace(":", "")) for s in sequences])
     rep = greedy_set_cover(len(names), edges["a"].to_numpy(int), edges["b"].to_numpy(int), lengths)
@@ -203,7 +210,7 @@ def cluster_sequences(
     *,
     identity: float = DEFAULT_IDENTITY,
     coverage: float = DEFAULT_COVERAGE,
-    method: str = "auto",
+    method: str = DEFAULT_CLUSTER_METHOD,
     threads: int = 1,
 ) -> pd.DataFrame:
     """Cluster sequences; returns a frame with columns ``name, cluster`` (cluster = representative's name)."""
@@ -240,6 +247,14 @@ def cluster_groups(clusters: pd.DataFrame) -> dict[str, str]:
     return {cluster: group for cluster, (_, group) in best.items()}
 
 
+def canonical_cluster_ids(clusters: pd.DataFrame) -> pd.Series:
+    """Each row's cluster named by its alphabetically first member: which member a back-end made the
+    representative (a tie-break) then cannot change the draw, so equal memberships give equal splits."""
+    if "name" not in clusters.columns:
+        return clusters["cluster"].astype(str)
+    return clusters.groupby("cluster")["name"].transform("min").astype(str)
+
+
 def assign_split(
     clusters: pd.DataFrame,
     *,
@@ -249,7 +264,8 @@ def assign_split(
     min_test_clusters: int = DEFAULT_MIN_TEST_CLUSTERS,
 ) -> pd.Series:
     """``train``/``test`` label per row; whole clusters go to one side, and the result depends only on the
-    cluster membership (and groups), not on the row order.
+    cluster membership (and groups), not on the row order nor on which member represents a cluster (clusters
+    are drawn by their first member's name, :func:`canonical_cluster_ids`).
 
     With ``stratify`` and a ``group`` column, each cluster belongs to the source group most of its members come
     from and each group's clusters are split on their own (a seeded shuffle): ``round(test_fraction × n)`` of
@@ -262,6 +278,7 @@ def assign_split(
         raise InputError(f"test fraction must be in [0, 1), got {test_fraction}")
     if min_test_clusters < 0:
         raise InputError(f"the minimum of test clusters per group must be ≥ 0, got {min_test_clusters}")
+    clusters = clusters.assign(cluster=canonical_cluster_ids(clusters))
     test: set[str] = set()
     if stratify and "group" in clusters.columns:
         owner = cluster_groups(clusters)
@@ -357,7 +374,7 @@ def split_sequences(
     coverage: float = DEFAULT_COVERAGE,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
-    method: str = "auto",
+    method: str = DEFAULT_CLUSTER_METHOD,
     threads: int = 1,
     stratify: bool = True,
     min_test_clusters: int = DEFAULT_MIN_TEST_CLUSTERS,
@@ -387,7 +404,7 @@ def split_store(
     coverage: float = DEFAULT_COVERAGE,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
-    method: str = "auto",
+    method: str = DEFAULT_CLUSTER_METHOD,
     threads: int = 1,
     clusters_out: str | os.PathLike[str] | None = None,
     stratify: bool = True,
@@ -433,7 +450,7 @@ def homology_hits(
     *,
     identity: float = DEFAULT_IDENTITY,
     coverage: float = DEFAULT_COVERAGE,
-    method: str = "auto",
+    method: str = DEFAULT_CLUSTER_METHOD,
     threads: int = 1,
 ) -> pd.DataFrame:
     """Per query: the best target meeting the clustering criterion (identity and coverage of both), if any.

@@ -30,7 +30,7 @@ from seqdance import schema
 from seqdance.devices import eval_mode
 from seqdance.errors import NonFiniteError
 from seqdance.extras import EXTRAS, install_hint, missing_modules
-from seqdance.io_utils import atomic_path, markdown_table, save_figure
+from seqdance.io_utils import atomic_path, markdown_table, model_display_name, save_figure
 from seqdance.train.data import Catalog, MicroBatchDataset, eval_batches, eval_samples
 from seqdance.train.distributed import DistInfo, gather_objects
 from seqdance.train.loss import group_layout, per_protein_rmse
@@ -320,8 +320,9 @@ def summarise(per_protein: pd.DataFrame, *, weights: Mapping[str, Mapping[str, f
 # --- report -----------------------------------------------------------------------------------------
 
 
-def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
-    """Per-protein Pearson r distributions (one box per group and property) and group losses."""
+def plot_result(result: EvaluationResult, path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Per-protein Pearson r distributions (one box per group and property, its protein count below it) and group
+    losses; ``title`` (the model's name) heads the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -338,7 +339,7 @@ def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
             vals = sub[col].dropna().to_numpy()
             if len(vals):
                 data.append(vals)
-                labels.append(f"{group}\n{col[2:]}")
+                labels.append(f"{group}\n{col[2:]}\nn = {len(vals)}")
     ax = axes[0]
     if data:
         ax.boxplot(data, showfliers=False)
@@ -359,6 +360,8 @@ def plot_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
     ax.set_ylabel("weighted loss")
     ax.set_title("test loss per group")
     ax.legend()
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     target = save_figure(fig, path, dpi=120)
     plt.close(fig)
@@ -393,5 +396,5 @@ def write_report(result: EvaluationResult, outdir: str | os.PathLike[str], *, ti
         if missing_modules(EXTRAS["plots"]):  # a by-product of training: the tables are the result
             log.warning("%s not drawn: matplotlib is not installed (%s)", out / "evaluation.png", install_hint("plots"))
         else:
-            paths["plot"] = plot_result(result, out / "evaluation.png")
+            paths["plot"] = plot_result(result, out / "evaluation.png", title=model_display_name(title))
     return paths
