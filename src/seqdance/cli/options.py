@@ -38,6 +38,20 @@ def fraction(text: str) -> float:
     return value
 
 
+def finite_number(text: str) -> float:
+    """A ``float`` argument type accepting any finite value (``nan``, ``inf`` are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+finite_number.__name__ = "number"
+
+
 def number_between(minimum: float, maximum: float) -> Callable[[str], float]:
     """A finite ``float`` argument type accepting ``minimum`` ≤ value ≤ ``maximum``."""
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.options import finite_number
 from seqdance.errors import InputError
 from seqdance.schema import RESIDUE_PROPERTIES
 
@@ -30,10 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="structure file to write (format from the suffix)")
     parser.add_argument("--chain", default=None, metavar="A[,B]",
                         help="structure chain(s) for the prediction's chain(s), in order (default: best match)")
-    parser.add_argument("--missing", type=float, default=0.0,
+    parser.add_argument("--missing", type=finite_number, default=0.0, metavar="B",
                         help="B-factor of residues without a predicted value (default 0)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply the values written as B-factors (PDB keeps two decimals; default 1)")
+    parser.add_argument("--scale", type=finite_number, default=1.0, metavar="F",
+                        help="multiply the values written as B-factors (PDB keeps two decimals, from -99.99 to "
+                        "999.99; a value beyond is an error; default 1)")
     parser.set_defaults(func=run)
 
 

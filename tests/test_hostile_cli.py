@@ -1,0 +1,111 @@
+"""Hostile inputs on the command line (issue 21, round three): each test builds the file or option itself and checks
+the promised behaviour: one line and exit status 1, or a usage error (exit status 2), never a silent wrong result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqdance.cli.main import main
+from seqdance.inference.prediction import Prediction
+from seqdance.inference.prediction_io import save_prediction
+from seqdance.schema import PROPERTIES
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def status(argv: list[str]) -> int:
+    """The exit status of ``seqdance ARGV`` run in this process (argparse's usage errors raise SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return int(stop.code)
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one ``error:`` line a command printed (and no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# --- map: B-factors the format cannot hold (finding 3) ---------------------------------------------------------
+
+_RESIDUES = ("MET", "LYS", "VAL", "ILE", "PHE", "LEU")
+
+
+def _write_structure(path: Path) -> Path:
+    """A six-residue Cα-only chain A, written column by column as the PDB format says."""
+    lines = []
+    for i, name in enumerate(_RESIDUES):
+        lines.append(f"ATOM  {i + 1:5d}  CA  {name} A{i + 1:4d}    {3.8 * i:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00  0.00"
+                     "           C")
+    path.write_text("\n".join(lines) + "\nEND\n")
+    return path
+
+
+def _write_prediction(path: Path, rmsf: np.ndarray) -> Path:
+    sequence = "MKVIFL"
+    arrays = {p.name: np.zeros(len(sequence)) for p in PROPERTIES if p.is_residue and p.width == 1}
+    arrays["rmsf_nor"] = rmsf
+    save_prediction(path, Prediction(id="p", sequence=sequence, chain_lengths=(6,), values=arrays), model="test")
+    return path
+
+
+@pytest.fixture
+def map_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    pytest.importorskip("gemmi", reason="map needs gemmi (the structure extra)")
+    return (_write_prediction(tmp_path / "p.npz", np.array([0.2, 0.5, 1.0, 1.5, 2.5, 3.0])),
+            _write_structure(tmp_path / "s.pdb"))
+
+
+def test_map_refuses_b_factors_beyond_the_pdb_column(tmp_path, map_inputs, capsys) -> None:
+    prediction, structure = map_inputs
+    out = tmp_path / "out.pdb"
+    # 1e6 × 3.0 would have been clamped to 999.99 without a word
+    assert main(["map", str(prediction), "-s", str(structure), "-o", str(out), "--scale", "1e6"]) == 1
+    line = one_line_error(capsys)
+    assert "up to 3e+06" in line and "999.99" in line and "PDB B-factor column" in line
+    assert not out.exists() and not out.with_suffix(".defattr").exists()
+    # negative values below the column's -99.99
+    assert main(["map", str(prediction), "-s", str(structure), "-o", str(out), "--scale", "-100"]) == 1
+    line = one_line_error(capsys)
+    assert "down to -300" in line and "-99.99" in line
+    # the largest value that fits is written as it is
+    assert main(["map", str(prediction), "-s", str(structure), "-o", str(out), "--scale", "333.33"]) == 0
+    b = [float(line[60:66]) for line in out.read_text().splitlines() if line.startswith("ATOM")]
+    assert b == pytest.approx([66.67, 166.67, 333.33, 500.0, 833.33, 999.99], abs=0.011)  # float32 values, two decimals
+
+
+def test_map_refuses_non_finite_b_factors_in_pdb_and_mmcif(tmp_path, map_inputs, capsys) -> None:
+    prediction, structure = map_inputs
+    for suffix in (".pdb", ".cif"):
+        out = tmp_path / f"out{suffix}"
+        for option in (["--missing", "nan"], ["--scale", "inf"], ["--scale", "1e400"]):
+            assert status(["map", str(prediction), "-s", str(structure), "-o", str(out), *option]) == 2
+            assert "must be a finite number" in capsys.readouterr().err
+        assert not out.exists()
+    # mmCIF holds large finite values (no clamp) but not beyond a 32-bit float, which would be written as Inf
+    assert main(["map", str(prediction), "-s", str(structure), "-o", str(tmp_path / "big.cif"), "--scale", "1e6"]) == 0
+    assert main(["map", str(prediction), "-s", str(structure), "-o", str(tmp_path / "inf.cif"),
+                 "--scale", "1e300"]) == 1
+    line = one_line_error(capsys)
+    assert "3e+300" in line and "32-bit float" in line and "3.40282e+38" in line
+
+
+def test_map_library_refuses_a_missing_value_that_does_not_fit(tmp_path, map_inputs) -> None:
+    from seqdance.display.structure_map import map_property
+    from seqdance.errors import InputError
+
+    _, structure = map_inputs
+    values = np.array([0.2, 0.5, 1.0])  # three residues: the structure's other three get `missing`
+    with pytest.raises(InputError, match=r"missing = nan\) does not fit the PDB B-factor column"):
+        map_property(values, "MKV", (3,), structure, tmp_path / "o.pdb", property_name="rmsf_nor",
+                     missing=float("nan"))
+    with pytest.raises(InputError, match=r"missing = 1000\) does not fit"):
+        map_property(values, "MKV", (3,), structure, tmp_path / "o.pdb", property_name="rmsf_nor", missing=1000)
+    assert not (tmp_path / "o.pdb").exists()
