@@ -109,3 +109,43 @@ def test_map_library_refuses_a_missing_value_that_does_not_fit(tmp_path, map_inp
     with pytest.raises(InputError, match=r"missing = 1000\) does not fit"):
         map_property(values, "MKV", (3,), structure, tmp_path / "o.pdb", property_name="rmsf_nor", missing=1000)
     assert not (tmp_path / "o.pdb").exists()
+
+
+# --- train --set: YAML the parser refuses, tags, non-finite numbers (finding 7) ---------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("data.store=[unclosed", r"override 'data.store=\[unclosed': the value is not valid YAML \(expected ',' or ']'"),
+    ("data.store=!!python/object/apply:os.system [echo hi]",
+     r"the tag '!!python/object/apply:os.system' is not allowed"),
+    ("data.store=!custom x", r"the tag '!custom' is not allowed"),
+    ("optim.lr=.nan", r"optim.lr = nan is not a finite number"),
+    ("optim.lr=.inf", r"optim.lr = inf is not a finite number"),
+    ("optim.lr=-.inf", r"optim.lr = -inf is not a finite number"),
+    ("optim.lr=1e30", r"optim.lr = 1e\+30 is beyond any usable learning rate"),
+    ("optim.betas=[0.9, .nan]", r"optim.betas\[1\] = nan is not a finite number"),
+    ("optim.betas=[0.9, 1.5]", r"optim.betas must lie in \[0, 1\)"),
+    ("data.target_clamp=[-.inf, 2]", r"data.target_clamp\[0\] = -inf is not a finite number"),
+    ("optim.eps=0", r"optim.eps must be > 0"),
+    ("optim.warmup_updates=100000000", r"training config: optim: warm-up \(100000000 updates\) is longer"),
+])
+def test_train_settings_are_checked_before_training(tmp_path, capsys, override: str, expected: str) -> None:
+    out = tmp_path / "run"
+    code = status(["train", "--config", str(REPO_ROOT / "configs" / "tiny_cpu.yaml"), "--set",
+                   f"output_dir={out}", "--set", override, "-q"])
+    assert code == 1
+    import re
+
+    assert re.search(expected, one_line_error(capsys))
+    assert not out.exists()  # nothing started: no checkpoint to blame, no output folder
+
+
+def test_a_yaml_tag_in_a_config_file_is_one_line(tmp_path, capsys) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("model_select: seqdance\ndata:\n  store: !!python/object/new:os.system [echo hi]\n")
+    assert status(["train", "--config", str(config)]) == 1
+    line = one_line_error(capsys)
+    assert f"{config}: not valid YAML (the tag '!!python/object/new:os.system' is not allowed" in line
+    assert "line 3, column 10" in line
