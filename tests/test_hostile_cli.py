@@ -149,3 +149,105 @@ def test_a_yaml_tag_in_a_config_file_is_one_line(tmp_path, capsys) -> None:
     line = one_line_error(capsys)
     assert f"{config}: not valid YAML (the tag '!!python/object/new:os.system' is not allowed" in line
     assert "line 3, column 10" in line
+
+
+# --- HDF5 stores with links or virtual datasets (finding 8) ---------------------------------------------------
+
+def _small_store(path: Path) -> Path:
+    from _store_fixtures import synthetic_features
+
+    from seqdance.store import DynamicsStore, StoredProtein, StoreWriter, features_to_targets
+
+    with StoreWriter(path, metadata={"frequency": "reference"}) as writer:
+        for k, (name, seq) in enumerate([("p1", "MKTAYIAKQRQISFVKSHFSRQ"), ("p2", "GSSGSSEEDDKKRRSPSPAV")]):
+            residue, pair = features_to_targets(synthetic_features(seq, "md", seed=k), "md")
+            writer.add(StoredProtein(name, seq, "ATLAS", "md", "test", "md", residue, pair, {}))
+    DynamicsStore.open(path).close()
+    return path
+
+
+def _foreign_values(path: Path, shape: tuple[int, ...]) -> Path:
+    """Another file whose dataset /x holds values far outside any target's range."""
+    import h5py
+
+    with h5py.File(path, "w") as fh:
+        fh["x"] = np.full(shape, 1e6, dtype=np.float32)
+    return path
+
+
+def _relink(store: Path, key: str, how: str, foreign: Path) -> None:
+    import h5py
+
+    with h5py.File(store, "r+") as fh:
+        shape, dtype = fh[key].shape, fh[key].dtype
+        del fh[key]
+        if how == "external":
+            fh[key] = h5py.ExternalLink(str(foreign), "/x")
+        elif how == "soft":
+            fh[key] = h5py.SoftLink("/nothing/here")
+        else:
+            layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+            layout[...] = h5py.VirtualSource(str(foreign), "x", shape=shape)
+            fh.create_virtual_dataset(key, layout)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from _checkpoints import write_released_checkpoint
+
+    return write_released_checkpoint(tmp_path_factory.mktemp("model") / "tiny", "tiny", "esmdance", seed=3)
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("external", r"'p1_pair_feature' is an external link to .*other\.h5:/x; a store must be one self-contained file"),
+    ("soft", r"'p1_pair_feature' is a soft link to /nothing/here \(broken: nothing is there\)"),
+    ("virtual", r"dataset 'p1_pair_feature' is a virtual dataset \(its values come from .*other\.h5\)"),
+])
+def test_a_store_with_links_or_virtual_datasets_is_refused_naming_the_dataset(
+        tmp_path, capsys, tiny_model_dir, how: str, expected: str) -> None:
+    import re
+
+    from seqdance.errors import UnsafeFileError
+    from seqdance.store import DynamicsStore
+
+    store = _small_store(tmp_path / "s.h5")
+    with DynamicsStore.open(store) as opened:
+        shape = opened.shapes("p1")[1]
+    _relink(store, "p1_pair_feature", how, _foreign_values(tmp_path / "other.h5", shape))
+    with pytest.raises(UnsafeFileError, match=expected):
+        with DynamicsStore.open(store) as opened:
+            opened.read("p1")  # a virtual dataset is found when read; links when the store is opened
+    # the finding: analyze attention followed the link and analysed values from the other file
+    out = tmp_path / "att"
+    assert status(["analyze", "attention", "--model", str(tiny_model_dir), "--store", str(store), "-o", str(out),
+                   "-q"]) == 1
+    assert re.search(expected, one_line_error(capsys))
+    assert not (out / "per_head.csv").exists()
+    # dataset check names it too (a virtual dataset as one problem among the proteins; a link at opening)
+    assert status(["dataset", "check", str(store), "-q"]) == 1
+    out_text = capsys.readouterr()
+    assert re.search(expected, out_text.out + out_text.err)
+
+
+@pytest.mark.parametrize("how", ["external", "virtual"])
+def test_an_embeddings_file_with_links_or_virtual_datasets_is_refused(tmp_path, caplog, tiny_model_dir,
+                                                                       how: str) -> None:
+    import h5py
+
+    from seqdance.inference.embedding_store import EmbeddingFileError, read_embeddings
+
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">a\nMKTAYIAKQRQ\n>b\nGSSGSSEEDD\n")
+    out = tmp_path / "emb.h5"
+    assert status(["embed", str(fasta), "-o", str(out), "--model", str(tiny_model_dir), "-q"]) == 0
+    with h5py.File(out, "r") as fh:
+        shape = fh["mean/a"].shape
+    _relink(out, "mean/a", how, _foreign_values(tmp_path / "other.h5", shape))
+    with pytest.raises(EmbeddingFileError, match=r"'mean/a' is (an external link|a virtual dataset)"):
+        read_embeddings(out)
+    # embed run again takes nothing from the other file: it warns, recomputes the entries and rewrites the file
+    assert status(["embed", str(fasta), "-o", str(out), "--model", str(tiny_model_dir), "-q"]) == 0
+    assert "an embeddings file must be one self-contained file" in caplog.text
+    with h5py.File(out, "r") as fh:
+        assert isinstance(fh.get("mean/a", getlink=True), h5py.HardLink) and not fh["mean/a"].is_virtual
+        assert np.abs(fh["mean/a"][()]).max() < 1e3

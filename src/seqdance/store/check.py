@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from seqdance.errors import UnsafeFileError
 from seqdance import tokenizer
 from seqdance.schema import (
     GROUP_KIND,
@@ -313,6 +314,10 @@ def check_store(
                 continue
             try:
                 residue, pair = store.read_arrays(name)
+            except UnsafeFileError as exc:  # a virtual dataset: named, and the check goes on
+                report.problems.append(Problem(name, "link", str(exc)))
+                report.n_checked += 1
+                continue
             except (OSError, ValueError) as exc:  # a damaged chunk (checksum or decompression error): go on
                 report.problems.append(Problem(name, "read", f"its data cannot be read ({_one_line(exc)}): the "
                                                              "file is damaged here; rebuild this protein"))
