@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import add_output_dir, deprecated_alias, int_at_least
 from seqdance.cli.run_options import report_run
 from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
 from seqdance.errors import InputError
@@ -22,16 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--assays", required=True, metavar="DIR",
                        help="folder with mutant/<assay>.csv (mutant + DMS_score or score) and fasta/<assay>.fasta")
-    bench.add_argument("-o", "--output", required=True, metavar="RESULTS", help="output folder (resumable)")
+    add_output_dir(bench, "output folder (resumable)", type=str)
     bench.add_argument("--reference-csv", metavar="CSV",
                        help="ProteinGym reference file (DMS_id, target_seq, category columns)")
     bench.add_argument("--category-column", action="append", default=[], metavar="COLUMN",
                        help="reference CSV column to summarise by (repeatable), e.g. coarse_selection_type")
     bench.add_argument("--max-variants", type=int_at_least(2), metavar="N",
                        help="score a random subset of at most N variants per assay (quick checks)")
-    bench.add_argument("--seed", type=int, default=0, help="seed of the --max-variants subset (default 0)")
-    bench.add_argument("--overwrite", "--restart", dest="overwrite", action="store_true",
-                       help="recompute every assay, even finished ones")
+    bench.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the --max-variants subset (default 0)")
+    bench.add_argument("--overwrite", action="store_true", help="recompute every assay, even finished ones")
+    deprecated_alias(bench, "--restart", "--overwrite", "overwrite", takes_value=False)
     add_scoring_options(bench, " of the assays")
     bench.set_defaults(func=run_benchmark_dms)
 

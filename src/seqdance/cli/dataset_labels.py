@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.options import STORE, add_output_file, add_quiet_option
 from seqdance.errors import InputError
 from seqdance.features.options import CONFORMATION_PROPERTIES as PROPERTY_NAMES
 
@@ -21,16 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "for the fit) are left out and counted."
         ),
     )
-    p.add_argument("store", type=Path, help="dataset store")
-    p.add_argument("--index", type=Path, default=None, help="index CSV for a released-layout file")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="LABELS.csv", help="CSV to write")
-    p.add_argument("--split", default=None, help="only proteins with this split label (default: all)")
+    p.add_argument("store", type=Path, metavar=STORE, help="dataset store")
+    p.add_argument("--index", type=Path, default=None, metavar="CSV", help="index CSV for a released-layout file")
+    add_output_file(p, "csv", "label CSV to write")
+    p.add_argument("--split", default=None, metavar="LABEL", help="only proteins with this split label (default: all)")
     p.add_argument("--groups", nargs="+", choices=("md", "idr", "nma"), help="only these source groups")
     p.add_argument("--properties", nargs="+", metavar="NAME", choices=PROPERTY_NAMES,
                    help=f"properties to export (default: all: {', '.join(PROPERTY_NAMES)})")
     p.add_argument("--store-split", action="store_true",
                    help="add a split_store column with the store's train/test labels (probe then uses that split "
                         "instead of its own clustered splits)")
+    add_quiet_option(p)
     p.set_defaults(func=run_labels)
 
 

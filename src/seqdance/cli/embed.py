@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from seqdance.cli.options import add_output_file
 from seqdance.cli.predict import add_fasta_run_options, batch_tokens, load, read_inputs
 from seqdance.cli.run_options import model_name, report_run
 
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with --per-residue, and an /index.",
     )
     add_fasta_run_options(emb)
-    emb.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.h5", help="HDF5 file to write")
+    add_output_file(emb, "hdf5", "HDF5 file to write")
     emb.add_argument("--per-residue", action="store_true", help="also store per-residue embeddings (L, d)")
     emb.set_defaults(func=run_embed)
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import add_option_arguments, deprecated_alias, int_at_least
+from seqdance.cli.options import add_option_arguments, add_quiet_option, deprecated_alias, int_at_least
 from seqdance.features.options import NmaOptions
 
 
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deprecated_alias(output, "--out-dir", "--output", "output", type=Path, metavar="OUTDIR")
     add_option_arguments(parser, NmaOptions)
     parser.add_argument(
-        "--workers", type=int_at_least(1), default=None,
+        "--workers", type=int_at_least(1), default=None, metavar="N",
         help="parallel worker processes (default: number of CPUs; 1 runs in this process)",
     )
     parser.add_argument("--compress", action="store_true", help="zip-compress the .npz outputs")
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write OUTDIR/<stem>.csv per structure (nma_res1..3 per residue)")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute structures whose output is up to date (same file contents and options)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seqdance.cli.options import add_quiet_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     merge = subparsers.add_parser(
@@ -24,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     merge.add_argument("output", type=Path,
                        help="the -o of the sharded run: predict/score/benchmark-dms/attention folder or embed OUT.h5")
+    add_quiet_option(merge)
     merge.set_defaults(func=run_merge)
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.options import UsageError, check_output_file, output_file
 from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import report_run
 from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
@@ -38,11 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="CSV/TSV with a 'mutant' column (ProteinGym: A23G, multi-mutants A23G:L45P; optional "
                       "'mutated_sequence' is checked) or a plain list, one mutant per line")
     muts.add_argument("--saturation", action="store_true", help="all 19 x L single substitutions")
-    score.add_argument("-o", "--output", required=True, metavar="OUT.csv",
+    score.add_argument("-o", "--output", required=True, metavar="OUT.csv|OUTDIR",
                        help="output CSV, one row per variant (a folder when scoring several proteins)")
     score.add_argument("--offset", type=int, default=1, metavar="N",
                        help="number of the first residue of the wild type in the mutant names (default 1)")
-    score.add_argument("--heatmap", metavar="OUT.png", help="also draw a position x amino-acid heat map")
+    score.add_argument("--heatmap", metavar="OUT.png", type=output_file("figure"),
+                       help="also draw a position x amino-acid heat map (format from the suffix: .png, .pdf, "
+                       ".svg, ...)")
     score.add_argument("--heatmap-column", default=None, metavar="COLUMN",
                        help="column drawn in the heat map (default: score)")
     score.add_argument("--overwrite", action="store_true",
@@ -95,7 +98,7 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() in (".csv", ".tsv") or out.is_file():
-        raise InputError(f"-o {out}: scoring several proteins writes a folder (one table per protein and a combined "
+        raise UsageError(f"-o {out}: scoring several proteins writes a folder (one table per protein and a combined "
                          f"{COMBINED_CSV}); give a folder name")
     if args.heatmap:
         raise InputError("--heatmap draws one protein; score it alone (--fasta-id ID) to draw its map")
@@ -130,6 +133,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
     from seqdance.scoring.scorer import SCORE_COLUMN, score_variants
     from seqdance.scoring.single import fasta_wild_type, protein_variants, write_scores
 
+    check_output_file(args.output, "csv")  # one protein: one CSV table
     properties = property_list(args.properties)
     if args.sequence is not None:
         from seqdance.scoring.mutations import check_wild_type

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import finite_number
+from seqdance.cli.options import add_output_file, add_quiet_option, finite_number
 from seqdance.errors import InputError
 from seqdance.schema import RESIDUE_PROPERTIES
 
@@ -24,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seqdance_NAME'). Residues that differ between prediction and structure are reported.",
     )
     parser.add_argument("prediction", type=Path, help="a prediction file written by 'seqdance predict' (.npz)")
-    parser.add_argument("--structure", "-s", type=Path, required=True, help="PDB or mmCIF file (optionally .gz)")
-    parser.add_argument("--property", "-p", default="rmsf_nor", choices=_SCALAR_PROPERTIES,
+    parser.add_argument("-s", "--structure", type=Path, required=True, metavar="STRUCTURE",
+                        help="PDB or mmCIF file (optionally .gz)")
+    parser.add_argument("-p", "--property", default="rmsf_nor", choices=_SCALAR_PROPERTIES,
                         help="per-residue property to map (default: rmsf_nor)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.pdb|OUT.cif",
-                        help="structure file to write (format from the suffix)")
+    add_output_file(parser, "structure", "structure file to write (format from the suffix)")
     parser.add_argument("--chain", default=None, metavar="A[,B]",
                         help="structure chain(s) for the prediction's chain(s), in order (default: best match)")
     parser.add_argument("--missing", type=finite_number, default=0.0, metavar="B",
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", type=finite_number, default=1.0, metavar="F",
                         help="multiply the values written as B-factors (PDB keeps two decimals, from -99.99 to "
                         "999.99; a value beyond is an error; default 1)")
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -297,7 +297,7 @@ def _check_run_settings(out_dir: Path, settings: dict, restart: bool) -> None:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise InputError(
                 f"{out_dir} holds results of a run with other settings (differing: {', '.join(changed)}); "
-                "use another output folder, or --restart to recompute every assay"
+                "use another output folder, or --overwrite to recompute every assay"
             )
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")

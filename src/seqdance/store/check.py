@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seqdance.errors import UnsafeFileError
 from seqdance import tokenizer
+from seqdance.errors import UnsafeFileError
 from seqdance.schema import (
     GROUP_KIND,
     MASK_VALUE,
