@@ -20,6 +20,7 @@ from seqdance.cli.options import (
 from seqdance.cli.run_options import add_shard_option, report_run
 from seqdance.model.kinds import MODEL_SELECTS
 from seqdance.schema import ESM2_MAX_TOKENS
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,8 +86,9 @@ def run_attention(args: argparse.Namespace) -> int:
     if report.merged:
         print((out / "summary.md").read_text())
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{report.n_computed} protein(s) analysed, {report.n_done} already done, of {report.n_owned}"
-          + (f"; {report.n_combined} protein x head rows in {out / 'per_head.csv'}" if report.merged else "")
+    print(f"{scope}{counted(report.n_computed, 'protein')} analysed, {report.n_done:,} already done, of "
+          f"{report.n_owned:,}"
+          + (f"; {counted(report.n_combined, 'protein x head row')} in {out / 'per_head.csv'}" if report.merged else "")
           + f" ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
-    report_run(report, noun="proteins", merged_what=str(out / "per_head.csv"), merge_target=out)
+    report_run(report, noun="protein", merged_what=str(out / "per_head.csv"), merge_target=out)
     return 0

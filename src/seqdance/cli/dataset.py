@@ -9,6 +9,7 @@ from pathlib import Path
 
 from seqdance.cli.options import STORE, add_option_arguments, add_output_file, add_quiet_option, int_at_least
 from seqdance.features.options import MdOptions
+from seqdance.wording import counted
 
 
 def _compression(text: str) -> str | None:
@@ -30,11 +31,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     if report.failed:
-        print(f"{report.failed} failure(s) listed in {failures_path(Path(args.output))}", file=sys.stderr)
+        print(f"{counted(report.failed, 'failure')} listed in {failures_path(Path(args.output))}", file=sys.stderr)
         for failure in report.failures[:10]:
             print(f"  {failure['name']}: {failure['error']}", file=sys.stderr)
     if report.bugs:  # the workers' tracebacks are in the log above
-        print(f"seqdance dataset build: {report.bugs} protein(s) failed by an unexpected error; {BUG_NOTE}",
+        print(f"seqdance dataset build: {counted(report.bugs, 'protein')} failed by an unexpected error; {BUG_NOTE}",
               file=sys.stderr)
         return BUG_EXIT_CODE
     return 1 if (args.strict and report.failed) else 0
@@ -45,7 +46,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
     n = merge_stores(args.stores, args.output, compression=args.compression, progress=not args.quiet,
                      overwrite=args.overwrite)
-    print(f"{args.output}: {n} proteins from {len(args.stores)} store(s)")
+    print(f"{args.output}: {counted(n, 'protein')} from {counted(len(args.stores), 'store')}")
     return 0
 
 
@@ -56,7 +57,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for problem in report.problems[: args.max_report]:
         print(problem)
     if len(report.problems) > args.max_report:
-        print(f"... and {len(report.problems) - args.max_report} more problem(s)")
+        print(f"... and {counted(len(report.problems) - args.max_report, 'more problem')}")
     print(report.summary())
     return 0 if report.ok else 1
 

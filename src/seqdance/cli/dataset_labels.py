@@ -9,6 +9,7 @@ from pathlib import Path
 from seqdance.cli.options import STORE, add_output_file, add_quiet_option
 from seqdance.errors import InputError
 from seqdance.features.options import CONFORMATION_PROPERTIES as PROPERTY_NAMES
+from seqdance.wording import counted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,16 +46,17 @@ def run_labels(args: argparse.Namespace) -> int:
         table, counts = conformation_table(store, split=args.split, groups=args.groups, properties=args.properties,
                                             store_split=args.store_split)
     if table.empty:
-        reason = (f"{counts['not_recorded']} protein(s) were built before stores recorded them; rebuild them"
+        reason = (f"{counted(counts['not_recorded'], 'protein')} were built before stores recorded them; rebuild them"
                   if counts["not_recorded"] else "no protein matches the selection")
         raise InputError(f"{args.store}: no conformational properties to export ({reason})")
     with atomic_path(args.output) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     notes = []
     if counts["incomplete_chains"]:
-        notes.append(f"{counts['incomplete_chains']} chain(s) lacking a property left out")
+        notes.append(f"{counted(counts['incomplete_chains'], 'chain')} lacking a property left out")
     if counts["not_recorded"]:
-        notes.append(f"{counts['not_recorded']} protein(s) without recorded properties (built before; rebuild them)")
-    print(f"wrote {args.output}: {len(table)} chain(s) of {counts['proteins']} protein(s)"
+        notes.append(f"{counted(counts['not_recorded'], 'protein')} without recorded properties (built before; "
+                     "rebuild them)")
+    print(f"wrote {args.output}: {counted(len(table), 'chain')} of {counted(counts['proteins'], 'protein')}"
           + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ from seqdance.store.options import (
     DEFAULT_MIN_TEST_CLUSTERS,
     DEFAULT_TEST_FRACTION,
 )
+from seqdance.wording import counted
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
@@ -54,7 +55,8 @@ def _cmd_homology(args: argparse.Namespace) -> int:
     for row in hits[hits["has_homolog"]].itertuples():
         print(f"{row.query}\t{row.target}\tidentity={row.identity:.3f}\tcoverage={row.query_coverage:.2f}/"
               f"{row.target_coverage:.2f}")
-    print(f"{n_hom} of {len(hits)} queries have a homolog among {len(index)} '{args.label}' proteins "
+    print(f"queries with a homolog: {n_hom:,} of {len(hits):,}, among {counted(len(index), 'protein')} "
+          f"labelled '{args.label}' "
           f"(identity ≥ {args.identity}, coverage ≥ {args.coverage}; {hits.attrs.get('method')})")
     return 0
 

@@ -12,6 +12,7 @@ import sys
 from seqdance.cli.options import add_output_file
 from seqdance.cli.predict import add_fasta_run_options, batch_tokens, load, read_inputs
 from seqdance.cli.run_options import model_name, report_run
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +43,6 @@ def run_embed(args: argparse.Namespace) -> int:
                             encoded=records.encoded)
     scope = f"shard {shard.label}: " if shard else ""
     print(f"{scope}{report.n_computed} embedded, {report.n_done} already done"
-          + (f"; {report.n_combined} entries in {args.output}" if report.merged else ""), file=sys.stderr)
-    report_run(report, noun="sequences", merged_what=str(args.output), merge_target=args.output)
+          + (f"; {counted(report.n_combined, 'entry')} in {args.output}" if report.merged else ""), file=sys.stderr)
+    report_run(report, noun="sequence", merged_what=str(args.output), merge_target=args.output)
     return 0

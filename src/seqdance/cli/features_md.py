@@ -11,6 +11,7 @@ import argparse
 
 from seqdance.cli.options import add_option_arguments, add_output_file, add_quiet_option
 from seqdance.features.options import MdOptions
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     rg = ", ".join(f"{v:.2f}" for v in features["conformation_rg_mean"])
     missing = features["missing_properties"]
     print(f"wrote {result.output}" + (f" and {result.table.name}" if result.table else "") + f": "
-          f"{len(features['residue_ids'])} residues, {features['n_frames']} frames, {features['frequency']} "
+          f"{counted(len(features['residue_ids']), 'residue')}, {counted(int(features['n_frames']), 'frame')}, "
+          f"{features['frequency']} "
           f"frequencies, mean Rg {rg} nm, {features['input_kind']} input"
           + (f" (missing: {', '.join(missing)})" if missing else "") + f" ({result.seconds:.1f} s)")
     return 0

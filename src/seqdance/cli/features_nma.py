@@ -12,6 +12,7 @@ from pathlib import Path
 
 from seqdance.cli.options import add_option_arguments, add_quiet_option, deprecated_alias, int_at_least
 from seqdance.features.options import NmaOptions
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {text}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)
     if report.bugs:  # the workers' tracebacks are in the log above
-        print(f"seqdance features nma: {len(report.bugs)} structure(s) failed by an unexpected error; {BUG_NOTE}",
-              file=sys.stderr)
+        print(f"seqdance features nma: {counted(len(report.bugs), 'structure')} failed by an unexpected error; "
+              f"{BUG_NOTE}", file=sys.stderr)
         return BUG_EXIT_CODE
     return 1 if report.failures else 0

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return run_command(args.func, args, f"seqdance {args.command}")
+    return run_command(args.func, args, f"seqdance {command_name(args)}")  # "seqdance features md", not "features"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import add_shard_option, model_name, report_run
 from seqdance.errors import InputError
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
+from seqdance.wording import counted
 
 
 def add_fasta_run_options(parser: argparse.ArgumentParser) -> None:
@@ -123,10 +124,10 @@ def run_predict(args: argparse.Namespace) -> int:
         n_plots = plot_predictions(args.output, {i: stems[i] for i in records.ids if i not in report.failures},
                                    model=model_name(args.model), progress=not args.quiet)
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{report.n_computed} predicted, {report.n_done} already done; {report.n_owned} file(s)"
-          + (f" and {RESIDUE_CSV} ({report.n_combined} residues)" if shard is None else "")
-          + (f" and {n_plots} figure(s)" if args.plots else "") + f" in {args.output}", file=sys.stderr)
-    report_run(report, noun="sequences", merged_what=RESIDUE_CSV, merge_target=args.output)
+    print(f"{scope}{report.n_computed:,} predicted, {report.n_done:,} already done; {counted(report.n_owned, 'file')}"
+          + (f" and {RESIDUE_CSV} ({counted(report.n_combined, 'residue')})" if shard is None else "")
+          + (f" and {counted(n_plots, 'figure')}" if args.plots else "") + f" in {args.output}", file=sys.stderr)
+    report_run(report, noun="sequence", merged_what=RESIDUE_CSV, merge_target=args.output)
     write_run_report(args, args.output, complete=report.merged)
     return 0
 
@@ -145,7 +146,7 @@ def run_predict_finetuned(args: argparse.Namespace, records, stems: dict[str, st
         raise InputError("a fine-tuned model runs in float32: drop --dtype")
     model = load_finetuned(args.model, device=resolve_device(args.device))
     path = write_target_predictions(model, records.ids, records.sequences, args.output, stems)
-    print(f"wrote the fine-tuned target {model.info['target']!r} of {len(records.ids)} sequence(s) to {path}",
+    print(f"wrote the fine-tuned target {model.info['target']!r} of {counted(len(records.ids), 'sequence')} to {path}",
           file=sys.stderr)
     base = dynamics_base(model)
     if base is not None:

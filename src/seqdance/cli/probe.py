@@ -22,6 +22,7 @@ from seqdance.cli.options import (
 )
 from seqdance.errors import InputError
 from seqdance.model.kinds import MODEL_SELECTS
+from seqdance.wording import counted
 
 
 def default_cache_dir() -> Path:
@@ -117,8 +118,13 @@ def run_probe(args: argparse.Namespace) -> int:
     )
     paths = write_probe_report(result, args.output)
     print(paths["markdown"].read_text())
+    if cache is not None:
+        print(f"embeddings are cached in {cache} (one file per model; delete the folder to clear it, --no-cache to "
+              "neither read nor write it)", file=sys.stderr)
     computed = int(result.embedding_stats["computed"].sum())
-    print(f"{len(table.names)} proteins, {len(table.labels)} label(s), {len(models)} model(s); {computed} embeddings "
+    print(f"{counted(len(table.names), 'protein')}, {counted(len(table.labels), 'label')}, "
+          f"{counted(len(models), 'model')}; {counted(computed, 'embedding')} "
           f"computed, {int(result.embedding_stats['cached'].sum())} from the cache "
-          f"({time.perf_counter() - began:.1f} s); wrote {len(paths)} files to {args.output}", file=sys.stderr)
+          f"({time.perf_counter() - began:.1f} s); wrote {counted(len(paths), 'file')} to {args.output}",
+          file=sys.stderr)
     return 0

@@ -15,6 +15,7 @@ from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import report_run
 from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
 from seqdance.errors import InputError
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,16 +114,17 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if invalid:
         write_invalid(out, invalid)
-        print(f"skipped {len(invalid)} invalid mutant(s); all listed in {out / INVALID_CSV}", file=sys.stderr)
+        print(f"skipped {counted(len(invalid), 'invalid mutant')}; all listed in {out / INVALID_CSV}", file=sys.stderr)
     settings = ScoreSettings(properties=tuple(properties) if properties else None, region=args.region,
                              local_radius=args.local_radius, window=args.window, offset=args.offset)
     result = run_protein_scores(tasks, out, model=model, esm_model=esm_model, settings=settings,
                                 batch_size=args.batch_size, shard=shard, overwrite=args.overwrite,
                                 progress=not args.quiet)
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{result.n_computed} protein(s) scored, {result.n_done} already done, of {result.n_owned}"
-          + (f"; {COMBINED_CSV} ({result.n_combined} variants) in {out}" if result.merged else f" in {out}"))
-    report_run(result, noun="variants", merged_what=str(out / COMBINED_CSV), merge_target=out)
+    print(f"{scope}{counted(result.n_computed, 'protein')} scored, {result.n_done:,} already done, of "
+          f"{result.n_owned:,}"
+          + (f"; {COMBINED_CSV} ({counted(result.n_combined, 'variant')}) in {out}" if result.merged else f" in {out}"))
+    report_run(result, noun="variant", merged_what=str(out / COMBINED_CSV), merge_target=out)
     write_run_report(args, out, complete=result.merged, model=model)
     return 0
 
@@ -145,8 +147,9 @@ def _run_score_one(args: argparse.Namespace) -> int:
                               window=args.window, skip_invalid=args.skip_invalid)
     model, esm_model = load_models(args)
     if len(wild_type) > args.window:
-        print(f"the wild type has {len(wild_type)} residues, more than the {args.window}-residue window: each "
-              f"variant is scored on a window of {args.window} residues around its sites", file=sys.stderr)
+        print(f"the wild type has {counted(len(wild_type), 'residue')}, more than the {args.window}-residue window: "
+              f"each variant is scored on a window of {counted(args.window, 'residue')} around its sites",
+              file=sys.stderr)
     if model is None and esm_model is None:  # a fine-tuned model on a plain ESM2: its own scores only
         import pandas as pd
 
@@ -164,10 +167,11 @@ def _run_score_one(args: argparse.Namespace) -> int:
         scores = pd.concat([scores.reset_index(drop=True), extra], axis=1)
     result = variant_table(chosen.rows, chosen.variants, scores)
     invalid_path = write_scores(args.output, result, chosen.invalid)
-    print(f"wrote {len(result)} variant(s) to {args.output}")
+    print(f"wrote {counted(len(result), 'variant')} to {args.output}")
     if invalid_path is not None:
         print(invalid_summary(chosen.invalid, chosen.source, limit=5), file=sys.stderr)
-        print(f"skipped {len(chosen.invalid)} invalid mutant(s); all listed in {invalid_path}", file=sys.stderr)
+        print(f"skipped {counted(len(chosen.invalid), 'invalid mutant')}; all listed in {invalid_path}",
+              file=sys.stderr)
     if args.heatmap:
         from seqdance.scoring.heatmap import plot_score_heatmap
 
@@ -176,6 +180,6 @@ def _run_score_one(args: argparse.Namespace) -> int:
             raise InputError(f"--heatmap-column {column!r} is not an output column ({', '.join(scores.columns)})")
         drawn = plot_score_heatmap(args.heatmap, wild_type, chosen.variants, result[column].to_numpy(dtype=float),
                                    offset=args.offset, label=column, title=f"{column} of single substitutions")
-        print(f"wrote heat map of {drawn} substitution(s) to {args.heatmap}")
+        print(f"wrote heat map of {counted(drawn, 'substitution')} to {args.heatmap}")
     write_run_report(args, Path(args.output), model=model)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from seqdance.cli.options import add_output_file, add_quiet_option, finite_number
 from seqdance.errors import InputError
 from seqdance.schema import RESIDUE_PROPERTIES
+from seqdance.wording import counted
 
 #: Residue properties with one value per residue (what a B-factor holds).
 _SCALAR_PROPERTIES = tuple(p.name for p in RESIDUE_PROPERTIES if p.width == 1)
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     for line in [m.summary() for m in result.matches] + result.unplaced:
         print(line, file=sys.stderr)
     scaled = "" if args.scale == 1 else f"{args.scale:g} × "
-    print(f"wrote {result.output} (B-factor = {scaled}{args.property} on {result.atoms_set} atoms of "
-          f"{result.residues_set} residues; {args.missing:g} elsewhere) and {result.attribute_file} (ChimeraX: "
+    print(f"wrote {result.output} (B-factor = {scaled}{args.property} on {counted(result.atoms_set, 'atom')} of "
+          f"{counted(result.residues_set, 'residue')}; {args.missing:g} elsewhere) and {result.attribute_file} "
+          "(ChimeraX: "
           f"open {result.attribute_file.name}; color byattribute {ATTRIBUTE_PREFIX}{args.property})")
     distinct = np.unique(values)
     if result.output.suffix.lower() == ".pdb" and len(distinct) > 10:

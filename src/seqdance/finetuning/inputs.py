@@ -97,7 +97,7 @@ def frozen_features(model: torch.nn.Module, sequences: Sequence[str], rows: Sequ
     if progress and todo:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"finetune {kind} features", unit="seq")
+        bar = tqdm(total=len(todo), desc=f"finetune {kind} features", unit="sequence")
     try:
         with eval_mode(model):
             for batch in length_batches([len(rows[i].ids) for i in todo], BATCH_TOKENS):

@@ -44,6 +44,7 @@ from seqdance.schema import (
     stored_width,
 )
 from seqdance.store.hdf5 import PAIR_SUFFIX, RES_SUFFIX, DynamicsStore, from_modify_seq
+from seqdance.wording import counted
 
 SUM_TOLERANCE = 1e-3
 RANGE_TOLERANCE = 1e-5
@@ -82,9 +83,9 @@ class CheckReport:
         missing = (f"; {self.n_with_missing} with missing properties masked as their metadata lists"
                    if self.n_with_missing else "")
         if self.ok:
-            return f"{self.path}: {self.n_checked} proteins checked, no problems{missing}"
-        return (f"{self.path}: {self.n_checked} proteins checked, {len(self.problems)} problem(s) in "
-                f"{len(self.offending)} protein(s){missing}")
+            return f"{self.path}: {counted(self.n_checked, 'protein')} checked, no problems{missing}"
+        return (f"{self.path}: {counted(self.n_checked, 'protein')} checked, {counted(len(self.problems), 'problem')} "
+                f"in {counted(len(self.offending), 'protein')}{missing}")
 
 
 def _first(mask: np.ndarray, base: int = 1) -> str:
