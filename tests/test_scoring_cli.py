@@ -67,7 +67,7 @@ def test_score_saturation_fasta_offset_heatmap(checkpoints, tmp_path, capsys):
     out, png = tmp_path / "sat.csv", tmp_path / "sat.png"
     args = ["score", "--model", str(dyn), "--fasta", str(fasta), "--saturation", "-o", str(out), "--offset", "24",
             "--properties", "sasa_mean", "psi", "--heatmap", str(png), "--no-progress"]
-    assert main(args) == 1
+    assert main(args) == 2  # a usage error: a .csv name for a folder
     assert "scoring several proteins writes a folder" in capsys.readouterr().err
     assert main([*args, "--fasta-id", "b"]) == 0
     table = pd.read_csv(out)

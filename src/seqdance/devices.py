@@ -54,6 +54,33 @@ def auto_device_name() -> str:
     return "cpu"
 
 
+#: What ``--device`` accepts, said once for every command that has it.
+DEVICE_HELP = "auto (default: CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps"
+
+#: The dtypes a model may run in (``--dtype``; :func:`seqdance.load_model`'s ``dtype``): float32 is exact,
+#: bfloat16 and float16 trade digits for speed and memory (docs/predict.md#precision).
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+#: The precisions' short names, accepted as spellings of the dtypes.
+DTYPE_ALIASES: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def dtype_name(text: str) -> str:
+    """The dtype a user named (``float32``, ``bfloat16``, ``float16``, or ``fp32``/``bf16``/``fp16``)."""
+    name = DTYPE_ALIASES.get(str(text).lower(), str(text).lower().removeprefix("torch."))
+    if name not in DTYPES:
+        raise InputError(f"unknown dtype {text!r}; use {', '.join(DTYPES)}")
+    return name
+
+
+def model_dtype(name: str | None) -> str | None:
+    """What :func:`seqdance.load_model` gets for a dtype name: None for float32 (the weights as stored, exactly as
+    without the option), else the name."""
+    if name is None:
+        return None
+    name = dtype_name(name)
+    return None if name == "float32" else name
+
+
 #: Numeric precisions of training and evaluation: ``auto`` picks bf16 / fp16 on GPUs, fp32 on CPU.
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 

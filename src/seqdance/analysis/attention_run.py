@@ -161,7 +161,7 @@ def analyze_attention(
     rows = []
     from tqdm.auto import tqdm
 
-    for name in tqdm(chosen, desc="attention", unit="protein", disable=not progress):
+    for name in tqdm(chosen, desc="analyze attention", unit="protein", disable=not progress):
         rows += _protein_rows(encoder, store, name, max_tokens, dev)
     return pd.DataFrame(rows)
 
@@ -283,7 +283,7 @@ def run_attention_analysis(
     def compute(selected: list[WorkUnit], pending: set[int]) -> None:
         from tqdm.auto import tqdm
 
-        for k in tqdm(sorted(pending), desc="attention", unit="protein", disable=not progress):
+        for k in tqdm(sorted(pending), desc="analyze attention", unit="protein", disable=not progress):
             rows = _protein_rows(encoder, store, chosen[k], max_tokens, dev)
             table, meta = layout.paths(items[k])
             with atomic_path(table) as tmp:

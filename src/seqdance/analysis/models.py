@@ -37,15 +37,17 @@ def _is_esm2_source(source: str) -> bool:
 
 
 def load_analysis_model(
-    source: str, *, model_select: str | None = None, device: torch.device | str | None = None
+    source: str, *, model_select: str | None = None, device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> torch.nn.Module:
     """Load a SeqDance/ESMDance model (any source :func:`seqdance.model.load_model` takes) or a plain ESM2
-    (a ``facebook/esm2_*`` hub id, a preset name such as ``35M``, or a local directory in that layout)."""
+    (a ``facebook/esm2_*`` hub id, a preset name such as ``35M``, or a local directory in that layout), its
+    weights in ``dtype`` (default: as stored)."""
     from seqdance.model import load_esm2_masked_lm, load_model
 
     if _is_esm2_source(source):
-        return load_esm2_masked_lm(source, device=device)
-    return load_model(source, model_select=model_select, device=device)
+        return load_esm2_masked_lm(source, device=device, dtype=dtype)
+    return load_model(source, model_select=model_select, device=device, dtype=dtype)
 
 
 def describe_source(source: str | os.PathLike[str]) -> str:

@@ -8,9 +8,19 @@ import sys
 import time
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import (
+    SOURCE,
+    STORE,
+    add_device_option,
+    add_dtype_option,
+    add_output_dir,
+    add_quiet_option,
+    int_at_least,
+)
 from seqdance.cli.run_options import add_shard_option, report_run
+from seqdance.model.kinds import MODEL_SELECTS
 from seqdance.schema import ESM2_MAX_TOKENS
+from seqdance.wording import counted
 
 #: The fewest tokens per protein every metric can be defined on (seqdance.analysis.attention.MIN_TOKENS; kept
 #: here as a literal so that building the parser loads no numeric library, and checked equal by a test).
@@ -32,25 +42,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "per metric. Works for SeqDance/ESMDance models and plain ESM2 checkpoints. Resumable."
         ),
     )
-    att.add_argument("--model", required=True, metavar="SOURCE",
+    att.add_argument("--model", required=True, metavar=SOURCE,
                      help="SeqDance/ESMDance (hub id, local folder, update_*.pt) or a plain ESM2 (facebook/esm2_* "
                           "id, preset such as 35M, or a local folder in that layout)")
-    att.add_argument("--model-select", choices=("esmdance", "seqdance"), default=None,
+    att.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                      help="model kind of a training checkpoint that does not record it")
-    att.add_argument("--store", required=True, type=Path, metavar="STORE.h5", help="dataset store")
+    att.add_argument("--store", required=True, type=Path, metavar=STORE, help="dataset store")
     att.add_argument("--index", type=Path, default=None, metavar="CSV",
                      help="index CSV of a released-layout store (default: the CSV beside it)")
-    att.add_argument("--split", default="test",
+    att.add_argument("--split", default="test", metavar="LABEL",
                      help="split label of the proteins to analyse, or 'all' (default: test)")
     att.add_argument("--names", nargs="+", metavar="NAME", help="analyse only these proteins")
-    att.add_argument("--max-tokens", type=int_at_least(ATTENTION_MIN_TOKENS), default=ESM2_MAX_TOKENS,
+    att.add_argument("--max-tokens", type=int_at_least(ATTENTION_MIN_TOKENS), default=ESM2_MAX_TOKENS, metavar="N",
                      help=f"tokens per protein (default {ESM2_MAX_TOKENS}, the notebook's; at least "
                           f"{ATTENTION_MIN_TOKENS}: <cls> and 8 residues, the fewest with two pairs |i-j| > 5)")
-    att.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    att.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
+    add_device_option(att)
+    add_dtype_option(att)
+    add_output_dir(att, "output folder")
     att.add_argument("--overwrite", action="store_true", help="discard an earlier run in DIR instead of resuming it")
     add_shard_option(att, " of the proteins")
-    att.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(att)
     att.set_defaults(func=run_attention)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
@@ -58,14 +69,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_attention(args: argparse.Namespace) -> int:
     from seqdance.analysis.attention_run import run_attention_analysis
     from seqdance.analysis.models import describe_source, load_analysis_model
-    from seqdance.devices import resolve_device
+    from seqdance.devices import model_dtype, resolve_device
     from seqdance.inference.sharding import local_rank, resolve_shard
     from seqdance.store import DynamicsStore
 
     shard = resolve_shard(args.shard)
     began = time.perf_counter()
     device = resolve_device(args.device, default="auto", local_rank=local_rank())
-    model = load_analysis_model(args.model, model_select=args.model_select, device=device)
+    from seqdance.model.hints import model_option
+
+    with model_option("--model", "--model-select"):
+        model = load_analysis_model(args.model, model_select=args.model_select, device=device,
+                                    dtype=model_dtype(args.dtype))
     store = DynamicsStore.open(args.store, index=args.index)
     out = Path(args.output)
     report = run_attention_analysis(
@@ -83,8 +98,9 @@ def run_attention(args: argparse.Namespace) -> int:
         print("note: " + left_out_note(left_out, selection_words(None if args.split == "all" else args.split)),
               file=sys.stderr)
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{report.n_computed} protein(s) analysed, {report.n_done} already done, of {report.n_owned}"
-          + (f"; {report.n_combined} protein x head rows in {out / 'per_head.csv'}" if report.merged else "")
+    print(f"{scope}{counted(report.n_computed, 'protein')} analysed, {report.n_done:,} already done, of "
+          f"{report.n_owned:,}"
+          + (f"; {counted(report.n_combined, 'protein x head row')} in {out / 'per_head.csv'}" if report.merged else "")
           + f" ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
-    report_run(report, noun="proteins", merged_what=str(out / "per_head.csv"), merge_target=out)
+    report_run(report, noun="protein", merged_what=str(out / "per_head.csv"), merge_target=out)
     return 0

@@ -7,10 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import add_output_dir, deprecated_alias, int_at_least
 from seqdance.cli.run_options import report_run
 from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
 from seqdance.errors import InputError
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,16 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--assays", required=True, metavar="DIR",
                        help="folder with mutant/<assay>.csv (mutant + DMS_score or score) and fasta/<assay>.fasta")
-    bench.add_argument("-o", "--output", required=True, metavar="RESULTS", help="output folder (resumable)")
+    add_output_dir(bench, "output folder (resumable)", type=str)
     bench.add_argument("--reference-csv", metavar="CSV",
                        help="ProteinGym reference file (DMS_id, target_seq, category columns)")
     bench.add_argument("--category-column", action="append", default=[], metavar="COLUMN",
                        help="reference CSV column to summarise by (repeatable), e.g. coarse_selection_type")
     bench.add_argument("--max-variants", type=int_at_least(2), metavar="N",
                        help="score a random subset of at most N variants per assay (quick checks)")
-    bench.add_argument("--seed", type=int, default=0, help="seed of the --max-variants subset (default 0)")
-    bench.add_argument("--overwrite", "--restart", dest="overwrite", action="store_true",
-                       help="recompute every assay, even finished ones")
+    bench.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the --max-variants subset (default 0)")
+    bench.add_argument("--overwrite", action="store_true", help="recompute every assay, even finished ones")
+    deprecated_alias(bench, "--restart", "--overwrite", "overwrite", takes_value=False)
     add_scoring_options(bench, " of the assays")
     bench.set_defaults(func=run_benchmark_dms)
 
@@ -58,9 +59,9 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
     )
     done = result.per_assay["assay"].nunique() if len(result.per_assay) else 0
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{done} of {len(assays)} assay(s) evaluated ({result.n_skipped} from an earlier run); "
-          f"{len(result.failures)} failed; results in {args.output}")
-    report_run(result.report, noun="variants", merged_what="the summary tables", merge_target=args.output)
+    print(f"{scope}{done:,} of {counted(len(assays), 'assay')} evaluated ({result.n_skipped:,} from an earlier run); "
+          f"{len(result.failures):,} failed; results in {args.output}")
+    report_run(result.report, noun="variant", merged_what="the summary tables", merge_target=args.output)
     if len(result.summary):
         from seqdance.scoring.metrics import METRIC_NAMES
 
@@ -72,7 +73,7 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
     flagged = result.per_assay[notes.notna() & (notes.astype(str) != "")]
     if len(flagged):
         names = ", ".join(dict.fromkeys(flagged["assay"]))
-        print(f"note: metrics of {flagged['assay'].nunique()} assay(s) are undefined or 0 because of ties or "
+        print(f"note: metrics of {counted(flagged['assay'].nunique(), 'assay')} are undefined or 0 because of ties or "
               f"constant scores ({names}); the reasons are in the 'note' column of "
               f"{Path(args.output) / 'per_assay.csv'}", file=sys.stderr)
     return 1 if len(result.failures) else 0

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqdance.cli.options import STORE, add_output_file, add_quiet_option
 from seqdance.errors import InputError
 from seqdance.features.options import CONFORMATION_PROPERTIES as PROPERTY_NAMES
+from seqdance.wording import counted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,16 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "for folded chains the fit is formally defined but means nothing."
         ),
     )
-    p.add_argument("store", type=Path, help="dataset store")
-    p.add_argument("--index", type=Path, default=None, help="index CSV for a released-layout file")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="LABELS.csv", help="CSV to write")
-    p.add_argument("--split", default=None, help="only proteins with this split label (default: all)")
+    p.add_argument("store", type=Path, metavar=STORE, help="dataset store")
+    p.add_argument("--index", type=Path, default=None, metavar="CSV", help="index CSV for a released-layout file")
+    add_output_file(p, "csv", "label CSV to write")
+    p.add_argument("--split", default=None, metavar="LABEL", help="only proteins with this split label (default: all)")
     p.add_argument("--groups", nargs="+", choices=("md", "idr", "nma"), help="only these source groups")
     p.add_argument("--properties", nargs="+", metavar="NAME", choices=PROPERTY_NAMES,
                    help=f"properties to export (default: all: {', '.join(PROPERTY_NAMES)})")
     p.add_argument("--store-split", action="store_true",
                    help="add a split_store column with the store's train/test labels (probe then uses that split "
                         "instead of its own clustered splits)")
+    add_quiet_option(p)
     p.set_defaults(func=run_labels)
 
 
@@ -49,17 +52,18 @@ def run_labels(args: argparse.Namespace) -> int:
         table, counts = conformation_table(store, split=args.split, groups=args.groups, properties=args.properties,
                                             store_split=args.store_split)
     if table.empty:
-        reason = (f"{counts['not_recorded']} protein(s) were built before stores recorded them; rebuild them"
+        reason = (f"{counted(counts['not_recorded'], 'protein')} were built before stores recorded them; rebuild them"
                   if counts["not_recorded"] else "no protein matches the selection")
         raise InputError(f"{args.store}: no conformational properties to export ({reason})")
     with atomic_path(args.output) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     notes = []
     if counts["incomplete_chains"]:
-        notes.append(f"{counts['incomplete_chains']} chain(s) lacking a property left out")
+        notes.append(f"{counted(counts['incomplete_chains'], 'chain')} lacking a property left out")
     if counts["not_recorded"]:
-        notes.append(f"{counts['not_recorded']} protein(s) without recorded properties (built before; rebuild them)")
-    print(f"wrote {args.output}: {len(table)} chain(s) of {counts['proteins']} protein(s)"
+        notes.append(f"{counted(counts['not_recorded'], 'protein')} without recorded properties (built before; "
+                     "rebuild them)")
+    print(f"wrote {args.output}: {counted(len(table), 'chain')} of {counted(counts['proteins'], 'protein')}"
           + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
     if "nu" in table.columns:
         print(flory_note(table), file=sys.stderr)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from seqdance.cli.options import add_output_file
 from seqdance.cli.predict import add_fasta_run_options, batch_tokens, load, read_inputs
 from seqdance.cli.run_options import model_name, report_run
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with --per-residue, and an /index.",
     )
     add_fasta_run_options(emb)
-    emb.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.h5", help="HDF5 file to write")
+    add_output_file(emb, "hdf5", "HDF5 file to write")
     emb.add_argument("--per-residue", action="store_true", help="also store per-residue embeddings (L, d)")
     emb.set_defaults(func=run_embed)
 
@@ -42,6 +43,6 @@ def run_embed(args: argparse.Namespace) -> int:
                             encoded=records.encoded)
     scope = f"shard {shard.label}: " if shard else ""
     print(f"{scope}{report.n_computed} embedded, {report.n_done} already done"
-          + (f"; {report.n_combined} entries in {args.output}" if report.merged else ""), file=sys.stderr)
-    report_run(report, noun="sequences", merged_what=str(args.output), merge_target=args.output)
+          + (f"; {counted(report.n_combined, 'entry')} in {args.output}" if report.merged else ""), file=sys.stderr)
+    report_run(report, noun="sequence", merged_what=str(args.output), merge_target=args.output)
     return 0

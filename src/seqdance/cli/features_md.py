@@ -8,10 +8,10 @@ input contents and options).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from seqdance.cli.options import add_option_arguments
+from seqdance.cli.options import add_option_arguments, add_output_file, add_quiet_option
 from seqdance.features.options import MdOptions
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,14 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trajectory", "-x", action="append", default=None, metavar="TRAJ",
                         help="trajectory (DCD, XTC, TRR, NetCDF, multi-model PDB, mdCATH .h5[#T[/R]]); repeat for "
                              "replicas; omit to use the topology file's own frames")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.npz", help="output .npz file")
+    add_output_file(parser, "npz", "output .npz file")
     add_option_arguments(parser, MdOptions)
     parser.add_argument("--csv", action="store_true",
                         help="also write the per-residue table OUT.csv beside OUT.npz (SASA, RMSF, DSSP fractions)")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute even when OUT.npz is up to date (same input contents and options)")
-    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
-                        help="no progress bar and no messages from trajectory readers")
+    add_quiet_option(parser, deprecated=("--no-progress",))
     parser.set_defaults(func=run)
 
 
@@ -58,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     rg = ", ".join(f"{v:.2f}" for v in features["conformation_rg_mean"])
     missing = features["missing_properties"]
     print(f"wrote {result.output}" + (f" and {result.table.name}" if result.table else "") + f": "
-          f"{len(features['residue_ids'])} residues, {features['n_frames']} frames, {features['frequency']} "
+          f"{counted(len(features['residue_ids']), 'residue')}, {counted(int(features['n_frames']), 'frame')}, "
+          f"{features['frequency']} "
           f"frequencies, mean Rg {rg} nm, {features['input_kind']} input"
           + (f" (missing: {', '.join(missing)})" if missing else "") + f" ({result.seconds:.1f} s)")
     return 0

@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import add_option_arguments, deprecated_alias, int_at_least
+from seqdance.cli.options import add_option_arguments, add_quiet_option, deprecated_alias, int_at_least
 from seqdance.features.options import NmaOptions
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deprecated_alias(output, "--out-dir", "--output", "output", type=Path, metavar="OUTDIR")
     add_option_arguments(parser, NmaOptions)
     parser.add_argument(
-        "--workers", type=int_at_least(1), default=None,
+        "--workers", type=int_at_least(1), default=None, metavar="N",
         help="parallel worker processes (default: number of CPUs; 1 runs in this process)",
     )
     parser.add_argument("--compress", action="store_true", help="zip-compress the .npz outputs")
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write OUTDIR/<stem>.csv per structure (nma_res1..3 per residue)")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute structures whose output is up to date (same file contents and options)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {text}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)
     if report.bugs:  # the workers' tracebacks are in the log above
-        print(f"seqdance features nma: {len(report.bugs)} structure(s) failed by an unexpected error; {BUG_NOTE}",
-              file=sys.stderr)
+        print(f"seqdance features nma: {counted(len(report.bugs), 'structure')} failed by an unexpected error; "
+              f"{BUG_NOTE}", file=sys.stderr)
         return BUG_EXIT_CODE
     return 1 if report.failures else 0

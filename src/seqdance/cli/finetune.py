@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import fraction, int_at_least
+from seqdance.cli.options import add_device_option, add_output_dir, add_quiet_option, fraction, int_at_least
 from seqdance.devices import PRECISIONS
 from seqdance.finetuning.options import DYNAMICS_CHOICES, KEEP, METHODS, POOLINGS, SPLITS, TASKS
+from seqdance.model.kinds import MODEL_SELECTS
 
 #: command-line option (argparse dest) -> config key
 _KEYS = {
@@ -36,17 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "baselines (one-hot for mutants, frozen embeddings, length, composition), and writes OUTDIR/metrics.csv, "
         "predictions.csv, summary.md, figures and OUTDIR/model (loads with --model). See docs/finetune.md.",
     )
-    p.add_argument("--config", type=Path, default=None, help="YAML with any of the options below (see docs)")
+    p.add_argument("--config", type=Path, default=None, metavar="CONFIG.yaml",
+                   help="YAML with any of the options below (see docs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. --set optim.lr=3e-4 --set lora.rank=16 (repeatable)")
-    p.add_argument("--labels", action="append", default=None, metavar="PATH",
+    p.add_argument("--labels", action="append", default=None, metavar="LABELS.csv|DIR",
                    help="label table (CSV); mutant tasks: assay CSVs or a ProteinGym-style folder (repeatable)")
     p.add_argument("--task", choices=TASKS, default=None, help="protein (default), residue or mutant")
     p.add_argument("--target", default=None, metavar="COLUMN", help="label column (mutants: DMS_score or score)")
     p.add_argument("--model", dest="models", action="append", default=None, metavar="[NAME=]SOURCE",
                    help="base model (repeatable): SeqDance/ESMDance source or a plain ESM2 (facebook/esm2_* id or "
                    "folder), the baseline in the same run")
-    p.add_argument("--model-select", choices=("esmdance", "seqdance"), default=None,
+    p.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                    help="model kind of training checkpoints that do not record it")
     p.add_argument("--method", dest="methods", action="append", choices=METHODS, default=None,
                    help="head (frozen encoder, cached), lora (PEFT adapters) or full (repeatable; default head)")
@@ -63,20 +65,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mutant tasks: a seeded subset of at most N mutants per assay")
     p.add_argument("--split", default=None, metavar="SCHEME",
                    help=f"one of {', '.join(SPLITS)}; mutant tasks may list several, comma-separated")
-    p.add_argument("--folds", type=int_at_least(2), default=None, help="folds of kfold / identity (default 5)")
-    p.add_argument("--epochs", type=int_at_least(1), default=None, help="most epochs (default 20)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: head/lora 1e-3, full 5e-5)")
-    p.add_argument("--patience", type=int_at_least(1), default=None, help="early-stopping patience (default 5)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--folds", type=int_at_least(2), default=None, metavar="N",
+                   help="folds of kfold / identity (default 5)")
+    p.add_argument("--epochs", type=int_at_least(1), default=None, metavar="N", help="most epochs (default 20)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=None, metavar="N")
+    p.add_argument("--lr", type=float, default=None, metavar="F",
+                   help="peak learning rate (default: head/lora 1e-3, full 5e-5)")
+    p.add_argument("--patience", type=int_at_least(1), default=None, metavar="N",
+                   help="early-stopping patience (default 5)")
+    p.add_argument("--seed", type=int, default=None, metavar="N")
+    add_device_option(p, default=None)
     p.add_argument("--precision", choices=PRECISIONS, default=None, help="auto: bf16 autocast on GPUs, fp32 on CPU")
     p.add_argument("--keep", choices=KEEP, default=None,
                    help="OUTDIR/model: refit the best combination on all rows (default), its best fold, or none")
     p.add_argument("--merge-lora", action="store_true", default=None, help="save LoRA merged into the encoder")
-    p.add_argument("--lora-rank", type=int_at_least(1), default=None)
-    p.add_argument("--lora-alpha", type=float, default=None)
-    p.add_argument("--lora-dropout", type=fraction, default=None)
+    p.add_argument("--lora-rank", type=int_at_least(1), default=None, metavar="N")
+    p.add_argument("--lora-alpha", type=float, default=None, metavar="F")
+    p.add_argument("--lora-dropout", type=fraction, default=None, metavar="F")
     p.add_argument("--lora-targets", nargs="+", default=None, metavar="MODULE",
                    help="encoder modules to adapt (default: query key value attention.output.dense)")
     p.add_argument("--lora-ffn", action="store_true", default=None, help="also adapt the feed-forward layers")
@@ -85,10 +90,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recompute encoder activations in backward (less memory, more time)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None)
     p.add_argument("--cache", default=None, metavar="DIR", help="frozen-feature cache (default OUTDIR/cache)")
-    p.add_argument("-o", "--output", default=None, metavar="OUTDIR", help="output folder (default runs/finetune)")
+    add_output_dir(p, "output folder (default runs/finetune)", required=False, default=None, type=str)
     p.add_argument("--resume", action="store_true", help="continue the run in OUTDIR (same inputs and options)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an OUTDIR that holds a run")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(p)
     p.set_defaults(func=run_finetune)
 
 
@@ -106,7 +111,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     def report(message: str) -> None:
         print(message, file=sys.stderr)
 
-    result = finetune(config, resume=args.resume, overwrite=args.overwrite, report=report)
+    from seqdance.model.hints import model_option
+
+    with model_option("--model", "--model-select"):
+        result = finetune(config, resume=args.resume, overwrite=args.overwrite, report=report)
     import os
 
     if os.environ.get("RANK", "0") == "0":

@@ -9,6 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from seqdance.cli.options import UsageError
 from seqdance.errors import SeqdanceError
 from seqdance.extras import COMMAND_EXTRAS, check_command, command_name, from_module_not_found
 
@@ -46,9 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status of a problem with the user's input (a file, an id, a value), reported on one line.
+USER_ERROR_EXIT_CODE = 1
+#: Exit status of a command-line usage error: argparse's (an unknown or missing option, a value of the wrong form
+#: or out of range, an output name whose extension does not match what is written), and a :class:`UsageError`.
+USAGE_EXIT_CODE = 2
 #: Exit status of a run that stopped on an unexpected exception (a bug in seqdance): EX_SOFTWARE of sysexits.h,
 #: distinct from 1 (a user error, reported on one line) and 2 (a command-line usage error, from argparse).
 BUG_EXIT_CODE = 70
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED_EXIT_CODE = 130
 BUG_NOTE = "this is a bug in seqdance, please report it (with the command line and the traceback above)"
 
 
@@ -63,7 +71,9 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return int(func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT_CODE
+    except UsageError as exc:  # an option that does not fit, found after parsing: a usage error as argparse's
+        return _user_error(exc, args, prog, status=USAGE_EXIT_CODE)
     except (SeqdanceError, OSError) as exc:  # the user's to fix: one clear line, no traceback
         return _user_error(exc, args, prog)
     except ModuleNotFoundError as exc:  # an optional package: name the extra that installs it
@@ -74,13 +84,13 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return _bug(prog)
 
 
-def _user_error(exc: BaseException, args: argparse.Namespace, prog: str) -> int:
+def _user_error(exc: BaseException, args: argparse.Namespace, prog: str, status: int = USER_ERROR_EXIT_CODE) -> int:
     if getattr(args, "verbose", 0) >= 2:
         traceback.print_exc()
     plain_os_error = isinstance(exc, OSError) and not isinstance(exc, SeqdanceError)
     message = " ".join(str(exc).split("\n")[0].split()) if plain_os_error else str(exc)
     print(f"{prog}: error: {message}", file=sys.stderr)
-    return 1
+    return status
 
 
 def _bug(prog: str) -> int:
@@ -117,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return run_command(args.func, args, f"seqdance {args.command}")
+    return run_command(args.func, args, f"seqdance {command_name(args)}")  # "seqdance features md", not "features"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seqdance.cli.options import add_quiet_option
+from seqdance.wording import counted
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     merge = subparsers.add_parser(
@@ -24,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     merge.add_argument("output", type=Path,
                        help="the -o of the sharded run: predict/score/benchmark-dms/attention folder or embed OUT.h5")
+    add_quiet_option(merge)
     merge.set_defaults(func=run_merge)
 
 
@@ -42,11 +46,12 @@ def run_merge(args: argparse.Namespace) -> int:
 
     out: Path = args.output
     result = merge_run(find_run(out, layouts()), out)
-    what = {"predict": f"{out / 'residues.csv'} ({result.n_combined} residues)",
-            "embed": f"{result.n_combined} entries in {out}",
-            "score": f"{out / 'scores.csv'} ({result.n_combined} variants)",
-            "benchmark-dms": f"{result.n_items - len(result.failures)} assay(s) evaluated, {len(result.failures)} "
-                             f"failed; tables in {out}",
-            "analyze-attention": f"{out / 'per_head.csv'} ({result.n_combined} protein x head rows) and the report"}
-    print(f"{result.n_shards} shard(s) of {result.command} merged: {what.get(result.command, out)}")
+    what = {"predict": f"{out / 'residues.csv'} ({counted(result.n_combined, 'residue')})",
+            "embed": f"{counted(result.n_combined, 'entry')} in {out}",
+            "score": f"{out / 'scores.csv'} ({counted(result.n_combined, 'variant')})",
+            "benchmark-dms": f"{counted(result.n_items - len(result.failures), 'assay')} evaluated, "
+                             f"{len(result.failures)} failed; tables in {out}",
+            "analyze-attention": f"{out / 'per_head.csv'} ({counted(result.n_combined, 'protein x head row')}) and "
+                                 "the report"}
+    print(f"{counted(result.n_shards, 'shard')} of {result.command} merged: {what.get(result.command, out)}")
     return 1 if result.failures else 0

@@ -11,26 +11,34 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import (
+    SOURCE,
+    add_device_option,
+    add_dtype_option,
+    add_output_dir,
+    add_quiet_option,
+    int_at_least,
+)
 from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import add_shard_option, model_name, report_run
 from seqdance.errors import InputError
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
+from seqdance.wording import counted
 
 
 def add_fasta_run_options(parser: argparse.ArgumentParser) -> None:
     """The options ``predict`` and ``embed`` share."""
     parser.add_argument("input", type=Path, help="FASTA file (chains of a complex joined by ':')")
-    parser.add_argument("--model", default=DEFAULT_MODEL_SOURCE,
+    parser.add_argument("--model", default=DEFAULT_MODEL_SOURCE, metavar=SOURCE,
                         help=f"Hugging Face repo id or local model directory / checkpoint (default: "
                         f"{DEFAULT_MODEL_SOURCE})")
     parser.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                         help="model kind; needed for a training checkpoint (update_*.pt), overrides config.json "
                         "otherwise")
-    parser.add_argument("--encoder", default=None,
+    parser.add_argument("--encoder", default=None, metavar="PRESET",
                         help="encoder preset of a training checkpoint whose shapes match no preset (e.g. 35M)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
+    add_device_option(parser)
+    add_dtype_option(parser)
     parser.add_argument("--batch-tokens", type=int_at_least(3), default=None, metavar="N",
                         help="padded tokens per batch (default: 4096)")
     parser.add_argument("--skip-invalid", action="store_true",
@@ -40,7 +48,7 @@ def add_fasta_run_options(parser: argparse.ArgumentParser) -> None:
                         help="drop alignment gap characters ('-', '.') from the sequences (default: they are an error)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     add_shard_option(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUTDIR/residues.csv (per-residue scalars and the most frequent secondary structure).",
     )
     add_fasta_run_options(pred)
-    pred.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output directory")
+    add_output_dir(pred, "output folder")
     pred.add_argument("--no-pairs", action="store_true", help="residue properties only (faster, less memory)")
     pred.add_argument("--embeddings", action="store_true", help="also store the embedding (L, d)")
     pred.add_argument("--attention", action="store_true",
@@ -75,12 +83,15 @@ def read_inputs(args: argparse.Namespace):
 
 def load(args: argparse.Namespace):
     """The model of ``--model`` on ``--device`` (torchrun: the rank's own GPU)."""
-    from seqdance.devices import resolve_device
+    from seqdance.devices import model_dtype, resolve_device
     from seqdance.inference.sharding import local_rank
     from seqdance.model import load_model
+    from seqdance.model.hints import model_option
 
     device = resolve_device(args.device, local_rank=local_rank())
-    return load_model(args.model, model_select=args.model_select, encoder=args.encoder, device=device)
+    with model_option("--model", "--model-select"):
+        return load_model(args.model, model_select=args.model_select, encoder=args.encoder, device=device,
+                          dtype=model_dtype(args.dtype))
 
 
 def batch_tokens(args: argparse.Namespace) -> int:
@@ -113,10 +124,10 @@ def run_predict(args: argparse.Namespace) -> int:
         n_plots = plot_predictions(args.output, {i: stems[i] for i in records.ids if i not in report.failures},
                                    model=model_name(args.model), progress=not args.quiet)
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{report.n_computed} predicted, {report.n_done} already done; {report.n_owned} file(s)"
-          + (f" and {RESIDUE_CSV} ({report.n_combined} residues)" if shard is None else "")
-          + (f" and {n_plots} figure(s)" if args.plots else "") + f" in {args.output}", file=sys.stderr)
-    report_run(report, noun="sequences", merged_what=RESIDUE_CSV, merge_target=args.output)
+    print(f"{scope}{report.n_computed:,} predicted, {report.n_done:,} already done; {counted(report.n_owned, 'file')}"
+          + (f" and {RESIDUE_CSV} ({counted(report.n_combined, 'residue')})" if shard is None else "")
+          + (f" and {counted(n_plots, 'figure')}" if args.plots else "") + f" in {args.output}", file=sys.stderr)
+    report_run(report, noun="sequence", merged_what=RESIDUE_CSV, merge_target=args.output)
     write_run_report(args, args.output, complete=report.merged)
     return 0
 
@@ -131,9 +142,11 @@ def run_predict_finetuned(args: argparse.Namespace, records, stems: dict[str, st
 
     if shard is not None:
         raise InputError("a fine-tuned model predicts in one process: drop --shard (and torchrun)")
+    if args.dtype != "float32":
+        raise InputError("a fine-tuned model runs in float32: drop --dtype")
     model = load_finetuned(args.model, device=resolve_device(args.device))
     path = write_target_predictions(model, records.ids, records.sequences, args.output, stems)
-    print(f"wrote the fine-tuned target {model.info['target']!r} of {len(records.ids)} sequence(s) to {path}",
+    print(f"wrote the fine-tuned target {model.info['target']!r} of {counted(len(records.ids), 'sequence')} to {path}",
           file=sys.stderr)
     base = dynamics_base(model)
     if base is not None:

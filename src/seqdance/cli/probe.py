@@ -12,8 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import (
+    add_device_option,
+    add_dtype_option,
+    add_output_dir,
+    add_quiet_option,
+    fraction,
+    int_at_least,
+)
 from seqdance.errors import InputError
+from seqdance.model.kinds import MODEL_SELECTS
+from seqdance.wording import counted
 
 
 def default_cache_dir() -> Path:
@@ -40,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, action="append", metavar="[NAME=]SOURCE",
                         help="a model (repeat for several): SeqDance/ESMDance source or a plain ESM2 (facebook/esm2_* "
                              "id, preset such as 35M, or local folder); NAME= sets its name in the outputs")
-    parser.add_argument("--model-select", choices=("esmdance", "seqdance"), default=None,
+    parser.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                         help="model kind of training checkpoints that do not record it")
     parser.add_argument("--label", action="append", metavar="COLUMN", help="label column(s) to probe (default: all)")
     parser.add_argument("--pooling", choices=("all", "residues"), default="all",
@@ -54,10 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="regressions to fit (default: both)")
     parser.add_argument("--splits", type=int, default=20, metavar="N",
                         help="clustered splits when the table has no split_* columns (default 20)")
-    parser.add_argument("--identity", type=float, default=0.2, help="clustering identity (default 0.2)")
-    parser.add_argument("--coverage", type=float, default=0.5, help="clustering coverage (default 0.5)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="fraction of clusters in test (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first clustered split (default 0)")
+    parser.add_argument("--identity", type=fraction, default=0.2, metavar="F", help="clustering identity (default 0.2)")
+    parser.add_argument("--coverage", type=fraction, default=0.5, metavar="F", help="clustering coverage (default 0.5)")
+    parser.add_argument("--test-fraction", type=fraction, default=0.2, metavar="F",
+                        help="fraction of clusters in test (default 0.2)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed of the first clustered split (default 0)")
     parser.add_argument("--cluster-method", choices=("python", "mmseqs", "auto"), default="python",
                         help="clustering back-end of the splits: python (default: exhaustive search, the same splits "
                         "on every machine), mmseqs (MMseqs2, for large tables), auto (mmseqs when installed)")
@@ -65,9 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"embedding cache: one embedding file per model, <fingerprint>.h5 (default "
                         f"{default_cache_dir()}, or $SEQDANCE_CACHE/embeddings; delete the folder to clear it)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_device_option(parser)
+    add_dtype_option(parser)
+    add_output_dir(parser, "output folder")
+    add_quiet_option(parser)
     parser.set_defaults(func=run_probe)
 
 
@@ -88,13 +100,17 @@ def _model_specs(values: list[str]) -> list[tuple[str, str]]:
 def run_probe(args: argparse.Namespace) -> int:
     from seqdance.analysis.models import load_analysis_model
     from seqdance.analysis.probe_run import probe_models, read_label_table, write_probe_report
-    from seqdance.devices import resolve_device
+    from seqdance.devices import model_dtype, resolve_device
 
     began = time.perf_counter()
     table = read_label_table(args.labels, args.label)  # every label-file problem before any model is loaded
     device = resolve_device(args.device, default="auto")
-    models = [(name, load_analysis_model(source, model_select=args.model_select, device=device))
-              for name, source in _model_specs(args.model)]
+    from seqdance.model.hints import model_option
+
+    with model_option("--model", "--model-select"):
+        models = [(name, load_analysis_model(source, model_select=args.model_select, device=device,
+                                             dtype=model_dtype(args.dtype)))
+                  for name, source in _model_specs(args.model)]
     cache = None if args.no_cache else (args.cache or default_cache_dir())
     result = probe_models(
         models, table, pooling=args.pooling, pca=args.pca or None, estimators=args.estimator,
@@ -105,8 +121,13 @@ def run_probe(args: argparse.Namespace) -> int:
     print(paths["markdown"].read_text())
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
+    if cache is not None:
+        print(f"embeddings are cached in {cache} (one file per model; delete the folder to clear it, --no-cache to "
+              "neither read nor write it)", file=sys.stderr)
     computed = int(result.embedding_stats["computed"].sum())
-    print(f"{len(table.names)} proteins, {len(table.labels)} label(s), {len(models)} model(s); {computed} embeddings "
+    print(f"{counted(len(table.names), 'protein')}, {counted(len(table.labels), 'label')}, "
+          f"{counted(len(models), 'model')}; {counted(computed, 'embedding')} "
           f"computed, {int(result.embedding_stats['cached'].sum())} from the cache "
-          f"({time.perf_counter() - began:.1f} s); wrote {len(paths)} files to {args.output}", file=sys.stderr)
+          f"({time.perf_counter() - began:.1f} s); wrote {counted(len(paths), 'file')} to {args.output}",
+          file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import add_output_file, add_quiet_option, int_at_least, output_file
 
 REPORT_HELP = ("also write an interactive HTML report of the run (default: OUTDIR/report.html, or OUT.html beside "
                "a single table); open it in a browser, no network needed")
@@ -24,14 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run", type=Path, metavar="RUN", help="a predict output folder, a score output folder, "
                         "or a score table (.csv)")
-    parser.add_argument("-o", "--output", type=Path, default=None, metavar="REPORT.html",
-                        help="the page to write (default: RUN/report.html, or RUN's name with .html)")
+    add_output_file(parser, "html", "the page to write (default: RUN/report.html, or RUN's name with .html)",
+                    required=False, default=None)
     parser.add_argument("--max-proteins", type=int_at_least(1), default=None, metavar="N",
                         help="panels for the first N proteins (default 100; the table lists every protein)")
     parser.add_argument("--ids", nargs="+", metavar="ID", help="panels for these proteins instead")
     parser.add_argument("--pair-display-max", type=int_at_least(16), default=None, metavar="N",
                         help="pair maps longer than N residues are shown averaged over blocks (default 400)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_report_option(parser: argparse.ArgumentParser) -> None:
     """``--report [OUT.html]`` on a command that writes a run."""
-    parser.add_argument("--report", nargs="?", const="", default=None, metavar="OUT.html", help=REPORT_HELP)
+    parser.add_argument("--report", nargs="?", const="", default=None, metavar="OUT.html", type=output_file("html"),
+                        help=REPORT_HELP)
 
 
 def write_run_report(args: argparse.Namespace, run_path: Path, *, complete: bool = True, model=None) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from seqdance.cli.options import shard_spec
+from seqdance.wording import counted
 
 SHARD_HELP = ("compute shard i (0-based) of N, balanced by cost (SLURM job arrays); under torchrun each rank takes "
               "its own shard; see docs/large_runs.md")
@@ -25,8 +26,8 @@ def model_name(source: str) -> str:
 
 
 def report_run(report, *, noun: str, merged_what: str, merge_target: Path | str) -> None:
-    """The end-of-run lines on stderr: a shard that received no work and why, the throughput, and for a shard
-    whether the combined output was written."""
+    """The end-of-run lines on stderr: a shard that received no work and why, the throughput (``noun``: what was
+    computed, singular), and for a shard whether the combined output was written."""
     shard = report.shard
     if report.idle:
         print(report.idle_reason(), file=sys.stderr)
@@ -35,7 +36,8 @@ def report_run(report, *, noun: str, merged_what: str, merge_target: Path | str)
     if shard is None:
         return
     if report.merged:
-        print(f"shard {shard.label}: all {shard.count} shard(s) finished; {merged_what} written", file=sys.stderr)
+        print(f"shard {shard.label}: all {counted(shard.count, 'shard')} finished; {merged_what} written",
+              file=sys.stderr)
     else:
         print(f"shard {shard.label}: done; the last shard to finish writes {merged_what} "
               f"(or run: seqdance merge {merge_target})", file=sys.stderr)

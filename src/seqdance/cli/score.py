@@ -10,10 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.options import UsageError, check_output_file, output_file
 from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import report_run
 from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
 from seqdance.errors import InputError
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,11 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="CSV/TSV with a 'mutant' column (ProteinGym: A23G, multi-mutants A23G:L45P; optional "
                       "'mutated_sequence' is checked) or a plain list, one mutant per line")
     muts.add_argument("--saturation", action="store_true", help="all 19 x L single substitutions")
-    score.add_argument("-o", "--output", required=True, metavar="OUT.csv",
+    score.add_argument("-o", "--output", required=True, metavar="OUT.csv|OUTDIR",
                        help="output CSV, one row per variant (a folder when scoring several proteins)")
     score.add_argument("--offset", type=int, default=1, metavar="N",
                        help="number of the first residue of the wild type in the mutant names (default 1)")
-    score.add_argument("--heatmap", metavar="OUT.png", help="also draw a position x amino-acid heat map")
+    score.add_argument("--heatmap", metavar="OUT.png", type=output_file("figure"),
+                       help="also draw a position x amino-acid heat map (format from the suffix: .png, .pdf, "
+                       ".svg, ...)")
     score.add_argument("--heatmap-column", default=None, metavar="COLUMN",
                        help="column drawn in the heat map (default: score)")
     score.add_argument("--overwrite", action="store_true",
@@ -95,7 +99,7 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() in (".csv", ".tsv") or out.is_file():
-        raise InputError(f"-o {out}: scoring several proteins writes a folder (one table per protein and a combined "
+        raise UsageError(f"-o {out}: scoring several proteins writes a folder (one table per protein and a combined "
                          f"{COMBINED_CSV}); give a folder name")
     if args.heatmap:
         raise InputError("--heatmap draws one protein; score it alone (--fasta-id ID) to draw its map")
@@ -110,16 +114,17 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if invalid:
         write_invalid(out, invalid)
-        print(f"skipped {len(invalid)} invalid mutant(s); all listed in {out / INVALID_CSV}", file=sys.stderr)
+        print(f"skipped {counted(len(invalid), 'invalid mutant')}; all listed in {out / INVALID_CSV}", file=sys.stderr)
     settings = ScoreSettings(properties=tuple(properties) if properties else None, region=args.region,
                              local_radius=args.local_radius, window=args.window, offset=args.offset)
     result = run_protein_scores(tasks, out, model=model, esm_model=esm_model, settings=settings,
                                 batch_size=args.batch_size, shard=shard, overwrite=args.overwrite,
                                 progress=not args.quiet)
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{result.n_computed} protein(s) scored, {result.n_done} already done, of {result.n_owned}"
-          + (f"; {COMBINED_CSV} ({result.n_combined} variants) in {out}" if result.merged else f" in {out}"))
-    report_run(result, noun="variants", merged_what=str(out / COMBINED_CSV), merge_target=out)
+    print(f"{scope}{counted(result.n_computed, 'protein')} scored, {result.n_done:,} already done, of "
+          f"{result.n_owned:,}"
+          + (f"; {COMBINED_CSV} ({counted(result.n_combined, 'variant')}) in {out}" if result.merged else f" in {out}"))
+    report_run(result, noun="variant", merged_what=str(out / COMBINED_CSV), merge_target=out)
     write_run_report(args, out, complete=result.merged, model=model)
     return 0
 
@@ -130,6 +135,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
     from seqdance.scoring.scorer import SCORE_COLUMN, score_variants
     from seqdance.scoring.single import fasta_wild_type, protein_variants, write_scores
 
+    check_output_file(args.output, "csv")  # one protein: one CSV table
     properties = property_list(args.properties)
     if args.sequence is not None:
         from seqdance.scoring.mutations import check_wild_type
@@ -141,8 +147,9 @@ def _run_score_one(args: argparse.Namespace) -> int:
                               window=args.window, skip_invalid=args.skip_invalid)
     model, esm_model = load_models(args)
     if len(wild_type) > args.window:
-        print(f"the wild type has {len(wild_type)} residues, more than the {args.window}-residue window: each "
-              f"variant is scored on a window of {args.window} residues around its sites", file=sys.stderr)
+        print(f"the wild type has {counted(len(wild_type), 'residue')}, more than the {args.window}-residue window: "
+              f"each variant is scored on a window of {counted(args.window, 'residue')} around its sites",
+              file=sys.stderr)
     if model is None and esm_model is None:  # a fine-tuned model on a plain ESM2: its own scores only
         import pandas as pd
 
@@ -160,10 +167,11 @@ def _run_score_one(args: argparse.Namespace) -> int:
         scores = pd.concat([scores.reset_index(drop=True), extra], axis=1)
     result = variant_table(chosen.rows, chosen.variants, scores)
     invalid_path = write_scores(args.output, result, chosen.invalid)
-    print(f"wrote {len(result)} variant(s) to {args.output}")
+    print(f"wrote {counted(len(result), 'variant')} to {args.output}")
     if invalid_path is not None:
         print(invalid_summary(chosen.invalid, chosen.source, limit=5), file=sys.stderr)
-        print(f"skipped {len(chosen.invalid)} invalid mutant(s); all listed in {invalid_path}", file=sys.stderr)
+        print(f"skipped {counted(len(chosen.invalid), 'invalid mutant')}; all listed in {invalid_path}",
+              file=sys.stderr)
     if args.heatmap:
         from seqdance.io_utils import model_display_name
         from seqdance.scoring.heatmap import damaging_end, plot_score_heatmap
@@ -178,6 +186,6 @@ def _run_score_one(args: argparse.Namespace) -> int:
                                    offset=args.offset, label=column + direction, damaging=damaging,
                                    title=f"{column} of single substitutions"
                                    + (f" — {model_display_name(source)}" if source else ""))
-        print(f"wrote heat map of {drawn} substitution(s) to {args.heatmap}")
+        print(f"wrote heat map of {counted(drawn, 'substitution')} to {args.heatmap}")
     write_run_report(args, Path(args.output), model=model)
     return 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import SOURCE, add_device_option, add_dtype_option, add_quiet_option, int_at_least
 from seqdance.cli.run_options import add_shard_option
 from seqdance.errors import InputError
+from seqdance.model.kinds import MODEL_SELECTS
 from seqdance.schema import PROPERTY_NAMES
 
 
@@ -25,9 +26,11 @@ def add_scoring_options(parser: argparse.ArgumentParser, shard_what: str) -> Non
     from seqdance.schema import ESM2_MAX_RESIDUES
     from seqdance.scoring.options import DEFAULT_LOCAL_RADIUS, REGIONS
 
-    parser.add_argument("--model", required=True, metavar="SOURCE",
+    parser.add_argument("--model", required=True, metavar=SOURCE,
                         help="dynamics model: Hugging Face id (e.g. ChaoHou/ESMDance), local folder or update_*.pt")
-    parser.add_argument("--esm2", metavar="SOURCE",
+    parser.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
+                        help="model kind; needed for a training checkpoint (update_*.pt)")
+    parser.add_argument("--esm2", metavar=SOURCE,
                         help="also score with an ESM2 masked LM (e.g. facebook/esm2_t12_35M_UR50D or a local folder): "
                         "masked-marginal and wild-type-marginal log-likelihood ratios")
     parser.add_argument("--properties", nargs="+", metavar="NAME",
@@ -46,10 +49,10 @@ def add_scoring_options(parser: argparse.ArgumentParser, shard_what: str) -> Non
     parser.add_argument("--window", type=int_at_least(1, maximum=ESM2_MAX_RESIDUES), default=ESM2_MAX_RESIDUES,
                         metavar="N", help=f"most residues per forward pass (default {ESM2_MAX_RESIDUES}, the ESM2 "
                         "limit); longer proteins are scored on a window of N residues around each variant's sites")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps ...")
+    add_device_option(parser)
+    add_dtype_option(parser)
     add_shard_option(parser, shard_what)
-    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+    add_quiet_option(parser, deprecated=("--no-progress",))
 
 
 def load_models(args: argparse.Namespace):
@@ -60,15 +63,20 @@ def load_models(args: argparse.Namespace):
     """
     from seqdance.devices import resolve_device
     from seqdance.inference.sharding import local_rank
+    from seqdance.model.hints import model_option
 
     device = resolve_device(args.device, local_rank=local_rank())
-    model = _dynamics_or_finetuned(args, device)
+    with model_option("--model", "--model-select"):
+        model = _dynamics_or_finetuned(args, device)
     esm_model = None
     if args.esm2:
+        from seqdance.devices import model_dtype
         from seqdance.model import load_esm2_masked_lm
 
         owner = model if model is not None else args.finetuned_model
-        esm_model = load_esm2_masked_lm(args.esm2, device=next(owner.parameters()).device)
+        with model_option("--esm2"):
+            esm_model = load_esm2_masked_lm(args.esm2, device=next(owner.parameters()).device,
+                                            dtype=model_dtype(args.dtype))
     return model, esm_model
 
 
@@ -82,7 +90,11 @@ def _dynamics_or_finetuned(args: argparse.Namespace, device):
     if not is_finetuned_dir(args.model):
         if target:
             raise InputError(f"--target scores with a fine-tuned model (--model RUN/model); {args.model} is not one")
-        return load_model(args.model, device=device)
+        from seqdance.devices import model_dtype
+
+        return load_model(args.model, model_select=args.model_select, device=device, dtype=model_dtype(args.dtype))
+    if args.dtype != "float32":
+        raise InputError(f"{args.model} is a fine-tuned model, which runs in float32: drop --dtype")
     if target is None:
         raise InputError(f"{args.model} is a fine-tuned model: name its target with --target (docs/finetune.md)")
     from seqdance.finetuning.files import load_finetuned

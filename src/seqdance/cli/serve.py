@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from seqdance.cli.options import int_at_least
+from seqdance.cli.options import SOURCE, add_device_option, add_dtype_option, add_quiet_option, int_at_least
 from seqdance.model.kinds import DEFAULT_MODEL_SOURCE, MODEL_SELECTS
 
 TOKEN_ENV = "SEQDANCE_SERVE_TOKEN"
@@ -22,17 +22,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "runs the heavy jobs from a bounded queue; repeated sequences are answered from a cache. Needs the app "
         "extra: pip install 'seqdance[app]'. Stop it with Ctrl-C (or SIGTERM).",
     )
-    parser.add_argument("--model", default=DEFAULT_MODEL_SOURCE,
+    parser.add_argument("--model", default=DEFAULT_MODEL_SOURCE, metavar=SOURCE,
                         help="Hugging Face repo id or local model directory / checkpoint "
                              f"(default: {DEFAULT_MODEL_SOURCE})")
     parser.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                         help="model kind; needed for a training checkpoint (update_*.pt)")
-    parser.add_argument("--encoder", default=None, help="encoder preset of a training checkpoint")
-    parser.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda, mps ...")
-    parser.add_argument("--host", default="127.0.0.1",
+    parser.add_argument("--encoder", default=None, metavar="PRESET", help="encoder preset of a training checkpoint")
+    add_device_option(parser)
+    add_dtype_option(parser)
+    parser.add_argument("--host", default="127.0.0.1", metavar="HOST",
                         help="address to listen on (default 127.0.0.1: this machine only; another needs --token)")
-    parser.add_argument("--port", type=int_at_least(1, maximum=65535), default=7860, help="port (default 7860)")
-    parser.add_argument("--token", default=None,
+    parser.add_argument("--port", type=int_at_least(1, maximum=65535), default=7860, metavar="N",
+                        help="port (default 7860)")
+    parser.add_argument("--token", default=None, metavar="TOKEN",
                         help=f"a secret every request must carry (default: ${TOKEN_ENV}); required with a --host "
                         "other machines can reach. Note: a command line is visible to other users of this machine")
     parser.add_argument("--max-sequences", type=int_at_least(1), default=50, metavar="N",
@@ -47,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="heavy jobs that may wait for the model; more get 'queue full' (default 8)")
     parser.add_argument("--cache-mb", type=int_at_least(0), default=512, metavar="MB",
                         help="memory for results of repeated sequences (default 512)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no request log")
+    add_quiet_option(parser, help="no request log, and third-party libraries' messages kept to errors")
     parser.set_defaults(func=run)
 
 
@@ -72,13 +74,16 @@ def run(args: argparse.Namespace) -> int:
 
     from seqdance.app.server import create_app
     from seqdance.app.work import ModelService
-    from seqdance.devices import resolve_device
+    from seqdance.devices import model_dtype, resolve_device
     from seqdance.model import load_model
     from seqdance.report.assets import plotly_js
 
     plotly_js()  # the page's library: a missing plots extra fails now, not on the first visit
-    model = load_model(args.model, model_select=args.model_select, encoder=args.encoder,
-                       device=resolve_device(args.device))
+    from seqdance.model.hints import model_option
+
+    with model_option("--model", "--model-select"):
+        model = load_model(args.model, model_select=args.model_select, encoder=args.encoder,
+                           device=resolve_device(args.device), dtype=model_dtype(args.dtype))
     device = str(next(model.parameters()).device)
     local = Path(args.model).expanduser()
     name = str(local.resolve()) if local.exists() else args.model  # as `seqdance predict` records it

@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from seqdance.cli.options import add_output_file, add_quiet_option, finite_number
 from seqdance.errors import InputError
 from seqdance.schema import RESIDUE_PROPERTIES
+from seqdance.wording import counted
 
 #: Residue properties with one value per residue (what a B-factor holds).
 _SCALAR_PROPERTIES = tuple(p.name for p in RESIDUE_PROPERTIES if p.width == 1)
@@ -23,17 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seqdance_NAME'). Residues that differ between prediction and structure are reported.",
     )
     parser.add_argument("prediction", type=Path, help="a prediction file written by 'seqdance predict' (.npz)")
-    parser.add_argument("--structure", "-s", type=Path, required=True, help="PDB or mmCIF file (optionally .gz)")
-    parser.add_argument("--property", "-p", default="rmsf_nor", choices=_SCALAR_PROPERTIES,
+    parser.add_argument("-s", "--structure", type=Path, required=True, metavar="STRUCTURE",
+                        help="PDB or mmCIF file (optionally .gz)")
+    parser.add_argument("-p", "--property", default="rmsf_nor", choices=_SCALAR_PROPERTIES,
                         help="per-residue property to map (default: rmsf_nor)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.pdb|OUT.cif",
-                        help="structure file to write (format from the suffix)")
+    add_output_file(parser, "structure", "structure file to write (format from the suffix)")
     parser.add_argument("--chain", default=None, metavar="A[,B]",
                         help="structure chain(s) for the prediction's chain(s), in order (default: best match)")
-    parser.add_argument("--missing", type=float, default=0.0,
+    parser.add_argument("--missing", type=finite_number, default=0.0, metavar="B",
                         help="B-factor of residues without a predicted value (default 0)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply the values written as B-factors (PDB keeps two decimals; default 1)")
+    parser.add_argument("--scale", type=finite_number, default=1.0, metavar="F",
+                        help="multiply the values written as B-factors (PDB keeps two decimals, from -99.99 to "
+                        "999.99; a value beyond is an error; default 1)")
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -59,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     for line in [m.summary() for m in result.matches] + result.unplaced:
         print(line, file=sys.stderr)
     scaled = "" if args.scale == 1 else f"{args.scale:g} × "
-    print(f"wrote {result.output} (B-factor = {scaled}{args.property} on {result.atoms_set} atoms of "
-          f"{result.residues_set} residues; {args.missing:g} elsewhere) and {result.attribute_file} (ChimeraX: "
+    print(f"wrote {result.output} (B-factor = {scaled}{args.property} on {counted(result.atoms_set, 'atom')} of "
+          f"{counted(result.residues_set, 'residue')}; {args.missing:g} elsewhere) and {result.attribute_file} "
+          "(ChimeraX: "
           f"open {result.attribute_file.name}; color byattribute {ATTRIBUTE_PREFIX}{args.property})")
     distinct = np.unique(values)
     if result.output.suffix.lower() == ".pdb" and len(distinct) > 10:

@@ -11,8 +11,18 @@ import logging
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least
-from seqdance.devices import PRECISIONS
+from seqdance.cli.options import (
+    SOURCE,
+    STORE,
+    add_device_option,
+    add_dtype_option,
+    add_output_dir,
+    add_output_file,
+    add_quiet_option,
+    deprecated_alias,
+    dtype_argument,
+    int_at_least,
+)
 from seqdance.errors import InputError
 from seqdance.model.kinds import MODEL_SELECTS
 from seqdance.schema import ESM2_MAX_TOKENS, SOURCE_GROUPS
@@ -27,14 +37,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a dynamics model. Launch with torchrun for several GPUs / nodes: "
         "torchrun --nproc_per_node=4 --no-python seqdance train --config CONFIG.yaml",
     )
-    tr.add_argument("--config", type=Path, required=True, help="training config (YAML; see configs/)")
+    tr.add_argument("--config", type=Path, required=True, metavar="CONFIG.yaml", help="training config (YAML; see "
+                    "configs/)")
     tr.add_argument("--resume", action="store_true",
                     help="continue from the latest checkpoint in the output directory (fresh start if none)")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config entry, e.g. --set optim.lr=3e-4 --set data.store=my.h5 (repeatable)")
     tr.add_argument("--stop-after", type=int_at_least(1), default=None, metavar="N",
                     help="stop (with a checkpoint) after update N; the schedule still follows total_updates")
-    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_output_dir(tr, "output folder (default: the config's output_dir; the same as --set output_dir=OUTDIR)",
+                   required=False, default=None, type=str)
+    add_quiet_option(tr)
     tr.set_defaults(func=run_train)
 
     ev = subparsers.add_parser(
@@ -42,29 +55,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="test loss and dynamic-property metrics of a model on a dataset store",
         description="Writes OUTDIR/losses.csv, metrics.csv, per_protein.csv, summary.md and evaluation.png.",
     )
-    ev.add_argument("--model", required=True, help="model: HF repo id, save_pretrained dir or update_*.pt file")
-    ev.add_argument("--store", type=Path, action="append", required=True,
+    ev.add_argument("--model", required=True, metavar=SOURCE,
+                    help="model: HF repo id, save_pretrained dir or update_*.pt file")
+    ev.add_argument("--store", type=Path, action="append", required=True, metavar=STORE,
                     help="dataset store (repeatable); the released HDF5 needs its index CSV beside it")
-    ev.add_argument("--split", default="test", help="split label to evaluate (default: test)")
-    ev.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    ev.add_argument("--split", default="test", metavar="LABEL", help="split label to evaluate (default: test)")
+    add_output_dir(ev, "output folder")
     ev.add_argument("--groups", nargs="+", default=None, choices=SOURCE_GROUPS,
                     help="source groups (default: all present)")
-    ev.add_argument("--weights", type=Path, default=None,
+    ev.add_argument("--weights", type=Path, default=None, metavar="CSV",
                     help="loss-weight CSV for the weighted group totals (default: the training run's "
                     "loss_weights.csv beside the model directory, else unweighted sums)")
     base = ev.add_mutually_exclusive_group()
     base.add_argument("--mean-baseline", action="store_true",
                       help="also report the loss of predicting each channel's training mean (scans the train split)")
-    base.add_argument("--baseline-means", type=Path, default=None,
+    base.add_argument("--baseline-means", type=Path, default=None, metavar="CSV",
                       help="channel means CSV written by 'seqdance loss-weights' (*_channel_means.csv)")
     ev.add_argument("--model-select", choices=MODEL_SELECTS, default=None,
                     help="needed for update_*.pt state dicts without config")
-    ev.add_argument("--max-tokens", type=int_at_least(3), default=ESM2_MAX_TOKENS,
+    ev.add_argument("--max-tokens", type=int_at_least(3), default=ESM2_MAX_TOKENS, metavar="N",
                     help=f"N-terminal window per protein (default {ESM2_MAX_TOKENS})")
-    ev.add_argument("--batch-size", type=int_at_least(1), default=4)
-    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    ev.add_argument("--precision", choices=[p for p in PRECISIONS if p != "auto"], default="fp32")
-    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--batch-size", type=int_at_least(1), default=4, metavar="N", help="proteins per batch (default 4)")
+    add_device_option(ev)
+    add_dtype_option(ev)
+    deprecated_alias(ev, "--precision", "--dtype", "dtype", type=dtype_argument, metavar="fp32|bf16|fp16")
+    add_quiet_option(ev)
     ev.set_defaults(func=run_evaluate)
 
     lw = subparsers.add_parser(
@@ -74,20 +89,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUTPUT_channel_means.csv (training means, for 'evaluate --baseline-means').",
     )
     src = lw.add_mutually_exclusive_group(required=True)
-    src.add_argument("--store", type=Path, action="append", help="dataset store (repeatable)")
-    src.add_argument("--table", type=Path, help="an existing table (e.g. the released "
+    src.add_argument("--store", type=Path, action="append", metavar=STORE, help="dataset store (repeatable)")
+    src.add_argument("--table", type=Path, metavar="CSV", help="an existing table (e.g. the released "
                      "source_feature_rmse_weight.csv) to check and rewrite in our layout")
-    lw.add_argument("-o", "--output", type=Path, required=True, help="weights CSV to write")
-    lw.add_argument("--split", default="train", help="split label the statistics come from (default: train)")
+    add_output_file(lw, "csv", "weights CSV to write")
+    lw.add_argument("--split", default="train", metavar="LABEL",
+                    help="split label the statistics come from (default: train)")
     lw.add_argument("--max-proteins", type=int_at_least(1), default=None, metavar="N",
                     help="estimate from at most N random proteins per group")
-    lw.add_argument("--seed", type=int, default=0)
+    lw.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the --max-proteins subset (default 0)")
     lw.add_argument("--baseline-floor", type=float, default=None, metavar="F",
                     help="raise a baseline below F x the largest baseline of its kind in the group, e.g. of the "
                     "nine interactions (default 0.02; 0: off)")
     lw.add_argument("--max-weight-ratio", type=float, default=None, metavar="R",
                     help="cap weights at R x the group's median weight (default 25; 0: off)")
-    lw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(lw)
     lw.set_defaults(func=run_loss_weights)
 
 
@@ -96,6 +112,10 @@ def run_train(args: argparse.Namespace) -> int:
     from seqdance.train.trainer import train
 
     overrides = list(args.overrides)
+    if args.output is not None:
+        import json
+
+        overrides.append(f"output_dir={json.dumps(args.output)}")
     if args.quiet:
         overrides.append("progress=false")
     config = TrainConfig.from_yaml(args.config, overrides)
@@ -122,15 +142,17 @@ def _open_stores(paths: list[Path]) -> list:
 def run_evaluate(args: argparse.Namespace) -> int:
 
     from seqdance import load_model
-    from seqdance.devices import autocast_dtype, resolve_device, resolve_precision
+    from seqdance.devices import model_dtype, resolve_device
     from seqdance.train.evaluate import evaluate_model, write_report
     from seqdance.train.weights import compute_store_statistics, load_loss_weights, read_channel_means
 
     stores = _open_stores(args.store)
     device = resolve_device(args.device, default="auto")
-    if args.precision == "fp16" and device.type != "cuda":
-        raise InputError("--precision fp16 needs a CUDA device")
-    model = load_model(str(args.model), model_select=args.model_select, device=device)
+    from seqdance.model.hints import model_option
+
+    with model_option("--model", "--model-select"):
+        model = load_model(str(args.model), model_select=args.model_select, device=device,
+                           dtype=model_dtype(args.dtype))
     weights_path = args.weights
     if weights_path is None:
         guess = Path(args.model).parent / "loss_weights.csv"
@@ -145,10 +167,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     elif args.mean_baseline:
         stats = compute_store_statistics(stores, split="train", groups=args.groups, progress=not args.quiet)
         means = {g: {"residue": stats.residue_means[g], "pair": stats.pair_means[g]} for g in stats.residue_means}
-    dtype = autocast_dtype(resolve_precision(args.precision, device))
     result = evaluate_model(
         model, stores, split=args.split, groups=args.groups, weights=weights, channel_means=means,
-        max_tokens=args.max_tokens, batch_size=args.batch_size, device=device, autocast_dtype=dtype,
+        max_tokens=args.max_tokens, batch_size=args.batch_size, device=device,
         progress=not args.quiet,
     )
     assert result is not None

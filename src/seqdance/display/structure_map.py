@@ -6,13 +6,16 @@ structure may lack residues the prediction has, e.g. disordered termini, and may
 Every atom of an aligned residue gets the predicted value as its B-factor; atoms of residues with no aligned
 prediction get ``missing`` (default 0). Aligned residues whose amino acids differ are reported.
 
-Precision: the PDB format keeps two decimals of a B-factor, mmCIF (``.cif`` output) about six digits; the
-ChimeraX attribute file (``.defattr``, ``open OUT.defattr`` in ChimeraX, then e.g.
-``color byattribute seqdance_rmsf_nor``) always holds the values at full precision.
+Precision: the PDB format keeps two decimals of a B-factor in a six-character column (-99.99 to 999.99), mmCIF
+(``.cif`` output) about six digits of a 32-bit float; the ChimeraX attribute file (``.defattr``, ``open OUT.defattr``
+in ChimeraX, then e.g. ``color byattribute seqdance_rmsf_nor``) always holds the values at full precision. A
+B-factor the output format cannot hold (beyond the PDB column, or not finite) is an error naming the largest value
+and the limit: nothing is clamped or written as ``Inf``/``NaN``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,10 @@ _MATCH, _MISMATCH, _GAP_OPEN, _GAP_EXTEND = 1, -1, -10, -1
 MIN_IDENTITY = 0.5
 #: Attribute name prefix in the ChimeraX file.
 ATTRIBUTE_PREFIX = "seqdance_"
+#: What the PDB B-factor column (columns 61-66, ``%6.2f``) holds with its two decimals.
+PDB_BFACTOR_RANGE: tuple[float, float] = (-99.99, 999.99)
+#: The largest magnitude an mmCIF B-factor keeps (gemmi stores it as a 32-bit float).
+MMCIF_BFACTOR_LIMIT = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -182,6 +189,7 @@ def map_property(
     unplaced: list[str] = []
     attribute_lines: list[str] = []
     atoms_set = residues_set = 0
+    written: list[float] = []  # the B-factors of the aligned residues
     used: set[str] = set()
     for k, rows in enumerate(pieces):
         seq = "".join(predicted[i] for i in rows)
@@ -211,6 +219,7 @@ def map_property(
             if seq[i] != codes[target][j]:
                 match.mismatches.append(f"{target}:{residue.name}{residue.seqid.num}"
                                         f"{residue.seqid.icode.strip()} (predicted {seq[i]})")
+            written.append(scale * value)
             for atom in residue:
                 atom.b_iso = float(scale * value)
                 atoms_set += 1
@@ -222,6 +231,8 @@ def map_property(
     if not matches:
         raise InputError(f"{structure_path}: no chain of the prediction matches a chain of the structure ("
                          + "; ".join(unplaced) + "); is the structure of this protein?")
+    check_bfactors(np.asarray(written, dtype=np.float64), out, property_name=property_name, scale=scale,
+                   missing=missing if atoms_set < structure[0].count_atom_sites() else None)
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".cif":
             structure.make_mmcif_document().write_file(str(tmp))
@@ -232,3 +243,31 @@ def map_property(
     with atomic_path(attribute_file) as tmp:
         tmp.write_text("\n".join(header + attribute_lines) + "\n", encoding="utf-8")
     return MapResult(out, attribute_file, matches, atoms_set, residues_set, unplaced)
+
+
+def check_bfactors(values: np.ndarray, output: Path, *, property_name: str, scale: float,
+                   missing: float | None) -> None:
+    """Refuse B-factors the format of ``output`` cannot hold (PDB: -99.99 to 999.99 with two decimals; mmCIF: finite
+    32-bit floats), naming the largest value and the limit. ``missing``: the value of atoms without a prediction,
+    when some are written."""
+    pdb = output.suffix.lower() == ".pdb"
+    low, high = PDB_BFACTOR_RANGE if pdb else (-MMCIF_BFACTOR_LIMIT, MMCIF_BFACTOR_LIMIT)
+    where = ("the PDB B-factor column (six characters, two decimals)" if pdb else "an mmCIF B-factor (a 32-bit float)")
+    limits = f"which holds finite values from {low:g} to {high:g}"
+    if missing is not None and not (math.isfinite(missing) and low <= round(missing, 2) <= high):
+        raise InputError(f"{output}: the B-factor of residues without a prediction (missing = {missing:g}) does not "
+                         f"fit {where}, {limits}")
+    if not values.size:
+        return
+    what = f"{scale:g} × {property_name}" if scale != 1 else property_name
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise InputError(f"{output}: {what} gives a non-finite B-factor ({values[bad][0]:g}), which {where} cannot "
+                         f"hold ({limits}); use a smaller scale")
+    rounded = np.round(values, 2) if pdb else values
+    if rounded.max() > high or rounded.min() < low:
+        too_high = rounded.max() > high
+        worst, bound = (float(values.max()), high) if too_high else (float(values.min()), low)
+        raise InputError(f"{output}: {what} gives B-factors {'up' if too_high else 'down'} to {worst:.6g}, beyond "
+                         f"{'the largest' if too_high else 'the lowest'} value of {where}, {bound:g}; use a smaller "
+                         "scale" + (", a .cif output" if pdb else "") + " or the .defattr file (full precision)")

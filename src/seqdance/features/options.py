@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
+from seqdance.devices import DEVICE_HELP
 from seqdance.errors import InputError
 from seqdance.features.inputs.spec import InputSpec, InputSpecLike, as_specs
 
@@ -367,9 +368,8 @@ class MdOptions(_Options):
         "SASA implementation (same numbers): 'auto' (default) = compiled kernel on CPU, torch on a GPU --device; "
         "'mdtraj' = MDTraj's shrake_rupley one frame per call (previous path)",
         "choice", fingerprint="never", flags=("--sasa",), choices=SASA_ENGINES))
-    device: str | None = field(default=None, metadata=_meta(
-        "device for the SASA: auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N",
-        "str", fingerprint="never", flags=("--device",), cli_default="auto"))
+    device: str | None = field(default=None, metadata=_meta(  # where the SASA runs
+        DEVICE_HELP, "str", fingerprint="never", flags=("--device",), cli_default="auto", metavar="DEVICE"))
     threads: int | None = field(default=None, metadata=_meta(
         "CPU threads computing SASA frames in parallel (default: all cores)",
         "int", fingerprint="never", flags=("--threads",), minimum=1))

@@ -194,7 +194,7 @@ def _compute(model: torch.nn.Module, rows: Sequence[TokenRow], *, kind: str, pro
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(rows), desc=f"finetune {kind} features", unit="seq")
+        bar = tqdm(total=len(rows), desc=f"finetune {kind} features", unit="sequence")
     try:
         with eval_mode(model), torch.inference_mode():
             for batch in length_batches([len(r.ids) for r in rows], BATCH_TOKENS):

@@ -23,8 +23,8 @@ that is interrupted loses at most the entries not yet in a part; the next run sk
 Content: each entry records the model fingerprint and a ``content`` key (a hash of its sequence, the fingerprint
 and the options that change values); an entry is reused only when that key matches and its own content checks
 out (its sequence, the mean vectors' shapes and, when asked for, a per-residue array of (L, d)). A file that
-cannot be read is named in one line (:class:`EmbeddingFileError`); a writer told ``damaged="recompute"`` warns
-and recomputes its entries instead.
+cannot be read is named in one line (:class:`EmbeddingFileError`), as is one holding a link or a virtual dataset
+(values from another file); a writer told ``damaged="recompute"`` warns and recomputes its entries instead.
 
 Cropped inputs: an entry may hold the vectors of a model input that kept only the first ``kept`` residues of its
 sequence (fine-tuning cuts sequences to a token limit, see :mod:`seqdance.finetuning.inputs`). Its ``sequence``
@@ -46,10 +46,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from seqdance.errors import InputError
+from seqdance.errors import InputError, UnsafeFileError
 from seqdance.inference.prediction_io import safe_stem
 from seqdance.inference.sharding import content_key, text_digest
 from seqdance.io_utils import atomic_path
+from seqdance.store.hdf5 import plain_dataset, refuse_links
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,19 @@ def open_embedding_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
     except (OSError, ValueError) as exc:
         raise EmbeddingFileError(f"{path}: not a readable embeddings file ({' '.join(str(exc).split())})") from exc
     with handle:
+        try:
+            refuse_links(handle, path, "an embeddings file")
+        except UnsafeFileError as exc:
+            raise EmbeddingFileError(str(exc)) from exc
         yield handle
+
+
+def _dataset(fh: h5py.File, key: str, path: str | os.PathLike[str]) -> h5py.Dataset:
+    """A dataset of an embeddings file; a virtual one (values from other files) is an :class:`EmbeddingFileError`."""
+    try:
+        return plain_dataset(fh, key, path, "an embeddings file")
+    except UnsafeFileError as exc:
+        raise EmbeddingFileError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,9 @@ def read_entries(path: str | os.PathLike[str]) -> dict[str, EmbeddingEntry]:
             per_residue = fh.get("per_residue", {})
             out = {}
             for key in mean:
+                for name in ("mean", "mean_all", "per_residue"):
+                    if key in fh.get(name, {}):
+                        _dataset(fh, f"{name}/{key}", path)
                 attrs = mean[key].attrs
                 content, fingerprint, options = (attrs.get(k) for k in ("content", "model_fingerprint", "options"))
                 kept = attrs.get("kept")
@@ -145,6 +161,8 @@ def read_entries(path: str | os.PathLike[str]) -> dict[str, EmbeddingEntry]:
                     tuple(per_residue[key].shape) if key in per_residue else None, path,
                     None if kept is None else int(kept),
                 )
+        except EmbeddingFileError:
+            raise
         except (KeyError, OSError, ValueError, TypeError, AttributeError) as exc:
             raise EmbeddingFileError(f"{path}: not an embeddings file of this layout ({exc})") from exc
         return out
@@ -320,7 +338,7 @@ class EmbeddingWriter:
         for source, entries in by_source.items():
             with open_embedding_file(source) as fh:
                 for entry in entries:
-                    out[entry.id] = fh[f"{group}/{entry.key}"][()]
+                    out[entry.id] = _dataset(fh, f"{group}/{entry.key}", source)[()]
         return out
 
 
@@ -362,7 +380,7 @@ def merge_embedding_files(
                     for key in (k for k in keys if owner[k][0] == source):
                         for name, group in groups.items():
                             if key in src.get(name, {}):
-                                src.copy(src[f"{name}/{key}"], group, name=key)
+                                src.copy(_dataset(src, f"{name}/{key}", source), group, name=key)
                         dim = int(src[f"mean/{key}"].shape[0])
             for key in keys:
                 attrs = groups["mean"][key].attrs
@@ -391,4 +409,4 @@ def read_embeddings(path: str | os.PathLike[str], *, per_residue: bool = False, 
         keys = [_text(s) for s in fh["index/key"][()]]
         if group not in fh:
             raise InputError(f"{path} holds no {'per-residue' if per_residue else pooling} embeddings")
-        return {i: fh[f"{group}/{k}"][()] for i, k in zip(ids, keys) if k in fh[group]}
+        return {i: _dataset(fh, f"{group}/{k}", path)[()] for i, k in zip(ids, keys) if k in fh[group]}

@@ -63,6 +63,7 @@ from seqdance.inference.sharding import (
     write_manifest,
 )
 from seqdance.inference.writer import Throughput
+from seqdance.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class RunReport:
             return ""
         one, many = self.unit_noun
         units = f"{self.n_units} {one if self.n_units == 1 else many}"
-        return (f"shard {self.shard.label} received no {one}: the run's {self.n_items} input(s) make {units}, "
+        return (f"shard {self.shard.label} received no {one}: the run's {counted(self.n_items, 'input')} make {units}, "
                 f"dealt whole to {self.shard.count} shards, so {max(0, self.shard.count - self.n_units)} shard(s) "
                 f"have nothing to compute")
 

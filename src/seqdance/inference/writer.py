@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from seqdance.wording import counted, plural
+
 #: Default bound of the queue: results waiting to be written (bytes, estimated by the producer).
 DEFAULT_MAX_PENDING_BYTES = 1 << 30
 
@@ -118,8 +120,8 @@ class Throughput:
             self.seconds += time.perf_counter() - self._started
             self._started = None
 
-    def summary(self, noun: str = "sequences") -> str:
-        """One line: counts, wall time, sequences/s and tokens/s."""
+    def summary(self, noun: str = "sequence") -> str:
+        """One line: counts, wall time, ``noun``s per second and tokens per second (``noun``: singular)."""
         rate = self.seconds if self.seconds > 0 else float("nan")
-        return (f"{self.sequences:,} {noun} ({self.tokens:,} tokens) in {self.seconds:.1f} s: "
-                f"{self.sequences / rate:.2f} {noun}/s, {self.tokens / rate:,.0f} tokens/s")
+        return (f"{counted(self.sequences, noun)} ({counted(self.tokens, 'token')}) in {self.seconds:.1f} s: "
+                f"{self.sequences / rate:.2f} {plural(noun)}/s, {self.tokens / rate:,.0f} tokens/s")

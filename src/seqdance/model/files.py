@@ -41,6 +41,7 @@ from seqdance.errors import InputError, NonFiniteError, SeqdanceError, UnsafeFil
 from seqdance.io_utils import atomic_path
 from seqdance.model.config import ENCODER_PRESETS, ESM2_HUB_IDS, EncoderConfig, resolve_encoder_config
 from seqdance.model.encoder import rotary_inv_freq, seqdance_init_
+from seqdance.model.hints import local_copy_hint, local_esm2_hint
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
@@ -80,19 +81,6 @@ def _looks_like_path(source: str) -> bool:
         or (os.sep != "/" and os.sep in source)
         or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
     )
-
-
-#: What a user without the hub can do instead (named in every error about an unobtainable hub model).
-LOCAL_COPY_HINT = (
-    "Use a local copy instead: --model LOCAL_DIR (a folder with config.json and model.safetensors) or "
-    "--model update_N.pt --model-select esmdance|seqdance (a training checkpoint of the paper's Zenodo record); "
-    "see docs/walkthrough.md"
-)
-#: The same for ESM2 language models (``--esm2``, ``build_esmdance_from_esm2``).
-LOCAL_ESM2_HINT = (
-    "Use a local copy instead: a folder holding the facebook/esm2_* config.json and model.safetensors "
-    "(--esm2 LOCAL_DIR, or the path as the ESM2 source)"
-)
 
 
 def hub_offline() -> bool:
@@ -137,7 +125,7 @@ def hub_unreachable(repo_id: str, filename: str, revision: str | None) -> str | 
 
 
 def hub_file(
-    repo_id: str, filename: str, revision: str | None, *, required: bool = True, hint: str = LOCAL_COPY_HINT
+    repo_id: str, filename: str, revision: str | None, *, required: bool = True, hint: str | None = None
 ) -> Path | None:
     """Download (or take from the cache) one file of a hub repository, with errors that say what to do.
 
@@ -154,6 +142,7 @@ def hub_file(
     )
 
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
+    hint = hint if hint is not None else local_copy_hint()
     offline = hub_offline()
     cached = _cached_hub_file(repo_id, filename, revision)
     if cached is None and not offline:
@@ -211,7 +200,7 @@ def resolve_source(
         return str(path), None, path
     if _looks_like_path(text):
         raise FileNotFoundError(f"{kind} not found: {text}")
-    hint = LOCAL_ESM2_HINT if kind.startswith("ESM2") else LOCAL_COPY_HINT
+    hint = local_esm2_hint() if kind.startswith("ESM2") else local_copy_hint()
     config = hub_file(text, CONFIG_NAME, revision, hint=hint)
     weights = hub_file(text, SAFETENSORS_NAME, revision, required=False, hint=hint)
     if weights is None:

@@ -87,7 +87,8 @@ def page_data(
     with_data = sum(e.load is not None for e in run.proteins)
     if len(chosen) < with_data:
         notes.append(f"Panels are included for {len(chosen)} of the {with_data} proteins (the first "
-                     f"{options.max_proteins}, or those named; --max-proteins, --ids); the table lists all.")
+                     f"{options.max_proteins}, or those named: seqdance report --max-proteins, --ids); the table "
+                     "lists all.")
     columns: list[str] = []
     for entry in run.proteins:
         columns.extend(c for c in entry.summary if c not in columns)
@@ -200,8 +201,9 @@ def report_for_run(
     quiet: bool = False,
     command: str | None = None,
 ) -> Path:
-    """The ``--report`` of a command: the report of the run it just wrote, beside its outputs (``OUTDIR/report.html``
-    for a folder, ``OUT.html`` beside a table), recording this process's command line."""
+    """What ``seqdance predict --report`` (and ``score``'s) writes: the report of the run it just wrote, beside its
+    outputs (``OUTDIR/report.html`` for a folder, ``OUT.html`` beside a table), recording this process's command
+    line."""
     source = Path(run_path)
     target = Path(output) if output else (source / "report.html" if source.is_dir() else source.with_suffix(".html"))
     path = write_report(source, target, command=command or command_line(), model=model,

@@ -225,7 +225,8 @@ def protein_payload(protein: ProteinView, options: ReportOptions) -> dict[str, A
             panels.append({"kind": panel.kind, "title": panel.title, **payload})
     notes = []
     if protein.prediction is not None and "corr" not in protein.prediction:
-        notes.append("No pair maps: this prediction has residue properties only (predicted with --no-pairs).")
+        notes.append("No pair maps: this prediction has residue properties only (predicted with seqdance predict "
+                     "--no-pairs).")
     return {"id": protein.id, "sequence": protein.sequence, "chain_lengths": list(protein.chain_lengths or ()),
             "panels": panels, "notes": notes}
 

@@ -69,6 +69,7 @@ from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics, undefined_reas
 from seqdance.scoring.mutations import check_table_fields, check_wild_type, invalid_summary, parse_mutants
 from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
 from seqdance.scoring.windows import drop_unscorable
+from seqdance.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +282,8 @@ def load_assay_variants(
         raise InputError(f"{assay.table_path}: fewer than 2 scored variants to evaluate")
     if max_variants is not None and len(variants) > max_variants:
         chosen = np.sort(np.random.default_rng(seed).choice(len(variants), size=max_variants, replace=False))
+        notes.append(f"a random subset of the {len(variants):,}, seed {seed}")
         keep, variants = keep[chosen], [variants[i] for i in chosen]
-        notes.append(f"random subset of {max_variants} variants (seed {seed})")
     return wild_type, variants, frame.iloc[keep].reset_index(drop=True), "; ".join(notes)
 
 
@@ -297,7 +298,7 @@ def _check_run_settings(out_dir: Path, settings: dict, restart: bool) -> None:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise InputError(
                 f"{out_dir} holds results of a run with other settings (differing: {', '.join(changed)}); "
-                "use another output folder, or --restart to recompute every assay"
+                "use another output folder, or --overwrite to recompute every assay"
             )
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
@@ -449,7 +450,7 @@ def run_benchmark(
                 say(f"{assay.name}: FAILED: {failed[k]}")
                 continue
             sharded.throughput.add(n_variants, n_variants * (min(len(assay.wild_type or ""), window) + 2))
-            say(f"{assay.name}: {n_variants} variants" + (f" ({note})" if note else ""))
+            say(f"{assay.name}: {counted(n_variants, 'variant')}" + (f" ({note})" if note else ""))
             for line in metric_warnings(metrics):
                 say(f"warning: {line}")
         return failed

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqdance import tokenizer
+from seqdance.errors import UnsafeFileError
 from seqdance.schema import (
     GROUP_KIND,
     MASK_VALUE,
@@ -43,6 +44,7 @@ from seqdance.schema import (
     stored_width,
 )
 from seqdance.store.hdf5 import PAIR_SUFFIX, RES_SUFFIX, DynamicsStore, from_modify_seq
+from seqdance.wording import counted
 
 SUM_TOLERANCE = 1e-3
 RANGE_TOLERANCE = 1e-5
@@ -81,9 +83,9 @@ class CheckReport:
         missing = (f"; {self.n_with_missing} with missing properties masked as their metadata lists"
                    if self.n_with_missing else "")
         if self.ok:
-            return f"{self.path}: {self.n_checked} proteins checked, no problems{missing}"
-        return (f"{self.path}: {self.n_checked} proteins checked, {len(self.problems)} problem(s) in "
-                f"{len(self.offending)} protein(s){missing}")
+            return f"{self.path}: {counted(self.n_checked, 'protein')} checked, no problems{missing}"
+        return (f"{self.path}: {counted(self.n_checked, 'protein')} checked, {counted(len(self.problems), 'problem')} "
+                f"in {counted(len(self.offending), 'protein')}{missing}")
 
 
 def _first(mask: np.ndarray, base: int = 1) -> str:
@@ -313,6 +315,10 @@ def check_store(
                 continue
             try:
                 residue, pair = store.read_arrays(name)
+            except UnsafeFileError as exc:  # a virtual dataset: named, and the check goes on
+                report.problems.append(Problem(name, "link", str(exc)))
+                report.n_checked += 1
+                continue
             except (OSError, ValueError) as exc:  # a damaged chunk (checksum or decompression error): go on
                 report.problems.append(Problem(name, "read", f"its data cannot be read ({_one_line(exc)}): the "
                                                              "file is damaged here; rebuild this protein"))

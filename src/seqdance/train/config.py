@@ -8,6 +8,7 @@ Relative paths are taken relative to the current working directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -26,6 +27,8 @@ from seqdance.model.kinds import DEFAULT_ESM2_SOURCE, MODEL_SELECTS
 from seqdance.train.loss import MASK_MODES
 from seqdance.train.weights import BASELINE_FLOOR, MAX_WEIGHT_RATIO
 
+#: A learning rate above this is a typo (the published recipes use 1e-4 to 2e-2): refused before training.
+MAX_LEARNING_RATE = 10.0
 #: What the trainer does with an update whose loss, targets or gradients are not finite.
 NONFINITE_POLICIES: tuple[str, ...] = ("error", "skip")
 
@@ -168,13 +171,30 @@ class TrainConfig:
         o = self.optim
         if o.lr <= 0 or len(o.betas) != 2:
             bad("optim.lr must be > 0 and optim.betas a pair")
+        if o.lr > MAX_LEARNING_RATE:
+            bad(f"optim.lr = {o.lr:g} is beyond any usable learning rate (at most {MAX_LEARNING_RATE:g})")
+        if not all(0.0 <= b < 1.0 for b in o.betas):
+            bad(f"optim.betas must lie in [0, 1), got {o.betas}")
+        if o.eps <= 0 or o.weight_decay < 0:
+            bad(f"optim.eps must be > 0 and optim.weight_decay ≥ 0, got {o.eps:g} and {o.weight_decay:g}")
         if o.grad_clip_value is not None and o.grad_clip_value <= 0:
             bad("optim.grad_clip_value must be > 0 or null")
+        if d.weight_baseline_floor < 0 or (d.weight_max_ratio is not None and d.weight_max_ratio < 0):
+            bad("data.weight_baseline_floor and data.weight_max_ratio must be ≥ 0")
+        if d.eval_max_tokens < 3 or d.eval_batch_size < 1 or d.num_workers < 0:
+            bad("data.eval_max_tokens must be ≥ 3, data.eval_batch_size ≥ 1 and data.num_workers ≥ 0")
+        if d.weight_max_proteins is not None and d.weight_max_proteins < 1:
+            bad("data.weight_max_proteins must be ≥ 1 or null")
         if self.checkpoint_interval < 0 or self.keep_checkpoints < 1 or self.log_interval < 1:
             bad("checkpoint_interval must be ≥ 0, keep_checkpoints ≥ 1 and log_interval ≥ 1")
+        if self.eval_interval < 0 or (self.pair_block_rows is not None and self.pair_block_rows < 1):
+            bad("eval_interval must be ≥ 0 and pair_block_rows ≥ 1 or null")
         from seqdance.train.schedule import WarmupLinearDecay
 
-        WarmupLinearDecay(self.total_updates, o.warmup_updates, o.decay_end_fraction, o.final_lr_fraction)
+        try:
+            WarmupLinearDecay(self.total_updates, o.warmup_updates, o.decay_end_fraction, o.final_lr_fraction)
+        except InputError as exc:
+            bad(f"optim: {exc}")
         return self
 
     # --- (de)serialisation -----------------------------------------------------------------------
@@ -198,11 +218,11 @@ class TrainConfig:
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML: {exc}") from None
+            raise InputError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: the top level of a training config must be a mapping")
         apply_overrides(data, overrides)
-        return cls.from_dict(data, origin=str(path))
+        return cls.from_dict(data, origin=f"{path} (with overrides)" if overrides else str(path))
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -217,8 +237,23 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise InputError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise InputError(f"override {item!r}: the value is not valid YAML ({yaml_problem(exc)}); quote it if it "
+                             "is a string") from None
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line (PyYAML's spans several, with a caret under the place). A tag such as
+    ``!!python/object`` asks to build an object, which safe YAML refuses: said as such."""
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+        tag = problem.split("tag", 1)[1].strip().replace("tag:yaml.org,2002:", "!!")
+        problem = f"the tag {tag} is not allowed: a config holds plain values, and safe YAML builds no objects"
+    mark = getattr(exc, "problem_mark", None)
+    return problem + (f"; line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")
 
 
 def _coerce(hint: Any, value: Any, origin: str, path: str) -> Any:
@@ -249,7 +284,7 @@ def _coerce(hint: Any, value: Any, origin: str, path: str) -> Any:
         if base is float:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            return _finite(float(value), origin, path)
         if base is str:
             if isinstance(value, (dict, list)):
                 raise TypeError
@@ -259,12 +294,21 @@ def _coerce(hint: Any, value: Any, origin: str, path: str) -> Any:
                 raise TypeError
             inner = typing.get_args(bases[0])
             if inner and inner[0] is float:
-                return [float(v) for v in value]
+                return [_finite(float(v), origin, f"{path}[{i}]") for i, v in enumerate(value)]
             if inner and inner[0] is str:
                 return [str(v) for v in value]
             return value
+    except InputError:
+        raise
     except (TypeError, ValueError):
         raise InputError(f"{origin}: {path} = {value!r} is not a valid {getattr(base, '__name__', base)}") from None
+    return value
+
+
+def _finite(value: float, origin: str, path: str) -> float:
+    """A numeric setting must be a finite number: NaN or infinity is an error before anything runs."""
+    if not math.isfinite(value):
+        raise InputError(f"{origin}: {path} = {value} is not a finite number")
     return value
 
 
