@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import report_run
-from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
+from seqdance.cli.scoring_options import add_scoring_options, check_pll, load_models, property_list
 from seqdance.errors import InputError
 
 
@@ -100,6 +100,7 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
     if args.heatmap:
         raise InputError("--heatmap draws one protein; score it alone (--fasta-id ID) to draw its map")
     properties = property_list(args.properties)
+    esm_pll = check_pll(args)
     tasks, invalid = protein_tasks(records, args.fasta, mutations=None if args.saturation else args.mutations,
                                    id_column=args.id_column or "id", offset=args.offset, window=args.window,
                                    skip_invalid=args.skip_invalid)
@@ -112,7 +113,8 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
         write_invalid(out, invalid)
         print(f"skipped {len(invalid)} invalid mutant(s); all listed in {out / INVALID_CSV}", file=sys.stderr)
     settings = ScoreSettings(properties=tuple(properties) if properties else None, region=args.region,
-                             local_radius=args.local_radius, window=args.window, offset=args.offset)
+                             local_radius=args.local_radius, window=args.window, offset=args.offset,
+                             esm_pll=esm_pll)
     result = run_protein_scores(tasks, out, model=model, esm_model=esm_model, settings=settings,
                                 batch_size=args.batch_size, shard=shard, overwrite=args.overwrite,
                                 progress=not args.quiet)
@@ -131,6 +133,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
     from seqdance.scoring.single import fasta_wild_type, protein_variants, write_scores
 
     properties = property_list(args.properties)
+    esm_pll = check_pll(args)
     if args.sequence is not None:
         from seqdance.scoring.mutations import check_wild_type
 
@@ -150,7 +153,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
     else:
         scores = score_variants(wild_type, chosen.variants, model=model, esm_model=esm_model, properties=properties,
                                 region=args.region, local_radius=args.local_radius, batch_size=args.batch_size,
-                                window=args.window, progress=not args.quiet)
+                                window=args.window, progress=not args.quiet, esm_pll=esm_pll)
     if args.finetuned_model is not None:
         import pandas as pd
 
