@@ -186,6 +186,62 @@ def sequence_variant(label: str, sequence: str, wild_type: str, *, offset: int =
     return IndelVariant(label, seq, alignment, offset)
 
 
+_DELETION = re.compile(r"^([A-Za-z])(-?\d+)(?:_([A-Za-z])(-?\d+))?del$")
+_INSERTION = re.compile(r"^(?:([A-Za-z])(-?\d+)|start)_(?:([A-Za-z])(-?\d+)|end)ins([A-Za-z]+)$")
+
+
+def looks_like_edits(text: str) -> bool:
+    """A mutant text with deletions or insertions in the notation outputs use (``L10_K12del``, ``A20_K21insGSG``)."""
+    return "del" in text or "ins" in text
+
+
+def apply_edits(text: str, wild_type: str, offset: int = 1) -> str:
+    """The sequence a mutant in the notation of :meth:`seqdance.scoring.alignment.Alignment.describe` gives:
+    substitutions (``A23G``), deletions (``L10del``, ``L10_K12del``) and insertions between two adjacent residues
+    (``A20_K21insGSG``, ``start_M1insGS``, ``K98_endinsGS``) joined by ``:``; each checked against the wild type."""
+    n = len(wild_type)
+    edits: list[tuple[int, int, str]] = []  # (first, stop, replacement) on the wild type, 0-based
+
+    def residue(letter: str, number: str) -> int:
+        index = int(number) - offset
+        if not 0 <= index < n:
+            raise MutationError(f"position {number} is outside the sequence (residues {offset}..{offset + n - 1})")
+        if wild_type[index] != letter.upper():
+            raise MutationError(f"the wild-type residue at position {number} is {wild_type[index]}, not "
+                                f"{letter.upper()}")
+        return index
+
+    for token in (t.strip() for t in text.strip().split(MUTANT_SEPARATOR)):
+        if (m := _DELETION.match(token)) is not None:
+            first = residue(m.group(1), m.group(2))
+            last = residue(m.group(3), m.group(4)) if m.group(3) else first
+            if last < first:
+                raise MutationError(f"{token!r}: the deletion ends before it starts")
+            edits.append((first, last + 1, ""))
+        elif (m := _INSERTION.match(token)) is not None:
+            left = residue(m.group(1), m.group(2)) if m.group(1) else -1
+            right = residue(m.group(3), m.group(4)) if m.group(3) else n
+            if right != left + 1:
+                raise MutationError(f"{token!r}: an insertion goes between two adjacent residues")
+            inserted = m.group(5).upper()
+            bad = [c for c in inserted if c not in _STANDARD]
+            if bad:
+                raise MutationError(f"{token!r}: inserted residue {bad[0]!r} is not one of the 20 standard amino "
+                                    "acids")
+            edits.append((right, right, inserted))
+        else:
+            sub = parse_substitution(token, wild_type, offset)
+            edits.append((sub.index, sub.index + 1, sub.mt))
+    edits.sort()
+    for (a0, a1, _), (b0, b1, _) in itertools.pairwise(edits):
+        if b0 < a1 or (a0 == b0 and a1 == b1):
+            raise MutationError(f"{text.strip()!r}: two edits touch the same residues")
+    sequence = wild_type
+    for first, stop, replacement in reversed(edits):
+        sequence = sequence[:first] + replacement + sequence[stop:]
+    return sequence
+
+
 def looks_like_sequence(text: str) -> bool:
     """A mutant text that is a sequence (letters only, no position numbers), as in ProteinGym's indel files."""
     text = text.strip()
@@ -269,8 +325,9 @@ def parse_mutants(
 
     When ``mutated_sequences`` is given (ProteinGym's ``mutated_sequence`` column), each must equal the
     wild type with the mutant applied. With ``indels``, a row whose mutant is not a substitution list is read
-    from its ``mutated_sequence`` (the mutant text is then its label), or from the mutant text when that is a
-    sequence (:func:`sequence_variant`): sequences of another length become :class:`IndelVariant` s.
+    from its ``mutated_sequence`` (the mutant text is then its label), from the mutant text when that is a
+    sequence, or from deletions and insertions written as outputs write them (``L10_K12del``, ``A20_K21insGSG``:
+    :func:`apply_edits`); sequences of another length become :class:`IndelVariant` s (:func:`sequence_variant`).
     """
     variants: list[Variant | IndelVariant] = []
     rows: list[int] = []
@@ -284,9 +341,13 @@ def parse_mutants(
             try:
                 variant = parse_mutant(shown, wild_type, offset)
             except MutationError:
-                if not indels or (given is None and not looks_like_sequence(shown)):
+                if not indels or (given is None and not looks_like_sequence(shown) and not looks_like_edits(shown)):
                     raise
-                variant = sequence_variant(shown, given or shown, wild_type, offset=offset)
+                if given is not None:  # the sequence is the variant; the mutant text is its label
+                    sequence = given
+                else:
+                    sequence = apply_edits(shown, wild_type, offset) if looks_like_edits(shown) else shown
+                variant = sequence_variant(shown, sequence, wild_type, offset=offset)
             else:
                 if given is not None and given.upper() != variant.apply(wild_type):
                     raise MutationError("mutated_sequence does not equal the wild type with this mutant applied")
