@@ -494,8 +494,8 @@ def run_compare(
                     size = sum(np.asarray(v).nbytes for v in comparison.variant_values.values()) * 3
                     writer.submit(write_variant, comparison, files, items[k], settings.top, settings.threshold,
                                   drawer, structure, size=size)
-                length = len(comparisons[0].sequence) + 2 if comparisons else 0
-                sharded.throughput.add(len(unit), len(unit) * length)
+                written = [c for k, c in zip(unit, comparisons) if k in pending]
+                sharded.throughput.add(len(written), sum(len(c.sequence) + 2 for c in written))
 
     return sharded.execute(compute)
 
