@@ -336,3 +336,22 @@ def test_the_documented_example(setup, shared_data, tmp_path, monkeypatch, capsy
     assert c.delta["rmsf_nor"].shape == (72,) and np.isnan(c.delta["rmsf_nor"][9:12]).all()
     assert c.variant_values["sasa_mean"].shape == (69,) and c.delta["corr"].shape == (72, 72)
     assert found[2].name == "T20_M21insGSG"
+
+
+def test_esm2_baselines_in_the_summary(setup, tmp_path):
+    from _checkpoints import write_esm2_mlm_checkpoint
+
+    esm = write_esm2_mlm_checkpoint(setup["root"] / "esm", seed=2)
+    out = tmp_path / "esm"
+    variants = ["K3P", "Q10_T12del"]
+    assert _run(setup, out, "--mutants", *variants, "--properties", "rmsf_nor", "--esm2", str(esm),
+                "--esm2-pll") == 0
+    table = tmp_path / "m.txt"
+    table.write_text("\n".join(variants) + "\n")
+    assert main(["score", "--model", str(setup["model_dir"]), "--fasta", str(setup["fasta"]), "--mutations",
+                 str(table), "--properties", "rmsf_nor", "--esm2", str(esm), "--esm2-pll", "-o",
+                 str(tmp_path / "s.csv"), "-q"]) == 0
+    summary, scored = pd.read_csv(out / "summary.csv"), pd.read_csv(tmp_path / "s.csv")
+    for column in ("score", "change_rmsf_nor", "esm2_masked_marginal", "esm2_wt_marginal", "esm2_pll"):
+        np.testing.assert_allclose(summary[column], scored[column], rtol=0, atol=TOL, equal_nan=True)
+    assert np.isnan(summary.loc[1, "esm2_masked_marginal"]) and np.isfinite(summary["esm2_pll"]).all()

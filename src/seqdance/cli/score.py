@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     muts = score.add_mutually_exclusive_group(required=True)
     muts.add_argument("--mutations", metavar="FILE",
                       help="CSV/TSV with a 'mutant' column (ProteinGym: A23G, multi-mutants A23G:L45P; optional "
-                      "'mutated_sequence' is checked) or a plain list, one mutant per line")
+                      "'mutated_sequence' is checked, and one of another length is an insertion or deletion) or a "
+                      "plain list, one mutant per line (also L10_K12del, A20_K21insGSG or full sequences)")
     muts.add_argument("--saturation", action="store_true", help="all 19 x L single substitutions")
     score.add_argument("-o", "--output", required=True, metavar="OUT.csv",
                        help="output CSV, one row per variant (a folder when scoring several proteins)")

@@ -29,11 +29,11 @@ import numpy as np
 from seqdance.display.plots import _save
 from seqdance.schema import INTERACTION_NAMES, SS_CLASSES
 
-#: Residue properties drawn as overlaid profiles (name, axis label with unit).
-PROFILE_ROWS: tuple[tuple[str, str], ...] = (
-    ("rmsf_nor", "RMSF (fraction of\nthe largest)"),
-    ("sasa_mean", "SASA (nm²)"),
-    ("nma_res1", "GNM fluctuation,\nlow modes (rel.)"),
+#: Residue properties drawn as overlaid profiles (name, axis label with unit, unit of its Δ).
+PROFILE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("rmsf_nor", "RMSF (fraction of\nthe largest)", "fraction"),
+    ("sasa_mean", "SASA (nm²)", "nm²"),
+    ("nma_res1", "GNM fluctuation,\nlow modes (rel.)", "rel."),
 )
 HELIX = ("H", "G", "I")
 STRAND = ("E", "B")
@@ -134,7 +134,7 @@ def plot_variant_profiles(
     n, offset = len(comparison.wild_type), comparison.offset
     x = np.arange(offset, n + offset)
     rows: list[tuple[str, str]] = []  # (kind, name)
-    for name, _ in PROFILE_ROWS:
+    for name, _, _ in PROFILE_ROWS:
         if name in comparison.delta:
             rows += [("values", name), ("delta", name)]
     if "ss" in comparison.delta:
@@ -151,7 +151,8 @@ def plot_variant_profiles(
     figure.subplots_adjust(left=1.2 / width, right=1 - 1.9 / width, top=1 - 0.75 / total_height,
                            bottom=0.55 / total_height, hspace=0.28)  # fixed margins: constrained layout is slow
     axes = np.atleast_1d(figure.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": heights}))
-    labels = dict(PROFILE_ROWS)
+    labels = {name: label for name, label, _ in PROFILE_ROWS}
+    delta_units = {name: unit for name, _, unit in PROFILE_ROWS}
     band = band or {}
     for ax, (kind, name) in zip(axes, rows):
         if kind == "values":
@@ -169,7 +170,7 @@ def plot_variant_profiles(
             shade = _band(ax, x, band.get(name))
             _bars(ax, x, delta)
             _symmetric(ax, delta, shade)
-            ax.set_ylabel(f"Δ {name}", fontsize=8)
+            ax.set_ylabel(f"Δ {name}\n({delta_units[name]})", fontsize=8)
             if shade is not None:
                 ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False, borderaxespad=0)
         elif kind == "ss":

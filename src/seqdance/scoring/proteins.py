@@ -237,6 +237,8 @@ def task_cost(task: ProteinTask, settings: ScoreSettings, *, with_esm: bool) -> 
     if with_esm:
         sites = len({s.index for v in task.variants for s in v.substitutions})
         cost += (sites + 1) * input_cost(tokens, quadratic=False)
+        if settings.esm_pll:  # one masked forward per position of every variant
+            cost += (len(task.variants) + 1) * tokens * input_cost(tokens, quadratic=False)
     return cost
 
 
