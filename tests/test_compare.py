@@ -132,7 +132,8 @@ def test_deletion_and_insertion_on_a_real_protein(setup, tmp_path):
     assert rows["status"].iloc[19:24].tolist() == ["same", "inserted", "inserted", "inserted", "same"]
     assert rows["variant_residue"].iloc[20:23].tolist() == list("GSG") and rows["wt_position"].iloc[20:23].isna().all()
     deleted = pd.read_csv(out / "Q10_T12del.csv")
-    assert deleted["status"].iloc[9:12].tolist() == ["deleted"] * 3 and deleted["rmsf_nor_delta"].iloc[9:12].isna().all()
+    assert deleted["status"].iloc[9:12].tolist() == ["deleted"] * 3
+    assert deleted["rmsf_nor_delta"].iloc[9:12].isna().all()
     summary = pd.read_csv(out / "summary.csv")
     assert summary["kind"].tolist() == ["indel", "indel"] and summary["length"].tolist() == [len(wt) - 3, len(wt) + 3]
     with np.load(out / "Q10_T12del.npz") as data:
@@ -313,7 +314,7 @@ def test_the_documented_example(setup, shared_data, tmp_path, monkeypatch, capsy
     command = next(line for line in lines if line.startswith("seqdance compare"))
     command = command.replace("$SHARED", str(shared_data)).replace("ChaoHou/ESMDance", str(setup["model_dir"]))
     monkeypatch.chdir(tmp_path)
-    assert main(shlex.split(command)[1:] + ["-q"]) == 0
+    assert main([*shlex.split(command)[1:], "-q"]) == 0
     assert "structure: wild type -> structure chain A: 72 residues aligned (72 identical)" in capsys.readouterr().err
     listing = page[page.index("if1_compare/\n"):].split("```", 1)[0]
     out = tmp_path / "if1_compare"

@@ -169,7 +169,9 @@ def test_synthetic_indel_assay_through_score_and_benchmark_dms(shared_data, chec
     (folder / "fasta").mkdir()
     assay.to_csv(folder / "mutant" / "IF1_indels.csv", index=False)
     assay.drop(columns="mutant").to_csv(folder / "mutant" / "IF1_indels_nomutant.csv", index=False)
-    for name in ("IF1_indels", "IF1_indels_nomutant"):
+    labelled = assay.assign(mutant=[f"v{k}" for k in range(len(assay))])  # labels; the sequences say the variants
+    labelled.to_csv(folder / "mutant" / "IF1_indels_labels.csv", index=False)
+    for name in ("IF1_indels", "IF1_indels_nomutant", "IF1_indels_labels"):
         (folder / "fasta" / f"{name}.fasta").write_text(f">{name}\n{wt}\n")
     dyn, esm = checkpoints
     out = tmp_path / "results"
@@ -177,7 +179,7 @@ def test_synthetic_indel_assay_through_score_and_benchmark_dms(shared_data, chec
                  "-o", str(out), "--properties", "sasa_mean", "psi", "corr", "-q"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    for name in ("IF1_indels", "IF1_indels_nomutant"):
+    for name in ("IF1_indels", "IF1_indels_nomutant", "IF1_indels_labels"):
         gym = pd.read_csv(out / "proteingym" / f"{name}.csv")
         assert gym["mutated_sequence"].tolist() == assay["mutated_sequence"].tolist()
         assert gym["seqdance_combined"].notna().all() and gym["esm2_pll"].notna().all()

@@ -232,15 +232,18 @@ def metric_warnings(metrics: pd.DataFrame) -> list[str]:
     return lines
 
 
-def proteingym_table(scores: pd.DataFrame, wild_type: str) -> pd.DataFrame:
+def proteingym_table(scores: pd.DataFrame, wild_type: str, variants: list | None = None) -> pd.DataFrame:
     """A scores table in ProteinGym's per-assay layout: mutant, mutated_sequence, DMS_score (DMS_score_bin) and
-    one column per predictor, higher = fitter (dynamics predictors prefixed ``seqdance_``)."""
-    checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type, indels=True)
-    if checked.invalid or len(checked.variants) != len(scores):
-        raise InputError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
+    one column per predictor, higher = fitter (dynamics predictors prefixed ``seqdance_``). ``variants``: the
+    scored variants, one per row (default: parsed again from the ``mutant`` column)."""
+    if variants is None:
+        checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type, indels=True)
+        if checked.invalid or len(checked.variants) != len(scores):
+            raise InputError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
+        variants = checked.variants
     table = pd.DataFrame({
         "mutant": scores["mutant"].to_numpy(),
-        "mutated_sequence": [v.apply(wild_type) for v in checked.variants],
+        "mutated_sequence": [v.apply(wild_type) for v in variants],
         "DMS_score": scores["DMS_score"].to_numpy(),
     })
     if "DMS_score_bin" in scores.columns:
@@ -495,7 +498,7 @@ def _score_assay(assay: Assay, layout: BenchmarkLayout, item: RunItem, *, model,
     table = pd.concat([rows, scores], axis=1)
     metrics = metrics_table(table, assay.name)
     _write_csv(table, layout.path("scores", item))
-    _write_csv(proteingym_table(table, wild_type), layout.path("proteingym", item))
+    _write_csv(proteingym_table(table, wild_type, variants), layout.path("proteingym", item))
     _write_csv(metrics, layout.path("metrics", item))
     record = {"assay": assay.name, "content_key": item.key, **item.expect, "n_variants": len(table),
               "n_predictors": len(metrics)}
