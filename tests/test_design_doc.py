@@ -19,7 +19,8 @@ REQUIRED_ANCHORS = (
     "hydrogens", "nma-features", "nma-structure", "conformational-properties", "flory-exponent", "dataset-layout",
     "targets", "checkpoint-layout", "splits", "model-architecture", "training", "source-groups", "loss",
     "loss-weights", "optimiser-and-schedule", "crops", "evaluation-metrics", "prediction-windows", "embeddings",
-    "mutation-scores", "relative-change", "combined-score", "esm2-baselines", "what-the-model-learned",
+    "mutation-scores", "relative-change", "combined-score", "esm2-baselines", "long-proteins", "variant-alignment",
+    "indel-change", "variant-comparison", "what-the-model-learned",
     "attention-metrics", "attention-paper", "embedding-probes", "published-numbers", "verification", "test-data",
     "deviations",
 )

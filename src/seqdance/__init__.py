@@ -11,6 +11,7 @@ from seqdance.schema import PROPERTIES, PROPERTY_NAMES
 _LAZY = {
     "load_model": "seqdance.finetuning.files",  # fine-tuned model folders, then everything seqdance.model reads
     "predict": "seqdance.inference.predict",
+    "compare": "seqdance.scoring.compare",  # how each variant changes the predicted dynamics
     "finetune": "seqdance.finetuning.run",
 }
 

@@ -75,7 +75,8 @@ COMMAND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
 OPTION_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "plots": ("plots", ("matplotlib",)),  # predict --plots
     "heatmap": ("plots", ("matplotlib",)),  # score --heatmap OUT.png
-    "report": ("plots", ("plotly",)),  # predict/score --report
+    "report": ("plots", ("plotly",)),  # predict/score/compare --report
+    "structure": ("structure", ("gemmi",)),  # compare --structure (map's own --structure: its command needs gemmi)
 }
 
 

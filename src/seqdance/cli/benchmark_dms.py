@@ -9,7 +9,7 @@ from pathlib import Path
 
 from seqdance.cli.options import add_output_dir, deprecated_alias, int_at_least
 from seqdance.cli.run_options import report_run
-from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
+from seqdance.cli.scoring_options import add_scoring_options, check_pll, load_models, property_list
 from seqdance.errors import InputError
 from seqdance.wording import counted
 
@@ -45,6 +45,7 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
 
     shard = resolve_shard(args.shard)
     properties = property_list(args.properties)
+    esm_pll = check_pll(args)
     assays = discover_assays(args.assays, reference_csv=args.reference_csv, category_columns=args.category_column)
     model, esm_model = load_models(args)
     if args.finetuned_model is not None or model is None:
@@ -55,7 +56,7 @@ def run_benchmark_dms(args: argparse.Namespace) -> int:
         properties=properties, region=args.region, local_radius=args.local_radius, batch_size=args.batch_size,
         window=args.window, max_variants=args.max_variants, seed=args.seed, skip_invalid=args.skip_invalid,
         restart=args.overwrite, category_columns=args.category_column, progress=not args.quiet,
-        report=lambda message: print(message, file=sys.stderr), shard=shard,
+        report=lambda message: print(message, file=sys.stderr), shard=shard, esm_pll=esm_pll,
     )
     done = result.per_assay["assay"].nunique() if len(result.per_assay) else 0
     scope = f"shard {shard.label}: " if shard else ""

@@ -19,8 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.embed",  # embed
     "seqdance.cli.structure_map",  # map
     "seqdance.cli.score",  # score
+    "seqdance.cli.compare",  # compare (how each variant changes the dynamics)
     "seqdance.cli.benchmark_dms",  # benchmark-dms
-    "seqdance.cli.merge",  # merge (the shards of a sharded predict / embed / score / benchmark-dms / attention run)
+    "seqdance.cli.merge",  # merge (the shards of a sharded predict, embed, score, compare, benchmark-dms, attention)
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology
     "seqdance.cli.train",  # train, evaluate, loss-weights

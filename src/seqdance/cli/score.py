@@ -13,7 +13,7 @@ from pathlib import Path
 from seqdance.cli.options import UsageError, check_output_file, output_file
 from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import report_run
-from seqdance.cli.scoring_options import add_scoring_options, load_models, property_list
+from seqdance.cli.scoring_options import add_scoring_options, check_pll, load_models, property_list
 from seqdance.errors import InputError
 from seqdance.wording import counted
 
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     muts = score.add_mutually_exclusive_group(required=True)
     muts.add_argument("--mutations", metavar="FILE",
                       help="CSV/TSV with a 'mutant' column (ProteinGym: A23G, multi-mutants A23G:L45P; optional "
-                      "'mutated_sequence' is checked) or a plain list, one mutant per line")
+                      "'mutated_sequence' is checked, and one of another length is an insertion or deletion) or a "
+                      "plain list, one mutant per line (also L10_K12del, A20_K21insGSG or full sequences)")
     muts.add_argument("--saturation", action="store_true", help="all 19 x L single substitutions")
     score.add_argument("-o", "--output", required=True, metavar="OUT.csv|OUTDIR",
                        help="output CSV, one row per variant (a folder when scoring several proteins)")
@@ -104,6 +105,7 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
     if args.heatmap:
         raise InputError("--heatmap draws one protein; score it alone (--fasta-id ID) to draw its map")
     properties = property_list(args.properties)
+    esm_pll = check_pll(args)
     tasks, invalid = protein_tasks(records, args.fasta, mutations=None if args.saturation else args.mutations,
                                    id_column=args.id_column or "id", offset=args.offset, window=args.window,
                                    skip_invalid=args.skip_invalid)
@@ -116,7 +118,8 @@ def _run_score_many(args: argparse.Namespace, records: list, shard) -> int:
         write_invalid(out, invalid)
         print(f"skipped {counted(len(invalid), 'invalid mutant')}; all listed in {out / INVALID_CSV}", file=sys.stderr)
     settings = ScoreSettings(properties=tuple(properties) if properties else None, region=args.region,
-                             local_radius=args.local_radius, window=args.window, offset=args.offset)
+                             local_radius=args.local_radius, window=args.window, offset=args.offset,
+                             esm_pll=esm_pll)
     result = run_protein_scores(tasks, out, model=model, esm_model=esm_model, settings=settings,
                                 batch_size=args.batch_size, shard=shard, overwrite=args.overwrite,
                                 progress=not args.quiet)
@@ -137,6 +140,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
 
     check_output_file(args.output, "csv")  # one protein: one CSV table
     properties = property_list(args.properties)
+    esm_pll = check_pll(args)
     if args.sequence is not None:
         from seqdance.scoring.mutations import check_wild_type
 
@@ -157,7 +161,7 @@ def _run_score_one(args: argparse.Namespace) -> int:
     else:
         scores = score_variants(wild_type, chosen.variants, model=model, esm_model=esm_model, properties=properties,
                                 region=args.region, local_radius=args.local_radius, batch_size=args.batch_size,
-                                window=args.window, progress=not args.quiet)
+                                window=args.window, progress=not args.quiet, esm_pll=esm_pll)
     if args.finetuned_model is not None:
         import pandas as pd
 

@@ -33,6 +33,10 @@ def add_scoring_options(parser: argparse.ArgumentParser, shard_what: str) -> Non
     parser.add_argument("--esm2", metavar=SOURCE,
                         help="also score with an ESM2 masked LM (e.g. facebook/esm2_t12_35M_UR50D or a local folder): "
                         "masked-marginal and wild-type-marginal log-likelihood ratios")
+    parser.add_argument("--esm2-pll", action="store_true",
+                        help="with --esm2, also the ESM2 pseudo-log-likelihood difference of every variant (column "
+                        "esm2_pll; the ESM2 baseline defined for insertions and deletions): one masked forward per "
+                        "position of each variant, so off by default")
     parser.add_argument("--properties", nargs="+", metavar="NAME",
                         help="properties to score (default: all 23); only residue properties -> fast path without "
                         "pair outputs")
@@ -53,6 +57,13 @@ def add_scoring_options(parser: argparse.ArgumentParser, shard_what: str) -> Non
     add_dtype_option(parser)
     add_shard_option(parser, shard_what)
     add_quiet_option(parser, deprecated=("--no-progress",))
+
+
+def check_pll(args: argparse.Namespace) -> bool:
+    """``--esm2-pll`` (it needs ``--esm2``)."""
+    if getattr(args, "esm2_pll", False) and not args.esm2:
+        raise InputError("--esm2-pll scores with an ESM2 model: give --esm2 too")
+    return bool(getattr(args, "esm2_pll", False))
 
 
 def load_models(args: argparse.Namespace):

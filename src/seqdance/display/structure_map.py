@@ -136,37 +136,10 @@ def _residue_spec(chain: str, residue) -> str:
     return f"/{chain}:{residue.seqid.num}{icode}"
 
 
-def map_property(
-    values: np.ndarray,
-    sequence: str,
-    chain_lengths: Sequence[int],
-    structure_path: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    property_name: str,
-    chains: Sequence[str] | None = None,
-    missing: float = 0.0,
-    scale: float = 1.0,
-) -> MapResult:
-    """Write ``values`` (one per predicted residue, chains concatenated) as B-factors of ``structure_path`` into
-    ``output`` (.pdb or .cif by suffix), and ``output`` with suffix ``.defattr`` for ChimeraX.
-
-    ``chains``: structure chain ids for the prediction's chains, in order (default: for each prediction chain
-    the not-yet-used structure chain with the most identical aligned residues). B-factors are
-    ``scale`` × value; the attribute file holds the unscaled values.
-    """
+def _read_chains(structure_path: str | os.PathLike[str]):
+    """The structure, its amino-acid chains (first model) and their one-letter sequences."""
     import gemmi
 
-    values = np.asarray(values, dtype=np.float64)
-    predicted = sequence.replace(":", "")
-    if values.shape != (len(predicted),):
-        raise InputError(f"{len(values)} values for a prediction of {len(predicted)} residues")
-    if not np.isfinite(values).all():
-        bad = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise InputError(f"{property_name} is not finite at predicted residue {bad + 1}")
-    out = Path(output)
-    if out.suffix.lower() not in (".pdb", ".cif"):
-        raise InputError(f"output must end in .pdb or .cif, got {out}")
     try:
         structure = gemmi.read_structure(str(structure_path))
     except (RuntimeError, ValueError, OSError) as exc:
@@ -174,22 +147,30 @@ def map_property(
     available = _polymer_chains(structure)
     if not available:
         raise InputError(f"{structure_path}: no amino-acid chain in the first model")
+    codes = {name: _one_letter([r.name for r in residues]) for name, residues in available.items()}
+    return structure, available, codes
+
+
+@dataclass
+class _Placement:
+    rows: np.ndarray  # indices of the prediction chain's residues in the concatenated sequence
+    sequence: str
+    match: ChainMatch
+    pairs: list[tuple[int, int]]
+
+
+def _place_chains(predicted: str, chain_lengths: Sequence[int], available: dict, codes: dict,
+                  chains: Sequence[str] | None, structure_path) -> tuple[list[_Placement], list[str]]:
+    """Each prediction chain on a structure chain (given, or the unused one with the most identical aligned
+    residues); chains matching none are listed as unplaced, and none placed at all is an error."""
     pieces = np.split(np.arange(len(predicted)), np.cumsum(chain_lengths)[:-1])
     if chains is not None and len(chains) != len(pieces):
         raise InputError(f"{len(chains)} structure chain(s) given for a prediction of {len(pieces)} chain(s)")
     for name in chains or ():
         if name not in available:
             raise InputError(f"{structure_path}: no amino-acid chain {name!r} (chains: {', '.join(available)})")
-    codes = {name: _one_letter([r.name for r in residues]) for name, residues in available.items()}
-    for chain in structure[0]:
-        for residue in chain:
-            for atom in residue:
-                atom.b_iso = float(missing)
-    matches: list[ChainMatch] = []
+    placements: list[_Placement] = []
     unplaced: list[str] = []
-    attribute_lines: list[str] = []
-    atoms_set = residues_set = 0
-    written: list[float] = []  # the B-factors of the aligned residues
     used: set[str] = set()
     for k, rows in enumerate(pieces):
         seq = "".join(predicted[i] for i in rows)
@@ -214,23 +195,81 @@ def map_property(
         residues = available[target]
         match = ChainMatch(k + 1, target, aligned=len(pairs), identical=same)
         for i, j in pairs:
-            residue = residues[j]
-            value = float(values[rows[i]])
             if seq[i] != codes[target][j]:
+                residue = residues[j]
                 match.mismatches.append(f"{target}:{residue.name}{residue.seqid.num}"
                                         f"{residue.seqid.icode.strip()} (predicted {seq[i]})")
+        match.unmatched_prediction = len(seq) - len(pairs)
+        match.unmatched_structure = len(residues) - len(pairs)
+        placements.append(_Placement(rows, seq, match, pairs))
+    if not placements:
+        raise InputError(f"{structure_path}: no chain of the prediction matches a chain of the structure ("
+                         + "; ".join(unplaced) + "); is the structure of this protein?")
+    return placements, unplaced
+
+
+def check_structure(sequence: str, structure_path: str | os.PathLike[str], *,
+                    chains: Sequence[str] | None = None) -> list[ChainMatch]:
+    """How the chains of ``sequence`` (joined by ':') place on a structure, without writing anything; raises the
+    one-line error of :func:`map_property` when the structure does not match (so a command can stop before it
+    computes)."""
+    _, available, codes = _read_chains(structure_path)
+    predicted = sequence.replace(":", "")
+    lengths = [len(c) for c in sequence.split(":")]
+    placements, _ = _place_chains(predicted, lengths, available, codes, chains, structure_path)
+    return [p.match for p in placements]
+
+
+def map_property(
+    values: np.ndarray,
+    sequence: str,
+    chain_lengths: Sequence[int],
+    structure_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    property_name: str,
+    chains: Sequence[str] | None = None,
+    missing: float = 0.0,
+    scale: float = 1.0,
+) -> MapResult:
+    """Write ``values`` (one per predicted residue, chains concatenated) as B-factors of ``structure_path`` into
+    ``output`` (.pdb or .cif by suffix), and ``output`` with suffix ``.defattr`` for ChimeraX.
+
+    ``chains``: structure chain ids for the prediction's chains, in order (default: for each prediction chain
+    the not-yet-used structure chain with the most identical aligned residues). B-factors are
+    ``scale`` × value; the attribute file holds the unscaled values.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    predicted = sequence.replace(":", "")
+    if values.shape != (len(predicted),):
+        raise InputError(f"{len(values)} values for a prediction of {len(predicted)} residues")
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise InputError(f"{property_name} is not finite at predicted residue {bad + 1}")
+    out = Path(output)
+    if out.suffix.lower() not in (".pdb", ".cif"):
+        raise InputError(f"output must end in .pdb or .cif, got {out}")
+    structure, available, codes = _read_chains(structure_path)
+    placements, unplaced = _place_chains(predicted, chain_lengths, available, codes, chains, structure_path)
+    for chain in structure[0]:
+        for residue in chain:
+            for atom in residue:
+                atom.b_iso = float(missing)
+    attribute_lines: list[str] = []
+    atoms_set = residues_set = 0
+    written: list[float] = []  # the B-factors of the aligned residues
+    for placement in placements:
+        target = placement.match.structure_chain
+        residues = available[target]
+        for i, j in placement.pairs:
+            residue = residues[j]
+            value = float(values[placement.rows[i]])
             written.append(scale * value)
             for atom in residue:
                 atom.b_iso = float(scale * value)
                 atoms_set += 1
             residues_set += 1
             attribute_lines.append(f"\t{_residue_spec(target, residue)}\t{value:.9g}")
-        match.unmatched_prediction = len(seq) - len(pairs)
-        match.unmatched_structure = len(residues) - len(pairs)
-        matches.append(match)
-    if not matches:
-        raise InputError(f"{structure_path}: no chain of the prediction matches a chain of the structure ("
-                         + "; ".join(unplaced) + "); is the structure of this protein?")
     check_bfactors(np.asarray(written, dtype=np.float64), out, property_name=property_name, scale=scale,
                    missing=missing if atoms_set < structure[0].count_atom_sites() else None)
     with atomic_path(out) as tmp:
@@ -242,7 +281,7 @@ def map_property(
     header = [f"attribute: {ATTRIBUTE_PREFIX}{property_name}", "match mode: 1-to-1", "recipient: residues"]
     with atomic_path(attribute_file) as tmp:
         tmp.write_text("\n".join(header + attribute_lines) + "\n", encoding="utf-8")
-    return MapResult(out, attribute_file, matches, atoms_set, residues_set, unplaced)
+    return MapResult(out, attribute_file, [p.match for p in placements], atoms_set, residues_set, unplaced)
 
 
 def check_bfactors(values: np.ndarray, output: Path, *, property_name: str, scale: float,
@@ -271,3 +310,54 @@ def check_bfactors(values: np.ndarray, output: Path, *, property_name: str, scal
         raise InputError(f"{output}: {what} gives B-factors {'up' if too_high else 'down'} to {worst:.6g}, beyond "
                          f"{'the largest' if too_high else 'the lowest'} value of {where}, {bound:g}; use a smaller "
                          "scale" + (", a .cif output" if pdb else "") + " or the .defattr file (full precision)")
+
+
+@dataclass
+class DeltaStructure:
+    """The files of one signed Δ on a structure: B-factors (mmCIF), ChimeraX attributes and command script, PyMOL
+    script; ``limit`` is the symmetric colour limit ±max |Δ|."""
+
+    structure: Path
+    attribute_file: Path
+    chimerax: Path
+    pymol: Path
+    limit: float
+    result: MapResult
+
+
+def write_delta_structure(
+    values: np.ndarray,
+    sequence: str,
+    structure_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    property_name: str,
+    title: str,
+    chains: Sequence[str] | None = None,
+) -> DeltaStructure:
+    """A signed per-residue Δ (variant − wild type, NaN where a residue has no counterpart: written as 0) onto a
+    structure of the wild type: ``output`` (.cif, B-factors at full precision) with :func:`map_property`, its
+    ``.defattr``, a ChimeraX script ``.cxc`` and a PyMOL script ``.pml`` that colour it on a blue–white–red palette
+    with symmetric limits ±max |Δ| (white = no change)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.abs(values[np.isfinite(values)])
+    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1e-6
+    out = Path(output)
+    result = map_property(np.nan_to_num(values, nan=0.0), sequence, [len(sequence.replace(":", ""))], structure_path,
+                          out, property_name=property_name, chains=chains, missing=0.0)
+    attribute = f"{ATTRIBUTE_PREFIX}{property_name}"
+    name = "".join(ch if ch.isalnum() else "_" for ch in out.stem) or "variant"
+    cxc = out.with_suffix(".cxc")
+    with atomic_path(cxc) as tmp:
+        tmp.write_text(
+            f"# seqdance compare: {title}\n# blue = lower in the variant, red = higher, white = no change; "
+            f"limits ±{limit:.6g}\nopen {out.name}\nopen {result.attribute_file.name}\n"
+            f"color byattribute {attribute} palette {-limit:.6g},blue:0,white:{limit:.6g},red\n", encoding="utf-8")
+    pml = out.with_suffix(".pml")
+    with atomic_path(pml) as tmp:
+        tmp.write_text(
+            f"# seqdance compare: {title}\n# B-factor = Δ; blue = lower in the variant, red = higher, white = no "
+            f"change; limits ±{limit:.6g}\nload {out.name}, {name}\nhide everything, {name}\n"
+            f"show cartoon, {name}\nspectrum b, blue_white_red, {name}, minimum={-limit:.6g}, "
+            f"maximum={limit:.6g}\n", encoding="utf-8")
+    return DeltaStructure(out, result.attribute_file, cxc, pml, limit, result)

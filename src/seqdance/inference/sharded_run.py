@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 #: fields not listed come last and are named as they are).
 FIELD_WORDS: dict[str, str] = {
     "sequence": "another sequence than the run's input",
+    "variant": "another variant (its sequence differs)",
     "protein": "another protein entry of the store",
     "inputs": "other input rows",
     "table": "another assay table",

@@ -20,6 +20,7 @@ from typing import Any
 
 from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path
+from seqdance.report import compare as _compare  # noqa: F401 - registers the compare run reader and variant panel
 from seqdance.report.assets import asset, plotly_js_packed, plotly_version
 from seqdance.report.encode import gzip_base64
 from seqdance.report.panels import PANELS, panel_script, protein_payload

@@ -2,8 +2,9 @@
 
 Main entry points: :func:`score_variants` (one table per wild type), :func:`score_dynamics`,
 :func:`masked_marginal_scores`, :func:`wt_marginal_scores`, :func:`parse_mutants`, :func:`saturation_mutants`,
-:func:`run_benchmark`. See docs/scoring.md. Public names are imported on first use, so the command line's
-choices (:mod:`seqdance.scoring.options`) load no torch.
+:func:`run_benchmark`, :func:`compare` (per-residue and pairwise changes of each variant, docs/compare.md),
+:func:`score_indels` (insertions and deletions). See docs/scoring.md. Public names are imported on first use,
+so the command line's choices (:mod:`seqdance.scoring.options`) load no torch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ _LAZY = {
     "read_mutations": "seqdance.scoring.mutations",
     "saturation_mutants": "seqdance.scoring.mutations",
     "score_variants": "seqdance.scoring.scorer",
+    "compare": "seqdance.scoring.compare",
+    "VariantComparison": "seqdance.scoring.compare",
+    "IndelVariant": "seqdance.scoring.mutations",
+    "sequence_variant": "seqdance.scoring.mutations",
+    "align_variant": "seqdance.scoring.alignment",
+    "score_indels": "seqdance.scoring.indels",
+    "pll_difference_scores": "seqdance.scoring.indels",
     "run_benchmark": "seqdance.scoring.dms",
     "discover_assays": "seqdance.scoring.dms",
 }

@@ -66,8 +66,20 @@ from seqdance.io_utils import atomic_path, read_csv_table, read_fasta, sha256_fi
 from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
 from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics, undefined_reasons
-from seqdance.scoring.mutations import check_table_fields, check_wild_type, invalid_summary, parse_mutants
-from seqdance.scoring.scorer import MASKED_MARGINAL_COLUMN, SCORE_COLUMN, WT_MARGINAL_COLUMN, score_variants
+from seqdance.scoring.mutations import (
+    check_table_fields,
+    check_wild_type,
+    invalid_summary,
+    parse_mutants,
+    with_mutant_column,
+)
+from seqdance.scoring.scorer import (
+    MASKED_MARGINAL_COLUMN,
+    PLL_COLUMN,
+    SCORE_COLUMN,
+    WT_MARGINAL_COLUMN,
+    score_variants,
+)
 from seqdance.scoring.windows import drop_unscorable
 from seqdance.wording import counted
 
@@ -183,7 +195,7 @@ def predictor_values(scores: pd.DataFrame) -> dict[str, np.ndarray]:
     for column in scores.columns:
         if column.startswith(prefix):
             out[column[len(prefix) :]] = -scores[column].to_numpy(dtype=np.float64)
-    for column in (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN):
+    for column in (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN, PLL_COLUMN):
         if column in scores.columns:
             out[column] = scores[column].to_numpy(dtype=np.float64)
     return out
@@ -221,20 +233,23 @@ def metric_warnings(metrics: pd.DataFrame) -> list[str]:
     return lines
 
 
-def proteingym_table(scores: pd.DataFrame, wild_type: str) -> pd.DataFrame:
+def proteingym_table(scores: pd.DataFrame, wild_type: str, variants: list | None = None) -> pd.DataFrame:
     """A scores table in ProteinGym's per-assay layout: mutant, mutated_sequence, DMS_score (DMS_score_bin) and
-    one column per predictor, higher = fitter (dynamics predictors prefixed ``seqdance_``)."""
-    checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type)
-    if checked.invalid or len(checked.variants) != len(scores):
-        raise InputError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
+    one column per predictor, higher = fitter (dynamics predictors prefixed ``seqdance_``). ``variants``: the
+    scored variants, one per row (default: parsed again from the ``mutant`` column)."""
+    if variants is None:
+        checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type, indels=True)
+        if checked.invalid or len(checked.variants) != len(scores):
+            raise InputError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
+        variants = checked.variants
     table = pd.DataFrame({
         "mutant": scores["mutant"].to_numpy(),
-        "mutated_sequence": [v.apply(wild_type) for v in checked.variants],
+        "mutated_sequence": [v.apply(wild_type) for v in variants],
         "DMS_score": scores["DMS_score"].to_numpy(),
     })
     if "DMS_score_bin" in scores.columns:
         table["DMS_score_bin"] = scores["DMS_score_bin"].to_numpy()
-    esm = (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN)
+    esm = (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN, PLL_COLUMN)
     for name, values in predictor_values(scores).items():
         table[name if name in esm else PROTEINGYM_PREFIX + name] = values
     return table
@@ -255,7 +270,7 @@ def load_assay_variants(
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{assay.table_path}: cannot read the assay table ({exc})") from exc
     check_table_fields(text, ",", assay.table_path)
-    table = read_csv_table(assay.table_path, dtype={"mutant": str}, keep_default_na=True)
+    table = with_mutant_column(read_csv_table(assay.table_path, dtype={"mutant": str}, keep_default_na=True))
     if "mutant" not in table.columns:
         raise InputError(f"{assay.table_path}: no 'mutant' column (columns: {list(table.columns)})")
     score_col = next((c for c in DMS_SCORE_COLUMNS if c in table.columns), None)
@@ -266,7 +281,7 @@ def load_assay_variants(
     if "DMS_score_bin" in table.columns:
         frame["DMS_score_bin"] = pd.to_numeric(table["DMS_score_bin"], errors="coerce")
     sequences = table["mutated_sequence"].tolist() if "mutated_sequence" in table.columns else None
-    checked = parse_mutants(frame["mutant"].tolist(), wild_type, mutated_sequences=sequences)
+    checked = parse_mutants(frame["mutant"].tolist(), wild_type, mutated_sequences=sequences, indels=True)
     checked = drop_unscorable(checked, len(wild_type), size=window)
     if checked.invalid:
         if not skip_invalid:
@@ -398,6 +413,7 @@ def run_benchmark(
     progress: bool = False,
     report: Callable[[str], None] | None = None,
     shard: Shard | None = None,
+    esm_pll: bool = False,
 ) -> BenchmarkResult:
     """Score and evaluate every assay (or this ``shard``'s); finished assays whose results check out are not
     recomputed.
@@ -417,6 +433,7 @@ def run_benchmark(
         "max_variants": max_variants,
         "seed": seed if max_variants is not None else None,
         "skip_invalid": skip_invalid,
+        **({"esm_pll": True} if esm_pll else {}),  # only when set: the keys of earlier runs stay valid
     }
     assays = list(assays)
     fingerprints = {"model": module_fingerprint(model) if model is not None else None,
@@ -444,7 +461,7 @@ def run_benchmark(
                                                          properties=properties, region=region,
                                                          local_radius=local_radius, batch_size=batch_size,
                                                          window=window, max_variants=max_variants, seed=seed,
-                                                         skip_invalid=skip_invalid)
+                                                         skip_invalid=skip_invalid, esm_pll=esm_pll)
             except SeqdanceError as exc:  # the assay's own problem: recorded, the others go on
                 failed[k] = " ".join(str(exc).split()) or type(exc).__name__
                 say(f"{assay.name}: FAILED: {failed[k]}")
@@ -469,7 +486,7 @@ def run_benchmark(
 
 
 def _score_assay(assay: Assay, layout: BenchmarkLayout, item: RunItem, *, model, esm_model, properties, region,
-                 local_radius, batch_size, window, max_variants, seed, skip_invalid
+                 local_radius, batch_size, window, max_variants, seed, skip_invalid, esm_pll=False
                  ) -> tuple[int, str, pd.DataFrame]:
     """Score and evaluate one assay and write its tables, key file last; returns (variants, note, metrics)."""
     wild_type, variants, rows, note = load_assay_variants(
@@ -477,12 +494,12 @@ def _score_assay(assay: Assay, layout: BenchmarkLayout, item: RunItem, *, model,
     )
     scores = score_variants(
         wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=region,
-        local_radius=local_radius, batch_size=batch_size, window=window,
+        local_radius=local_radius, batch_size=batch_size, window=window, esm_pll=esm_pll,
     )
     table = pd.concat([rows, scores], axis=1)
     metrics = metrics_table(table, assay.name)
     _write_csv(table, layout.path("scores", item))
-    _write_csv(proteingym_table(table, wild_type), layout.path("proteingym", item))
+    _write_csv(proteingym_table(table, wild_type, variants), layout.path("proteingym", item))
     _write_csv(metrics, layout.path("metrics", item))
     record = {"assay": assay.name, "content_key": item.key, **item.expect, "n_variants": len(table),
               "n_predictors": len(metrics)}

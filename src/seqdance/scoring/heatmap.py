@@ -16,12 +16,12 @@ from seqdance.tokenizer import AMINO_ACIDS
 def score_grid(wild_type: str, variants: Sequence[Variant], values: Sequence[float]) -> np.ndarray:
     """(20, L) grid of a score for the single non-synonymous substitutions; NaN where not given.
 
-    Rows follow :data:`seqdance.tokenizer.AMINO_ACIDS`. Multi-mutants and synonymous variants are left out.
+    Rows follow :data:`seqdance.tokenizer.AMINO_ACIDS`. Multi-mutants, indels and synonymous variants are left out.
     """
     grid = np.full((len(AMINO_ACIDS), len(wild_type)), np.nan)
     row_of = {aa: i for i, aa in enumerate(AMINO_ACIDS)}
     for v, value in zip(variants, values):
-        if v.n_mutations == 1 and not v.is_synonymous:
+        if isinstance(v, Variant) and v.n_mutations == 1 and not v.is_synonymous:  # indels are not drawn
             s = v.substitutions[0]
             grid[row_of[s.mt], s.index] = value
     return grid

@@ -52,9 +52,9 @@ from seqdance.io_utils import FastaRecord, atomic_path
 from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS
 from seqdance.scoring.mutations import (
+    AnyVariant,
     InvalidMutant,
     MutantSet,
-    Variant,
     check_wild_type,
     parse_mutants,
     saturation_mutants,
@@ -74,7 +74,7 @@ class ProteinTask:
 
     id: str
     wild_type: str
-    variants: list[Variant]
+    variants: list[AnyVariant]
     rows: pd.DataFrame  # input columns, one row per variant (index 0..n-1)
 
     def digest(self) -> str:
@@ -92,19 +92,23 @@ class ScoreSettings:
     local_radius: int = DEFAULT_LOCAL_RADIUS
     window: int = ESM2_MAX_RESIDUES
     offset: int = 1
+    esm_pll: bool = False
 
     def as_dict(self) -> dict:
-        return {"properties": list(self.properties) if self.properties else "all", "region": self.region,
-                "local_radius": self.local_radius if self.region == "local" else None, "window": self.window,
-                "offset": self.offset}
+        settings = {"properties": list(self.properties) if self.properties else "all", "region": self.region,
+                    "local_radius": self.local_radius if self.region == "local" else None, "window": self.window,
+                    "offset": self.offset}
+        if self.esm_pll:  # only when set: the keys of earlier runs stay valid
+            settings["esm_pll"] = True
+        return settings
 
 
-def variant_table(rows: pd.DataFrame, variants: Sequence[Variant], scores: pd.DataFrame) -> pd.DataFrame:
+def variant_table(rows: pd.DataFrame, variants: Sequence[AnyVariant], scores: pd.DataFrame) -> pd.DataFrame:
     """Input rows + ``n_mutations`` + score columns; input columns that clash get the suffix ``_input``."""
     clashes = [c for c in rows.columns if c in scores.columns or c == "n_mutations"]
     rows = rows.rename(columns={c: f"{c}_input" for c in clashes}).reset_index(drop=True)
     rows.insert(min(1, len(rows.columns)), "n_mutations",
-                [sum(not s.is_synonymous for s in v.substitutions) for v in variants])
+                [v.n_changes for v in variants])
     return pd.concat([rows, scores.reset_index(drop=True)], axis=1)
 
 
@@ -169,7 +173,7 @@ def table_tasks(
         sub = table.iloc[positions].drop(columns=[id_column]).reset_index(drop=True)
         sequences = sub["mutated_sequence"].tolist() if "mutated_sequence" in sub.columns else None
         checked: MutantSet = parse_mutants(sub["mutant"].tolist(), wts[seq_id], offset=offset,
-                                           mutated_sequences=sequences)
+                                           mutated_sequences=sequences, indels=True)
         checked = drop_unscorable(checked, len(wts[seq_id]), size=window)
         invalid += [_global(seq_id, positions, item) for item in checked.invalid]
         if checked.variants:
@@ -233,6 +237,8 @@ def task_cost(task: ProteinTask, settings: ScoreSettings, *, with_esm: bool) -> 
     if with_esm:
         sites = len({s.index for v in task.variants for s in v.substitutions})
         cost += (sites + 1) * input_cost(tokens, quadratic=False)
+        if settings.esm_pll:  # one masked forward per position of every variant
+            cost += (len(task.variants) + 1) * tokens * input_cost(tokens, quadratic=False)
     return cost
 
 
@@ -316,7 +322,7 @@ def run_protein_scores(
                     task.wild_type, task.variants, model=model, esm_model=esm_model,
                     properties=list(settings.properties) if settings.properties else None, region=settings.region,
                     local_radius=settings.local_radius, batch_size=batch_size, window=settings.window,
-                    progress=progress and len(todo) == 1,
+                    progress=progress and len(todo) == 1, esm_pll=settings.esm_pll,
                 )
                 table = variant_table(task.rows, task.variants, scores)
                 writer.submit(_write_protein, layout.paths(items[i]), table,

@@ -17,8 +17,8 @@ import pandas as pd
 from seqdance.errors import InputError
 from seqdance.io_utils import atomic_path, read_fasta
 from seqdance.scoring.mutations import (
+    AnyVariant,
     InvalidMutant,
-    Variant,
     check_wild_type,
     invalid_summary,
     parse_mutants,
@@ -33,7 +33,7 @@ class ProteinVariants:
     """The variants of one wild type to score, the input rows they came from, and the rows left out."""
 
     wild_type: str
-    variants: list[Variant]
+    variants: list[AnyVariant]
     rows: pd.DataFrame
     invalid: list[InvalidMutant] = field(default_factory=list)
     source: str = ""
@@ -65,7 +65,8 @@ def protein_variants(wild_type: str, *, mutations: str | os.PathLike[str] | None
         return ProteinVariants(wild_type, variants, pd.DataFrame({"mutant": [v.mutant for v in variants]}))
     table = read_mutations(mutations)
     sequences = table["mutated_sequence"].tolist() if "mutated_sequence" in table.columns else None
-    checked = parse_mutants(table["mutant"].tolist(), wild_type, offset=offset, mutated_sequences=sequences)
+    checked = parse_mutants(table["mutant"].tolist(), wild_type, offset=offset, mutated_sequences=sequences,
+                            indels=True)
     checked = drop_unscorable(checked, len(wild_type), size=window)
     if checked.invalid and not skip_invalid:
         raise InputError(invalid_summary(checked.invalid, str(mutations)) + "\n(use --skip-invalid to score the rest)")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from seqdance.errors import InputError
 from seqdance.schema import ESM2_MAX_RESIDUES
-from seqdance.scoring.mutations import InvalidMutant, MutantSet
+from seqdance.scoring.mutations import AnyVariant, InvalidMutant, MutantSet
 
 #: Window starts lie on a grid of ``size // WINDOW_GRID_DIVISOR`` residues.
 WINDOW_GRID_DIVISOR = 16
@@ -60,14 +60,28 @@ def mutation_window(
     return start, start + size
 
 
+def variant_window(
+    variant: AnyVariant, length: int, *, size: int = ESM2_MAX_RESIDUES, step: int | None = None
+) -> tuple[int, int]:
+    """The wild-type residue range a variant is scored on (:func:`mutation_window` of its sites). A variant that
+    inserts k residues is scored on a wild-type window of ``size - k`` residues, so that its own window, the same
+    residues with the insertions, still fits ``size`` (docs/design.md#indel-change)."""
+    inserted = variant.n_inserted
+    if inserted >= size:
+        raise InputError(f"the variant inserts {inserted} residues, as many as the {size}-residue window the model "
+                         "can see")
+    step = default_step(size) if step is None else step
+    return mutation_window(variant.indices, length, size=size - inserted, step=step)
+
+
 def drop_unscorable(checked: MutantSet, length: int, *, size: int = ESM2_MAX_RESIDUES) -> MutantSet:
     """Move variants whose sites span more than ``size`` residues to the invalid list (with the reason)."""
-    if length <= size:
+    if length + max((v.n_inserted for v in checked.variants), default=0) <= size:
         return checked
     variants, rows, invalid = [], [], list(checked.invalid)
     for v, row in zip(checked.variants, checked.rows):
         try:
-            mutation_window(v.indices, length, size=size)
+            variant_window(v, length, size=size)
         except ValueError as exc:
             invalid.append(InvalidMutant(row, v.mutant, str(exc)))
             continue
