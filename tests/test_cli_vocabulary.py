@@ -102,6 +102,7 @@ METAVAR_DIFFERENCES = {
     "--split": "a split LABEL of a store, or finetune's fold SCHEME",
     "--label": "a split LABEL (dataset homology) or a label COLUMN (probe)",
     "--labels": "a label table, or for finetune also a ProteinGym folder",
+    "--chain": "the structure chains of a prediction's chains (map) or of the one wild type (compare)",
 }
 
 
@@ -208,7 +209,7 @@ def _named_flags(text: str, default: tuple[str, ...]) -> list[tuple[str, tuple[s
 
 def _cli_module_commands() -> dict[str, tuple[str, ...]]:
     mapping: dict[str, tuple[str, ...]] = dict(CLI_HELPERS)
-    for name in ("predict", "embed", "structure_map", "score", "benchmark_dms", "merge", "features_md",
+    for name in ("predict", "embed", "structure_map", "score", "compare", "benchmark_dms", "merge", "features_md",
                  "features_nma", "dataset", "dataset_split", "dataset_labels", "train", "analyze", "probe", "serve",
                  "finetune", "report"):
         module = __import__(f"seqdance.cli.{name}", fromlist=["register"])

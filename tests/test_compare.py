@@ -168,13 +168,13 @@ def test_resume_by_content_shards_and_merge(setup, substitutions, tmp_path, caps
     shutil.copytree(substitutions, out)
     capsys.readouterr()
     assert _run(setup, out, "--mutants", *MUTANTS) == 0
-    assert "0 variant(s) compared, 5 already done" in capsys.readouterr().out
+    assert "0 variants compared, 5 already done" in capsys.readouterr().out
     # a truncated table and a file of another variant are recomputed, and only they
     (out / "K3P.csv").write_text((out / "K3P.csv").read_text()[:200])
     shutil.copy(out / "M1A.npz", out / "V55D.npz")
     assert _run(setup, out, "--mutants", *MUTANTS, "G29A") == 0
     captured = capsys.readouterr()
-    assert "3 variant(s) compared, 3 already done" in captured.out
+    assert "3 variants compared, 3 already done" in captured.out
     assert "K3P.csv is cut short" in caplog.text and "V55D.npz records another content key" in caplog.text
     assert "computed 3 variants" in captured.err
     summary = pd.read_csv(out / "summary.csv")
@@ -294,7 +294,7 @@ def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
     assert "variant 'M1A' is given twice" in capsys.readouterr().err
     assert _run(setup, out, "--mutants", "M1A", "K3K", "E4E", "--properties", "rmsf_nor") == 0
     err = capsys.readouterr().err
-    assert err.count("identical to the wild type") == 1 and "2 variant(s) identical to the wild type (K3K, E4E)" in err
+    assert err.count("identical to the wild type") == 1 and "2 variants identical to the wild type (K3K, E4E)" in err
     summary = pd.read_csv(out / "summary.csv")
     assert (summary.loc[1:, "change_rmsf_nor"] == 0).all()
     record = json.loads((out / "K3K.json").read_text())

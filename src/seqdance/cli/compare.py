@@ -7,11 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import int_at_least, number_between
+from seqdance.cli.options import add_output_dir, int_at_least, number_between
 from seqdance.cli.report import add_report_option, write_run_report
 from seqdance.cli.run_options import model_name, report_run
 from seqdance.cli.scoring_options import add_scoring_options, check_pll, load_models, property_list
 from seqdance.errors import InputError
+from seqdance.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how each variant changes the predicted dynamics: per-residue and pairwise Δ, pictures, structures",
         description="For each variant (substitutions, or full sequences of any length: insertions and deletions are "
         "aligned to the wild type), the wild type's and the variant's predicted properties and their difference Δ "
-        "on the wild type's residues: DIR/<variant>.npz and .csv, the most changed residues and pairs "
+        "on the wild type's residues: OUTDIR/<variant>.npz and .csv, the most changed residues and pairs "
         "(<variant>.top.csv), summary.csv (the scalar scores of 'seqdance score' per variant); with --plots, "
         "pictures; with --structure, a structure file coloured by a chosen Δ. See docs/compare.md.",
     )
@@ -36,14 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "plain list, one mutant per line, as 'seqdance score' reads it")
     given.add_argument("--variants", metavar="VARIANTS.fasta",
                        help="variant sequences (any length), each named by its FASTA id")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder (resumable)")
+    add_output_dir(parser, "output folder (resumable)")
     parser.add_argument("--offset", type=int, default=1, metavar="N",
                         help="number of the first residue of the wild type in mutant names and outputs (default 1)")
     parser.add_argument("--plots", action="store_true",
                         help="also draw per variant <variant>.profiles.png and <variant>.pairs.png (needs matplotlib)")
-    parser.add_argument("--structure", type=Path, metavar="X.pdb|X.cif",
-                        help="a structure of the wild type: per variant a B-factor file of a chosen Δ, its ChimeraX "
-                        "attribute file and ChimeraX and PyMOL scripts colouring it (needs gemmi)")
+    parser.add_argument("--structure", type=Path, metavar="STRUCTURE",
+                        help="a structure of the wild type (.pdb or .cif): per variant a B-factor file of a chosen Δ, "
+                        "its ChimeraX attribute file and ChimeraX and PyMOL scripts colouring it (needs gemmi)")
     parser.add_argument("--structure-property", default="rmsf_nor", metavar="NAME",
                         help="the Δ put on the structure: a per-residue property (signed Δ; default rmsf_nor) or a "
                         "pair property (Σ over partners of |Δ|)")
@@ -52,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--background", type=int_at_least(0), default=0, metavar="N",
                         help="also compare N seeded random single substitutions elsewhere in the protein, drawn as "
                         "a reference band (and a background percentile in summary.csv)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --background substitutions (default 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed of the --background substitutions (default 0)")
     parser.add_argument("--top", type=int_at_least(1), default=10, metavar="K",
                         help="residues and pairs listed per property in <variant>.top.csv (default 10)")
     parser.add_argument("--threshold", type=number_between(0.0, 1e9), default=0.1, metavar="T",
@@ -94,7 +96,7 @@ def read_variants(args: argparse.Namespace, wild_type: str) -> tuple[list, list[
             except MutationError as exc:
                 bad.append(f"{args.variants}:{record.id}: {exc}")
         if bad and not args.skip_invalid:
-            raise InputError(bad[0] + (f" (and {len(bad) - 1} more invalid record(s))" if len(bad) > 1 else "")
+            raise InputError(bad[0] + (f" (and {counted(len(bad) - 1, 'more invalid record')})" if len(bad) > 1 else "")
                              + "; use --skip-invalid to compare the rest")
         for line in bad:
             print(f"skipped {line}", file=sys.stderr)
@@ -181,11 +183,13 @@ def run_compare_command(args: argparse.Namespace) -> int:
     same = [name for name, v in zip(names, variants) if v.is_synonymous]
     if same:
         shown = ", ".join(same[:5]) + (f" and {len(same) - 5} more" if len(same) > 5 else "")
-        print(f"note: {len(same)} variant(s) identical to the wild type ({shown}): Δ = 0 everywhere", file=sys.stderr)
+        print(f"note: {counted(len(same), 'variant')} identical to the wild type ({shown}): Δ = 0 everywhere",
+              file=sys.stderr)
     scope = f"shard {shard.label}: " if shard else ""
-    print(f"{scope}{report.n_computed} variant(s) compared, {report.n_done} already done, of {report.n_owned}"
-          + (f"; {SUMMARY_CSV} ({report.n_combined} variants)" if report.merged else "") + f" in {args.output}")
-    report_run(report, noun="variants", merged_what=str(args.output / SUMMARY_CSV), merge_target=args.output)
+    merged = f"; {SUMMARY_CSV} ({counted(report.n_combined, 'variant')})" if report.merged else ""
+    print(f"{scope}{counted(report.n_computed, 'variant')} compared, {report.n_done:,} already done, of "
+          f"{report.n_owned:,}{merged} in {args.output}")
+    report_run(report, noun="variant", merged_what=str(args.output / SUMMARY_CSV), merge_target=args.output)
     write_run_report(args, args.output, complete=report.merged, model=model)
     return 0
 
