@@ -31,7 +31,7 @@ DIST_MODULES: dict[str, tuple[str, ...]] = {
     "matplotlib": ("matplotlib",), "dask": ("dask", "distributed"), "tensorboard": ("tensorboard",),
     "mdanalysis": ("MDAnalysis",), "openmm": ("openmm",), "pypulchra": ("pypulchra",), "pulchra": ("pulchra",),
     "plotly": ("plotly",), "fastapi": ("fastapi",), "uvicorn": ("uvicorn",),
-    "python-multipart": ("multipart",), "orjson": ("orjson",),
+    "python-multipart": ("multipart",), "orjson": ("orjson",), "proteingym": ("proteingym",),
 }
 
 HIDER = '''
