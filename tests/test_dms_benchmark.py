@@ -128,7 +128,7 @@ def test_category_column_needs_reference(checkpoints, tmp_path, capsys):
     _write_assay(root, "x", [("M1A", 1.0), ("K2A", 0.0)], "MKT")
     assert main(["benchmark-dms", "--model", str(dyn), "--assays", str(root), "-o", str(tmp_path / "o"),
                  "--category-column", "taxon"]) == 1
-    assert "give --reference-csv" in capsys.readouterr().err
+    assert "give --reference-file" in capsys.readouterr().err
 
 
 def test_ties_proteingym_files_and_console_table(checkpoints, tmp_path, capsys):
