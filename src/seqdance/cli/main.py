@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.structure_map",  # map
     "seqdance.cli.score",  # score
     "seqdance.cli.benchmark_dms",  # benchmark-dms
+    "seqdance.cli.compare_dms",  # compare-dms (paired comparison of score columns on ProteinGym assays)
     "seqdance.cli.merge",  # merge (the shards of a sharded predict / embed / score / benchmark-dms / attention run)
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology
