@@ -84,6 +84,7 @@ def benchmark(shared_data, models, tmp_path_factory):
     return {"root": root, "assays": assays, "rows": rows, "out": out, "kit": kit, "args": args}
 
 
+@pytest.mark.slow
 def test_reference_file_run_tables_export_and_resume(benchmark, capsys):
     root, out, kit, rows = benchmark["root"], benchmark["out"], benchmark["kit"], benchmark["rows"]
     assert main(benchmark["args"]) == 0
@@ -161,6 +162,24 @@ def test_reference_file_run_tables_export_and_resume(benchmark, capsys):
     assert main(benchmark["args"]) == 0
     assert "6 of 6 assay(s) evaluated (6 from an earlier run)" in capsys.readouterr().out
     assert (out / "scores" / f"{ASSAYS[0]}.csv").stat().st_mtime_ns == mtime
+
+
+def test_shards_write_the_same_proteingym_tables(benchmark, tmp_path, capsys):
+    """Two shards of the run (same assays, models and settings) merge into the single process's tables."""
+    out = benchmark["out"]
+    if not (out / "per_assay.csv").is_file():
+        assert main(benchmark["args"]) == 0
+    args = benchmark["args"]
+    args = args[: args.index("--proteingym-export")] + args[args.index("--window"):]
+    args[args.index("-o") + 1] = str(tmp_path / "sharded")
+    assert main([*args, "--shard", "0/2"]) == 0
+    assert not (tmp_path / "sharded" / "proteingym" / "Spearman").exists()  # only the last shard merges
+    assert main([*args, "--shard", "1/2"]) == 0
+    capsys.readouterr()
+    single = sorted(p.relative_to(out) for p in (out / "proteingym").glob("*/*.csv"))
+    assert len(single) == 20
+    for name in single:
+        assert (tmp_path / "sharded" / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def test_compare_dms(benchmark, tmp_path, capsys):

@@ -151,6 +151,7 @@ def test_standard_errors_follow_the_seed(dev_scores):
     assert first["Average_MCC"].equals(second["Average_MCC"])
 
 
+@pytest.mark.slow
 def test_performance_by_depth_on_multi_mutants(dev_scores, tmp_path):
     root, reference = dev_scores
     work = tmp_path / "depth"

@@ -2,8 +2,10 @@
 
 An assay folder holds ``mutant/<assay>.csv`` (or ``<assay>.csv`` at the top) with a ``mutant`` column and
 the measured fitness in ``DMS_score`` (or ``score``), and its wild type in ``fasta/<assay>.fasta`` (or
-``<assay>.fasta``) or in the ``target_seq`` column of a ProteinGym reference CSV (``DMS_id``, optionally
-``DMS_filename``). The reference CSV's ``target_seq`` wins over a FASTA file.
+``<assay>.fasta``) or in the ``target_seq`` column of a ProteinGym reference file (``DMS_id``, optionally
+``DMS_filename``; :mod:`seqdance.scoring.proteingym_reference`). The reference's ``target_seq`` wins over a FASTA
+file. Indel assays (``DMS_indels``) are read by :func:`load_indel_variants` and scored by
+:func:`score_indel_variants`, the one piece not available yet.
 
 Every predictor is evaluated with ProteinGym's sign convention (higher = fitter): ``combined`` (the
 ``score`` column), one predictor per property (minus its ``change_<property>``), and the ESM2 baselines.
@@ -19,6 +21,10 @@ Output folder layout::
     per_assay.csv                all assays' metrics in one long table (+ category columns)
     summary.csv                  median of each metric over assays, per predictor
     summary_by_<column>.csv      the same medians per category value
+    proteingym/<Metric>/         with a ProteinGym reference file: ProteinGym's own tables of the assays with a
+                                 reference row (:mod:`seqdance.scoring.proteingym_performance`)
+    missing_assays.csv           the reference file's DMS_ids without an assay file
+    training_identity.csv        with a training set: each assay protein's highest identity to it
     failures.csv                 assays that failed in the last run and why
     keys/<assay>.json            what an assay's results were computed from (content key and fields, the rows of
                                  its tables), written after its tables
@@ -462,6 +468,7 @@ class BenchmarkLayout(RunLayout):
 
     command = "benchmark-dms"
     unit_noun = ("assay", "assays")
+    progress = False  # a progress bar while ProteinGym's tables are written (set by run_benchmark)
 
     def path(self, folder: str, item: RunItem) -> Path:
         return self.target / folder / f"{item.output}{'.json' if folder == KEYS_DIR else '.csv'}"
@@ -506,7 +513,7 @@ class BenchmarkLayout(RunLayout):
                                        training_identity=self.run.get("training_identity"))
         _write_csv(pd.DataFrame({"DMS_id": list(self.run.get("missing") or [])}), self.target / "missing_assays.csv")
         if self.run.get("proteingym"):
-            write_proteingym_tables(self.target, done, self.run["proteingym"])
+            write_proteingym_tables(self.target, done, self.run["proteingym"], progress=self.progress)
         return len(per_assay)
 
 
@@ -577,6 +584,7 @@ def run_benchmark(
            "training_identity": (training_identity.to_dict(orient="records") if training_identity is not None
                                  else None)}
     layout = BenchmarkLayout(out, run, shard)
+    layout.progress = progress
     sharded = ShardedRun(layout, items, units, shard=shard, overwrite=restart)
 
     def compute(chosen: list[WorkUnit], pending: set[int]) -> dict[int, str]:
@@ -774,7 +782,8 @@ def score_columns(path: Path) -> list[str]:
     return [c for c in table_header(path) if c not in NOT_SCORES]
 
 
-def write_proteingym_tables(target: Path, names: Sequence[str], record: Mapping) -> list[Path]:
+def write_proteingym_tables(target: Path, names: Sequence[str], record: Mapping, *, progress: bool = False
+                            ) -> list[Path]:
     """ProteinGym's tables of the assays ``names`` (those with a reference row, in reference order) from their
     ``proteingym/<assay>.csv`` score files, into ``target/proteingym/<Metric>/``."""
     from seqdance.scoring.proteingym_performance import (
@@ -799,5 +808,5 @@ def write_proteingym_tables(target: Path, names: Sequence[str], record: Mapping)
     tables = performance_tables(results, lookup_frame(record["lookup"]), columns,
                                 model_types=dict.fromkeys(columns, MODEL_TYPE), mutation_type=record["mutation_type"],
                                 by_depth=bool(record["by_depth"]), bootstrap_samples=int(record["bootstrap_samples"]),
-                                seed=record["seed"])
+                                seed=record["seed"], progress=progress)
     return write_performance(tables, folder)

@@ -366,14 +366,21 @@ def performance_tables(
     by_depth: bool = False,
     bootstrap_samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
     seed: int | None = 0,
+    progress: bool = False,
 ) -> dict[str, PerformanceTables]:
     """Every metric's tables (metric -> tables), the bootstrap seeded once before the first metric (as one run of
-    the script draws the metrics' resamples from one stream, in :data:`METRICS` order)."""
+    the script draws the metrics' resamples from one stream, in :data:`METRICS` order). ``progress``: a bar over
+    the metrics (the bootstrap takes most of the time)."""
     if not results:
         raise InputError("no assay with a ProteinGym reference row was evaluated: no ProteinGym tables to write")
     out = {}
+    metrics: Sequence[str] = METRICS
+    if progress:
+        from tqdm.auto import tqdm
+
+        metrics = tqdm(METRICS, desc=f"ProteinGym tables ({bootstrap_samples} bootstrap resamples)", unit="metric")
     with seeded_numpy_global(seed):
-        for metric in METRICS:
+        for metric in metrics:
             dms = dms_level_table(results, metric, score_columns, by_depth=by_depth and mutation_type != "indels")
             out[metric] = aggregate(dms, reference, score_columns, metric, model_types=model_types,
                                     mutation_type=mutation_type, by_depth=by_depth,
