@@ -63,7 +63,7 @@ def test_all_dev_assays_run_end_to_end(shared_data, checkpoints, tmp_path, capsy
     # resuming: every assay is already done, nothing is recomputed
     mtime = (out / "scores" / f"{name}.csv").stat().st_mtime_ns
     assert main(args) == 0
-    assert "49 of 49 assay(s) evaluated (49 from an earlier run); 0 failed" in capsys.readouterr().out
+    assert "49 of 49 assays evaluated (49 from an earlier run); 0 failed" in capsys.readouterr().out
     assert (out / "scores" / f"{name}.csv").stat().st_mtime_ns == mtime
     # other settings in the same folder are refused
     assert main([*args[:-5], "--max-variants", "20", "--window", "200", "--no-progress"]) == 1
@@ -128,7 +128,7 @@ def test_category_column_needs_reference(checkpoints, tmp_path, capsys):
     _write_assay(root, "x", [("M1A", 1.0), ("K2A", 0.0)], "MKT")
     assert main(["benchmark-dms", "--model", str(dyn), "--assays", str(root), "-o", str(tmp_path / "o"),
                  "--category-column", "taxon"]) == 1
-    assert "give --reference-csv" in capsys.readouterr().err
+    assert "give --reference-file" in capsys.readouterr().err
 
 
 def test_ties_proteingym_files_and_console_table(checkpoints, tmp_path, capsys):

@@ -31,7 +31,7 @@ DIST_MODULES: dict[str, tuple[str, ...]] = {
     "matplotlib": ("matplotlib",), "dask": ("dask", "distributed"), "tensorboard": ("tensorboard",),
     "mdanalysis": ("MDAnalysis",), "openmm": ("openmm",), "pypulchra": ("pypulchra",), "pulchra": ("pulchra",),
     "plotly": ("plotly",), "fastapi": ("fastapi",), "uvicorn": ("uvicorn",),
-    "python-multipart": ("multipart",), "orjson": ("orjson",),
+    "python-multipart": ("multipart",), "orjson": ("orjson",), "proteingym": ("proteingym",),
 }
 
 HIDER = '''
@@ -227,6 +227,21 @@ def test_commands_needing_an_extra_name_it(lean_env: dict[str, str], shared_data
     labels.write_text("name,sequence,rg\na,MKTAYIAKQR,1.0\n")
     out = _seqdance(lean_env, "probe", "--labels", str(labels), "--model", str(tiny_model), "-o", str(tmp_path / "pr"))
     assert "sklearn" in _one_line_hint(out, "seqdance probe", "analysis")
+
+    # ProteinGym's own tables need the proteingym extra: benchmark-dms with a ProteinGym reference file, compare-dms
+    assays = tmp_path / "dms"
+    assays.mkdir()
+    (assays / "A.csv").write_text("mutant,DMS_score\nM1A,0.5\nK2A,0.1\n")
+    reference = tmp_path / "DMS_substitutions.csv"
+    reference.write_text("DMS_id,target_seq,UniProt_ID,coarse_selection_type,MSA_Neff_L_category,taxon\n"
+                         "A,MKTAYIAKQR,A_HUMAN,Stability,high,Human\n")
+    out = _seqdance(lean_env, "benchmark-dms", "--model", str(tiny_model), "--assays", str(assays), "--reference-file",
+                    str(reference), "-o", str(tmp_path / "bench"), "-q")
+    assert "proteingym" in _one_line_hint(out, "seqdance benchmark-dms", "proteingym")
+    assert not (tmp_path / "bench").exists()
+    out = _seqdance(lean_env, "compare-dms", "--scores", str(assays), "--reference-file", str(reference), "--model",
+                    "a=DMS_score", "--model", "b=DMS_score", "-o", str(tmp_path / "cmp"))
+    assert "proteingym" in _one_line_hint(out, "seqdance compare-dms", "proteingym")
 
 
 def test_python_users_get_a_seqdance_error(lean_env: dict[str, str]) -> None:

@@ -342,7 +342,7 @@ def test_benchmark_recomputes_damaged_and_foreign_results(models, assays, tmp_pa
     damage(out / "scores" / "CCDB_ECOLI_Adkar_2012.csv", "truncated")
     (out / "metrics" / "SPG1_STRSG_Olson_2014.csv").write_text("")
     assert main(argv) == 0
-    assert "2 of 2 assay(s) evaluated (0 from an earlier run)" in capsys.readouterr().out
+    assert "2 of 2 assays evaluated (0 from an earlier run)" in capsys.readouterr().out
     assert (out / "per_assay.csv").read_bytes() == per_assay
     # the results of another model (its key file and tables) copied over one assay's: recomputed
     other = tmp_path / "other"
@@ -351,7 +351,7 @@ def test_benchmark_recomputes_damaged_and_foreign_results(models, assays, tmp_pa
         shutil.copy(other / folder / f"CCDB_ECOLI_Adkar_2012{suffix}", out / folder)
     capsys.readouterr()
     assert main(argv) == 0
-    assert "2 of 2 assay(s) evaluated (1 from an earlier run)" in capsys.readouterr().out
+    assert "2 of 2 assays evaluated (1 from an earlier run)" in capsys.readouterr().out
     assert (out / "per_assay.csv").read_bytes() == per_assay
     # merge names the key file of another model's results
     sharded = tmp_path / "sharded"

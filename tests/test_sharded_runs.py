@@ -371,7 +371,7 @@ def test_benchmark_dms_shards_equal_one_process(shared_data, checkpoints, tmp_pa
                 == (tmp_path / "single" / "scores" / f"{name}.csv").read_bytes())
     capsys.readouterr()
     assert main(["merge", str(tmp_path / "n3")]) == 1  # merged again; the failed assay still counts
-    assert "3 shard(s) of benchmark-dms merged: 4 assay(s) evaluated, 1 failed" in capsys.readouterr().out
+    assert "3 shards of benchmark-dms merged: 4 assays evaluated, 1 failed" in capsys.readouterr().out
     # a rerun skips every finished assay (content unchanged) and recomputes one whose file changed
     table = assays / "mutant" / f"{names[0]}.csv"
     frame = pd.read_csv(table)
@@ -379,4 +379,4 @@ def test_benchmark_dms_shards_equal_one_process(shared_data, checkpoints, tmp_pa
     frame.loc[0, column] += 1.0
     frame.to_csv(table, index=False)
     assert main([*base, "-o", str(tmp_path / "single")]) == 1
-    assert f"{len(names)} of 5 assay(s) evaluated ({len(names) - 1} from an earlier run)" in capsys.readouterr().out
+    assert f"{len(names)} of 5 assays evaluated ({len(names) - 1} from an earlier run)" in capsys.readouterr().out

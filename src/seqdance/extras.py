@@ -33,6 +33,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "hydrogens": ("openmm",),  # --add-hydrogens
     "backmap": ("pypulchra",),  # --backmap pulchra (PULCHRA's C++ code)
     "tensorboard": ("tensorboard",),  # train with tensorboard: true
+    # ProteinGym's own metric and bootstrap functions (benchmark-dms --reference-file tables, compare-dms); its
+    # performance module needs scikit-learn, which the proteingym wheel does not declare
+    "proteingym": ("proteingym", "sklearn"),
 }
 
 #: The extra named for a missing module when the command does not name its own.
@@ -54,6 +57,7 @@ MODULE_EXTRA: dict[str, str] = {
     "pypulchra": "backmap",
     "pulchra": "all",  # the pure-Python PULCHRA port, part of [all] only
     "tensorboard": "tensorboard",
+    "proteingym": "proteingym",
 }
 
 #: Every optional top-level module seqdance may import (none of them is imported by the core path).
@@ -69,6 +73,7 @@ COMMAND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "analyze attention": ("analysis", ("matplotlib",)),
     "report": ("plots", ("plotly",)),
     "serve": ("app", ("fastapi", "uvicorn", "multipart", "orjson", "plotly")),
+    "compare-dms": ("proteingym", ("proteingym", "sklearn")),
 }
 
 #: Options (argparse destinations) that ask for pictures -> the extra drawing them needs.
@@ -175,6 +180,6 @@ def check_command(args: argparse.Namespace) -> None:
     for extra, modules in command_requirements(args):
         absent = missing_modules(modules)
         if absent:
-            option = next((f" --{d}" for d, need in OPTION_EXTRAS.items()
+            option = next((f" --{d.replace('_', '-')}" for d, need in OPTION_EXTRAS.items()
                            if need == (extra, modules) and getattr(args, d, None)), "")
             raise missing_extra_error(f"{command}{option}", extra, absent)

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seqdance.cli.score",  # score
     "seqdance.cli.compare",  # compare (how each variant changes the dynamics)
     "seqdance.cli.benchmark_dms",  # benchmark-dms
+    "seqdance.cli.compare_dms",  # compare-dms (paired comparison of score columns on ProteinGym assays)
     "seqdance.cli.merge",  # merge (the shards of a sharded predict, embed, score, compare, benchmark-dms, attention)
     "seqdance.cli.features",  # features md, features nma
     "seqdance.cli.dataset",  # dataset build|merge|split|check|homology

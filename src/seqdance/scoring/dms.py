@@ -2,8 +2,10 @@
 
 An assay folder holds ``mutant/<assay>.csv`` (or ``<assay>.csv`` at the top) with a ``mutant`` column and
 the measured fitness in ``DMS_score`` (or ``score``), and its wild type in ``fasta/<assay>.fasta`` (or
-``<assay>.fasta``) or in the ``target_seq`` column of a ProteinGym reference CSV (``DMS_id``, optionally
-``DMS_filename``). The reference CSV's ``target_seq`` wins over a FASTA file.
+``<assay>.fasta``) or in the ``target_seq`` column of a ProteinGym reference file (``DMS_id``, optionally
+``DMS_filename``; :mod:`seqdance.scoring.proteingym_reference`). The reference's ``target_seq`` wins over a FASTA
+file. Indel assays (``DMS_indels``) are read by :func:`load_indel_variants` and scored by
+:func:`score_indel_variants` (each sequence aligned to the wild type, docs/design.md#indel-change).
 
 Every predictor is evaluated with ProteinGym's sign convention (higher = fitter): ``combined`` (the
 ``score`` column), one predictor per property (minus its ``change_<property>``), and the ESM2 baselines.
@@ -19,6 +21,10 @@ Output folder layout::
     per_assay.csv                all assays' metrics in one long table (+ category columns)
     summary.csv                  median of each metric over assays, per predictor
     summary_by_<column>.csv      the same medians per category value
+    proteingym/<Metric>/         with a ProteinGym reference file: ProteinGym's own tables of the assays with a
+                                 reference row (:mod:`seqdance.scoring.proteingym_performance`)
+    missing_assays.csv           the reference file's DMS_ids without an assay file
+    training_identity.csv        with a training set: each assay protein's highest identity to it
     failures.csv                 assays that failed in the last run and why
     keys/<assay>.json            what an assay's results were computed from (content key and fields, the rows of
                                  its tables), written after its tables
@@ -35,12 +41,14 @@ recorded as the assay's failure; anything else is a bug and stops the run with i
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,11 +75,24 @@ from seqdance.schema import ESM2_MAX_RESIDUES, get_properties
 from seqdance.scoring.dynamics_score import DEFAULT_LOCAL_RADIUS, change_column
 from seqdance.scoring.metrics import METRIC_NAMES, assay_metrics, undefined_reasons
 from seqdance.scoring.mutations import (
+    IndelVariant,
+    MutationError,
     check_table_fields,
     check_wild_type,
     invalid_summary,
     parse_mutants,
+    sequence_variant,
     with_mutant_column,
+)
+from seqdance.scoring.options import DEFAULT_BOOTSTRAP_SAMPLES
+from seqdance.scoring.proteingym_performance import AssayInfo
+from seqdance.scoring.proteingym_reference import (
+    ReferenceFile,
+    assay_file_candidates,
+    assay_info,
+    binarise,
+    binarization_cutoff,
+    read_reference,
 )
 from seqdance.scoring.scorer import (
     MASKED_MARGINAL_COLUMN,
@@ -80,6 +101,7 @@ from seqdance.scoring.scorer import (
     WT_MARGINAL_COLUMN,
     score_variants,
 )
+from seqdance.scoring.training_overlap import IDENTITY_COLUMN
 from seqdance.scoring.windows import drop_unscorable
 from seqdance.wording import counted
 
@@ -94,13 +116,36 @@ PROTEINGYM_PREFIX = "seqdance_"
 
 @dataclass(frozen=True)
 class Assay:
-    """One DMS assay: its name, mutant table and wild-type sequence (None when none was found)."""
+    """One DMS assay: its name, mutant table and wild-type sequence (None when none was found).
+
+    From a ProteinGym reference row: ``info`` (what ProteinGym aggregates by; None without such a row),
+    ``cutoff`` (``DMS_binarization_cutoff``, used when the table has no ``DMS_score_bin``), ``wild_type_source``
+    (says where the wild type came from, in errors) and ``mutation_type`` (``substitutions`` or ``indels``).
+    """
 
     name: str
     table_path: Path
     wild_type: str | None
     categories: dict[str, str] = field(default_factory=dict)
     problem: str | None = None  # why the wild type could not be found
+    info: AssayInfo | None = None
+    cutoff: float | None = None
+    wild_type_source: str = ""
+    mutation_type: str = "substitutions"
+
+
+@dataclass
+class AssayDiscovery:
+    """The assays of a folder, the reference file's DMS_ids with no assay file, and the reference file read."""
+
+    assays: list[Assay]
+    missing: list[str] = field(default_factory=list)
+    reference: ReferenceFile | None = None
+
+    @property
+    def unmatched(self) -> list[str]:
+        """Assays of the folder without a reference row carrying ProteinGym's aggregation columns."""
+        return [a.name for a in self.assays if a.info is None] if self.reference is not None else []
 
 
 @dataclass
@@ -116,15 +161,6 @@ class BenchmarkResult:
         return self.report.n_done
 
 
-def _read_reference(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"reference CSV not found: {path}")
-    ref = read_csv_table(path)
-    if "DMS_id" not in ref.columns:
-        raise InputError(f"{path}: a reference CSV needs a 'DMS_id' column (ProteinGym reference file layout)")
-    return ref
-
-
 def discover_assays(
     assays_dir: str | os.PathLike[str],
     *,
@@ -132,58 +168,91 @@ def discover_assays(
     category_columns: Sequence[str] = (),
 ) -> list[Assay]:
     """The assays of a folder, sorted by name, with their wild types and category values."""
+    return find_assays(assays_dir, reference_file=reference_csv, category_columns=category_columns).assays
+
+
+def find_assays(
+    assays_dir: str | os.PathLike[str],
+    *,
+    reference_file: str | os.PathLike[str] | None = None,
+    category_columns: Sequence[str] = (),
+    mutation_type: str = "substitutions",
+) -> AssayDiscovery:
+    """The assays of a folder (sorted by name) with their wild types, categories and ProteinGym reference rows;
+    also the DMS_ids of the reference file whose assay file is not in the folder.
+
+    An assay table is ``mutant/<name>.csv`` or ``<name>.csv`` (ProteinGym's ``DMS_filename``). It takes the
+    reference row whose ``DMS_filename`` or ``DMS_id`` names it, and is then called by that DMS_id; the row's
+    ``target_seq`` is its wild type (else ``fasta/<name>.fasta``). Tables without a row still run (they have no
+    place in ProteinGym's tables).
+    """
     root = Path(assays_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"assay folder not found: {root}")
+    reference = read_reference(reference_file, mutation_type=mutation_type) if reference_file is not None else None
     table_dir = root / "mutant" if (root / "mutant").is_dir() else root
-    tables = sorted(table_dir.glob("*.csv"))
+    skip = {reference.path.resolve()} if reference is not None else set()
+    tables = [t for t in sorted(table_dir.glob("*.csv")) if t.resolve() not in skip]
     if not tables:
         raise InputError(f"{root}: no assay CSV files (expected mutant/<assay>.csv or <assay>.csv)")
-    folded: dict[str, Path] = {}
-    for table in tables:  # outputs are named by assay: names equal but for case would overwrite each other
-        if table.stem.lower() in folded:
-            raise InputError(f"assays {folded[table.stem.lower()].name} and {table.name} differ only in case; their "
-                             "result files would collide on case-insensitive file systems: rename one")
-        folded[table.stem.lower()] = table
     ref_rows: dict[str, pd.Series] = {}
-    if reference_csv is not None:
-        ref = _read_reference(Path(reference_csv))
-        missing = [c for c in category_columns if c not in ref.columns]
-        if missing:
-            raise InputError(f"{reference_csv}: category column(s) {missing} not found; columns: {list(ref.columns)}")
-        for _, row in ref.iterrows():
-            ref_rows[str(row["DMS_id"])] = row
-            if "DMS_filename" in ref.columns and isinstance(row["DMS_filename"], str):
-                ref_rows.setdefault(Path(row["DMS_filename"]).stem, row)
+    by_file: dict[str, str] = {}
+    if reference is not None:
+        absent = [c for c in category_columns if c not in reference.table.columns]
+        if absent:
+            raise InputError(f"{reference.path}: category column(s) {absent} not found; columns: "
+                             f"{list(reference.table.columns)}")
+        ref_rows = reference.rows()
+        for dms_id, row in ref_rows.items():
+            for candidate in assay_file_candidates(root, row):
+                by_file.setdefault(str(candidate.resolve()), dms_id)
+            if isinstance(row.get("DMS_filename"), str):
+                by_file.setdefault(Path(row["DMS_filename"]).stem, dms_id)
     elif category_columns:
-        raise InputError("category columns come from the reference CSV: give --reference-csv too")
+        raise InputError("category columns come from the reference file: give --reference-file too")
     assays: list[Assay] = []
+    folded: dict[str, Path] = {}
     for table in tables:
-        name = table.stem
-        row = ref_rows.get(name)
-        categories = {c: str(row[c]) for c in category_columns} if row is not None else {}
-        wild_type, problem = None, None
-        if row is not None and "target_seq" in row.index and isinstance(row["target_seq"], str):
-            wild_type = row["target_seq"]
-        else:
-            for fasta in (root / "fasta" / f"{name}.fasta", root / f"{name}.fasta", table.with_suffix(".fasta")):
-                if fasta.is_file():
-                    try:
-                        records = read_fasta(fasta)
-                    except ValueError as exc:
-                        problem = str(exc)
-                        break
-                    if len(records) != 1:
-                        problem = f"{fasta} holds {len(records)} records; expected the one wild type"
-                    else:
-                        wild_type = records[0].sequence
+        dms_id = by_file.get(str(table.resolve())) or (table.stem if table.stem in ref_rows else None) \
+            or by_file.get(table.stem)
+        name = dms_id or table.stem
+        if name.lower() in folded:  # outputs are named by assay: names equal but for case would overwrite
+            raise InputError(f"assays {folded[name.lower()].name} and {table.name} differ only in case (or name one "
+                             "DMS_id); their result files would collide: rename or remove one")
+        folded[name.lower()] = table
+        row = ref_rows.get(dms_id) if dms_id else None
+        assays.append(_assay_from(root, table, name, row, reference, category_columns, mutation_type))
+    found = {a.name for a in assays}
+    missing = [dms_id for dms_id in ref_rows if dms_id not in found]
+    return AssayDiscovery(sorted(assays, key=lambda a: a.name), missing, reference)
+
+
+def _assay_from(root: Path, table: Path, name: str, row: pd.Series | None, reference: ReferenceFile | None,
+                category_columns: Sequence[str], mutation_type: str) -> Assay:
+    categories = ({c: str(row[c]) for c in category_columns} if row is not None
+                  else dict.fromkeys(category_columns, "unknown"))
+    wild_type, problem, source = None, None, ""
+    if row is not None and "target_seq" in row.index and isinstance(row["target_seq"], str):
+        wild_type, source = row["target_seq"], f"the target_seq of {name} in {reference.path.name}"
+    else:
+        for fasta in (root / "fasta" / f"{name}.fasta", root / f"{name}.fasta", table.with_suffix(".fasta")):
+            if fasta.is_file():
+                try:
+                    records = read_fasta(fasta)
+                except ValueError as exc:
+                    problem = str(exc)
                     break
-            else:
-                problem = "no wild-type sequence: no fasta/<assay>.fasta and no target_seq in a reference CSV"
-        if row is None and category_columns:
-            categories = {c: "unknown" for c in category_columns}
-        assays.append(Assay(name, table, wild_type, categories, problem))
-    return assays
+                if len(records) != 1:
+                    problem = f"{fasta} holds {len(records)} records; expected the one wild type"
+                else:
+                    wild_type, source = records[0].sequence, str(fasta)
+                break
+        else:
+            problem = "no wild-type sequence: no fasta/<assay>.fasta and no target_seq in a reference file"
+    info = assay_info(row) if row is not None and reference is not None and reference.has_aggregation_columns \
+        else None
+    return Assay(name, table, wild_type, categories, problem, info=info, cutoff=binarization_cutoff(row),
+                 wild_type_source=source, mutation_type=mutation_type)
 
 
 def predictor_values(scores: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -233,24 +302,38 @@ def metric_warnings(metrics: pd.DataFrame) -> list[str]:
     return lines
 
 
-def proteingym_table(scores: pd.DataFrame, wild_type: str, variants: list | None = None) -> pd.DataFrame:
+#: Predictors defined for substitutions only (empty on indel rows).
+SUBSTITUTION_ONLY_COLUMNS = (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN)
+
+
+def proteingym_table(scores: pd.DataFrame, wild_type: str, variants: list | None = None, *,
+                     indels: bool = False) -> pd.DataFrame:
     """A scores table in ProteinGym's per-assay layout: mutant, mutated_sequence, DMS_score (DMS_score_bin) and
     one column per predictor, higher = fitter (dynamics predictors prefixed ``seqdance_``). ``variants``: the
-    scored variants, one per row (default: parsed again from the ``mutant`` column)."""
-    if variants is None:
-        checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type, indels=True)
-        if checked.invalid or len(checked.variants) != len(scores):
-            raise InputError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
-        variants = checked.variants
+    scored variants, one per row (default: parsed again from the ``mutant`` column). Indel tables keep their
+    ``mutated_sequence`` (their ``mutant`` is its id). The ESM2 marginals, defined for substitutions only, are left
+    out of a table with indels (``esm2_pll`` scores every variant)."""
+    if indels:
+        sequences = scores["mutated_sequence"].tolist()
+    else:
+        if variants is None:
+            checked = parse_mutants(scores["mutant"].astype(str).tolist(), wild_type, indels=True)
+            if checked.invalid or len(checked.variants) != len(scores):
+                raise InputError(f"{len(checked.invalid)} mutant(s) of the scores table do not fit the wild type")
+            variants = checked.variants
+        sequences = [v.apply(wild_type) for v in variants]
     table = pd.DataFrame({
         "mutant": scores["mutant"].to_numpy(),
-        "mutated_sequence": [v.apply(wild_type) for v in variants],
+        "mutated_sequence": sequences,
         "DMS_score": scores["DMS_score"].to_numpy(),
     })
     if "DMS_score_bin" in scores.columns:
         table["DMS_score_bin"] = scores["DMS_score_bin"].to_numpy()
     esm = (MASKED_MARGINAL_COLUMN, WT_MARGINAL_COLUMN, PLL_COLUMN)
+    has_indels = indels or any(isinstance(v, IndelVariant) for v in variants)
     for name, values in predictor_values(scores).items():
+        if has_indels and name in SUBSTITUTION_ONLY_COLUMNS:
+            continue  # undefined on indel rows, and ProteinGym requires every mutant scored
         table[name if name in esm else PROTEINGYM_PREFIX + name] = values
     return table
 
@@ -280,10 +363,15 @@ def load_assay_variants(
     frame = pd.DataFrame({"mutant": table["mutant"], "DMS_score": pd.to_numeric(table[score_col], errors="coerce")})
     if "DMS_score_bin" in table.columns:
         frame["DMS_score_bin"] = pd.to_numeric(table["DMS_score_bin"], errors="coerce")
+    elif assay.cutoff is not None:  # ProteinGym's binarisation from the reference file's cutoff
+        frame["DMS_score_bin"] = binarise(frame["DMS_score"], assay.cutoff)
     sequences = table["mutated_sequence"].tolist() if "mutated_sequence" in table.columns else None
     checked = parse_mutants(frame["mutant"].tolist(), wild_type, mutated_sequences=sequences, indels=True)
     checked = drop_unscorable(checked, len(wild_type), size=window)
     if checked.invalid:
+        if not skip_invalid and assay.wild_type_source.startswith("the target_seq"):
+            raise InputError(f"{assay.table_path}: {len(checked.invalid)} of {len(frame)} mutant(s) disagree with "
+                             f"{assay.wild_type_source} ({len(wild_type)} residues); first: {checked.invalid[0]}")
         if not skip_invalid:
             raise InputError(invalid_summary(checked.invalid, str(assay.table_path)))
         notes.append(f"{len(checked.invalid)} invalid mutant(s) skipped")
@@ -300,6 +388,62 @@ def load_assay_variants(
         notes.append(f"a random subset of the {len(variants):,}, seed {seed}")
         keep, variants = keep[chosen], [variants[i] for i in chosen]
     return wild_type, variants, frame.iloc[keep].reset_index(drop=True), "; ".join(notes)
+
+
+def score_indel_variants(wild_type: str, variants: Sequence[tuple[str, str]], *, source: str = "indel assay",
+                         **scoring: Any) -> pd.DataFrame:
+    """Scores of indel variants, one row per ``(mutant id, mutated_sequence)`` in order, with the columns
+    :func:`~seqdance.scoring.scorer.score_variants` gives (``score``, ``change_<property>``, the ESM2 columns);
+    ``scoring`` holds its settings. Each sequence is aligned to ``wild_type``
+    (:func:`~seqdance.scoring.mutations.sequence_variant`, docs/design.md#variant-alignment); one that is not a
+    variant of it is an error naming ``source`` and the row."""
+    parsed = []
+    for row, (label, sequence) in enumerate(variants, start=1):
+        try:
+            parsed.append(sequence_variant(label, sequence, wild_type))
+        except MutationError as exc:
+            raise InputError(f"{source}: row {row}: {exc}") from exc
+    return score_variants(wild_type, parsed, **scoring)
+
+
+def load_indel_variants(
+    assay: Assay, *, max_variants: int | None, seed: int
+) -> tuple[str, list[tuple[str, str]], pd.DataFrame, str]:
+    """Wild type, ``(mutant id, mutated_sequence)`` variants and their table rows (mutant, mutated_sequence,
+    DMS_score[, DMS_score_bin]) of one indel assay (ProteinGym's ``DMS_indels`` layout: ``mutated_sequence`` and
+    ``DMS_score``; the id is ``mutant`` when the file has it, else the sequence itself, as ProteinGym does)."""
+    if assay.wild_type is None:
+        raise InputError(assay.problem or "no wild-type sequence")
+    wild_type = check_wild_type(assay.wild_type, f"{assay.name} wild type")
+    table = read_csv_table(assay.table_path, dtype={"mutant": str, "mutated_sequence": str}, keep_default_na=True)
+    if "mutated_sequence" not in table.columns:
+        raise InputError(f"{assay.table_path}: an indel assay needs a 'mutated_sequence' column (columns: "
+                         f"{list(table.columns)})")
+    score_col = next((c for c in DMS_SCORE_COLUMNS if c in table.columns), None)
+    if score_col is None:
+        raise InputError(f"{assay.table_path}: no measured-fitness column ({' or '.join(DMS_SCORE_COLUMNS)})")
+    sequences = [check_wild_type(str(s) if isinstance(s, str) else "", f"{assay.table_path}: row {k + 1}")
+                 for k, s in enumerate(table["mutated_sequence"])]
+    ids = table["mutant"].astype(str).tolist() if "mutant" in table.columns else sequences
+    frame = pd.DataFrame({"mutant": ids, "mutated_sequence": sequences,
+                          "DMS_score": pd.to_numeric(table[score_col], errors="coerce")})
+    if "DMS_score_bin" in table.columns:
+        frame["DMS_score_bin"] = pd.to_numeric(table["DMS_score_bin"], errors="coerce")
+    elif assay.cutoff is not None:
+        frame["DMS_score_bin"] = binarise(frame["DMS_score"], assay.cutoff)
+    notes = []
+    measured = np.isfinite(frame["DMS_score"].to_numpy(dtype=np.float64))
+    if not measured.all():
+        notes.append(f"{int((~measured).sum())} row(s) without a measured score dropped")
+        frame = frame[measured]
+    if len(frame) < 2:
+        raise InputError(f"{assay.table_path}: fewer than 2 scored variants to evaluate")
+    if max_variants is not None and len(frame) > max_variants:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_variants, replace=False))
+        frame = frame.iloc[chosen]
+        notes.append(f"random subset of {max_variants} variants (seed {seed})")
+    frame = frame.reset_index(drop=True)
+    return wild_type, list(zip(frame["mutant"], frame["mutated_sequence"])), frame, "; ".join(notes)
 
 
 def _check_run_settings(out_dir: Path, settings: dict, restart: bool) -> None:
@@ -349,6 +493,7 @@ class BenchmarkLayout(RunLayout):
 
     command = "benchmark-dms"
     unit_noun = ("assay", "assays")
+    progress = False  # a progress bar while ProteinGym's tables are written (set by run_benchmark)
 
     def path(self, folder: str, item: RunItem) -> Path:
         return self.target / folder / f"{item.output}{'.json' if folder == KEYS_DIR else '.csv'}"
@@ -388,8 +533,12 @@ class BenchmarkLayout(RunLayout):
     def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
         names = [item.id for item in items]
         listed = [{"assay": name, "error": failures[name]} for name in names if name in failures]
-        per_assay, _ = write_summaries(self.target, [n for n in names if n not in failures], self.run["categories"],
-                                       self.run["category_columns"], listed)
+        done = [n for n in names if n not in failures]
+        per_assay, _ = write_summaries(self.target, done, self.run["categories"], self.run["category_columns"], listed,
+                                       training_identity=self.run.get("training_identity"))
+        _write_csv(pd.DataFrame({"DMS_id": list(self.run.get("missing") or [])}), self.target / "missing_assays.csv")
+        if self.run.get("proteingym"):
+            write_proteingym_tables(self.target, done, self.run["proteingym"], progress=self.progress)
         return len(per_assay)
 
 
@@ -414,6 +563,10 @@ def run_benchmark(
     report: Callable[[str], None] | None = None,
     shard: Shard | None = None,
     esm_pll: bool = False,
+    proteingym: ProteinGymOptions | None = None,
+    reference: ReferenceFile | None = None,
+    missing: Sequence[str] = (),
+    training_identity: pd.DataFrame | None = None,
 ) -> BenchmarkResult:
     """Score and evaluate every assay (or this ``shard``'s); finished assays whose results check out are not
     recomputed.
@@ -421,6 +574,12 @@ def run_benchmark(
     ``settings`` (model sources etc.) are recorded in ``run.json`` together with the scoring options; a
     resumed run must match them (``restart`` recomputes everything). An assay that fails with a user error is
     reported and recorded, and does not stop the others.
+
+    With ``proteingym`` options and the ``reference`` file the assays came from, ProteinGym's tables are written
+    too (``proteingym/<Metric>/``, :mod:`seqdance.scoring.proteingym_performance`) over the assays with a reference
+    row; ``missing`` (the reference's DMS_ids without an assay file) is listed in ``missing_assays.csv``;
+    ``training_identity`` (:func:`seqdance.scoring.training_overlap.training_identity`) adds each assay's highest
+    identity to the training set to ``per_assay.csv``.
     """
     out = Path(out_dir)
     say = report or log.info
@@ -440,10 +599,19 @@ def run_benchmark(
                     "esm2": module_fingerprint(esm_model) if esm_model is not None else None}
     items = [RunItem(k, a.name, a.name, assay_fields(a, run_settings, fingerprints)) for k, a in enumerate(assays)]
     units = [WorkUnit((k,), assay_cost(a, run_settings, with_esm=esm_model is not None)) for k, a in enumerate(assays)]
+    derived = [item.id for item in items if "binarization" in item.expect]
+    if derived:
+        say(f"{counted(len(derived), 'assay file')} without a DMS_score_bin column: derived from the reference file's "
+            "DMS_binarization_cutoff (1 where DMS_score >= the cutoff)")
     run = {"assays": content_key(sorted((item.id, item.key) for item in items)), **fingerprints,
            "settings": run_settings, "category_columns": list(category_columns),
-           "categories": {a.name: dict(a.categories) for a in assays}}
+           "categories": {a.name: dict(a.categories) for a in assays},
+           "missing": list(missing),
+           "proteingym": proteingym_record(assays, reference, proteingym) if proteingym is not None else None,
+           "training_identity": (training_identity.to_dict(orient="records") if training_identity is not None
+                                 else None)}
     layout = BenchmarkLayout(out, run, shard)
+    layout.progress = progress
     sharded = ShardedRun(layout, items, units, shard=shard, overwrite=restart)
 
     def compute(chosen: list[WorkUnit], pending: set[int]) -> dict[int, str]:
@@ -489,23 +657,28 @@ def _score_assay(assay: Assay, layout: BenchmarkLayout, item: RunItem, *, model,
                  local_radius, batch_size, window, max_variants, seed, skip_invalid, esm_pll=False
                  ) -> tuple[int, str, pd.DataFrame]:
     """Score and evaluate one assay and write its tables, key file last; returns (variants, note, metrics)."""
-    wild_type, variants, rows, note = load_assay_variants(
-        assay, skip_invalid=skip_invalid, max_variants=max_variants, seed=seed, window=window
-    )
-    scores = score_variants(
-        wild_type, variants, model=model, esm_model=esm_model, properties=properties, region=region,
-        local_radius=local_radius, batch_size=batch_size, window=window, esm_pll=esm_pll,
-    )
-    table = pd.concat([rows, scores], axis=1)
+    settings = {"model": model, "esm_model": esm_model, "properties": properties, "region": region,
+                "local_radius": local_radius, "batch_size": batch_size, "window": window, "esm_pll": esm_pll}
+    if assay.mutation_type == "indels":
+        wild_type, indels, rows, note = load_indel_variants(assay, max_variants=max_variants, seed=seed)
+        scores = score_indel_variants(wild_type, indels, source=str(assay.table_path), **settings)
+        variants = None
+    else:
+        wild_type, variants, rows, note = load_assay_variants(
+            assay, skip_invalid=skip_invalid, max_variants=max_variants, seed=seed, window=window
+        )
+        scores = score_variants(wild_type, variants, **settings)
+    table = pd.concat([rows, scores.reset_index(drop=True)], axis=1)
     metrics = metrics_table(table, assay.name)
     _write_csv(table, layout.path("scores", item))
-    _write_csv(proteingym_table(table, wild_type, variants), layout.path("proteingym", item))
+    _write_csv(proteingym_table(table, wild_type, variants, indels=assay.mutation_type == "indels"),
+               layout.path("proteingym", item))
     _write_csv(metrics, layout.path("metrics", item))
     record = {"assay": assay.name, "content_key": item.key, **item.expect, "n_variants": len(table),
               "n_predictors": len(metrics)}
     with atomic_path(layout.path(KEYS_DIR, item)) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return len(variants), note, metrics
+    return len(table), note, metrics
 
 
 def write_summaries(
@@ -514,13 +687,21 @@ def write_summaries(
     categories: dict[str, dict[str, str]],
     category_columns: Sequence[str],
     failures: Sequence[dict[str, str]],
+    *,
+    training_identity: Sequence[Mapping[str, object]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write failures.csv, per_assay.csv, summary.csv and summary_by_<column>.csv over the assays ``names``."""
+    """Write failures.csv, per_assay.csv, summary.csv and summary_by_<column>.csv over the assays ``names`` (and
+    training_identity.csv, with each assay's highest identity to the training set also in per_assay.csv)."""
     _write_csv(pd.DataFrame(list(failures), columns=["assay", "error"]), out / "failures.csv")
     frames = [pd.read_csv(out / "metrics" / f"{n}.csv") for n in names if (out / "metrics" / f"{n}.csv").is_file()]
     per_assay = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["assay", "predictor"])
     for column in category_columns:
         per_assay[column] = [categories.get(a, {}).get(column, "unknown") for a in per_assay["assay"]]
+    if training_identity is not None:
+        identity = pd.DataFrame(list(training_identity))
+        _write_csv(identity, out / "training_identity.csv")
+        by_assay = dict(zip(identity["assay"], identity[IDENTITY_COLUMN])) if len(identity) else {}
+        per_assay[IDENTITY_COLUMN] = [by_assay.get(a, np.nan) for a in per_assay["assay"]]
     _write_csv(per_assay, out / "per_assay.csv")
     summary = summarise(per_assay) if len(per_assay) else pd.DataFrame()
     _write_csv(summary, out / "summary.csv")
@@ -532,10 +713,25 @@ def write_summaries(
 
 
 def assay_fields(assay: Assay, run_settings: dict, fingerprints: dict) -> dict[str, str | None]:
-    """What an assay's results depend on: its table file, wild type, the run settings and the model fingerprints."""
+    """What an assay's results depend on: its table file, wild type, the run settings and the model fingerprints
+    (and the binarisation cutoff when ``DMS_score_bin`` is derived from it; an indel assay says so)."""
     table = sha256_file(assay.table_path) if assay.table_path.is_file() else None
     sequence = text_digest(assay.wild_type) if assay.wild_type is not None else None
-    return {"table": table, "sequence": sequence, "settings": content_key(run_settings), **fingerprints}
+    fields = {"table": table, "sequence": sequence, "settings": content_key(run_settings), **fingerprints}
+    if assay.cutoff is not None and "DMS_score_bin" not in table_header(assay.table_path):
+        fields["binarization"] = repr(assay.cutoff)
+    if assay.mutation_type != "substitutions":
+        fields["mutation_type"] = assay.mutation_type
+    return fields
+
+
+def table_header(path: Path) -> list[str]:
+    """The column names of a CSV table (empty when it cannot be read: the assay's own load reports why)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            return next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def assay_cost(assay: Assay, run_settings: dict, *, with_esm: bool) -> float:
@@ -575,3 +771,69 @@ def merge_benchmark(out_dir: str | os.PathLike[str]) -> MergedBenchmark:
     summary = pd.read_csv(out / "summary.csv") if merged.n_combined else pd.DataFrame()
     failures = pd.DataFrame([{"assay": a, "error": e} for a, e in merged.failures.items()], columns=["assay", "error"])
     return MergedBenchmark(per_assay, summary, failures)
+
+
+#: ProteinGym's model type of every score seqdance writes (single-sequence models, as ESM2 in its config.json).
+MODEL_TYPE = "Single sequence"
+#: Columns of a ProteinGym score file that are not scores.
+NOT_SCORES: tuple[str, ...] = ("mutant", "mutated_sequence", "DMS_score", "DMS_score_bin")
+
+
+@dataclass(frozen=True)
+class ProteinGymOptions:
+    """How ProteinGym's tables are aggregated: per mutation depth, bootstrap resamples and their seed (None: unseeded,
+    as ProteinGym's script)."""
+
+    by_depth: bool = False
+    bootstrap_samples: int = DEFAULT_BOOTSTRAP_SAMPLES
+    seed: int | None = 0
+
+
+def proteingym_record(assays: Sequence[Assay], reference: ReferenceFile | None, options: ProteinGymOptions
+                      ) -> dict | None:
+    """What a run records to write ProteinGym's tables without the reference file (None when the reference file
+    lacks ProteinGym's aggregation columns): the assays' rows in reference-file order, every row's lookup values."""
+    if reference is None or not reference.has_aggregation_columns:
+        return None
+    from seqdance.scoring.proteingym_package import version
+
+    infos = {a.name: a.info for a in assays if a.info is not None}
+    ordered = [infos[dms_id].as_record() for dms_id in reference.rows() if dms_id in infos]
+    return {"mutation_type": reference.mutation_type, "by_depth": options.by_depth,
+            "bootstrap_samples": options.bootstrap_samples, "seed": options.seed, "assays": ordered,
+            "lookup": reference.lookup_records(), "reference": reference.path.name, "proteingym_version": version()}
+
+
+def score_columns(path: Path) -> list[str]:
+    """The score columns of a ProteinGym score file, in order."""
+    return [c for c in table_header(path) if c not in NOT_SCORES]
+
+
+def write_proteingym_tables(target: Path, names: Sequence[str], record: Mapping, *, progress: bool = False
+                            ) -> list[Path]:
+    """ProteinGym's tables of the assays ``names`` (those with a reference row, in reference order) from their
+    ``proteingym/<assay>.csv`` score files, into ``target/proteingym/<Metric>/``."""
+    from seqdance.scoring.proteingym_performance import (
+        AssayPerformance,
+        assay_performance,
+        performance_tables,
+        write_performance,
+    )
+    from seqdance.scoring.proteingym_reference import lookup_frame
+
+    done = set(names)
+    infos = [AssayInfo.from_record(r) for r in record["assays"] if r[0] in done]
+    if not infos:
+        return []
+    folder = target / "proteingym"
+    columns = score_columns(folder / f"{infos[0].dms_id}.csv")
+    results = []
+    for info in infos:
+        scores = pd.read_csv(folder / f"{info.dms_id}.csv")
+        found = assay_performance(scores, columns, by_depth=bool(record["by_depth"]), where=info.dms_id)
+        results.append(AssayPerformance(info, len(scores), found))
+    tables = performance_tables(results, lookup_frame(record["lookup"]), columns,
+                                model_types=dict.fromkeys(columns, MODEL_TYPE), mutation_type=record["mutation_type"],
+                                by_depth=bool(record["by_depth"]), bootstrap_samples=int(record["bootstrap_samples"]),
+                                seed=record["seed"], progress=progress)
+    return write_performance(tables, folder)

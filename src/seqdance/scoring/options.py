@@ -9,3 +9,5 @@ Region = Literal["reference", "residues", "local"]
 REGIONS: tuple[str, ...] = ("reference", "residues", "local")
 #: Default half-width (residues) of the ``local`` region.
 DEFAULT_LOCAL_RADIUS = 10
+#: ProteinGym's number of bootstrap resamples for its standard errors.
+DEFAULT_BOOTSTRAP_SAMPLES = 10_000
