@@ -242,7 +242,7 @@ def plot_variant_pairs(path: str | os.PathLike[str], comparison: Any) -> Path | 
     n, offset = len(comparison.wild_type), comparison.offset
     width = 5.4 * len(maps)
     figure = Figure(figsize=(width, 5.4))
-    figure.subplots_adjust(left=0.8 / width, right=1 - 0.3 / width, top=0.86, bottom=0.1, wspace=0.45)
+    figure.subplots_adjust(left=0.8 / width, right=1 - 1.0 / width, top=0.86, bottom=0.1, wspace=0.55)
     axes = np.atleast_1d(figure.subplots(1, len(maps)))
     cmap = colormaps["RdBu_r"].with_extremes(bad="#bdbdbd")
     extent = (offset - 0.5, n + offset - 0.5, n + offset - 0.5, offset - 0.5)
