@@ -70,4 +70,4 @@ def test_dataset_build_exits_70_when_a_worker_hit_a_bug(monkeypatch: pytest.Monk
     monkeypatch.setattr(builder, "build_store", lambda *args, **kwargs: report)
     assert main(["dataset", "build", "m.csv", "-o", str(tmp_path / "s.h5"), "-q"]) == 70
     err = capsys.readouterr().err
-    assert "1 protein(s) failed by an unexpected error" in err and "please report it" in err
+    assert "1 protein failed by an unexpected error" in err and "please report it" in err

@@ -85,7 +85,8 @@ def test_device_and_dtype_are_one_option_wherever_a_model_runs() -> None:
             device = options["--device"]
             assert (device.help, device.metavar, device.default in ("auto", None)) == (DEVICE_HELP, "DEVICE", True), \
                 command
-        runs_model = "--model" in options and command != "finetune"  # finetune trains: its --precision is autocast
+        # finetune trains (its --precision is autocast); compare-dms's --model names a score column, runs nothing
+        runs_model = "--model" in options and command not in ("finetune", "compare-dms")
         if runs_model:
             dtype = options.get("--dtype")
             assert dtype is not None and dtype.default == "float32", command
@@ -98,7 +99,8 @@ def test_device_and_dtype_are_one_option_wherever_a_model_runs() -> None:
 #: Options whose values differ in meaning between commands, so their metavars differ on purpose.
 METAVAR_DIFFERENCES = {
     "--output": "a folder or a file of a kind (checked above)",
-    "--model": "SOURCE, or [NAME=]SOURCE where several models are compared (probe, finetune)",
+    "--model": "SOURCE, or [NAME=]SOURCE where several models are compared (probe, finetune), or compare-dms's "
+               "NAME=COLUMN",
     "--split": "a split LABEL of a store, or finetune's fold SCHEME",
     "--label": "a split LABEL (dataset homology) or a label COLUMN (probe)",
     "--labels": "a label table, or for finetune also a ProteinGym folder",
@@ -160,17 +162,20 @@ LIBRARY_COMMANDS: dict[str, tuple[str, ...]] = {
     "inference.records": ("predict", "embed"),
     "inference.runs": ("predict", "embed"),
     "inference.embedding_store": ("embed",),
-    "inference.sharding": ("predict", "embed", "score", "benchmark-dms", "analyze attention"),
-    "inference.sharded_run": ("predict", "embed", "score", "benchmark-dms", "analyze attention"),
+    "inference.sharding": ("predict", "embed", "score", "compare", "benchmark-dms", "analyze attention"),
+    "inference.sharded_run": ("predict", "embed", "score", "compare", "benchmark-dms", "analyze attention"),
     "train.trainer": ("train",),
     "scoring.proteins": ("score",),
     "scoring.single": ("score",),
+    "scoring.dms_compare": ("compare-dms",),
     "scoring.dms": ("benchmark-dms",),
+    "scoring.compare": ("compare",),
+    "scoring.proteingym": ("benchmark-dms",),
     "model.": ("predict", "embed", "score", "benchmark-dms", "evaluate", "analyze attention", "probe", "serve"),
 }
 #: CLI helper modules that register no command -> the commands that use them.
-CLI_HELPERS = {"scoring_options": ("score", "benchmark-dms"), "run_options": ("predict", "embed", "score",
-               "benchmark-dms", "analyze attention"), "report": ("report", "predict", "score")}
+CLI_HELPERS = {"scoring_options": ("score", "compare", "benchmark-dms"), "run_options": ("predict", "embed", "score",
+               "compare", "benchmark-dms", "analyze attention"), "report": ("report", "predict", "score", "compare")}
 #: Flags of other programs quoted in messages and help (torchrun, pip, MMseqs2).
 FOREIGN_FLAGS = {"--nproc_per_node", "--no-python", "--force-reinstall", "--min-seq-id", "--cov-mode",
                  "--seq-id-mode", "--help"}
@@ -209,9 +214,9 @@ def _named_flags(text: str, default: tuple[str, ...]) -> list[tuple[str, tuple[s
 
 def _cli_module_commands() -> dict[str, tuple[str, ...]]:
     mapping: dict[str, tuple[str, ...]] = dict(CLI_HELPERS)
-    for name in ("predict", "embed", "structure_map", "score", "compare", "benchmark_dms", "merge", "features_md",
-                 "features_nma", "dataset", "dataset_split", "dataset_labels", "train", "analyze", "probe", "serve",
-                 "finetune", "report"):
+    for name in ("predict", "embed", "structure_map", "score", "compare", "benchmark_dms", "compare_dms", "merge",
+                 "features_md", "features_nma", "dataset", "dataset_split", "dataset_labels", "train", "analyze",
+                 "probe", "serve", "finetune", "report"):
         module = __import__(f"seqdance.cli.{name}", fromlist=["register"])
         parser = argparse.ArgumentParser()
         sub = parser.add_subparsers(dest="c")

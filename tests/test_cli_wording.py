@@ -59,7 +59,7 @@ def test_printed_counts_use_counted_nouns() -> None:
 
 
 #: The one vocabulary of progress-bar units.
-UNITS = {"sequence", "protein", "structure", "frame", "variant", "assay", "site", "update", "batch"}
+UNITS = {"sequence", "protein", "structure", "frame", "variant", "assay", "site", "update", "batch", "metric"}
 
 
 def test_progress_bars_use_one_unit_vocabulary_and_name_their_command() -> None:

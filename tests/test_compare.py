@@ -195,7 +195,7 @@ def test_resume_by_content_shards_and_merge(setup, substitutions, tmp_path, caps
     pd.testing.assert_frame_equal(pd.read_csv(sharded / "summary.csv"), pd.read_csv(single / "summary.csv"))
     (sharded / "summary.csv").unlink()
     assert main(["merge", str(sharded)]) == 0
-    assert "shard(s) of compare merged" in capsys.readouterr().out
+    assert "shards of compare merged" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(sharded / "summary.csv"), pd.read_csv(single / "summary.csv"))
 
 
@@ -257,6 +257,7 @@ def test_compare_report_in_a_browser(setup, tmp_path, browser):
     wait_for(browser, "return document.body.dataset.ready === 'true'")
     sections = browser.find_elements(By.CSS_SELECTOR, "#protein section.panel")
     assert [s.get_attribute("data-kind") for s in sections] == ["variant"]
+    assert browser.find_element(By.CSS_SELECTOR, "span.count").text == "2 of 2 variants"
     assert len(browser.find_elements(By.CSS_SELECTOR, ".variant-pair-plot.js-plotly-plot")) == 2
     plot = browser.find_element(By.CSS_SELECTOR, ".variant-profiles-plot")
     # the Δ bars (trace 2) of K3P: hovering residue 3 shows the Δ the file holds

@@ -198,13 +198,13 @@ def test_commands_needing_an_extra_name_it(lean_env: dict[str, str], shared_data
     md = shared_data / "reference" / "md"
     top, traj = require(md / "3tvj_I.pdb"), require(md / "3tvj_I_10frames.dcd")
     line = _one_line_hint(_seqdance(lean_env, "features", "md", "-t", str(top), "-x", str(traj), "-o",
-                                    str(tmp_path / "f.npz")), "seqdance features", "md")
+                                    str(tmp_path / "f.npz")), "seqdance features md", "md")
     assert "mdtraj" in line and "numba" in line
     assert not (tmp_path / "f.npz").exists()
 
     structure = require(shared_data / "reference" / "nma" / "2g3r.pdb")
     line = _one_line_hint(_seqdance(lean_env, "features", "nma", str(structure), "-o", str(tmp_path / "nma")),
-                          "seqdance features", "nma")
+                          "seqdance features nma", "nma")
     assert "gemmi" in line
 
     prediction = tmp_path / "p.npz"

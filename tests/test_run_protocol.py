@@ -151,12 +151,12 @@ def test_a_shard_without_work_says_why(models, tmp_path, capsys):
     base = ["predict", str(fasta), "--model", str(models["dyn"]), "-q", "-o", str(out)]
     assert main([*base, "--shard", "1/2"]) == 0
     err = capsys.readouterr().err
-    assert ("shard 1/2 received no batch: the run's 4 input(s) make 1 batch, dealt whole to 2 shards, so 1 "
-            "shard(s) have nothing to compute") in err
-    assert "shard 1/2: 0 predicted, 0 already done; 0 file(s)" in err
+    assert ("shard 1/2 received no batch: the run's 4 inputs make 1 batch, dealt whole to 2 shards, so 1 "
+            "shard has nothing to compute") in err
+    assert "shard 1/2: 0 predicted, 0 already done; 0 files" in err
     assert main([*base, "--shard", "0/2"]) == 0
     err = capsys.readouterr().err
-    assert "received no" not in err and "all 2 shard(s) finished; residues.csv written" in err
+    assert "received no" not in err and "all 2 shards finished; residues.csv written" in err
 
 
 def test_the_callers_model_is_never_moved(models):
@@ -249,7 +249,7 @@ def test_probe_and_embed_give_identical_embeddings_for_1500_residues(models, wil
                  str(tmp_path / "emb.h5")]) == 0
     labels = pd.DataFrame({"name": list(sequences), "sequence": list(sequences.values()),
                            "y": np.arange(len(sequences), dtype=float)})
-    labels["split_0"] = ["test"] + ["train"] * (len(sequences) - 1)
+    labels["split_0"] = ["test"] * 3 + ["train"] * (len(sequences) - 3)  # probe needs 3 test proteins
     labels.to_csv(tmp_path / "labels.csv", index=False)
     model = load_model(str(models["dyn"]))
     table = read_label_table(tmp_path / "labels.csv")
@@ -294,15 +294,15 @@ def test_score_recomputes_cut_empty_and_foreign_tables(models, wild_types, tmp_p
     p1.write_bytes(p1.read_bytes()[:-7])  # cut in the middle of its last row
     (tables / "p2.csv").write_text("")
     assert main(argv) == 0
-    assert "3 protein(s) scored, 0 already done, of 3" in capsys.readouterr().out
+    assert "3 proteins scored, 0 already done, of 3" in capsys.readouterr().out
     assert (out / "scores.csv").read_bytes() == combined
     for suffix in (".csv", ".json"):  # p1's table and key under p0's name: another sequence
         shutil.copy(tables / f"p1{suffix}", tables / f"p0{suffix}")
     assert main(argv) == 0
-    assert "1 protein(s) scored, 2 already done, of 3" in capsys.readouterr().out
+    assert "1 protein scored, 2 already done, of 3" in capsys.readouterr().out
     assert (out / "scores.csv").read_bytes() == combined
     assert main([*argv, "--overwrite"]) == 0
-    assert "3 protein(s) scored, 0 already done, of 3" in capsys.readouterr().out
+    assert "3 proteins scored, 0 already done, of 3" in capsys.readouterr().out
     # merge refuses a table of another sequence
     sharded = tmp_path / "sharded"
     for i in range(2):

@@ -43,7 +43,7 @@ def test_score_mutation_file(checkpoints, tmp_path, capsys):
 
     assert main([*base, "--skip-invalid"]) == 0
     captured = capsys.readouterr()
-    assert "skipped 2 invalid mutant(s)" in captured.err
+    assert "skipped 2 invalid mutants" in captured.err
     table = pd.read_csv(out)
     assert table["mutant"].tolist() == ["K2A", "T3G:Q9W", "A4A", "K2A", "Q9W:T3G"]
     assert table["score_input"].tolist() == [1.0, 2.0, 3.0, 1.0, 2.0]  # input column kept, renamed
@@ -75,7 +75,7 @@ def test_score_saturation_fasta_offset_heatmap(checkpoints, tmp_path, capsys):
     assert list(table.columns) == ["mutant", "n_mutations", "score", "change_sasa_mean", "change_psi"]
     assert (table["score"] < 0).all()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    assert "heat map of 190 substitution(s)" in capsys.readouterr().out
+    assert "heat map of 190 substitutions" in capsys.readouterr().out
 
 
 def test_score_argument_errors(checkpoints, tmp_path, capsys):
@@ -103,7 +103,7 @@ def test_score_long_protein_window_and_too_wide_multi_mutant(checkpoints, tmp_pa
     assert "row 2: 'M1A:Q11A': the mutated sites span 11 residues" in capsys.readouterr().err
     assert main([*args, "--skip-invalid"]) == 0
     err = capsys.readouterr().err
-    assert "more than the 10-residue window" in err and "skipped 1 invalid mutant(s)" in err
+    assert "more than the 10-residue window" in err and "skipped 1 invalid mutant" in err
     table = pd.read_csv(out)
     assert table["mutant"].tolist() == ["M1A:R10G", "L23P"]
     assert table.drop(columns="mutant").notna().all().all()

@@ -183,9 +183,12 @@ def test_synthetic_indel_assay_through_score_and_benchmark_dms(shared_data, chec
         gym = pd.read_csv(out / "proteingym" / f"{name}.csv")
         assert gym["mutated_sequence"].tolist() == assay["mutated_sequence"].tolist()
         assert gym["seqdance_combined"].notna().all() and gym["esm2_pll"].notna().all()
-        indel = gym["mutated_sequence"].str.len() != len(wt)
-        assert gym.loc[indel, "esm2_masked_marginal"].isna().all()
-        assert gym.loc[~indel, "esm2_masked_marginal"].notna().all()
+        # the marginals, undefined on indel rows, stay out of ProteinGym's files (every mutant must be scored there)
+        assert "esm2_masked_marginal" not in gym.columns and "esm2_wt_marginal" not in gym.columns
+        scored = pd.read_csv(out / "scores" / f"{name}.csv")
+        indel = (gym["mutated_sequence"].str.len() != len(wt)).to_numpy()  # rows in the same order
+        assert indel.any() and scored.loc[indel, "esm2_masked_marginal"].isna().all()
+        assert scored.loc[~indel, "esm2_masked_marginal"].notna().all()
     per_assay = pd.read_csv(out / "per_assay.csv")
     row = per_assay[(per_assay["assay"] == "IF1_indels") & (per_assay["predictor"] == "combined")].iloc[0]
     assert np.isfinite(row["spearman"]) and row["n_variants"] == len(assay)

@@ -76,7 +76,8 @@ def test_predict_shards_equal_one_process(checkpoints, fasta, tmp_path, capsys):
         for i in range(n):
             assert main([*base, "-o", str(out), "--shard", f"{i}/{n}"]) == 0
             err = capsys.readouterr().err
-            assert (f"all {n} shard(s) finished; residues.csv written" in err) == (i == n - 1)
+            finished = f"{'all ' if n > 1 else ''}{n} shard{'s' if n > 1 else ''} finished; residues.csv written"
+            assert (finished in err) == (i == n - 1)
         same_npz_dirs(single, out)
         assert (out / "residues.csv").read_bytes() == (single / "residues.csv").read_bytes()
         # the explicit merge checks the run and writes the same table again
@@ -155,12 +156,12 @@ def test_score_many_proteins_shards_equal_one_process(checkpoints, shared_data, 
     capsys.readouterr()
     # resume by content: a rerun scores nothing; a changed wild type is scored again, alone
     assert main([*base, "-o", str(single)]) == 0
-    assert "0 protein(s) scored, 4 already done" in capsys.readouterr().out
+    assert "0 proteins scored, 4 already done" in capsys.readouterr().out
     records = {r.id: r.sequence for r in read_fasta(fasta)}
     records["prot1|len30"] = "A" + records["prot1|len30"][1:]
     write_fasta(fasta, records)
     assert main([*base, "-o", str(single)]) == 0
-    assert "1 protein(s) scored, 3 already done" in capsys.readouterr().out
+    assert "1 protein scored, 3 already done" in capsys.readouterr().out
     assert pd.read_csv(single / "proteins" / "prot1_len30.csv")["mutant"].iloc[0] == "A1C"
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqdance.cli.options import fraction
+from seqdance.cli.options import add_output_dir, add_quiet_option, fraction
 from seqdance.store.options import DEFAULT_COVERAGE
 from seqdance.wording import counted
 
@@ -47,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-train-identity", type=fraction, metavar="T",
                    help="leave out of the tests and means the assays whose identity to the training set is above T")
     p.add_argument("--no-figure", action="store_true", help="tables only (the figure needs the plots extra)")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_output_dir(p, "output folder")
+    add_quiet_option(p)
     p.set_defaults(func=run_compare_dms)
 
 

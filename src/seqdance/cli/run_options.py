@@ -36,7 +36,8 @@ def report_run(report, *, noun: str, merged_what: str, merge_target: Path | str)
     if shard is None:
         return
     if report.merged:
-        print(f"shard {shard.label}: all {counted(shard.count, 'shard')} finished; {merged_what} written",
+        print(f"shard {shard.label}: {'all ' if shard.count > 1 else ''}{counted(shard.count, 'shard')} finished; "
+              f"{merged_what} written",
               file=sys.stderr)
     else:
         print(f"shard {shard.label}: done; the last shard to finish writes {merged_what} "

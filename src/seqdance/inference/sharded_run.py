@@ -248,10 +248,11 @@ class RunReport:
         if not self.idle or self.shard is None:
             return ""
         one, many = self.unit_noun
+        idle = max(0, self.shard.count - self.n_units)
         units = f"{self.n_units} {one if self.n_units == 1 else many}"
         return (f"shard {self.shard.label} received no {one}: the run's {counted(self.n_items, 'input')} make {units}, "
-                f"dealt whole to {self.shard.count} shards, so {max(0, self.shard.count - self.n_units)} shard(s) "
-                f"have nothing to compute")
+                f"dealt whole to {self.shard.count} shards, so {counted(idle, 'shard')} "
+                f"{'has' if idle == 1 else 'have'} nothing to compute")
 
 
 class ShardedRun:

@@ -242,6 +242,12 @@ def apply_edits(text: str, wild_type: str, offset: int = 1) -> str:
     return sequence
 
 
+def looks_like_substitutions(text: str) -> bool:
+    """A mutant text written as substitutions (``A23G``, ``A23G:L45P``), whether or not they fit a wild type."""
+    tokens = [t.strip() for t in str(text).strip().split(MUTANT_SEPARATOR)]
+    return bool(tokens) and all(_SUBSTITUTION.match(t) for t in tokens)
+
+
 def looks_like_sequence(text: str) -> bool:
     """A mutant text that is a sequence (letters only, no position numbers), as in ProteinGym's indel files."""
     text = text.strip()
@@ -324,7 +330,7 @@ def parse_mutants(
     """Validate every mutant against the wild type; invalid ones are collected, never silently dropped.
 
     When ``mutated_sequences`` is given (ProteinGym's ``mutated_sequence`` column), each must equal the
-    wild type with the mutant applied. With ``indels``, a row whose mutant is not a substitution list is read
+    wild type with the mutant applied. With ``indels``, a row whose mutant is not written as substitutions is read
     from its ``mutated_sequence`` (the mutant text is then its label), from the mutant text when that is a
     sequence, or from deletions and insertions written as outputs write them (``L10_K12del``, ``A20_K21insGSG``:
     :func:`apply_edits`); sequences of another length become :class:`IndelVariant` s (:func:`sequence_variant`).
@@ -341,8 +347,9 @@ def parse_mutants(
             try:
                 variant = parse_mutant(shown, wild_type, offset)
             except MutationError:
-                if not indels or (given is None and not looks_like_sequence(shown) and not looks_like_edits(shown)):
-                    raise
+                if not indels or looks_like_substitutions(shown) or (
+                        given is None and not looks_like_sequence(shown) and not looks_like_edits(shown)):
+                    raise  # substitutions that do not fit the wild type stay invalid, whatever the sequence says
                 if given is not None:  # the sequence is the variant; the mutant text is its label
                     sequence = given
                 else:

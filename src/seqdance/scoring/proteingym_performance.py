@@ -382,7 +382,8 @@ def performance_tables(
     if progress:
         from tqdm.auto import tqdm
 
-        metrics = tqdm(METRICS, desc=f"ProteinGym tables ({bootstrap_samples} bootstrap resamples)", unit="metric")
+        metrics = tqdm(METRICS, desc=f"benchmark-dms ProteinGym tables ({bootstrap_samples:,} bootstrap resamples)",
+                       unit="metric")
     with seeded_numpy_global(seed):
         for metric in metrics:
             dms = dms_level_table(results, metric, score_columns, by_depth=by_depth and mutation_type != "indels")

@@ -85,7 +85,7 @@ class CheckReport:
         if self.ok:
             return f"{self.path}: {counted(self.n_checked, 'protein')} checked, no problems{missing}"
         return (f"{self.path}: {counted(self.n_checked, 'protein')} checked, {counted(len(self.problems), 'problem')} "
-                f"in {counted(len(self.offending), 'protein')}{missing}")
+                f"in {counted(len(self.offending), 'entry')}{missing}")
 
 
 def _first(mask: np.ndarray, base: int = 1) -> str:

@@ -144,7 +144,8 @@
         });
         tr.addEventListener("click", () => onSelect(row));
       });
-      count.textContent = rows.length + " of " + run.rows.length + " protein(s)";
+      const noun = run.kind === "compare" ? "variant" : "protein";
+      count.textContent = rows.length + " of " + run.rows.length + " " + noun + (run.rows.length === 1 ? "" : "s");
     }
     search.addEventListener("input", draw);
     area.appendChild(search);
