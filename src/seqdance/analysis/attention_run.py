@@ -44,9 +44,7 @@ from seqdance.inference.sharded_run import (
     ShardedRun,
     Verdict,
     WorkUnit,
-    csv_table_problem,
-    missing,
-    read_record,
+    csv_with_record_verdict,
 )
 from seqdance.inference.sharding import Shard, input_cost, text_digest
 from seqdance.io_utils import atomic_path
@@ -209,19 +207,7 @@ class AttentionLayout(RunLayout):
             tmp.write_text(json.dumps(state, indent=1))
 
     def check(self, items: Sequence[RunItem]) -> list[Verdict]:
-        verdicts = []
-        for item in items:
-            table, meta = self.paths(item)
-            if not table.is_file() or not meta.is_file():
-                verdicts.append(missing(table if not table.is_file() else meta))
-                continue
-            recorded = read_record(meta)
-            if isinstance(recorded, Verdict):
-                verdicts.append(recorded)
-                continue
-            verdicts.append(Verdict.judge(str(table), item, recorded, recorded.get("content_key"),
-                                          csv_table_problem(table, int(item.expect["n_rows"]))))
-        return verdicts
+        return [csv_with_record_verdict(*self.paths(item), item, int(item.expect["n_rows"])) for item in items]
 
     def read(self, item: RunItem) -> pd.DataFrame:
         table, _ = self.paths(item)

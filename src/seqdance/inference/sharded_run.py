@@ -151,6 +151,19 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | Verdict:
     return data
 
 
+def csv_with_record_verdict(table: str | os.PathLike[str], record: str | os.PathLike[str], item: RunItem,
+                            n_rows: int) -> Verdict:
+    """The verdict on one output made of a CSV table and the JSON record beside it: both present, the record
+    readable and of this item's content, the table whole with ``n_rows`` rows."""
+    table, record = Path(table), Path(record)
+    if not table.is_file() or not record.is_file():
+        return missing(table if not table.is_file() else record)
+    recorded = read_record(record)
+    if isinstance(recorded, Verdict):
+        return recorded
+    return Verdict.judge(str(table), item, recorded, recorded.get("content_key"), csv_table_problem(table, n_rows))
+
+
 def csv_table_problem(path: str | os.PathLike[str], n_rows: int) -> str | None:
     """The content check of a CSV output: why it is not whole (None when it is). Whole is a header and
     ``n_rows`` rows, each with as many fields as the header, and a complete last line: a file cut short, cut in

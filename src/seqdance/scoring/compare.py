@@ -43,6 +43,7 @@ from seqdance.scoring.dynamics_score import (
     SCORE_EPSILON,
     _auto_batch_size,
     change_column,
+    check_region,
     region_weights,
 )
 from seqdance.scoring.indels import AlignedChangeReducer, aligned_weights, indel_window
@@ -55,7 +56,6 @@ from seqdance.scoring.mutations import (
     looks_like_sequence,
     parse_mutants,
 )
-from seqdance.scoring.options import REGIONS
 from seqdance.tokenizer import encode
 
 #: Property families: how the summaries group properties (residue and pair families).
@@ -346,8 +346,7 @@ class Comparer:
         esm_model: torch.nn.Module | None = None,
         esm_pll: bool = False,
     ) -> None:
-        if region not in REGIONS:
-            raise InputError(f"unknown score region {region!r}; expected one of {REGIONS}")
+        check_region(region, local_radius)
         self.model = model
         self.wild_type = check_wild_type(wild_type)
         self.props = get_properties(properties)

@@ -187,6 +187,14 @@ def region_weights(
     return selected, both * either
 
 
+def check_region(region: str, local_radius: int) -> None:
+    """Refuse an unknown score region or a negative local radius, in one line."""
+    if region not in REGIONS:
+        raise InputError(f"unknown score region {region!r}; expected one of {REGIONS}")
+    if local_radius < 0:
+        raise InputError(f"local_radius must be >= 0, got {local_radius}")
+
+
 def _auto_batch_size(model: torch.nn.Module, n_tokens: int, pairs: bool) -> int:
     if not pairs:
         return max(1, RESIDUE_BATCH_TOKENS // n_tokens)
@@ -213,10 +221,7 @@ def score_dynamics(
 
     ``model`` is a :class:`seqdance.model.DynamicsModel` (any module with its ``forward`` contract).
     """
-    if region not in REGIONS:
-        raise InputError(f"unknown score region {region!r}; expected one of {REGIONS}")
-    if local_radius < 0:
-        raise InputError(f"local_radius must be >= 0, got {local_radius}")
+    check_region(region, local_radius)
     props = get_properties(properties)
     columns = [change_column(p.name) for p in props]
     result = np.zeros((len(variants), len(props)), dtype=np.float64)

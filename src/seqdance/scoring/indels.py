@@ -37,6 +37,7 @@ from seqdance.scoring.dynamics_score import (
     ChangeReducer,
     _auto_batch_size,
     change_column,
+    check_region,
 )
 from seqdance.scoring.mutations import AnyVariant, IndelVariant
 from seqdance.scoring.options import REGIONS
@@ -166,10 +167,7 @@ def score_indels(
 ) -> pd.DataFrame:
     """``change_<property>`` (≥ 0) of each indel variant, one row per variant in order (the columns of
     :func:`~seqdance.scoring.dynamics_score.score_dynamics`). Repeated sequences are run once."""
-    if region not in REGIONS:
-        raise InputError(f"unknown score region {region!r}; expected one of {REGIONS}")
-    if local_radius < 0:
-        raise InputError(f"local_radius must be >= 0, got {local_radius}")
+    check_region(region, local_radius)
     props = get_properties(properties)
     need_pairs = any(p.is_pair for p in props)
     result = np.zeros((len(variants), len(props)), dtype=np.float64)

@@ -41,10 +41,8 @@ from seqdance.inference.sharded_run import (
     ShardedRun,
     Verdict,
     WorkUnit,
-    csv_table_problem,
+    csv_with_record_verdict,
     merge_run,
-    missing,
-    read_record,
 )
 from seqdance.inference.sharding import Shard, content_key, input_cost, text_digest
 from seqdance.inference.writer import BackgroundWriter
@@ -256,19 +254,7 @@ class ScoreLayout(RunLayout):
         (self.target / PROTEINS_DIR).mkdir(parents=True, exist_ok=True)
 
     def check(self, items: Sequence[RunItem]) -> list[Verdict]:
-        verdicts = []
-        for item in items:
-            table, meta = self.paths(item)
-            if not table.is_file() or not meta.is_file():
-                verdicts.append(missing(table if not table.is_file() else meta))
-                continue
-            recorded = read_record(meta)
-            if isinstance(recorded, Verdict):
-                verdicts.append(recorded)
-                continue
-            verdicts.append(Verdict.judge(str(table), item, recorded, recorded.get("content_key"),
-                                          csv_table_problem(table, int(item.expect["n_variants"]))))
-        return verdicts
+        return [csv_with_record_verdict(*self.paths(item), item, int(item.expect["n_variants"])) for item in items]
 
     def combine(self, items: Sequence[RunItem], failures: Mapping[str, str]) -> int:
         return write_combined(self.target, [item.id for item in items], {item.id: item.output for item in items})
